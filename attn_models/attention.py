@@ -1,0 +1,164 @@
+"""The attention layer every model in this package shares, the encoder block built on it,
+and attention rollout (Abnar & Zuidema, 2020) to turn per-layer weights into one map.
+
+Shapes: B batch, T tokens (Tq queries, Tk keys), C embedding, H heads, D = C / H.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with two paths that compute the same thing:
+
+    - need_weights=False: torch's fused ``scaled_dot_product_attention`` (fast, no weights);
+    - need_weights=True: an explicit softmax(QK^T / sqrt(D)) V that also returns the
+      attention weights (B, H, Tq, Tk), which is what the pipeline logs as attention maps.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.k_proj = nn.Linear(embed_dim, embed_dim)
+        self.v_proj = nn.Linear(embed_dim, embed_dim)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+
+    def forward(
+        self,
+        query: torch.Tensor,  # (B, Tq, C)
+        key_value: torch.Tensor | None = None,  # (B, Tk, C); None for self-attention
+        key_padding_mask: torch.Tensor | None = None,  # (B, Tk), True where the key is padding
+        causal: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        key_value = query if key_value is None else key_value
+        q = self._split_heads(self.q_proj(query))
+        k = self._split_heads(self.k_proj(key_value))
+        v = self._split_heads(self.v_proj(key_value))
+        allowed = _allowed_mask(q.shape[2], k.shape[2], key_padding_mask, causal, query.device)
+        dropout_p = self.dropout if self.training else 0.0
+
+        if need_weights:
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, H, Tq, Tk)
+            if allowed is not None:
+                scores = scores.masked_fill(~allowed, float("-inf"))
+            weights = scores.softmax(dim=-1)
+            out = F.dropout(weights, dropout_p, self.training) @ v  # (B, H, Tq, D)
+        else:
+            weights = None
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+
+        out = out.transpose(1, 2).reshape(query.shape[0], query.shape[1], -1)  # (B, Tq, C)
+        return self.out_proj(out), weights
+
+
+def _allowed_mask(tq, tk, key_padding_mask, causal, device) -> torch.Tensor | None:
+    """Boolean mask broadcastable to (B, H, Tq, Tk): True where a query may attend to a key."""
+    allowed = None
+    if key_padding_mask is not None:
+        allowed = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, Tk)
+    if causal:
+        lower = torch.ones(tq, tk, dtype=torch.bool, device=device).tril(diagonal=tk - tq)
+        allowed = lower if allowed is None else allowed & lower
+    return allowed
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, embed_dim: int, mlp_ratio: float, dropout: float):
+        hidden = int(embed_dim * mlp_ratio)
+        super().__init__(
+            nn.Linear(embed_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, embed_dim), nn.Dropout(dropout)
+        )
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm Transformer encoder block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, embed_dim: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(embed_dim)
+        self.attn = MultiHeadAttention(embed_dim, num_heads, dropout)
+        self.norm2 = nn.LayerNorm(embed_dim)
+        self.mlp = FeedForward(embed_dim, mlp_ratio, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, key_padding_mask=None, need_weights=False):
+        attended, weights = self.attn(self.norm1(x), key_padding_mask=key_padding_mask, need_weights=need_weights)
+        x = x + self.drop(attended)
+        return x + self.mlp(self.norm2(x)), weights
+
+
+class Encoder(nn.Module):
+    """A stack of encoder blocks with a final LayerNorm. Returns the per-layer weights when asked."""
+
+    def __init__(self, embed_dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+        super().__init__()
+        self.blocks = nn.ModuleList(EncoderBlock(embed_dim, num_heads, mlp_ratio, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x, key_padding_mask=None, need_weights=False):
+        attentions = []
+        for block in self.blocks:
+            x, weights = block(x, key_padding_mask, need_weights)
+            attentions.append(weights)
+        return self.norm(x), (attentions if need_weights else None)
+
+
+def attention_rollout(attentions: list[torch.Tensor], residual_weight: float = 0.5) -> torch.Tensor:
+    """Attention rollout: average heads, mix in the residual path, multiply through the layers.
+
+    attentions: per-layer weights, each (B, H, T, T). Returns (B, T, T); row i says how much
+    each input token contributed to output token i (rows sum to 1).
+    """
+    rollout = None
+    for weights in attentions:
+        mixed = weights.mean(dim=1)  # (B, T, T)
+        eye = torch.eye(mixed.shape[-1], device=mixed.device)
+        mixed = residual_weight * mixed + (1 - residual_weight) * eye
+        mixed = mixed / mixed.sum(dim=-1, keepdim=True)
+        rollout = mixed if rollout is None else mixed @ rollout
+    return rollout
+
+
+class ClassTokenClassifier(nn.Module):
+    """What every classifier here shares: prepend a learned class token to a token sequence,
+    add learned positions, run the encoder, classify from the class token.
+
+    Subclasses turn their raw input into tokens (B, T, C) and call ``classify``.
+    """
+
+    def __init__(self, num_tokens: int, num_classes: int, embed_dim: int, depth: int, num_heads: int,
+                 mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, num_tokens + 1, embed_dim) * 0.02)
+        self.drop = nn.Dropout(dropout)
+        self.encoder = Encoder(embed_dim, depth, num_heads, mlp_ratio, dropout)
+        self.head = nn.Linear(embed_dim, num_classes)
+
+    def classify(self, tokens, key_padding_mask=None, return_attention=False):
+        B, T, _ = tokens.shape
+        x = torch.cat([self.cls_token.expand(B, -1, -1), tokens], dim=1) + self.pos_embed[:, : T + 1]
+        if key_padding_mask is not None:  # the class token is never padding
+            key_padding_mask = torch.cat([key_padding_mask.new_zeros(B, 1), key_padding_mask], dim=1)
+        x, attentions = self.encoder(self.drop(x), key_padding_mask, need_weights=return_attention)
+        logits = self.head(x[:, 0])  # (B, num_classes)
+        return (logits, attentions) if return_attention else logits
+
+    @torch.no_grad()
+    def input_relevance(self, *inputs) -> torch.Tensor:
+        """How much each input token fed the class token, by attention rollout: (B, T), rows sum to ~1."""
+        _, attentions = self(*inputs, return_attention=True)
+        relevance = attention_rollout(attentions)[:, 0, 1:]  # class-token row, without itself
+        return relevance / relevance.sum(dim=-1, keepdim=True)

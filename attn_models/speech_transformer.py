@@ -1,0 +1,50 @@
+"""Speech Transformer for keyword spotting: waveform -> log-mel frames -> conv subsampling -> encoder.
+
+The log-mel front end is part of the model, so a saved model takes raw 16 kHz samples.
+SpecAugment (frequency and time masking, Park et al., 2019) is applied in training mode only.
+"""
+import torch
+import torchaudio
+from torch import nn
+
+from attn_models.attention import ClassTokenClassifier
+
+
+class LogMelFrontEnd(nn.Module):
+    def __init__(self, sample_rate: int, n_mels: int, win_ms: float = 25.0, hop_ms: float = 10.0):
+        super().__init__()
+        self.hop_length = int(sample_rate * hop_ms / 1000)
+        self.melspec = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate, n_fft=int(sample_rate * win_ms / 1000), hop_length=self.hop_length, n_mels=n_mels
+        )
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:  # (B, samples) -> (B, n_mels, frames)
+        return torch.log(self.melspec(waveform) + 1e-6)
+
+
+class SpeechTransformer(ClassTokenClassifier):
+    def __init__(self, num_classes: int, sample_rate: int = 16000, clip_seconds: float = 1.0, n_mels: int = 40,
+                 embed_dim: int = 64, depth: int = 3, num_heads: int = 4, mlp_ratio: float = 2.0, dropout: float = 0.1,
+                 freq_mask: int = 8, time_mask: int = 10):
+        self.subsampling = 2
+        front_end = LogMelFrontEnd(sample_rate, n_mels)
+        frames = int(sample_rate * clip_seconds) // front_end.hop_length + 1
+        self.num_frames = (frames + self.subsampling - 1) // self.subsampling
+        super().__init__(self.num_frames, num_classes, embed_dim, depth, num_heads, mlp_ratio, dropout)
+        self.front_end = front_end
+        self.spec_augment = nn.Sequential(
+            torchaudio.transforms.FrequencyMasking(freq_mask), torchaudio.transforms.TimeMasking(time_mask)
+        )
+        self.feature_norm = nn.BatchNorm1d(n_mels)
+        self.subsample = nn.Sequential(
+            nn.Conv1d(n_mels, embed_dim, kernel_size=3, stride=self.subsampling, padding=1), nn.GELU()
+        )
+
+    def features(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Normalised log-mel features (B, n_mels, frames), masked by SpecAugment in training."""
+        features = self.feature_norm(self.front_end(waveform))
+        return self.spec_augment(features) if self.training else features
+
+    def forward(self, waveform: torch.Tensor, return_attention: bool = False):  # waveform: (B, samples) float
+        frames = self.subsample(self.features(waveform)).transpose(1, 2)  # (B, num_frames, C)
+        return self.classify(frames, None, return_attention)

@@ -1,0 +1,145 @@
+"""Read prepared data (data/<modality>/, in the layouts users bring) into torch datasets.
+
+- image:  <root>/{train,val,test}/<class>/*.png|jpg           (folder per class)
+- speech: <root>/<word>/*.wav + validation_list.txt, testing_list.txt   (Speech Commands)
+- text:   <root>/{train,val,test}.csv with columns text,label
+"""
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+import soundfile
+import torch
+from albumentations.pytorch import ToTensorV2
+from PIL import Image
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import Dataset
+
+SPLITS = ("train", "val", "test")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+PAD, UNK = "[PAD]", "[UNK]"  # ids 0 and 1
+
+
+@dataclass
+class Splits:
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    class_names: list[str]
+    collate_fn: object = None  # None: torch's default
+
+
+class LabelledItems(Dataset):
+    """(input, label index) pairs; ``load`` turns a stored item (a path, a text) into the input."""
+
+    def __init__(self, items: list, labels: list[int], load):
+        self.items, self.labels, self.load = items, labels, load
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.load(self.items[index]), self.labels[index]
+
+
+# ---- image --------------------------------------------------------------------------------
+def image_transforms(channels: int, augment=None, seed: int = 0) -> A.Compose:
+    """Normalise to [-1, 1]; in training also shift, rotate and scale (albumentations, seeded)."""
+    steps = []
+    if augment is not None:
+        steps.append(A.Affine(translate_percent=(-augment.max_shift, augment.max_shift), rotate=(-augment.max_rotate,
+                              augment.max_rotate), scale=augment.scale_range, p=0.9))
+    steps += [A.Normalize(mean=(0.5,) * channels, std=(0.5,) * channels, max_pixel_value=255.0), ToTensorV2()]
+    return A.Compose(steps, seed=seed)
+
+
+def read_image(path: Path, channels: int, size: int) -> np.ndarray:
+    """An (H, W, C) uint8 array at size x size with the requested channels."""
+    image = Image.open(path).convert("L" if channels == 1 else "RGB")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    pixels = np.asarray(image)
+    return pixels[:, :, None] if channels == 1 else pixels
+
+
+def load_image_splits(root: Path, params, seed: int) -> Splits:
+    class_names = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    size, channels = params.data.builtin.image_size, params.data.channels
+
+    def split(name, transform):
+        paths = sorted(p for p in (root / name).glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        labels = [class_names.index(p.parent.name) for p in paths]
+        return LabelledItems(paths, labels, lambda p: transform(image=read_image(p, channels, size))["image"])
+
+    plain = image_transforms(channels)
+    return Splits(split("train", image_transforms(channels, params.data.augment, seed)), split("val", plain),
+                  split("test", plain), class_names)
+
+
+# ---- speech -------------------------------------------------------------------------------
+def read_clip(path: Path, num_samples: int) -> torch.Tensor:
+    """A mono float32 clip of exactly num_samples (zero-padded or cut at the end)."""
+    samples, _ = soundfile.read(path, dtype="float32", always_2d=True)
+    clip = torch.from_numpy(samples.mean(axis=1))
+    return torch.nn.functional.pad(clip, (0, max(0, num_samples - len(clip))))[:num_samples]
+
+
+def load_speech_splits(root: Path, params, seed: int) -> Splits:
+    class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    listed = {name: set((root / f"{name}_list.txt").read_text().split()) for name in ("validation", "testing")}
+    by_split = {name: [] for name in SPLITS}
+    for path in sorted(root.glob("*/*.wav")):
+        if path.parent.name not in class_names:
+            continue
+        relative = f"{path.parent.name}/{path.name}"
+        split = "val" if relative in listed["validation"] else "test" if relative in listed["testing"] else "train"
+        by_split[split].append(path)
+    num_samples = int(params.data.sample_rate * params.data.clip_seconds)
+
+    def split(name):
+        paths = by_split[name]
+        return LabelledItems(paths, [class_names.index(p.parent.name) for p in paths], lambda p: read_clip(p, num_samples))
+
+    return Splits(split("train"), split("val"), split("test"), class_names)
+
+
+# ---- text ---------------------------------------------------------------------------------
+def read_text_csv(path: Path) -> tuple[list[str], list[str]]:
+    with path.open(newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    return [row["text"] for row in rows], [row["label"] for row in rows]
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
+    """A byte-pair-encoding subword vocabulary learned from the training texts."""
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK],
+                                                             show_progress=False))
+    return tokenizer
+
+
+def encode_texts(tokenizer: Tokenizer, texts: list[str], max_len: int) -> list[torch.Tensor]:
+    return [torch.tensor(encoding.ids[:max_len] or [tokenizer.token_to_id(UNK)])
+            for encoding in tokenizer.encode_batch(texts)]
+
+
+def pad_token_batch(batch):
+    ids, labels = zip(*batch)
+    return pad_sequence(ids, batch_first=True, padding_value=0), torch.tensor(labels)
+
+
+def load_text_splits(root: Path, params, seed: int, tokenizer: Tokenizer) -> Splits:
+    texts = {name: read_text_csv(root / f"{name}.csv") for name in SPLITS}
+    class_names = sorted(set(texts["train"][1]))
+
+    def split(name):
+        split_texts, split_labels = texts[name]
+        ids = encode_texts(tokenizer, split_texts, params.model.max_len)
+        return LabelledItems(ids, [class_names.index(label) for label in split_labels], lambda item: item)
+
+    return Splits(split("train"), split("val"), split("test"), class_names, pad_token_batch)

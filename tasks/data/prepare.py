@@ -1,0 +1,67 @@
+"""Prepare stage: build each modality's built-in dataset into data/<modality>/.
+
+A dataset is rebuilt only when its recipe (generator arguments and seed) changed. It is written
+to a scratch folder first and swapped in whole, so a failure never leaves half a dataset in data/.
+"""
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from tasks.data.builtin_image import generate_image_dataset
+from tasks.data.builtin_speech import generate_speech_dataset
+from tasks.data.builtin_text import generate_text_dataset
+from tasks.params import Params
+
+RECIPE_FILE = "dataset.json"
+SCRATCH_DIR = ".attnflow-tmp"  # beside data/, same file system, never versioned
+
+
+def builtin_recipe(modality: str, params: Params) -> dict:
+    """The generator and its keyword arguments for a modality: everything its data depends on."""
+    section = params.section(modality)
+    arguments = section.data.builtin.model_dump() | {"seed": params.global_.seed}
+    if modality == "speech":
+        arguments |= {"sample_rate": section.data.sample_rate, "clip_seconds": section.data.clip_seconds}
+    return {"source": "builtin", "modality": modality, "arguments": arguments}
+
+
+GENERATORS = {"text": generate_text_dataset, "image": generate_image_dataset, "speech": generate_speech_dataset}
+
+
+def read_recipe(dataset_dir: Path) -> dict | None:
+    path = dataset_dir / RECIPE_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def swap_in(built: Path, target: Path) -> None:
+    """Replace target with built in two renames (the old copy is removed only after the swap)."""
+    retired = built.with_name(built.name + "-old")
+    if target.exists():
+        target.rename(retired)
+    built.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+@task(name="prepare-data", retries=1, retry_delay_seconds=2)
+def prepare_data(modality: str, params: Params, root: Path) -> dict:
+    logger = get_run_logger()
+    recipe = builtin_recipe(modality, params)
+    target = root / "data" / modality
+    if read_recipe(target) == recipe:
+        logger.info("data/%s is up to date with its recipe", modality)
+        return recipe
+    scratch_root = root / SCRATCH_DIR
+    scratch_root.mkdir(exist_ok=True)
+    built = Path(tempfile.mkdtemp(prefix=f"{modality}-", dir=scratch_root))
+    try:
+        summary = GENERATORS[modality](built, **recipe["arguments"])
+        (built / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
+        target.parent.mkdir(exist_ok=True)
+        swap_in(built, target)
+    finally:
+        shutil.rmtree(built, ignore_errors=True)
+    logger.info("built data/%s: %s", modality, summary)
+    return recipe

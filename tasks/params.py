@@ -1,0 +1,209 @@
+"""params.yaml: its schema, validated on load, and where the project's paths come from.
+
+Every stage reads its own section. Unknown keys, wrong types and out-of-range values stop
+the run before any work, with the offending key named (``ParamsError``).
+"""
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+MODALITIES = ("text", "image", "speech")
+Fraction = Field(ge=0.0, lt=1.0)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- global -------------------------------------------------------------------------------
+class TrackingParams(Section):
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db
+    experiment: str = "attnflow"
+
+
+class GlobalParams(Section):
+    seed: int = Field(42, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    modalities: list[Literal["text", "image", "speech"]] = list(MODALITIES)
+    tracking: TrackingParams = TrackingParams()
+
+
+# ---- shared stage sections ----------------------------------------------------------------
+class TrainParams(Section):
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+    label_smoothing: float = Fraction
+    max_batches_per_epoch: int | None = Field(None, ge=1)  # shrinks epochs for smoke tests
+
+
+class EvalParams(Section):
+    batch_size: int = Field(256, ge=1)
+    attention_maps: int = Field(4, ge=0, le=32)  # test samples drawn with their attention
+
+
+class ModelParams(Section):
+    embed_dim: int = Field(ge=8)
+    depth: int = Field(ge=1, le=24)
+    num_heads: int = Field(ge=1)
+    mlp_ratio: float = Field(2.0, gt=0)
+    dropout: float = Fraction
+
+    @model_validator(mode="after")
+    def heads_divide_embedding(self):
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
+        return self
+
+
+def check_range(name: str, low, high) -> None:
+    if low > high:
+        raise ValueError(f"{name}: the low end ({low}) is above the high end ({high})")
+
+
+# ---- text ---------------------------------------------------------------------------------
+class TextBuiltinData(Section):
+    locales: list[str] = Field(min_length=2)
+    samples_per_class: int = Field(ge=10)
+    min_words: int = Field(ge=1)
+    max_words: int = Field(ge=1)
+    val_fraction: float = Field(gt=0, lt=0.5)
+    test_fraction: float = Field(gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def word_range(self):
+        check_range("min_words/max_words", self.min_words, self.max_words)
+        return self
+
+
+class TextData(Section):
+    builtin: TextBuiltinData
+
+
+class TextModel(ModelParams):
+    vocab_size: int = Field(ge=32, le=100_000)
+    max_len: int = Field(ge=4, le=4096)
+
+
+class TextParams(Section):
+    task: str = Field(min_length=1)  # what the model predicts; names the MLflow runs
+    data: TextData
+    model: TextModel
+    train: TrainParams
+    eval: EvalParams = EvalParams()
+
+
+# ---- image --------------------------------------------------------------------------------
+class ImageBuiltinData(Section):
+    image_size: int = Field(ge=8, le=256)
+    val_fraction: float = Field(gt=0, lt=0.5)
+    test_fraction: float = Field(gt=0, lt=0.5)
+
+
+class ImageAugment(Section):
+    max_shift: float = Field(0.1, ge=0, le=0.5)  # fraction of the image size
+    max_rotate: float = Field(10.0, ge=0, le=180)  # degrees
+    scale_range: tuple[float, float] = (0.9, 1.1)
+
+
+class ImageData(Section):
+    builtin: ImageBuiltinData
+    channels: int = Field(1, ge=1, le=3)
+    augment: ImageAugment = ImageAugment()
+
+
+class ImageModel(ModelParams):
+    patch_size: int = Field(ge=1)
+
+
+class ImageParams(Section):
+    task: str = Field(min_length=1)  # what the model predicts; names the MLflow runs
+    data: ImageData
+    model: ImageModel
+    train: TrainParams
+    eval: EvalParams = EvalParams()
+
+    @model_validator(mode="after")
+    def patches_tile_image(self):
+        if self.data.builtin.image_size % self.model.patch_size:
+            raise ValueError(f"model.patch_size ({self.model.patch_size}) must divide "
+                             f"data.builtin.image_size ({self.data.builtin.image_size})")
+        return self
+
+
+# ---- speech -------------------------------------------------------------------------------
+class SpeechBuiltinData(Section):
+    words: list[str] = Field(min_length=2)
+    speakers_per_word: int = Field(ge=2)
+    voices: list[str] = Field(min_length=1)
+    rate_range: tuple[int, int]
+    pitch_range: tuple[int, int]
+    noise_snr_db_range: tuple[float, float]
+    val_fraction: float = Field(gt=0, lt=0.5)
+    test_fraction: float = Field(gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def ranges(self):
+        for name in ("rate_range", "pitch_range", "noise_snr_db_range"):
+            check_range(name, *getattr(self, name))
+        return self
+
+
+class SpeechData(Section):
+    builtin: SpeechBuiltinData
+    sample_rate: int = Field(16000, ge=8000, le=48000)
+    clip_seconds: float = Field(1.0, gt=0, le=10)
+
+
+class SpeechModel(ModelParams):
+    n_mels: int = Field(40, ge=8, le=256)
+    freq_mask: int = Field(8, ge=0)  # SpecAugment, applied in training only
+    time_mask: int = Field(10, ge=0)
+
+
+class SpeechParams(Section):
+    task: str = Field(min_length=1)  # what the model predicts; names the MLflow runs
+    data: SpeechData
+    model: SpeechModel
+    train: TrainParams
+    eval: EvalParams = EvalParams()
+
+
+class Params(Section):
+    global_: GlobalParams = Field(GlobalParams(), alias="global")
+    text: TextParams
+    image: ImageParams
+    speech: SpeechParams
+
+    def section(self, modality: str) -> TextParams | ImageParams | SpeechParams:
+        return getattr(self, modality)
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or invalid; the message names the file and key."""
+
+
+def load_params(path: str | Path) -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ParamsError(f"{path}: cannot read params: {error}") from error
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as error:
+        problems = [
+            f"  {'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+            + ("" if problem["type"] == "missing" else f" (got {problem['input']!r})")
+            for problem in error.errors()
+        ]
+        raise ParamsError(f"{path}: invalid params:\n" + "\n".join(problems)) from None
+
+
+def project_root(params_path: str | Path) -> Path:
+    """The project is the folder holding params.yaml: data/, data.dvc and mlflow.db live beside it."""
+    return Path(params_path).resolve().parent

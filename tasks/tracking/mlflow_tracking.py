@@ -1,0 +1,76 @@
+"""MLflow: where runs go, and how a pipeline run and its modality runs are opened, tagged and closed.
+
+Run ids are passed explicitly everywhere (MLflow's active run is per thread, and Prefect may run
+work on other threads); only ``log_pytorch_model`` activates a run, because ``log_model`` needs it.
+"""
+import os
+import time
+import traceback
+from pathlib import Path
+
+import mlflow
+import mlflow.pytorch
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from tasks.params import Params
+
+ARTIFACTS_DIR = "mlartifacts"
+
+
+def tracking_uri(root: Path, params: Params) -> str:
+    """params.yaml's tracking.uri, else $MLFLOW_TRACKING_URI, else a sqlite store in the project."""
+    configured = params.global_.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+    return configured or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def connect(root: Path, params: Params) -> tuple[MlflowClient, str]:
+    """Point MLflow at the project's store and return a client and the experiment id."""
+    uri = tracking_uri(root, params)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    name = params.global_.tracking.experiment
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return client, experiment.experiment_id
+    # Artifacts of a local store sit beside it, at an absolute path (never relative to the cwd).
+    artifact_location = (root / ARTIFACTS_DIR).resolve().as_uri() if uri.startswith("sqlite:") else None
+    return client, client.create_experiment(name, artifact_location=artifact_location)
+
+
+def flatten(section: dict, prefix: str = "") -> dict[str, str]:
+    """{'model': {'depth': 2}} -> {'model.depth': '2'}; lists are written out whole."""
+    flat = {}
+    for key, value in section.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def log_params(client: MlflowClient, run_id: str, section: dict) -> None:
+    params = [Param(key, value[:6000]) for key, value in flatten(section).items()]
+    for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+        client.log_batch(run_id, params=params[start : start + 100])
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(key, float(value), now, step or 0) for key, value in metrics.items()])
+
+
+def fail_run(client: MlflowClient, run_id: str, error: BaseException) -> None:
+    """Mark a run FAILED with the error and its traceback, so nothing is left RUNNING."""
+    text = "".join(traceback.format_exception(error))
+    client.set_tag(run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+    client.log_text(run_id, text, "error_traceback.txt")
+    client.set_terminated(run_id, "FAILED")
+
+
+def log_pytorch_model(run_id: str, model, *, input_example, signature, code_paths, extra_files):
+    """Log a model with mlflow.pytorch (which needs the run active in this thread)."""
+    with mlflow.start_run(run_id=run_id, nested=True):
+        return mlflow.pytorch.log_model(model, name="model", input_example=input_example, signature=signature,
+                                        code_paths=code_paths, extra_files=extra_files)

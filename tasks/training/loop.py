@@ -1,0 +1,81 @@
+"""The training loop (AdamW, linear warm-up then cosine decay, best-on-validation weights) and batched prediction."""
+import copy
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from tasks.data.datasets import Splits
+from tasks.params import TrainParams
+
+
+def make_loader(dataset, splits: Splits, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=splits.collate_fn)
+
+
+@torch.no_grad()
+def predict(model, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels for a whole loader, on the CPU."""
+    model.eval()
+    logits, labels = [], []
+    for inputs, targets in loader:
+        logits.append(model(inputs.to(device)).cpu())
+        labels.append(targets)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def fit(model, splits: Splits, train: TrainParams, device: torch.device, seed: int, on_epoch_end) -> dict:
+    """Train, keep the weights of the best validation epoch, and report each epoch to on_epoch_end(epoch, metrics)."""
+    train_loader = make_loader(splits.train, splits, train.batch_size, shuffle=True, seed=seed)
+    val_loader = make_loader(splits.val, splits, train.batch_size)
+    steps_per_epoch = min(len(train_loader), train.max_batches_per_epoch or len(train_loader))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(train.epochs * steps_per_epoch, train.warmup_epochs * steps_per_epoch)
+    )
+    model.to(device)
+    best = {"val_accuracy": -1.0, "epoch": 0, "state": None}
+    for epoch in range(1, train.epochs + 1):
+        model.train()
+        started, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        for step, (inputs, targets) in enumerate(train_loader):
+            if step == steps_per_epoch:
+                break
+            inputs, targets = inputs.to(device), targets.to(device)
+            logits = model(inputs)
+            loss = F.cross_entropy(logits, targets, label_smoothing=train.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            seen += len(targets)
+            loss_sum += loss.item() * len(targets)
+            correct += (logits.argmax(-1) == targets).sum().item()
+        seconds = time.perf_counter() - started
+        val_logits, val_labels = predict(model, val_loader, device)
+        metrics = {
+            "train_loss": loss_sum / seen,
+            "train_accuracy": correct / seen,
+            "val_loss": F.cross_entropy(val_logits, val_labels).item(),
+            "val_accuracy": (val_logits.argmax(-1) == val_labels).float().mean().item(),
+            "train_samples_per_second": seen / seconds,
+        }
+        if metrics["val_accuracy"] > best["val_accuracy"]:
+            best = {"val_accuracy": metrics["val_accuracy"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+        on_epoch_end(epoch, metrics)
+    model.load_state_dict(best["state"])
+    return {"best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"]}

@@ -1,0 +1,54 @@
+"""Train stage: fit a modality's model on data/<modality>/ and save a checkpoint that can rebuild it."""
+from pathlib import Path
+
+import torch
+from prefect import get_run_logger, task
+
+from tasks.data.datasets import read_text_csv, train_tokenizer
+from tasks.data.splits import load_splits
+from tasks.params import Params
+from tasks.reproducibility import resolve_device, set_seeds
+from tasks.tracking.mlflow_tracking import connect, log_metrics
+from tasks.training.loop import fit
+from tasks.training.models import build_model, model_args
+
+CHECKPOINT = "checkpoint.pt"
+TOKENIZER = "tokenizer.json"
+
+
+@task(name="train")
+def train_model(modality: str, params: Params, root: Path, run_id: str, out_dir: Path) -> Path:
+    logger = get_run_logger()
+    section, seed = params.section(modality), params.global_.seed
+    set_seeds(seed)
+    device = resolve_device(params.global_.device)
+    data_dir = root / "data" / modality
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    tokenizer = None
+    if modality == "text":  # the subword vocabulary is learned from the training split only
+        tokenizer = train_tokenizer(read_text_csv(data_dir / "train.csv")[0], section.model.vocab_size)
+        tokenizer.save(str(out_dir / TOKENIZER))
+    splits = load_splits(modality, data_dir, section, seed, tokenizer)
+    args = model_args(modality, section, len(splits.class_names), tokenizer and tokenizer.get_vocab_size())
+    model = build_model(modality, args)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("%s: %s with %.2fM parameters, %d train / %d val samples on %s", modality, type(model).__name__,
+                n_params / 1e6, len(splits.train), len(splits.val), device)
+
+    client, _ = connect(root, params)
+    epochs = section.train.epochs
+
+    def report(epoch: int, metrics: dict) -> None:
+        log_metrics(client, run_id, metrics, step=epoch)
+        logger.info("%s epoch %d/%d  train loss %.3f acc %.3f | val loss %.3f acc %.3f | %.0f samples/s", modality,
+                    epoch, epochs, metrics["train_loss"], metrics["train_accuracy"], metrics["val_loss"],
+                    metrics["val_accuracy"], metrics["train_samples_per_second"])
+
+    best = fit(model, splits, section.train, device, seed, report)
+    log_metrics(client, run_id, {"best_val_accuracy": best["best_val_accuracy"], "best_epoch": best["best_epoch"],
+                                 "num_parameters": n_params})
+    checkpoint = out_dir / CHECKPOINT
+    torch.save({"modality": modality, "model_args": args, "state_dict": model.cpu().state_dict(),
+                "class_names": splits.class_names, **best}, checkpoint)
+    return checkpoint
