@@ -18,13 +18,12 @@ class MultiHeadAttention(nn.Module):
       attention weights (B, H, Tq, Tk), which is what the pipeline logs as attention maps.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0):
+    def __init__(self, embed_dim: int, num_heads: int):
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
-        self.dropout = dropout
         self.q_proj = nn.Linear(embed_dim, embed_dim)
         self.k_proj = nn.Linear(embed_dim, embed_dim)
         self.v_proj = nn.Linear(embed_dim, embed_dim)
@@ -47,17 +46,16 @@ class MultiHeadAttention(nn.Module):
         k = self._split_heads(self.k_proj(key_value))
         v = self._split_heads(self.v_proj(key_value))
         allowed = _allowed_mask(q.shape[2], k.shape[2], key_padding_mask, causal, query.device)
-        dropout_p = self.dropout if self.training else 0.0
 
         if need_weights:
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, H, Tq, Tk)
             if allowed is not None:
                 scores = scores.masked_fill(~allowed, float("-inf"))
             weights = scores.softmax(dim=-1)
-            out = F.dropout(weights, dropout_p, self.training) @ v  # (B, H, Tq, D)
+            out = weights @ v  # (B, H, Tq, D)
         else:
             weights = None
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
 
         out = out.transpose(1, 2).reshape(query.shape[0], query.shape[1], -1)  # (B, Tq, C)
         return self.out_proj(out), weights
@@ -88,7 +86,7 @@ class EncoderBlock(nn.Module):
     def __init__(self, embed_dim: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(embed_dim)
-        self.attn = MultiHeadAttention(embed_dim, num_heads, dropout)
+        self.attn = MultiHeadAttention(embed_dim, num_heads)  # no dropout on attention weights (as in ViT)
         self.norm2 = nn.LayerNorm(embed_dim)
         self.mlp = FeedForward(embed_dim, mlp_ratio, dropout)
         self.drop = nn.Dropout(dropout)

@@ -198,7 +198,7 @@ def load_params(path: str | Path) -> Params:
     except ValidationError as error:
         problems = [
             f"  {'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
-            + ("" if problem["type"] == "missing" else f" (got {problem['input']!r})")
+            + ("" if problem["type"] == "missing" or isinstance(problem["input"], dict) else f" (got {problem['input']!r})")
             for problem in error.errors()
         ]
         raise ParamsError(f"{path}: invalid params:\n" + "\n".join(problems)) from None

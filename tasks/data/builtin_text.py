@@ -12,8 +12,9 @@ The corpus is synthetic, but built so that the task is not trivial:
   recognise the spelling of an unseen word.
 * Close languages. The defaults include Danish/German/Dutch/English,
   Spanish/Italian/French and Polish/Czech, whose word lists share tokens ("in", "a").
-* Misleading proper nouns. First names, last names and cities are mixed into the texts,
-  half of them from another language of the dataset, so they are only a weak cue.
+* Misleading proper nouns. First names, last names and company names are mixed into
+  the texts, half of them from another language of the dataset, so they are only a
+  weak cue.
 
 Labels are never encoded in the text itself (no markers, no per-class formatting).
 Everything is seeded per class from ``(seed, locale)``, so the output is byte-identical
@@ -126,13 +127,6 @@ def _validate_arguments(
         raise ValueError("locales must name at least two locales")
     if samples_per_class < 1:
         raise ValueError(f"samples_per_class must be >= 1, got {samples_per_class}")
-    if samples_per_class - round(samples_per_class * val_fraction) - round(
-        samples_per_class * test_fraction
-    ) < 1:
-        raise ValueError(
-            f"samples_per_class={samples_per_class} leaves no training text per class "
-            f"with val_fraction={val_fraction} and test_fraction={test_fraction}"
-        )
     if min_words < 1:
         raise ValueError(f"min_words must be >= 1, got {min_words}")
     if min_words > max_words:
@@ -143,6 +137,13 @@ def _validate_arguments(
     if val_fraction + test_fraction >= 1.0:
         raise ValueError(
             f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}"
+        )
+    if samples_per_class - round(samples_per_class * val_fraction) - round(
+        samples_per_class * test_fraction
+    ) < 1:
+        raise ValueError(
+            f"samples_per_class={samples_per_class} leaves no training text per class "
+            f"with val_fraction={val_fraction} and test_fraction={test_fraction}"
         )
     return labels_by_locale
 
@@ -168,10 +169,14 @@ def _derive_seed(seed: int, *parts: str) -> int:
 
 
 def _proper_noun_pool(locale: str, seed: int) -> list[str]:
-    """First names, last names and city names of one locale, in a fixed order."""
+    """First names, last names and company names of one locale, in a fixed order.
+
+    (Not city names: Faker's ``it_IT`` city list is built from a set, so its order
+    depends on ``PYTHONHASHSEED``.)
+    """
     fake = Faker(locale)
     fake.seed_instance(_derive_seed(seed, "proper-nouns", locale))
-    makers = (fake.first_name, fake.last_name, fake.city)
+    makers = (fake.first_name, fake.last_name, fake.company)
     return [makers[index % len(makers)]() for index in range(PROPER_NOUN_POOL_SIZE)]
 
 

@@ -70,7 +70,12 @@ def fail_run(client: MlflowClient, run_id: str, error: BaseException) -> None:
 
 
 def log_pytorch_model(run_id: str, model, *, input_example, signature, code_paths, extra_files):
-    """Log a model with mlflow.pytorch (which needs the run active in this thread)."""
+    """Log a model with mlflow.pytorch (which needs the run active in this thread).
+
+    Pickled with its code (code_paths) rather than exported as pt2: torch.export would fix the batch
+    size and sequence length to the input example's.
+    """
     with mlflow.start_run(run_id=run_id, nested=True):
         return mlflow.pytorch.log_model(model, name="model", input_example=input_example, signature=signature,
-                                        code_paths=code_paths, extra_files=extra_files)
+                                        code_paths=code_paths, extra_files=extra_files,
+                                        serialization_format="pickle")

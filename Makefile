@@ -1,0 +1,46 @@
+# The commands a newcomer needs. Each one sets up the locked environment first when it is missing.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+
+# Prefect keeps its local state (the temporary server's database) inside the project.
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
+# The pipeline's own default store; $MLFLOW_TRACKING_URI wins when set.
+TRACKING_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
+
+.PHONY: help setup run test test-slow ui lint clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --extra dev --python python3
+	touch $@
+
+setup: $(VENV)/.synced ## create .venv from uv.lock (torch, prefect, mlflow, dvc, ...)
+
+run: setup ## run the whole pipeline on the built-in data (text, image, speech)
+	$(VENV)/bin/attnflow run
+
+test: setup ## run the test suite (slow tests excluded)
+	$(PY) -m pytest -m "not slow"
+
+test-slow: setup ## run only the slow tests
+	$(PY) -m pytest -m slow
+
+ui: setup ## open the MLflow UI on this project's store at http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri "$(TRACKING_URI)" --host 127.0.0.1 --port 5000
+
+clean: ## remove runs, outputs and local state (keeps data/ and the DVC cache)
+	rm -rf outputs mlflow.db mlartifacts .prefect .attnflow-tmp

@@ -1,0 +1,63 @@
+"""Fixtures that run the real pipeline small: a throw-away project (git + DVC + params.yaml shrunk to
+seconds of work) and a temporary Prefect server."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_params() -> dict:
+    """The real params.yaml, shrunk: little data, one short epoch, small models."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["text"]["data"]["builtin"]["samples_per_class"] = 20
+    params["speech"]["data"]["builtin"].update(words=["yes", "no", "up"], speakers_per_word=8)
+    for modality in ("text", "image", "speech"):
+        params[modality]["model"].update(embed_dim=16, depth=1, num_heads=2)
+        params[modality]["train"].update(epochs=1, max_batches_per_epoch=2, warmup_epochs=0)
+        params[modality]["eval"]["attention_maps"] = 2
+    return params
+
+
+def write_params(project: Path, params: dict) -> Path:
+    path = project / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def run(cwd: Path, *command: str) -> None:
+    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
+
+
+def make_tiny_project(project: Path) -> Path:
+    """A fresh project like a clone of this repo: git repo with a commit, DVC with the default local remote."""
+    project.mkdir()
+    run(project, "git", "init", "-q")
+    run(project, "git", "config", "user.email", "test@example.com")
+    run(project, "git", "config", "user.name", "test")
+    run(project, sys.executable, "-m", "dvc", "init", "-q")
+    shutil.copy(REPO / ".dvc" / "config", project / ".dvc" / "config")
+    shutil.copy(REPO / ".gitignore", project / ".gitignore")
+    write_params(project, tiny_params())
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "tiny project")
+    return project
+
+
+@pytest.fixture
+def tiny_project(tmp_path, monkeypatch) -> Path:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return make_tiny_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A temporary Prefect server with its own database, for the whole test session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,65 @@
+"""The real pipeline on a tiny configuration: temporary Prefect server, temporary MLflow store, real DVC."""
+import json
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.pipeline import attention_pipeline
+from tasks.lineage import data_md5
+from tests.conftest import make_tiny_project
+
+MODALITIES = ("text", "image", "speech")
+
+
+@pytest.fixture(scope="module")
+def pipeline_result(tmp_path_factory, prefect_server):
+    """One tiny pipeline run shared by the tests of this module."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        project = make_tiny_project(tmp_path_factory.mktemp("flow") / "project")
+        yield project, attention_pipeline(params_path=str(project / "params.yaml"))
+
+
+def test_pipeline_logs_three_finished_runs_with_everything(pipeline_result):
+    project, result = pipeline_result
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    parent = client.get_run(result["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    md5 = data_md5(project)
+    assert result["data_md5"] == md5 == parent.data.tags["data_md5"]
+
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(run.data.tags["modality"] for run in children) == sorted(MODALITIES)
+    for run in children:
+        tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+        modality = tags["modality"]
+        assert run.info.status == "FINISHED"
+        assert tags["data_md5"] == md5
+        assert tags["task"] and tags["prefect_flow_run_id"] and len(tags["git_sha"]) == 40
+        assert params["model.embed_dim"] == "16" and params["train.epochs"] == "1"
+        assert {"test_accuracy", "test_macro_f1", "train_loss", "val_loss", "train_accuracy",
+                "val_accuracy"} <= set(metrics)
+        assert 0.0 <= metrics["test_accuracy"] <= 1.0
+        assert metrics["test_accuracy"] == result["modalities"][modality]["test_accuracy"]
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert "confusion_matrix.png" in artifacts
+        attention = {a.path for a in client.list_artifacts(run.info.run_id, "attention")}
+        assert {"attention/sample_00.png", "attention/sample_01.png", "attention/attention_maps.json"} <= attention
+        maps = json.loads(open(client.download_artifacts(run.info.run_id, "attention/attention_maps.json")).read())
+        assert len(maps) == 2 and abs(sum(maps[0]["relevance"]) - 1) < 1e-3
+        assert client.search_logged_models([parent.info.experiment_id],
+                                           filter_string=f"source_run_id = '{run.info.run_id}'")
+
+
+def test_data_is_versioned_and_dvc_status_is_clean(pipeline_result):
+    project, result = pipeline_result
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=project, capture_output=True,
+                            text=True, check=True)
+    assert json.loads(status.stdout) == {}
+    cloud = subprocess.run([sys.executable, "-m", "dvc", "status", "--cloud", "--json"], cwd=project,
+                           capture_output=True, text=True, check=True)
+    assert json.loads(cloud.stdout) == {}  # everything was pushed to the default remote
+    assert sorted(p.name for p in (project / "data").iterdir()) == sorted(MODALITIES)

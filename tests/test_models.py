@@ -1,0 +1,84 @@
+"""Unit tests of the shared attention layer and the three models."""
+import pytest
+import torch
+
+from attn_models import MultiHeadAttention, SpeechTransformer, TextTransformer, VisionTransformer, attention_rollout
+
+torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_sdpa_and_explicit_paths_agree(causal):
+    attention = MultiHeadAttention(32, 4).eval()
+    x = torch.randn(3, 7, 32)
+    padding = torch.zeros(3, 7, dtype=torch.bool)
+    padding[1, 5:] = True
+    fused, no_weights = attention(x, key_padding_mask=padding, causal=causal)
+    explicit, weights = attention(x, key_padding_mask=padding, causal=causal, need_weights=True)
+    assert no_weights is None
+    assert torch.allclose(fused, explicit, atol=1e-5)
+    assert weights.shape == (3, 4, 7, 7)
+
+
+def test_cross_attention_paths_agree_and_rows_sum_to_one():
+    attention = MultiHeadAttention(16, 2).eval()
+    queries, memory = torch.randn(2, 3, 16), torch.randn(2, 9, 16)
+    fused, _ = attention(queries, memory)
+    explicit, weights = attention(queries, memory, need_weights=True)
+    assert torch.allclose(fused, explicit, atol=1e-5)
+    assert weights.shape == (2, 2, 3, 9)
+    assert torch.allclose(weights.sum(-1), torch.ones(2, 2, 3))
+
+
+def test_padding_gets_no_attention_and_does_not_change_the_output():
+    model = TextTransformer(vocab_size=50, num_classes=3, max_len=16).eval()
+    tokens = torch.randint(2, 50, (1, 6))
+    padded = torch.cat([tokens, torch.zeros(1, 4, dtype=torch.long)], dim=1)
+    logits, attentions = model(padded, return_attention=True)
+    for weights in attentions:  # keys 7.. are padding (index 0 is the class token)
+        assert torch.all(weights[..., 7:] == 0)
+        assert torch.allclose(weights.sum(-1), torch.ones_like(weights.sum(-1)))
+    assert torch.allclose(logits, model(tokens), atol=1e-5)
+
+
+def test_causal_mask_hides_the_future():
+    _, weights = MultiHeadAttention(8, 2)(torch.randn(1, 5, 8), causal=True, need_weights=True)
+    assert torch.all(weights[0, :, 0, 1:] == 0)
+    assert torch.all(weights.triu(diagonal=1) == 0)
+
+
+@pytest.mark.parametrize("model, inputs, tokens", [
+    (TextTransformer(vocab_size=40, num_classes=5, max_len=12, depth=2), torch.randint(1, 40, (2, 12)), 12),
+    (VisionTransformer(num_classes=10, image_size=16, patch_size=4, in_channels=3), torch.randn(2, 3, 16, 16), 16),
+    (SpeechTransformer(num_classes=4, clip_seconds=0.5, n_mels=20), torch.randn(2, 8000), 26),
+])
+def test_models_classify_and_expose_attention(model, inputs, tokens):
+    model.eval()
+    logits, attentions = model(inputs, return_attention=True)
+    assert logits.shape == (2, model.head.out_features)
+    assert len(attentions) == len(model.encoder.blocks)
+    assert attentions[0].shape[-2:] == (tokens + 1, tokens + 1)  # + class token
+    relevance = model.input_relevance(inputs)
+    assert relevance.shape == (2, tokens)
+    assert torch.allclose(relevance.sum(-1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(model(inputs), logits, atol=1e-5)  # fused path gives the same logits
+
+
+def test_rollout_of_uniform_attention_is_uniform():
+    uniform = torch.full((1, 2, 4, 4), 0.25)
+    rollout = attention_rollout([uniform, uniform], residual_weight=1.0)
+    assert torch.allclose(rollout, torch.full((1, 4, 4), 0.25))
+
+
+def test_spec_augment_only_in_training():
+    model = SpeechTransformer(num_classes=2, clip_seconds=0.5, freq_mask=10, time_mask=10)
+    wave = torch.randn(1, 8000)
+    model.eval()
+    assert torch.equal(model.features(wave), model.features(wave))
+    model.train()
+    assert not torch.equal(model.features(wave), model.features(wave))
+
+
+def test_heads_must_divide_embedding():
+    with pytest.raises(ValueError, match="divisible"):
+        MultiHeadAttention(30, 4)

@@ -1,0 +1,50 @@
+"""params.yaml is validated on load; bad values stop the run with the key named."""
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tasks.params import ParamsError, load_params
+from tests.conftest import REPO, tiny_params, write_params
+
+
+def test_the_repository_params_are_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.global_.modalities == ["text", "image", "speech"]
+    assert params.speech.data.builtin.words[0] == "yes"  # quoted: not YAML's boolean
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["image"]["model"].update(depht=3), "image.model.depht: Extra inputs are not permitted"),
+    (lambda p: p["text"]["train"].update(epochs="many"), "text.train.epochs: Input should be a valid integer"),
+    (lambda p: p["speech"]["train"].update(lr=-0.1), "speech.train.lr: Input should be greater than 0"),
+    (lambda p: p["global"].update(device="tpu"), "global.device: Input should be 'auto', 'cpu' or 'cuda'"),
+    (lambda p: p["image"]["model"].update(num_heads=3), "image.model: Value error, embed_dim (16) must be divisible"),
+    (lambda p: p["text"].pop("task"), "text.task: Field required"),
+])
+def test_invalid_values_name_the_key(tmp_path, edit, message):
+    params = tiny_params()
+    edit(params)
+    with pytest.raises(ParamsError, match="invalid params") as error:
+        load_params(write_params(tmp_path, params))
+    assert message in str(error.value)
+
+
+def test_unreadable_file_names_the_file(tmp_path):
+    broken = tmp_path / "params.yaml"
+    broken.write_text("global: [unclosed\n")
+    with pytest.raises(ParamsError, match=str(broken)):
+        load_params(broken)
+
+
+def test_cli_rejects_invalid_params_before_any_work(tmp_path):
+    params = tiny_params()
+    params["image"]["train"]["batch_size"] = 0
+    path = write_params(tmp_path, params)
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--params", str(path)], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "image.train.batch_size: Input should be greater than or equal to 1" in result.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "mlflow.db").exists()
+    assert yaml.safe_load(path.read_text())["image"]["train"]["batch_size"] == 0
