@@ -17,21 +17,28 @@ resampled, placed at a random offset in a fixed-length buffer, mixed with
 white + brown noise at a random SNR, peak-normalised and written as 16-bit PCM
 mono WAV.
 
-All randomness comes from generators derived from ``seed`` and the speaker
-index (and word), and eSpeak's own random generator is reseeded for every clip,
-so the same arguments always produce byte-identical files (the directory is
-versioned by DVC).
+All randomness comes from generators derived from ``seed``, the speaker index
+and the word; eSpeak's own random generators are reseeded for every clip; and
+each speaker is synthesised in a forked child that starts from the freshly
+initialised library. The same arguments therefore always produce
+byte-identical files (the directory is versioned by DVC). POSIX only (uses fork).
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import math
+import os
+import sys
 import threading
-from collections.abc import Sequence
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import espeakng_loader
 import numpy as np
@@ -58,13 +65,14 @@ _ESPEAK_RANGE = 4
 _EE_OK = 0
 _ESPEAK_RATE_LIMITS = (80, 450)
 
-_SILENCE_THRESHOLD = 0.02  # fraction of the utterance peak
+_SILENCE_THRESHOLD = 0.01  # fraction of the utterance peak
 _TRIM_MARGIN_SECONDS = 0.01
 _OUTPUT_PEAK = 0.9
 
 _SynthCallback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
+_LIBC = ctypes.CDLL(None)
 
 
 class _ESpeak:
@@ -118,6 +126,7 @@ class _ESpeak:
             self._lib.espeak_SetParameter(_ESPEAK_PITCH, pitch, 0)
             self._lib.espeak_SetParameter(_ESPEAK_RANGE, pitch_range, 0)
             self._lib.espeak_ng_SetRandSeed(random_seed)
+            _LIBC.srand(random_seed)  # breath noise uses the C library's rand()
             self._chunks = []
             encoded = text.encode() + b"\0"
             status = self._lib.espeak_Synth(
@@ -169,9 +178,9 @@ def _draw_speaker(index: int, seed: int, voices: Sequence[str],
 
 
 def _trim_silence(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    peak = np.abs(audio).max(initial=0.0)
-    loud = np.flatnonzero(np.abs(audio) > _SILENCE_THRESHOLD * peak)
-    if peak == 0 or loud.size == 0:
+    loudness = np.abs(audio)
+    loud = np.flatnonzero(loudness > _SILENCE_THRESHOLD * loudness.max(initial=0.0))
+    if loud.size == 0:
         return audio[:0]
     margin = int(_TRIM_MARGIN_SECONDS * sample_rate)
     return audio[max(loud[0] - margin, 0): loud[-1] + margin + 1]
@@ -205,6 +214,75 @@ def _render_clip(speech: np.ndarray, rng: np.random.Generator, *, clip_samples: 
     return clip * (_OUTPUT_PEAK / peak) if peak > 0 else clip
 
 
+def _clip_path(word: str, speaker: _Speaker) -> str:
+    return f"{word}/{speaker.speaker_id}_nohash_0.wav"
+
+
+def _write_speaker_clips(out_dir: Path, words: list[str], speaker: _Speaker, **clip_options) -> None:
+    for word in words:
+        _write_clip(out_dir / _clip_path(word, speaker), word, speaker, **clip_options)
+
+
+def _write_clip(path: Path, word: str, speaker: _Speaker, *, seed: int, sample_rate: int,
+                clip_samples: int, snr_db_range: tuple[float, float]) -> None:
+    espeak = _get_espeak()
+    word_key = _stable_int("word", word)
+    raw = espeak.synthesize(
+        word, voice=speaker.voice, rate=speaker.rate, pitch=speaker.pitch,
+        pitch_range=speaker.pitch_range, random_seed=_stable_int(seed, speaker.index, word_key) % 2**31,
+    )
+    speech = _trim_silence(raw.astype(np.float64) / 32768.0, espeak.sample_rate)
+    common = math.gcd(sample_rate, espeak.sample_rate)
+    speech = resample_poly(speech, sample_rate // common, espeak.sample_rate // common)
+    clip = _render_clip(speech, np.random.default_rng([seed, speaker.index, word_key]),
+                        clip_samples=clip_samples, snr_db_range=snr_db_range)
+    pcm = np.round(clip * 32767).astype(np.int16)
+    soundfile.write(path, pcm, sample_rate, subtype="PCM_16", format="WAV")
+
+
+def _run_in_fresh_library_state(jobs: list[Callable[[], None]]) -> None:
+    """Run each job in its own forked child, one per CPU at a time.
+
+    eSpeak keeps hidden state between utterances (pitch-flutter phase, gain
+    control, filter memories), so an utterance depends on everything spoken
+    before it. The parent initialises the library but never speaks; every child
+    starts from that same pristine state, so a speaker's clips depend only on
+    that speaker and the word list, not on other speakers or earlier calls.
+    One fork per speaker rather than per clip keeps this cheap even when the
+    parent process is large (e.g. has torch loaded).
+    """
+    _get_espeak()  # initialise once in the parent so children inherit it
+    max_running = max(len(os.sched_getaffinity(0)), 1)
+    running: deque[int] = deque()
+    failures = 0
+    for job in jobs:
+        if len(running) >= max_running:
+            failures += not _child_succeeded(running.popleft())
+        pid = os.fork()
+        if pid == 0:
+            _run_child(job)
+        running.append(pid)
+    while running:
+        failures += not _child_succeeded(running.popleft())
+    if failures:
+        raise RuntimeError(f"synthesis failed for {failures} speaker(s); see stderr")
+
+
+def _run_child(job: Callable[[], None]) -> NoReturn:
+    try:
+        job()
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    os._exit(0)
+
+
+def _child_succeeded(pid: int) -> bool:
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
 def _split_speakers(speaker_ids: list[str], *, val_fraction: float, test_fraction: float,
                     seed: int) -> tuple[set[str], set[str]]:
     shuffled = list(np.random.default_rng([seed, _stable_int("split")]).permutation(sorted(speaker_ids)))
@@ -221,8 +299,8 @@ def _check_range(name: str, value: tuple[float, float], low: float, high: float)
 def _validate(out_dir: Path, words: Sequence[str], speakers_per_word: int, sample_rate: int,
               clip_seconds: float, voices: Sequence[str], rate_range, pitch_range,
               noise_snr_db_range, val_fraction: float, test_fraction: float) -> None:
-    if not words:
-        raise ValueError("words must not be empty")
+    if isinstance(words, str) or not words:
+        raise ValueError(f"words must be a non-empty list of strings, got {words!r}")
     if len(set(words)) != len(words):
         raise ValueError(f"words must be unique, got {list(words)!r}")
     for word in words:
@@ -244,8 +322,8 @@ def _validate(out_dir: Path, words: Sequence[str], speakers_per_word: int, sampl
         raise ValueError(
             f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}"
         )
-    if not voices:
-        raise ValueError("voices must not be empty")
+    if isinstance(voices, str) or not voices:
+        raise ValueError(f"voices must be a non-empty list of strings, got {voices!r}")
     espeak = _get_espeak()
     for voice in voices:
         if not espeak.is_known_voice(voice):
@@ -280,32 +358,24 @@ def generate_speech_dataset(
     _validate(out_dir, words, speakers_per_word, sample_rate, clip_seconds, voices, rate_range,
               pitch_range, noise_snr_db_range, val_fraction, test_fraction)
 
-    espeak = _get_espeak()
-    ratio = math.gcd(sample_rate, espeak.sample_rate)
-    clip_samples = round(clip_seconds * sample_rate)
     speakers = [_draw_speaker(index, seed, voices, rate_range, pitch_range)
                 for index in range(speakers_per_word)]
     if len({speaker.speaker_id for speaker in speakers}) != len(speakers):
-        raise ValueError(f"speakers_per_word: speaker ids collide for seed {seed}; pick another seed")
+        raise ValueError(f"seed: speaker ids collide for seed {seed}; pick another seed")
 
-    clip_paths: dict[str, list[str]] = {speaker.speaker_id: [] for speaker in speakers}
-    for word in sorted(words):
-        (out_dir / word).mkdir(parents=True, exist_ok=True)
-        word_key = _stable_int("word", word)
-        for speaker in speakers:
-            raw = espeak.synthesize(
-                word, voice=speaker.voice, rate=speaker.rate, pitch=speaker.pitch,
-                pitch_range=speaker.pitch_range, random_seed=(seed + speaker.index + word_key) % 2**31,
-            )
-            speech = _trim_silence(raw.astype(np.float64) / 32768.0, espeak.sample_rate)
-            speech = resample_poly(speech, sample_rate // ratio, espeak.sample_rate // ratio)
-            clip = _render_clip(speech, np.random.default_rng([seed, speaker.index, word_key]),
-                                clip_samples=clip_samples, snr_db_range=noise_snr_db_range)
-            relative_path = f"{word}/{speaker.speaker_id}_nohash_0.wav"
-            pcm = np.round(clip * 32767).astype(np.int16)
-            soundfile.write(out_dir / relative_path, pcm, sample_rate, subtype="PCM_16", format="WAV")
-            clip_paths[speaker.speaker_id].append(relative_path)
+    for word in words:
+        (out_dir / word).mkdir(parents=True)
+    _run_in_fresh_library_state([
+        functools.partial(
+            _write_speaker_clips, out_dir, sorted(words), speaker, seed=seed,
+            sample_rate=sample_rate, clip_samples=round(clip_seconds * sample_rate),
+            snr_db_range=noise_snr_db_range,
+        )
+        for speaker in speakers
+    ])
 
+    clip_paths = {speaker.speaker_id: [_clip_path(word, speaker) for word in words]
+                  for speaker in speakers}
     validation_ids, testing_ids = _split_speakers(
         list(clip_paths), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
     )

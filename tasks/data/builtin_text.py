@@ -6,7 +6,7 @@ The corpus is synthetic, but built so that the task is not trivial:
 
 * Open vocabulary. Each language's Faker lorem word list is shuffled and split: 70 %
   of the words, with Zipf-distributed frequencies, make up training texts; the other
-  30 % never occur in training and make up about half of the words of validation and
+  30 % never occur in training and make up about 30 % of the words of validation and
   test texts. A word-level bag-of-words model has to guess from the remaining words,
   while a model that sees sub-word structure (character n-grams, BPE pieces) can still
   recognise the spelling of an unseen word.
@@ -48,7 +48,7 @@ SPLIT_NAMES = ("train", "val", "test")
 ZIPF_EXPONENT = 1.0
 ZIPF_RANK_OFFSET = 2.7
 HELD_OUT_VOCABULARY_FRACTION = 0.3  # share of each word list kept out of training texts
-HELD_OUT_WORD_PROBABILITY = 0.5  # chance that a val/test word is a held-out one
+HELD_OUT_WORD_PROBABILITY = 0.3  # chance that a val/test word is a held-out one
 PROPER_NOUN_PROBABILITY = 0.15
 FOREIGN_PROPER_NOUN_PROBABILITY = 0.5
 PROPER_NOUN_POOL_SIZE = 200
