@@ -1,25 +1,31 @@
-"""Command line: `attnflow run [--modality M ...] [--params params.yaml]`."""
+"""Command line: `attnflow run | reproduce | sweep` (see `attnflow -h`)."""
 import argparse
 import sys
 
 from tasks.params import MODALITIES, ParamsError, load_params, project_root
 from tasks.tracking.mlflow_tracking import tracking_uri
 
+EXIT_INVALID, EXIT_MISMATCH, EXIT_CODE_CHANGED = 2, 1, 3
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    cells = [[f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  " + "  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for r in cells:
+        print("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)))
+
 
 def run(args) -> int:
     from flows.pipeline import attention_pipeline  # imported late: Prefect start-up is slow
 
-    try:
-        params = load_params(args.params)  # fail fast, before Prefect starts
-    except ParamsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    result = attention_pipeline(params_path=args.params, modalities=args.modality or None)
+    params = load_params(args.params)  # fail fast, before Prefect starts
+    result = attention_pipeline(params_path=args.params, modalities=args.modality or None, force=args.force)
     uri = tracking_uri(project_root(args.params), params)
     print("\nResults")
-    for modality, metrics in result["modalities"].items():
-        print(f"  {modality:<7} test_accuracy {metrics['test_accuracy']:.4f}  test_macro_f1 "
-              f"{metrics['test_macro_f1']:.4f}  run {metrics['run_id']}")
+    rows = [{"modality": m, **r, "cached_from_run_id": r["cached_from_run_id"] or "-"}
+            for m, r in result["modalities"].items()]
+    print_table(rows, ["modality", "test_accuracy", "test_macro_f1", "run_id", "cached_from_run_id"])
     print(f"  data version (data.dvc md5): {result['data_md5']}")
     print(f"  MLflow store: {uri}  (experiment '{params.global_.tracking.experiment}',"
           f" pipeline run {result['parent_run_id']})")
@@ -27,16 +33,64 @@ def run(args) -> int:
     return 0
 
 
+def reproduce(args) -> int:
+    from flows.experiments import CodeChangedError, reproduce as reproduce_flow
+
+    try:
+        result = reproduce_flow(args.run_id, params_path=args.params, allow_code_change=args.allow_code_change)
+    except CodeChangedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CODE_CHANGED
+    print(f"\nReproduced run {args.run_id} as run {result['run_id']} on data version {result['data_md5']}"
+          f" (restored from DVC; the re-run versioned it as {result['restored_data_md5']})")
+    print_table([{"metric": name, **row} for name, row in result["metrics"].items()],
+                ["metric", "original", "reproduced", "match"])
+    print("exact match" if result["match"] else "MISMATCH")
+    return 0 if result["match"] else EXIT_MISMATCH
+
+
+def sweep(args) -> int:
+    from flows.experiments import parse_grid, sweep as sweep_flow
+
+    result = sweep_flow(args.modality, parse_grid(args.grid), params_path=args.params)
+    print(f"\nSweep {result['sweep_id']} ({args.modality}), ranked by test_accuracy")
+    print_table(result["rows"], [*result["keys"], "test_accuracy", "test_macro_f1", "run_id"])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="attnflow", description=__doc__)
+    parser = argparse.ArgumentParser(prog="attnflow", description="Attention-model pipeline: Prefect, MLflow, DVC.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--params", default="params.yaml", help="params file; its folder is the project")
     commands = parser.add_subparsers(dest="command", required=True)
-    run_parser = commands.add_parser("run", help="run the pipeline: prepare, version, train, evaluate")
+
+    run_parser = commands.add_parser("run", parents=[common],
+                                     help="run the pipeline: prepare, version, train, evaluate")
     run_parser.add_argument("--modality", action="append", choices=MODALITIES,
                             help="a modality to run (repeatable); default: global.modalities in params.yaml")
-    run_parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    run_parser.add_argument("--force", action="store_true", help="ignore the stage cache and run every stage")
     run_parser.set_defaults(handler=run)
+
+    reproduce_parser = commands.add_parser("reproduce", parents=[common],
+                                           help="re-run a tracked modality run and compare its metrics")
+    reproduce_parser.add_argument("run_id")
+    reproduce_parser.add_argument("--allow-code-change", action="store_true",
+                                  help="go on when the code differs from the run's recorded commit")
+    reproduce_parser.set_defaults(handler=reproduce)
+
+    sweep_parser = commands.add_parser("sweep", parents=[common],
+                                       help="run a grid of parameters for one modality and rank the runs")
+    sweep_parser.add_argument("--modality", required=True, choices=MODALITIES)
+    sweep_parser.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
+                              help="a key of the modality's section and its values, e.g. model.depth=1,2 (repeatable)")
+    sweep_parser.set_defaults(handler=sweep)
+
     args = parser.parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except ParamsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
 
 
 if __name__ == "__main__":

@@ -1,77 +1,103 @@
 """The pipeline: prepare data for the selected modalities, version it with DVC once, then train and
 evaluate each modality in its own subflow and MLflow run, nested under one MLflow run for the pipeline.
 
-A modality that fails is marked FAILED in MLflow and does not stop the others; the pipeline then fails,
-naming the modalities that did.
+Stages are cached across flow runs (see tasks/caching.py): unchanged stages show as Cached in
+Prefect, and the modality run records which run produced the result (tag ``cached_from_run_id``).
+A modality that fails is marked FAILED in MLflow and does not stop the others; the pipeline then
+fails, naming the modalities that did.
 """
 from pathlib import Path
 
+import yaml
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from tasks.data.prepare import prepare_data
+from tasks.caching import call_cached
+from tasks.data.prepare import dataset_matches, prepare_data
 from tasks.evaluation.evaluate import evaluate_model
-from tasks.lineage import git_sha
+from tasks.lineage import lineage_tags
 from tasks.params import MODALITIES, Params, load_params, project_root
-from tasks.tracking.mlflow_tracking import connect, fail_run, log_params
+from tasks.reproducibility import resolve_device
+from tasks.tracking.mlflow_tracking import connect, fail_run, log_metrics, log_params
 from tasks.training.train import train_model
 from tasks.versioning.dvc import version_data
 
+TEST_METRICS = ("test_accuracy", "test_macro_f1")
+
 
 @flow(name="modality-pipeline", flow_run_name="{modality}")
-def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: str, lineage: dict) -> dict:
+def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: str, lineage: dict,
+                      data_recipe: dict, force: bool = False, tags: dict | None = None) -> dict:
     """Train and evaluate one modality, recorded as one MLflow run under the pipeline's run."""
     client, experiment_id = connect(root, params)
     section = params.section(modality)
-    tags = {MLFLOW_PARENT_RUN_ID: parent_run_id, "modality": modality, "task": section.task,
-            "prefect_flow_run_id": flow_run.get_id(), **lineage}
-    run_id = client.create_run(experiment_id, run_name=f"{modality}-{section.task}", tags=tags).info.run_id
+    run_tags = {MLFLOW_PARENT_RUN_ID: parent_run_id, "modality": modality, "task": section.task,
+                "prefect_flow_run_id": flow_run.get_id(), **lineage, **(tags or {})}
+    run_id = client.create_run(experiment_id, run_name=f"{modality}-{section.task}", tags=run_tags).info.run_id
     try:
         log_params(client, run_id, section.model_dump())
-        checkpoint = train_model(modality, params, root, run_id, root / "outputs" / run_id)
-        metrics = evaluate_model(modality, params, root, run_id, checkpoint)
+        client.log_text(run_id, yaml.safe_dump(params.model_dump(mode="json", by_alias=True), sort_keys=False),
+                        "params.yaml")
+        client.log_text(run_id, (root / "data.dvc").read_text(), "data.dvc")
+        stage_inputs = dict(modality=modality, params=params, root=root, run_id=run_id, data_recipe=data_recipe)
+        trained = call_cached(train_model, force=force, outputs_exist=lambda r: Path(r["checkpoint"]).exists(),
+                              **stage_inputs)
+        evaluated = call_cached(evaluate_model, force=force, outputs_exist=lambda r: True, trained=trained,
+                                **stage_inputs)
+        if evaluated["run_id"] != run_id:  # every stage came from the cache: point at the run that made the result
+            client.set_tag(run_id, "cached_from_run_id", evaluated["run_id"])
+            log_metrics(client, run_id, {name: evaluated[name] for name in TEST_METRICS})
     except BaseException as error:
         fail_run(client, run_id, error)
         raise
     client.set_terminated(run_id, "FINISHED")
-    return {"run_id": run_id, **metrics}
+    return {"run_id": run_id, "cached_from_run_id": None if evaluated["run_id"] == run_id else evaluated["run_id"],
+            **{name: evaluated[name] for name in TEST_METRICS}}
 
 
 @flow(name="attention-pipeline")
-def attention_pipeline(params_path: str = "params.yaml", modalities: list[str] | None = None) -> dict:
-    """Prepare -> version -> (train -> evaluate) per modality; returns each modality's run id and test metrics."""
+def attention_pipeline(params_path: str = "params.yaml", modalities: list[str] | None = None, force: bool = False,
+                       params: Params | None = None, tags: dict | None = None) -> dict:
+    """Prepare -> version -> (train -> evaluate) per modality; returns each modality's run id and test metrics.
+
+    ``params`` replaces the file's contents when given (reproduce, sweeps); the project is still the
+    folder of ``params_path``. ``tags`` are added to every MLflow run; ``force`` ignores the stage cache.
+    """
     logger = get_run_logger()
-    params = load_params(params_path)  # invalid params stop here, before any work
+    params = params or load_params(params_path)  # invalid params stop here, before any work
     root = project_root(params_path)
     selected = modalities or params.global_.modalities
     unknown = sorted(set(selected) - set(MODALITIES))
     if unknown:
         raise ValueError(f"unknown modalities {unknown}; choose from {', '.join(MODALITIES)}")
 
-    for modality in selected:
-        prepare_data(modality, params, root)
-    lineage = {"data_md5": version_data(root), "git_sha": git_sha(root)}
+    recipes = {m: call_cached(prepare_data, force=force, outputs_exist=lambda recipe: dataset_matches(root, recipe),
+                              modality=m, params=params, root=root) for m in selected}
+    lineage = lineage_tags(root, params, version_data(root), str(resolve_device(params.global_.device)))
 
     client, experiment_id = connect(root, params)
     parent = client.create_run(experiment_id, run_name="pipeline", tags={
-        "prefect_flow_run_id": flow_run.get_id(), "modalities": ",".join(selected), **lineage})
+        "prefect_flow_run_id": flow_run.get_id(), "modalities": ",".join(selected), **lineage, **(tags or {})})
     parent_run_id = parent.info.run_id
-    log_params(client, parent_run_id, params.global_.model_dump())
-
     results, failed = {}, []
-    for modality in selected:
-        state = modality_pipeline(modality, params, root, parent_run_id, lineage, return_state=True)
-        if state.is_completed():
-            results[modality] = state.result()
-        else:
-            failed.append(modality)
-    if failed:
-        error = RuntimeError(f"modalities failed: {', '.join(failed)} (see their MLflow runs and Prefect logs)")
+    try:
+        log_params(client, parent_run_id, params.global_.model_dump())
+        for modality in selected:
+            state = modality_pipeline(modality, params, root, parent_run_id, lineage, recipes[modality], force, tags,
+                                      return_state=True)
+            if state.is_completed():
+                results[modality] = state.result()
+            else:
+                failed.append(modality)
+        if failed:
+            raise RuntimeError(f"modalities failed: {', '.join(failed)} (see their MLflow runs and Prefect logs)")
+    except BaseException as error:
         fail_run(client, parent_run_id, error)
-        raise error
+        raise
     client.set_terminated(parent_run_id, "FINISHED")
     for modality, result in results.items():
-        logger.info("%s: test accuracy %.4f, macro F1 %.4f (MLflow run %s)", modality, result["test_accuracy"],
-                    result["test_macro_f1"], result["run_id"])
+        cached = f", cached from run {result['cached_from_run_id']}" if result["cached_from_run_id"] else ""
+        logger.info("%s: test accuracy %.4f, macro F1 %.4f (MLflow run %s%s)", modality, result["test_accuracy"],
+                    result["test_macro_f1"], result["run_id"], cached)
     return {"parent_run_id": parent_run_id, "data_md5": lineage["data_md5"], "modalities": results}

@@ -1,15 +1,58 @@
-"""Where a run came from: git commit and data version. Read once per pipeline run, tagged on every run."""
+"""Where a run came from: code, data, parameters and environment. Tagged on every MLflow run."""
+import hashlib
+import platform
 import subprocess
 from pathlib import Path
 
+import torch
 import yaml
+
+from tasks.caching import CODE_ROOT, digest
+
+
+def git(root: Path, *args: str) -> str | None:
+    result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def git_sha(root: Path) -> str:
-    result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
-    return result.stdout.strip() if result.returncode == 0 else "unknown"
+    return git(root, "rev-parse", "HEAD") or "unknown"
+
+
+NOT_CODE = (":!params.yaml", ":!*.dvc", ":!.gitignore")  # settings and data pointers, which runs record themselves
+
+
+def git_dirty(root: Path) -> bool:
+    """Uncommitted changes to tracked or new files, other than settings and data pointers."""
+    return bool(git(root, "status", "--porcelain", "--", ".", *NOT_CODE))
+
+
+def code_changes_since(root: Path, sha: str) -> list[str]:
+    """Files whose content differs from commit `sha` (committed or not), other than settings and data pointers."""
+    changed = git(root, "diff", "--name-only", sha, "--", ".", *NOT_CODE)
+    if changed is None:
+        raise ValueError(f"commit {sha} is not in the git repository at {root}")
+    untracked = git(root, "ls-files", "--others", "--exclude-standard", "--", ".", *NOT_CODE) or ""
+    return sorted(set(changed.split()) | set(untracked.split()))
 
 
 def data_md5(root: Path) -> str:
     """The md5 DVC recorded for data/ in data.dvc."""
     return yaml.safe_load((root / "data.dvc").read_text())["outs"][0]["md5"]
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
+
+
+def lineage_tags(root: Path, params, md5: str, device: str) -> dict[str, str]:
+    return {
+        "git_sha": git_sha(root),
+        "git_dirty": str(git_dirty(root)).lower(),
+        "data_md5": md5,
+        "params_hash": digest(params)[:16],
+        "lock_hash": file_sha256(CODE_ROOT / "uv.lock")[:16],
+        "python_version": platform.python_version(),
+        "torch_version": torch.__version__,
+        "device": device,
+    }

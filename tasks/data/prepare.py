@@ -13,6 +13,7 @@ from prefect import get_run_logger, task
 from tasks.data.builtin_image import generate_image_dataset
 from tasks.data.builtin_speech import generate_speech_dataset
 from tasks.data.builtin_text import generate_text_dataset
+from tasks.caching import code_fingerprint, digest
 from tasks.params import Params
 
 RECIPE_FILE = "dataset.json"
@@ -20,12 +21,13 @@ SCRATCH_DIR = ".attnflow-tmp"  # beside data/, same file system, never versioned
 
 
 def builtin_recipe(modality: str, params: Params) -> dict:
-    """The generator and its keyword arguments for a modality: everything its data depends on."""
+    """Everything a modality's built-in data depends on: the generator's arguments and its code."""
     section = params.section(modality)
     arguments = section.data.builtin.model_dump() | {"seed": params.global_.seed}
     if modality == "speech":
         arguments |= {"sample_rate": section.data.sample_rate, "clip_seconds": section.data.clip_seconds}
-    return {"source": "builtin", "modality": modality, "arguments": arguments}
+    code = code_fingerprint(f"tasks/data/builtin_{modality}.py")
+    return {"source": "builtin", "modality": modality, "arguments": arguments, "code_sha256": code}
 
 
 GENERATORS = {"text": generate_text_dataset, "image": generate_image_dataset, "speech": generate_speech_dataset}
@@ -45,12 +47,23 @@ def swap_in(built: Path, target: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
-@task(name="prepare-data", retries=1, retry_delay_seconds=2)
+def prepare_cache_key(_context, inputs: dict) -> str:
+    modality, root = inputs["modality"], inputs["root"]
+    return "prepare-" + digest(modality, str(root), builtin_recipe(modality, inputs["params"]),
+                               code_fingerprint("tasks/data/prepare.py"))
+
+
+def dataset_matches(root: Path, recipe: dict) -> bool:
+    """The data in data/<modality> was built from this recipe (a cached result's output still exists)."""
+    return read_recipe(root / "data" / recipe["modality"]) == recipe
+
+
+@task(name="prepare-data", retries=1, retry_delay_seconds=2, cache_key_fn=prepare_cache_key, persist_result=True)
 def prepare_data(modality: str, params: Params, root: Path) -> dict:
     logger = get_run_logger()
     recipe = builtin_recipe(modality, params)
     target = root / "data" / modality
-    if read_recipe(target) == recipe:
+    if dataset_matches(root, recipe):
         logger.info("data/%s is up to date with its recipe", modality)
         return recipe
     scratch_root = root / SCRATCH_DIR

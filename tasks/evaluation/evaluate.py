@@ -11,6 +11,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from tokenizers import Tokenizer
 
 import attn_models
+from tasks.caching import code_fingerprint, digest
 from tasks.data.splits import load_splits
 from tasks.evaluation import plots
 from tasks.params import Params
@@ -53,9 +54,18 @@ def log_attention_maps(client, run_id: str, modality: str, model, test_set, clas
     client.log_dict(run_id, records, "attention/attention_maps.json")
 
 
-@task(name="evaluate")
-def evaluate_model(modality: str, params: Params, root: Path, run_id: str, checkpoint_path: Path) -> dict:
+def evaluate_cache_key(_context, inputs: dict) -> str:
+    """Evaluation depends on the trained checkpoint, the test data, its eval section and the evaluation code."""
+    section = inputs["params"].section(inputs["modality"])
+    return "evaluate-" + digest(inputs["trained"], inputs["data_recipe"], section.eval,
+                                code_fingerprint("tasks/evaluation", "tasks/tracking"))
+
+
+@task(name="evaluate", cache_key_fn=evaluate_cache_key, persist_result=True)
+def evaluate_model(modality: str, params: Params, root: Path, run_id: str, trained: dict, data_recipe: dict) -> dict:
+    """Returns the test metrics and the id of the MLflow run that holds them with the model and figures."""
     logger = get_run_logger()
+    checkpoint_path = Path(trained["checkpoint"])
     section = params.section(modality)
     checkpoint = torch.load(checkpoint_path, weights_only=False)
     model = build_model(modality, checkpoint["model_args"])
@@ -91,4 +101,4 @@ def evaluate_model(modality: str, params: Params, root: Path, run_id: str, check
     extra_files = [str(labels_file)] + ([str(tokenizer_path)] if tokenizer else [])
     log_pytorch_model(run_id, model, input_example=example.numpy(), signature=signature,
                       code_paths=[str(Path(attn_models.__file__).parent)], extra_files=extra_files)
-    return metrics
+    return {**metrics, "run_id": run_id}

@@ -4,6 +4,7 @@ from pathlib import Path
 import torch
 from prefect import get_run_logger, task
 
+from tasks.caching import code_fingerprint, digest
 from tasks.data.datasets import read_text_csv, train_tokenizer
 from tasks.data.splits import load_splits
 from tasks.params import Params
@@ -16,13 +17,27 @@ CHECKPOINT = "checkpoint.pt"
 TOKENIZER = "tokenizer.json"
 
 
-@task(name="train")
-def train_model(modality: str, params: Params, root: Path, run_id: str, out_dir: Path) -> Path:
+TRAINING_CODE = ("attn_models", "tasks/training", "tasks/data/datasets.py", "tasks/data/splits.py",
+                 "tasks/reproducibility.py")
+
+
+def train_cache_key(_context, inputs: dict) -> str:
+    """Training depends on its data, its params section, the seed, the device setting and the training code."""
+    params, modality = inputs["params"], inputs["modality"]
+    section = params.section(modality)
+    return "train-" + digest(modality, str(inputs["root"]), inputs["data_recipe"], section.data, section.model,
+                             section.train, params.global_.seed, params.global_.device, code_fingerprint(*TRAINING_CODE))
+
+
+@task(name="train", cache_key_fn=train_cache_key, persist_result=True)
+def train_model(modality: str, params: Params, root: Path, run_id: str, data_recipe: dict) -> dict:
+    """Returns the checkpoint's path and the id of the MLflow run that trained it."""
     logger = get_run_logger()
     section, seed = params.section(modality), params.global_.seed
     set_seeds(seed)
     device = resolve_device(params.global_.device)
     data_dir = root / "data" / modality
+    out_dir = root / "outputs" / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
 
     tokenizer = None
@@ -51,4 +66,4 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, out_dir:
     checkpoint = out_dir / CHECKPOINT
     torch.save({"modality": modality, "model_args": args, "state_dict": model.cpu().state_dict(),
                 "class_names": splits.class_names, **best}, checkpoint)
-    return checkpoint
+    return {"checkpoint": str(checkpoint), "run_id": run_id}

@@ -26,3 +26,19 @@ def version_data(root: Path) -> str:
     md5 = data_md5(root)
     get_run_logger().info("data/ is version %s (data.dvc), pushed to the DVC remote", md5)
     return md5
+
+
+def checkout_data_version(root: Path, dvc_file: str) -> str:
+    """Put data/ back to the version described by a data.dvc text (from the DVC cache, else the remote).
+
+    Returns the data.dvc text it replaced, so the caller can go back to it.
+    """
+    pointer = root / "data.dvc"
+    previous = pointer.read_text()
+    pointer.write_text(dvc_file)
+    try:
+        run_dvc(root, "pull", "--force", "--quiet", "data.dvc")
+    except RuntimeError:
+        pointer.write_text(previous)
+        raise
+    return previous

@@ -1,0 +1,107 @@
+"""Reproduce a tracked run, and sweep a grid of parameters. Both run the same pipeline flow."""
+import itertools
+import uuid
+from pathlib import Path
+
+import yaml
+from mlflow.tracking import MlflowClient
+from prefect import flow, get_run_logger
+
+from flows.pipeline import TEST_METRICS, attention_pipeline
+from tasks.lineage import code_changes_since
+from tasks.params import Params, ParamsError, load_params, project_root
+from tasks.tracking.mlflow_tracking import connect
+from tasks.versioning.dvc import checkout_data_version, run_dvc
+
+
+class CodeChangedError(RuntimeError):
+    """The code differs from the commit a run recorded."""
+
+
+def read_recorded_run(client: MlflowClient, run_id: str) -> tuple[Params, str, dict]:
+    """The effective params, the data.dvc text and the tags a modality run recorded."""
+    run = client.get_run(run_id)
+    if "modality" not in run.data.tags:
+        raise ValueError(f"run {run_id} is not a modality run (it has no 'modality' tag)")
+    params = Params.model_validate(yaml.safe_load(Path(client.download_artifacts(run_id, "params.yaml")).read_text()))
+    dvc_file = Path(client.download_artifacts(run_id, "data.dvc")).read_text()
+    return params, dvc_file, run.data.tags
+
+
+@flow(name="reproduce")
+def reproduce(run_id: str, params_path: str = "params.yaml", allow_code_change: bool = False) -> dict:
+    """Re-run a modality run with its recorded params and data version; compare the test metrics exactly."""
+    logger = get_run_logger()
+    root = project_root(params_path)
+    client, _ = connect(root, load_params(params_path))
+    recorded_params, dvc_file, tags = read_recorded_run(client, run_id)
+    original = client.get_run(run_id).data.metrics
+
+    changed = code_changes_since(root, tags["git_sha"])
+    if changed and not allow_code_change:
+        raise CodeChangedError(f"the code differs from commit {tags['git_sha']}, which made run {run_id}: "
+                               f"{', '.join(changed[:10])}; check that commit out, or pass --allow-code-change")
+    if changed:
+        logger.warning("going on although the code differs from commit %s: %s", tags["git_sha"], ", ".join(changed))
+
+    logger.info("restoring data version %s (recorded by run %s)", tags["data_md5"], run_id)
+    previous_dvc_file = checkout_data_version(root, dvc_file)
+    try:
+        result = attention_pipeline(params_path=params_path, modalities=[tags["modality"]], force=True,
+                                    params=recorded_params, tags={"reproduced_from_run_id": run_id})
+    finally:
+        (root / "data.dvc").write_text(previous_dvc_file)
+        run_dvc(root, "checkout", "--force", "--quiet", "data.dvc")
+
+    new = result["modalities"][tags["modality"]]
+    comparison = {name: {"original": original[name], "reproduced": new[name], "match": original[name] == new[name]}
+                  for name in TEST_METRICS}
+    return {"run_id": new["run_id"], "data_md5": tags["data_md5"], "restored_data_md5": result["data_md5"],
+            "metrics": comparison, "match": all(row["match"] for row in comparison.values())}
+
+
+def parse_grid(assignments: list[str]) -> dict[str, list]:
+    """['model.depth=1,2', 'train.lr=0.001,0.002'] -> {'model.depth': [1, 2], 'train.lr': [0.001, 0.002]}."""
+    grid = {}
+    for assignment in assignments:
+        key, _, values = assignment.partition("=")
+        if not key or not values:
+            raise ValueError(f"grid entry {assignment!r} must look like section.key=value1,value2")
+        grid[key.strip()] = [yaml.safe_load(value) for value in values.split(",")]
+    return grid
+
+
+def with_overrides(params: Params, modality: str, overrides: dict) -> Params:
+    """A copy of params with dotted keys of one modality's section replaced, validated again."""
+    raw = params.model_dump(mode="json", by_alias=True)
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = raw[modality]
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ParamsError(f"{modality}.{dotted}: no such section in params")
+            node = node[part]
+        if leaf not in node:
+            raise ParamsError(f"{modality}.{dotted}: no such key in params")
+        node[leaf] = value
+    try:
+        return Params.model_validate(raw)
+    except ValueError as error:
+        raise ParamsError(f"sweep overrides {overrides}: {error}") from None
+
+
+@flow(name="sweep")
+def sweep(modality: str, grid: dict[str, list], params_path: str = "params.yaml") -> dict:
+    """Run the pipeline for every combination of the grid; data preparation is shared through the stage cache."""
+    base = load_params(params_path)
+    sweep_id = uuid.uuid4().hex[:8]
+    configurations = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    all_params = [with_overrides(base, modality, overrides) for overrides in configurations]  # validate all first
+    rows = []
+    for overrides, params in zip(configurations, all_params):
+        label = ",".join(f"{key}={value}" for key, value in overrides.items())
+        result = attention_pipeline(params_path=params_path, modalities=[modality], params=params,
+                                    tags={"sweep_id": sweep_id, "sweep_config": label})
+        rows.append({**overrides, **result["modalities"][modality]})
+    rows.sort(key=lambda row: row["test_accuracy"], reverse=True)
+    return {"sweep_id": sweep_id, "modality": modality, "keys": list(grid), "rows": rows}

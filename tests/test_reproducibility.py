@@ -1,0 +1,148 @@
+"""Stage caching across flow runs, lineage tags, and `reproduce` (match, mismatch, old data, changed code).
+
+The tests share one tiny project (text and image) and run in order: each step changes it a little.
+"""
+import asyncio
+import subprocess
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from prefect import get_client
+from prefect.client.schemas.sorting import TaskRunSort
+
+from flows.cli import EXIT_CODE_CHANGED, EXIT_MISMATCH, main
+from flows.experiments import reproduce
+from flows.pipeline import attention_pipeline
+from tasks.lineage import data_md5
+from tests.conftest import make_tiny_project
+
+LINEAGE_TAGS = {"git_sha", "git_dirty", "data_md5", "params_hash", "lock_hash", "python_version", "torch_version",
+                "device", "prefect_flow_run_id"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, prefect_server):
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        project = make_tiny_project(tmp_path_factory.mktemp("repro") / "project")
+        edit_params(project, lambda p: p["global"].update(modalities=["text", "image"]))
+        commit(project, "two modalities")
+        first = attention_pipeline(params_path=str(project / "params.yaml"))
+        yield project, first
+
+
+def edit_params(project, edit) -> None:
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    edit(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def commit(project, message: str) -> None:
+    subprocess.run(["git", "add", "params.yaml"], cwd=project, check=True)
+    subprocess.run(["git", "commit", "-qm", message], cwd=project, check=True)
+
+
+def mlflow_client(project) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+
+
+def logged_models(client: MlflowClient, run_id: str) -> list:
+    experiment_id = client.get_run(run_id).info.experiment_id
+    return client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'")
+
+
+def run_pipeline(project) -> dict:
+    return attention_pipeline(params_path=str(project / "params.yaml"))
+
+
+async def task_states() -> dict[str, list[str]]:
+    """State names of every task run on the Prefect server, by task name."""
+    async with get_client() as client:
+        runs = await client.read_task_runs(limit=200, sort=TaskRunSort.EXPECTED_START_TIME_DESC)
+    states = {}
+    for run in runs:
+        states.setdefault(run.name.rsplit("-", 1)[0], []).append(run.state_name)
+    return states
+
+
+def test_second_run_with_nothing_changed_is_cached(project):
+    project, first = project
+    second = run_pipeline(project)
+    client = mlflow_client(project)
+    for modality, result in second["modalities"].items():
+        original = first["modalities"][modality]
+        assert result["cached_from_run_id"] == original["run_id"]
+        assert result["test_accuracy"] == original["test_accuracy"]
+        run = client.get_run(result["run_id"])
+        assert run.data.tags["cached_from_run_id"] == original["run_id"]
+        assert run.data.metrics["test_accuracy"] == original["test_accuracy"]
+        assert not logged_models(client, result["run_id"])  # nothing was trained or logged again
+
+
+def test_cached_stages_show_as_cached_in_prefect(project):
+    states = asyncio.run(task_states())
+    for stage in ("prepare-data", "train", "evaluate"):
+        assert states[stage].count("Cached") >= 2, (stage, states[stage])
+
+
+def test_every_run_carries_its_lineage(project):
+    project, first = project
+    client = mlflow_client(project)
+    for result in first["modalities"].values():
+        tags = client.get_run(result["run_id"]).data.tags
+        assert LINEAGE_TAGS <= set(tags)
+        assert tags["data_md5"] == data_md5(project) and tags["git_dirty"] == "false" and tags["device"] == "cpu"
+        assert {"params.yaml", "data.dvc"} <= {a.path for a in client.list_artifacts(result["run_id"])}
+        assert logged_models(client, result["run_id"])
+
+
+def test_reproduce_matches_exactly(project):
+    project, first = project
+    original = first["modalities"]["image"]["run_id"]
+    result = reproduce(original, params_path=str(project / "params.yaml"))
+    assert result["match"], result["metrics"]
+    assert result["run_id"] != original
+    tags = mlflow_client(project).get_run(result["run_id"]).data.tags
+    assert tags["reproduced_from_run_id"] == original
+    assert "cached_from_run_id" not in tags  # reproduce trains again
+
+
+def test_changing_one_modality_reruns_only_that_modality(project):
+    project, first = project
+    edit_params(project, lambda p: p["image"]["train"].update(lr=0.01))
+    commit(project, "image lr")
+    result = run_pipeline(project)
+    assert result["modalities"]["image"]["cached_from_run_id"] is None
+    assert result["modalities"]["text"]["cached_from_run_id"] == first["modalities"]["text"]["run_id"]
+
+
+def test_reproduce_restores_an_old_data_version(project):
+    project, first = project
+    old_md5 = first["data_md5"]
+    edit_params(project, lambda p: p["text"]["data"]["builtin"].update(samples_per_class=25))
+    commit(project, "more text data")
+    regenerated = run_pipeline(project)
+    assert regenerated["data_md5"] != old_md5
+
+    result = reproduce(first["modalities"]["text"]["run_id"], params_path=str(project / "params.yaml"))
+    assert result["data_md5"] == result["restored_data_md5"] == old_md5
+    assert result["match"], result["metrics"]
+    assert data_md5(project) == regenerated["data_md5"]  # the workspace is back on the current version
+
+
+def test_reproduce_reports_a_mismatch(project, capsys):
+    project, first = project
+    original = first["modalities"]["image"]["run_id"]
+    mlflow_client(project).log_metric(original, "test_macro_f1", 0.123456)  # the record now disagrees
+    assert main(["reproduce", original, "--params", str(project / "params.yaml")]) == EXIT_MISMATCH
+    assert "MISMATCH" in capsys.readouterr().out
+
+
+def test_reproduce_stops_when_the_code_changed(project, capsys):
+    project, first = project
+    (project / "NOTES.md").write_text("a change after the run\n")
+    code = main(["reproduce", first["modalities"]["text"]["run_id"], "--params", str(project / "params.yaml")])
+    assert code == EXIT_CODE_CHANGED
+    assert "--allow-code-change" in capsys.readouterr().err
