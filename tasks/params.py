@@ -60,6 +60,14 @@ class ModelParams(Section):
         return self
 
 
+class ModalityParams(Section):
+    """What every modality's section has besides its own data and model sub-sections."""
+
+    task: str = Field(min_length=1)  # what the model predicts; names the MLflow runs
+    train: TrainParams
+    eval: EvalParams = EvalParams()
+
+
 def check_range(name: str, low, high) -> None:
     if low > high:
         raise ValueError(f"{name}: the low end ({low}) is above the high end ({high})")
@@ -89,12 +97,9 @@ class TextModel(ModelParams):
     max_len: int = Field(ge=4, le=4096)
 
 
-class TextParams(Section):
-    task: str = Field(min_length=1)  # what the model predicts; names the MLflow runs
+class TextParams(ModalityParams):
     data: TextData
     model: TextModel
-    train: TrainParams
-    eval: EvalParams = EvalParams()
 
 
 # ---- image --------------------------------------------------------------------------------
@@ -120,12 +125,9 @@ class ImageModel(ModelParams):
     patch_size: int = Field(ge=1)
 
 
-class ImageParams(Section):
-    task: str = Field(min_length=1)  # what the model predicts; names the MLflow runs
+class ImageParams(ModalityParams):
     data: ImageData
     model: ImageModel
-    train: TrainParams
-    eval: EvalParams = EvalParams()
 
     @model_validator(mode="after")
     def patches_tile_image(self):
@@ -165,12 +167,9 @@ class SpeechModel(ModelParams):
     time_mask: int = Field(10, ge=0)
 
 
-class SpeechParams(Section):
-    task: str = Field(min_length=1)  # what the model predicts; names the MLflow runs
+class SpeechParams(ModalityParams):
     data: SpeechData
     model: SpeechModel
-    train: TrainParams
-    eval: EvalParams = EvalParams()
 
 
 class Params(Section):
