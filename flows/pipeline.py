@@ -57,19 +57,20 @@ def attention_pipeline(params_path: str = "params.yaml", modalities: list[str] |
     parent = client.create_run(experiment_id, run_name="pipeline", tags={
         "prefect_flow_run_id": flow_run.get_id(), "modalities": ",".join(selected), **lineage})
     parent_run_id = parent.info.run_id
-    log_params(client, parent_run_id, params.global_.model_dump())
-
-    results, failed = {}, []
-    for modality in selected:
-        state = modality_pipeline(modality, params, root, parent_run_id, lineage, return_state=True)
-        if state.is_completed():
-            results[modality] = state.result()
-        else:
-            failed.append(modality)
-    if failed:
-        error = RuntimeError(f"modalities failed: {', '.join(failed)} (see their MLflow runs and Prefect logs)")
+    try:  # whatever goes wrong from here on, the pipeline's MLflow run is closed, never left RUNNING
+        log_params(client, parent_run_id, params.global_.model_dump())
+        results, failed = {}, []
+        for modality in selected:
+            state = modality_pipeline(modality, params, root, parent_run_id, lineage, return_state=True)
+            if state.is_completed():
+                results[modality] = state.result()
+            else:
+                failed.append(modality)
+        if failed:
+            raise RuntimeError(f"modalities failed: {', '.join(failed)} (see their MLflow runs and Prefect logs)")
+    except BaseException as error:
         fail_run(client, parent_run_id, error)
-        raise error
+        raise
     client.set_terminated(parent_run_id, "FINISHED")
     for modality, result in results.items():
         logger.info("%s: test accuracy %.4f, macro F1 %.4f (MLflow run %s)", modality, result["test_accuracy"],
