@@ -1,4 +1,5 @@
-"""Command line: `attnflow run [--modality M ...] [--params params.yaml]`."""
+"""Command line: `attnflow run [--modality M ...] [--params params.yaml]`, `attnflow serve` (the pipeline on
+params.yaml's global.schedule, on a real Prefect server) and `attnflow status` (deployments, next and last runs)."""
 import argparse
 import sys
 
@@ -9,11 +10,7 @@ from tasks.tracking.mlflow_tracking import tracking_uri
 def run(args) -> int:
     from flows.pipeline import attention_pipeline  # imported late: Prefect start-up is slow
 
-    try:
-        params = load_params(args.params)  # fail fast, before Prefect starts
-    except ParamsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    params = load_params(args.params)  # fail fast, before Prefect starts
     result = attention_pipeline(params_path=args.params, modalities=args.modality or None)
     uri = tracking_uri(project_root(args.params), params)
     print("\nResults")
@@ -27,6 +24,34 @@ def run(args) -> int:
     return 0
 
 
+def serve(args) -> int:
+    from flows.schedule import serve_pipeline
+
+    load_params(args.params)  # fail fast, before a server starts
+    serve_pipeline(args.params)
+    return 0
+
+
+def status(args) -> int:
+    from flows.schedule import pipeline_status
+
+    try:
+        entries = pipeline_status(args.params)
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if not entries:
+        print("no deployments of the pipeline yet; create them with `attnflow serve`")
+    for entry in entries:
+        print(f"{entry['name']}{'  (paused)' if entry['paused'] else ''}")
+        print(f"  schedule: {', '.join(entry['schedules']) or 'none'}   parameters: {entry['parameters']}")
+        print(f"  next run: {entry['next'] or 'none scheduled'}")
+        print("  last runs:" + ("" if entry["last_runs"] else " none"))
+        for name, state, when in entry["last_runs"]:
+            print(f"    {when}  {state:<10} {name}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="attnflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -35,8 +60,18 @@ def main(argv: list[str] | None = None) -> int:
                             help="a modality to run (repeatable); default: global.modalities in params.yaml")
     run_parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     run_parser.set_defaults(handler=run)
+    serve_parser = commands.add_parser("serve", help="serve the pipeline on params.yaml's global.schedule "
+                                       "(starts a local Prefect server unless PREFECT_API_URL is set)")
+    status_parser = commands.add_parser("status", help="list the pipeline's deployments, next and last runs")
+    for sub, handler in ((serve_parser, serve), (status_parser, status)):
+        sub.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+        sub.set_defaults(handler=handler)
     args = parser.parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except ParamsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
