@@ -3,7 +3,7 @@ from prefect import get_client
 from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowFilter, FlowFilterName,
                                             FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType)
 from prefect.client.schemas.objects import StateType
-from prefect.client.schemas.sorting import FlowRunSort
+from prefect.client.schemas.sorting import DeploymentSort, FlowRunSort
 
 
 def schedule_status(flow_name: str, last: int = 5) -> list[dict]:
@@ -12,7 +12,8 @@ def schedule_status(flow_name: str, last: int = 5) -> list[dict]:
     not_scheduled = FlowRunFilterStateType(not_any_=[StateType.SCHEDULED])
     with get_client(sync_client=True) as client:
         entries = []
-        for deployment in client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name]))):
+        for deployment in client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+                                                  sort=DeploymentSort.NAME_ASC, limit=200):  # None: HTTP 422
             only_this = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
 
             def runs(state_type, sort, limit):
