@@ -13,10 +13,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 from prefect import get_client
 from prefect.deployments import run_deployment
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.cli import main
+from flows.schedule import deployments
 from tasks.scheduling.server import start_server, stop_server, wait_until_up
 from tests.conftest import REPO, tiny_params, write_params
 
@@ -29,13 +32,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def real_server(tmp_path, monkeypatch):
-    """`prefect server start` on a free port with its own PREFECT_HOME; scheduler loop shortened for the test."""
-    monkeypatch.setenv("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "2")
-    home, port = tmp_path / "server-home", free_port()
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory):
+    """`prefect server start` on a free port with its own PREFECT_HOME; scheduler loop shortened for the tests."""
+    home, port = tmp_path_factory.mktemp("server-home"), free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    process = start_server(home, port)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "2")
+        process = start_server(home, port)
     try:
         wait_until_up(api_url, process, home)
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
@@ -106,3 +110,22 @@ def test_served_deployment_has_the_schedule_and_its_run_is_the_pipeline(serving,
     out = capsys.readouterr().out
     assert DEPLOYMENT in out and "30 4 * * * (Europe/Berlin)" in out and "next run:" in out
     assert "Completed" in out and flow_run.name in out
+
+
+@pytest.mark.xfail(strict=True, reason="Prefect 3.8.8's scheduler service fails on SQLAlchemy 2.1 (locked: 2.1.9): "
+                   "'Can't evaluate bulk DML statement' in _insert_scheduled_flow_runs, so no scheduled runs are "
+                   "created. Expected to pass with sqlalchemy<2.1 (not checked: no other version installed); then drop this mark")
+def test_the_server_schedules_runs_per_modality(real_server, tiny_project):
+    params = tiny_params()
+    params["global"]["schedule"] = {"cron": "0 * * * *", "timezone": "UTC", "per_modality": True}
+    params_path = write_params(tiny_project, params)
+    ids = {deployment.name: deployment.apply() for deployment in deployments(params_path)}
+    assert sorted(ids) == ["scheduled-image", "scheduled-speech", "scheduled-text"]
+    with get_client(sync_client=True) as client:
+        assert client.read_deployment(ids["scheduled-image"]).parameters["modalities"] == ["image"]
+        deadline = time.monotonic() + 30
+        while not (runs := client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(ids.values()))),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=10)) and time.monotonic() < deadline:
+            time.sleep(1)
+    assert runs and all(run.state.is_scheduled() and run.expected_start_time.minute == 0 for run in runs)
