@@ -34,10 +34,11 @@ def serve(args) -> int:
 
 def status(args) -> int:
     from flows.schedule import pipeline_status
+    from tasks.scheduling.server import ServerUnavailable
 
     try:
         entries = pipeline_status(args.params)
-    except RuntimeError as error:
+    except ServerUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if not entries:

@@ -15,6 +15,10 @@ LOCAL_PORT = 4200
 STARTUP_TIMEOUT_S = 120
 
 
+class ServerUnavailable(RuntimeError):
+    """No Prefect server answers (and none may be started), or the one started did not come up."""
+
+
 def is_up(api_url: str) -> bool:
     try:
         return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
@@ -27,10 +31,10 @@ def start_server(home: Path, port: int) -> subprocess.Popen:
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
-    log = open(home / "server.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    with open(home / "server.log", "ab") as log:  # own session: Ctrl-C stops `serve` first, which then stops it
+        return subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                 "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def wait_until_up(api_url: str, process: subprocess.Popen, home: Path, timeout: float = STARTUP_TIMEOUT_S) -> None:
@@ -38,7 +42,7 @@ def wait_until_up(api_url: str, process: subprocess.Popen, home: Path, timeout: 
     while not is_up(api_url):
         if process.poll() is not None or time.monotonic() > deadline:
             log = (home / "server.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"the Prefect server at {api_url} did not start (see {home / 'server.log'}):\n{log}")
+            raise ServerUnavailable(f"the Prefect server at {api_url} did not start (see {home / 'server.log'}):\n{log}")
         time.sleep(1)
 
 
@@ -60,7 +64,7 @@ def prefect_server(root: Path, start: bool = True, port: int = LOCAL_PORT):
     process = None
     if not configured and not is_up(api_url):
         if not start:
-            raise RuntimeError(f"no Prefect server answers at {api_url}; start one with `attnflow serve`")
+            raise ServerUnavailable(f"no Prefect server answers at {api_url}; start one with `attnflow serve`")
         home = root / ".prefect"
         process = start_server(home, port)
     try:
