@@ -6,6 +6,12 @@ from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import DeploymentSort, FlowRunSort
 
 
+def describe(schedule) -> str:
+    """'0 3 * * * (UTC)' for a cron schedule; interval and rrule schedules as Prefect prints them."""
+    cron = getattr(schedule, "cron", None)
+    return f"{cron} ({schedule.timezone})" if cron else str(schedule)
+
+
 def schedule_status(flow_name: str, last: int = 5) -> list[dict]:
     """One entry per deployment of flow_name: name, schedules, paused, next scheduled run, its last runs."""
     scheduled = FlowRunFilterStateType(any_=[StateType.SCHEDULED])
@@ -23,8 +29,7 @@ def schedule_status(flow_name: str, last: int = 5) -> list[dict]:
             upcoming = runs(scheduled, FlowRunSort.EXPECTED_START_TIME_ASC, 1)
             entries.append({
                 "name": f"{flow_name}/{deployment.name}",
-                "schedules": [f"{s.schedule.cron} ({s.schedule.timezone})" + ("" if s.active else " inactive")
-                              for s in deployment.schedules],
+                "schedules": [describe(s.schedule) + ("" if s.active else " inactive") for s in deployment.schedules],
                 "paused": deployment.paused,
                 "parameters": deployment.parameters,
                 "next": upcoming[0].expected_start_time if upcoming else None,
