@@ -8,14 +8,14 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 
-# Prefect keeps its local state (the temporary server's database) inside the project.
+# Prefect keeps its local state (the temporary server's database, `make serve`'s server database) inside the project.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 # The pipeline's own default store; $MLFLOW_TRACKING_URI wins when set.
 TRACKING_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
-.PHONY: help setup run test test-slow ui lint clean
+.PHONY: help setup run serve status test test-slow ui lint clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,12 @@ setup: $(VENV)/.synced ## create .venv from uv.lock (torch, prefect, mlflow, dvc
 
 run: setup ## run the whole pipeline on the built-in data (text, image, speech)
 	$(VENV)/bin/attnflow run
+
+serve: setup ## serve the pipeline on params.yaml's global.schedule (local Prefect server + UI on :4200)
+	$(VENV)/bin/attnflow serve
+
+status: setup ## list the scheduled deployments, their next run and last runs
+	$(VENV)/bin/attnflow status
 
 test: setup ## run the test suite (slow tests excluded)
 	$(PY) -m pytest -m "not slow"

@@ -1,4 +1,4 @@
-"""Command line: `attnflow run | reproduce | sweep` (see `attnflow -h`)."""
+"""Command line: `attnflow run | reproduce | sweep | serve | status` (see `attnflow -h`)."""
 import argparse
 import sys
 
@@ -58,6 +58,35 @@ def sweep(args) -> int:
     return 0
 
 
+def serve(args) -> int:
+    from flows.schedule import serve_pipeline
+
+    load_params(args.params)  # fail fast, before a server starts
+    serve_pipeline(args.params)
+    return 0
+
+
+def status(args) -> int:
+    from flows.schedule import pipeline_status
+    from tasks.scheduling.server import ServerUnavailable
+
+    try:
+        entries = pipeline_status(args.params)
+    except ServerUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if not entries:
+        print("no deployments of the pipeline yet; create them with `attnflow serve`")
+    for entry in entries:
+        print(f"{entry['name']}{'  (paused)' if entry['paused'] else ''}")
+        print(f"  schedule: {', '.join(entry['schedules']) or 'none'}   parameters: {entry['parameters']}")
+        print(f"  next run: {entry['next'] or 'none scheduled'}")
+        print("  last runs:" + ("" if entry["last_runs"] else " none"))
+        for name, state, when in entry["last_runs"]:
+            print(f"    {when}  {state:<10} {name}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="attnflow", description="Attention-model pipeline: Prefect, MLflow, DVC.")
     common = argparse.ArgumentParser(add_help=False)
@@ -85,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
                               help="a key of the modality's section and its values, e.g. model.depth=1,2 (repeatable)")
     sweep_parser.set_defaults(handler=sweep)
 
+    serve_parser = commands.add_parser("serve", parents=[common], help="serve the pipeline on params.yaml's "
+                                       "global.schedule (starts a local Prefect server unless PREFECT_API_URL is set)")
+    serve_parser.set_defaults(handler=serve)
+    status_parser = commands.add_parser("status", parents=[common],
+                                        help="list the pipeline's deployments, next and last runs")
+    status_parser.set_defaults(handler=status)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

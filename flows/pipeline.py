@@ -81,7 +81,7 @@ def attention_pipeline(params_path: str = "params.yaml", modalities: list[str] |
         "prefect_flow_run_id": flow_run.get_id(), "modalities": ",".join(selected), **lineage, **(tags or {})})
     parent_run_id = parent.info.run_id
     results, failed = {}, []
-    try:
+    try:  # whatever goes wrong from here on, the pipeline's MLflow run is closed, never left RUNNING
         log_params(client, parent_run_id, params.global_.model_dump())
         for modality in selected:
             state = modality_pipeline(modality, params, root, parent_run_id, lineage, recipes[modality], force, tags,

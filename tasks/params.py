@@ -3,11 +3,14 @@
 Every stage reads its own section. Unknown keys, wrong types and out-of-range values stop
 the run before any work, with the offending key named (``ParamsError``).
 """
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from cronsim import CronSim, CronSimError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MODALITIES = ("text", "image", "speech")
 Fraction = Field(ge=0.0, lt=1.0)
@@ -23,11 +26,37 @@ class TrackingParams(Section):
     experiment: str = "attnflow"
 
 
+class ScheduleParams(Section):
+    """When `attnflow serve` runs the pipeline: a cron string read in an IANA timezone."""
+    cron: str = "0 3 * * *"
+    timezone: str = "UTC"
+    per_modality: bool = False  # true: one deployment per modality, each with modalities=[m]
+
+    @field_validator("cron")
+    @classmethod
+    def valid_cron(cls, cron: str) -> str:
+        try:
+            CronSim(cron, datetime(2000, 1, 1))
+        except CronSimError as error:
+            raise ValueError(f"not a cron schedule: {error}") from None
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def valid_timezone(cls, timezone: str) -> str:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {timezone!r} (use an IANA name such as UTC or Europe/Berlin)") from None
+        return timezone
+
+
 class GlobalParams(Section):
     seed: int = Field(42, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     modalities: list[Literal["text", "image", "speech"]] = list(MODALITIES)
     tracking: TrackingParams = TrackingParams()
+    schedule: ScheduleParams = ScheduleParams()
 
 
 # ---- shared stage sections ----------------------------------------------------------------

@@ -22,6 +22,9 @@ def test_the_repository_params_are_valid():
     (lambda p: p["global"].update(device="tpu"), "global.device: Input should be 'auto', 'cpu' or 'cuda'"),
     (lambda p: p["image"]["model"].update(num_heads=3), "image.model: Value error, embed_dim (16) must be divisible"),
     (lambda p: p["text"].pop("task"), "text.task: Field required"),
+    (lambda p: p["global"]["schedule"].update(cron="0 25 * * *"), "global.schedule.cron: Value error, not a cron"),
+    (lambda p: p["global"]["schedule"].update(timezone="Mars/Olympus"), "global.schedule.timezone: Value error, unknown"),
+    (lambda p: p["global"]["schedule"].update(every="day"), "global.schedule.every: Extra inputs are not permitted"),
 ])
 def test_invalid_values_name_the_key(tmp_path, edit, message):
     params = tiny_params()

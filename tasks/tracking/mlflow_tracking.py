@@ -63,10 +63,11 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], st
 
 def fail_run(client: MlflowClient, run_id: str, error: BaseException) -> None:
     """Mark a run FAILED with the error and its traceback, so nothing is left RUNNING."""
-    text = "".join(traceback.format_exception(error))
-    client.set_tag(run_id, "error", f"{type(error).__name__}: {error}"[:5000])
-    client.log_text(run_id, text, "error_traceback.txt")
-    client.set_terminated(run_id, "FAILED")
+    try:
+        client.set_tag(run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+        client.log_text(run_id, "".join(traceback.format_exception(error)), "error_traceback.txt")
+    finally:  # even when recording the error fails
+        client.set_terminated(run_id, "FAILED")
 
 
 def log_pytorch_model(run_id: str, model, *, input_example, signature, code_paths, extra_files):

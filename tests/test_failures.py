@@ -1,0 +1,31 @@
+"""A modality that really fails (a corrupt test image) is FAILED in MLflow with its error and traceback,
+the other modalities still finish, and the flow run fails naming it; nothing is left RUNNING."""
+from mlflow.tracking import MlflowClient
+
+from flows.pipeline import attention_pipeline
+from tasks.data.prepare import prepare_data
+from tasks.params import load_params
+
+
+def test_a_failing_modality_is_failed_in_mlflow_and_the_others_finish(tiny_project, prefect_server):
+    params_path = tiny_project / "params.yaml"
+    prepare_data("image", load_params(params_path), tiny_project)  # the real dataset, then one file broken
+    broken = sorted((tiny_project / "data" / "image" / "test").rglob("*.png"))[0]
+    broken.write_bytes(b"not an image")
+
+    state = attention_pipeline(params_path=str(params_path), return_state=True)
+
+    assert state.is_failed() and "modalities failed: image" in state.message
+    client = MlflowClient(f"sqlite:///{tiny_project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("attnflow")
+    [parent] = client.search_runs([experiment.experiment_id], f"tags.prefect_flow_run_id = '{state.state_details.flow_run_id}'")
+    assert parent.info.status == "FAILED" and "modalities failed: image" in parent.data.tags["error"]
+    children = {run.data.tags["modality"]: run for run in client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")}
+    assert {m: r.info.status for m, r in children.items()} == {"text": "FINISHED", "image": "FAILED",
+                                                               "speech": "FINISHED"}
+    image = children["image"]
+    assert "UnidentifiedImageError" in image.data.tags["error"]
+    traceback = open(client.download_artifacts(image.info.run_id, "error_traceback.txt")).read()
+    assert broken.name in traceback and "Traceback" in traceback
+    assert not client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")

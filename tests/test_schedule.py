@@ -1,0 +1,132 @@
+"""Scheduled runs on a real Prefect server: `attnflow serve` registers the deployment with params.yaml's
+schedule, a run triggered through the deployment is the same pipeline (same MLflow runs and lineage tags),
+and `attnflow status` shows it."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from prefect import get_client
+from prefect.deployments import run_deployment
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.cli import main
+from flows.schedule import deployments
+from tasks.scheduling.server import start_server, stop_server, wait_until_up
+from tests.conftest import REPO, tiny_params, write_params
+
+DEPLOYMENT = "attention-pipeline/scheduled"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory):
+    """`prefect server start` on a free port with its own PREFECT_HOME; scheduler loop shortened for the tests."""
+    home, port = tmp_path_factory.mktemp("server-home"), free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "2")
+        process = start_server(home, port)
+    try:
+        wait_until_up(api_url, process, home)
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            yield api_url
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture
+def serving(tiny_project, real_server, tmp_path):
+    """`attnflow serve --params <tiny>/params.yaml` in a subprocess against the test server."""
+    params = tiny_params()
+    params["global"]["modalities"] = ["text", "image"]
+    params["global"]["schedule"] = {"cron": "30 4 * * *", "timezone": "Europe/Berlin", "per_modality": False}
+    params_path = write_params(tiny_project, params)
+    env = {**os.environ, "PREFECT_API_URL": real_server, "PREFECT_HOME": str(tmp_path / "serve-home"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = tmp_path / "serve.log"
+    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--params", str(params_path)], cwd=REPO,
+                               env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield params_path, process, log
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # the serve process and the flow runs it started
+            try:
+                os.killpg(process.pid, sig)
+                process.wait(timeout=20)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+
+
+def wait_for_deployment(process, log: Path, timeout: float = 180):
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, f"attnflow serve exited:\n{log.read_text()[-3000:]}"
+            try:
+                return client.read_deployment_by_name(DEPLOYMENT)
+            except ObjectNotFound:
+                time.sleep(1)
+    raise AssertionError(f"no deployment after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def test_served_deployment_has_the_schedule_and_its_run_is_the_pipeline(serving, tiny_project, capsys):
+    params_path, process, log = serving
+    deployment = wait_for_deployment(process, log)
+    [schedule] = deployment.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == ("30 4 * * *", "Europe/Berlin", True)
+    assert deployment.parameters == {"params_path": str(params_path), "modalities": None}
+
+    flow_run = run_deployment(DEPLOYMENT, timeout=300)
+    assert flow_run.state.is_completed(), f"{flow_run.state}\n{log.read_text()[-3000:]}"
+
+    client = MlflowClient(f"sqlite:///{tiny_project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("attnflow")
+    [parent] = client.search_runs([experiment.experiment_id], f"tags.prefect_flow_run_id = '{flow_run.id}'")
+    assert parent.info.status == "FINISHED" and parent.data.tags["modalities"] == "text,image"
+    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(run.data.tags["modality"] for run in children) == ["image", "text"]
+    for run in children:
+        assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
+        assert run.data.tags["data_md5"] == parent.data.tags["data_md5"]
+        assert len(run.data.tags["git_sha"]) == 40
+
+    assert main(["status", "--params", str(params_path)]) == 0
+    out = capsys.readouterr().out
+    assert DEPLOYMENT in out and "30 4 * * * (Europe/Berlin)" in out and "next run:" in out
+    assert "Completed" in out and flow_run.name in out
+
+
+@pytest.mark.xfail(strict=True, reason="Prefect 3.8.8's scheduler service fails on SQLAlchemy 2.1 (locked: 2.1.9): "
+                   "'Can't evaluate bulk DML statement' in _insert_scheduled_flow_runs, so no scheduled runs are "
+                   "created. Expected to pass with sqlalchemy<2.1 (not checked: no other version installed); "
+                   "then drop this mark")
+def test_the_server_schedules_runs_per_modality(real_server, tiny_project):
+    params = tiny_params()
+    params["global"]["schedule"] = {"cron": "0 * * * *", "timezone": "UTC", "per_modality": True}
+    params_path = write_params(tiny_project, params)
+    ids = {deployment.name: deployment.apply() for deployment in deployments(params_path)}
+    assert sorted(ids) == ["scheduled-image", "scheduled-speech", "scheduled-text"]
+    with get_client(sync_client=True) as client:
+        assert client.read_deployment(ids["scheduled-image"]).parameters["modalities"] == ["image"]
+        deadline = time.monotonic() + 30
+        while not (runs := client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(ids.values()))),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=10)) and time.monotonic() < deadline:
+            time.sleep(1)
+    assert runs and all(run.state.is_scheduled() and run.expected_start_time.minute == 0 for run in runs)
