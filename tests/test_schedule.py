@@ -112,10 +112,6 @@ def test_served_deployment_has_the_schedule_and_its_run_is_the_pipeline(serving,
     assert "Completed" in out and flow_run.name in out
 
 
-@pytest.mark.xfail(strict=True, reason="Prefect 3.8.8's scheduler service fails on SQLAlchemy 2.1 (locked: 2.1.9): "
-                   "'Can't evaluate bulk DML statement' in _insert_scheduled_flow_runs, so no scheduled runs are "
-                   "created. Expected to pass with sqlalchemy<2.1 (not checked: no other version installed); "
-                   "then drop this mark")
 def test_the_server_schedules_runs_per_modality(real_server, tiny_project):
     params = tiny_params()
     params["global"]["schedule"] = {"cron": "0 * * * *", "timezone": "UTC", "per_modality": True}
