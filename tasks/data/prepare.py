@@ -27,7 +27,8 @@ def builtin_recipe(modality: str, params: Params) -> dict:
     if modality == "speech":
         arguments |= {"sample_rate": section.data.sample_rate, "clip_seconds": section.data.clip_seconds}
     code = code_fingerprint(f"tasks/data/builtin_{modality}.py")
-    return {"source": "builtin", "modality": modality, "arguments": arguments, "code_sha256": code}
+    recipe = {"source": "builtin", "modality": modality, "arguments": arguments, "code_sha256": code}
+    return json.loads(json.dumps(recipe))  # as read back from dataset.json: tuples become lists
 
 
 GENERATORS = {"text": generate_text_dataset, "image": generate_image_dataset, "speech": generate_speech_dataset}
