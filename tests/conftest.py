@@ -67,7 +67,7 @@ def prefect_server():
 def pipeline_runs(tmp_path_factory, prefect_server):
     """Two real pipeline runs in one tiny project, shared by the whole session (about a minute each).
 
-    The first trains a little longer; the second is deliberately worse (learning rate 1e-6, one batch), so on the
+    The first trains image longer (3 epochs); the second is deliberately worse (learning rate 1e-6, one batch), so on the
     same test data it must not take the `champion` alias. Both carry the tag sweep=s1.
     Returns (project, first result, second result).
     """
@@ -77,7 +77,7 @@ def pipeline_runs(tmp_path_factory, prefect_server):
         monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
         project = make_tiny_project(tmp_path_factory.mktemp("pipelines") / "project")
         params = tiny_params()
-        params["image"]["train"]["max_batches_per_epoch"] = 8
+        params["image"]["train"].update(epochs=3, max_batches_per_epoch=10, lr=0.005)
         write_params(project, params)
         first = attention_pipeline(params_path=str(project / "params.yaml"), sweep="s1")
         for modality in ("text", "image", "speech"):
