@@ -15,7 +15,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 # The pipeline's own default store; $MLFLOW_TRACKING_URI wins when set.
 TRACKING_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
-.PHONY: help setup run test test-slow ui lint clean
+.PHONY: help setup run test test-slow test-ui chromium ui lint clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,12 @@ test: setup ## run the test suite (slow tests excluded)
 
 test-slow: setup ## run only the slow tests
 	$(PY) -m pytest -m slow
+
+test-ui: setup ## run the browser test of the MLflow UI (needs `make chromium` first)
+	$(PY) -m pytest -m slow tests/test_ui.py
+
+chromium: ## install Chromium with apt-get for the browser test (Debian/Ubuntu; uses sudo when not root)
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium
 
 ui: setup ## open the MLflow UI on this project's store at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri "$(TRACKING_URI)" --host 127.0.0.1 --port 5000
