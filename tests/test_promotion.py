@@ -42,15 +42,17 @@ def test_register_and_promote_moves_aliases_in_a_real_registry(tmp_path):
             mlflow.pyfunc.log_model(name="serving", python_model=Constant())
         return run_id
 
-    steps = [(0.5, SAME, CHAMPION, "1"), (0.4, SAME, CHALLENGER, "1"), (0.5, SAME, CHALLENGER, "1"),
-             (0.7, SAME, CHAMPION, "4"), (0.9, OTHER, CHALLENGER, "4")]
+    steps = [(0.5, SAME, CHAMPION, 1), (0.4, SAME, CHALLENGER, 1), (0.5, SAME, CHALLENGER, 1),
+             (0.7, SAME, CHAMPION, 4), (0.9, OTHER, CHALLENGER, 4)]
     for accuracy, md5, alias, champion_version in steps:
         run_id = new_run(accuracy, md5)
         version, decision, _ = register_and_promote(client, "m", run_id)
         assert decision.alias == alias
-        assert client.get_model_version_by_alias("m", CHAMPION).version == champion_version
+        assert int(client.get_model_version_by_alias("m", CHAMPION).version) == champion_version
         assert client.get_model_version_by_alias("m", alias).version == version
+        assert run_id == client.get_model_version("m", version).run_id
         run = client.get_run(run_id)
+        assert run.data.params["promotion.version"] == str(version)
         assert run.data.tags["promotion"] == alias and run.data.tags["promotion_reason"] == decision.reason
         assert run.data.metrics["promotion_new_test_accuracy"] == accuracy
     assert "different test data" in decision.reason

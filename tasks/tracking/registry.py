@@ -63,7 +63,9 @@ def candidate(client, run_id: str) -> Candidate:
 
 def register_and_promote(client, name: str, run_id: str) -> tuple[str, Decision, str | None]:
     """Register the run's serving model under `name`, move `champion` or set `challenger`; log the decision."""
-    version = mlflow.register_model(f"runs:/{run_id}/{SERVING_MODEL}", name).version
+    experiment_id = client.get_run(run_id).info.experiment_id
+    served = client.search_logged_models([experiment_id], f"source_run_id = '{run_id}' AND name = '{SERVING_MODEL}'")
+    version = mlflow.register_model(served[0].model_uri, name).version
     try:
         holder = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:  # no champion yet
