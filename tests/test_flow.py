@@ -21,7 +21,8 @@ def pipeline_result(pipeline_runs):
 
 def test_pipeline_logs_three_finished_runs_with_everything(pipeline_result):
     project, result = pipeline_result
-    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
     parent = client.get_run(result["parent_run_id"])
     assert parent.info.status == "FINISHED"
     md5 = data_md5(project)

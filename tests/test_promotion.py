@@ -32,7 +32,7 @@ def test_register_and_promote_moves_aliases_in_a_real_registry(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, registry_uri=uri)
     experiment = client.create_experiment("t", artifact_location=(tmp_path / "artifacts").as_uri())
 
     def new_run(accuracy: float, md5: str) -> str:
@@ -61,7 +61,8 @@ def test_register_and_promote_moves_aliases_in_a_real_registry(tmp_path):
 
 def test_pipeline_runs_promote_the_better_and_keep_the_worse_as_challenger(pipeline_runs):
     project, first, second = pipeline_runs
-    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
     for modality in ("text", "image", "speech"):
         name = first["modalities"][modality]["promotion"]["registered_model"]
         champion = client.get_model_version_by_alias(name, CHAMPION)  # every task has one

@@ -66,7 +66,8 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_a_json_request(pipeline_runs, tmp_path):
     project, port = pipeline_runs[0], free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",  # the venv's bin on PATH,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # as activated: uvicorn
     command = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
                "models:/attnflow-digit-classification@champion", "--env-manager", "local", "-h", "127.0.0.1",
                "-p", str(port)]
