@@ -52,7 +52,7 @@ def test_register_and_promote_moves_aliases_in_a_real_registry(tmp_path):
         assert client.get_model_version_by_alias("m", alias).version == version
         assert run_id == client.get_model_version("m", version).run_id
         run = client.get_run(run_id)
-        assert run.data.params["promotion.version"] == str(version)
+        assert run.data.tags["registered_version"] == str(version)
         assert run.data.tags["promotion"] == alias and run.data.tags["promotion_reason"] == decision.reason
         assert run.data.metrics["promotion_new_test_accuracy"] == accuracy
     assert "different test data" in decision.reason
@@ -73,7 +73,7 @@ def test_pipeline_runs_promote_the_better_and_keep_the_worse_as_challenger(pipel
         assert worse.data.tags["promotion"] == expected
         assert client.get_model_version_by_alias(name, expected).run_id == worse.info.run_id
         assert champion.run_id == (worse if expected == CHAMPION else good).info.run_id
-        assert worse.data.params["promotion.champion_version"] == "1"
+        assert worse.data.tags["champion_version_before"] == "1"
         assert worse.data.metrics["promotion_champion_test_accuracy"] == accuracies[0]
     image = client.get_run(second["modalities"]["image"]["run_id"])  # designed to be clearly worse
     assert image.data.tags["promotion"] == CHALLENGER

@@ -12,7 +12,7 @@ def compare_runs(client: MlflowClient, experiment_id: str, sweep: str | None = N
     query = "attributes.status = 'FINISHED'" + (f" AND tags.sweep = '{sweep}'" if sweep else "")
     runs = client.search_runs([experiment_id], query, max_results=1000)
     differing = sorted({key for run in runs for key in run.data.params
-                        if len({r.data.params.get(key) for r in runs}) > 1 and not key.startswith("promotion.")})
+                        if len({r.data.params.get(key) for r in runs}) > 1})
     rows = [{"run": run.info.run_name, "run_id": run.info.run_id[:8], "promotion": run.data.tags.get("promotion", ""),
              **{key: run.data.params.get(key, "") for key in differing},
              **{key: run.data.metrics.get(key) for key in METRICS}} for run in runs]

@@ -7,8 +7,9 @@ The rule (``decide``), on test_accuracy:
 - different test data               -> challenger: accuracies on different test sets are not comparable, so the
                                        champion is kept and the decision says so; promote by hand after checking
                                        (``MlflowClient().set_registered_model_alias(name, "champion", version)``).
-The decision is logged on the new run: tag ``promotion`` and ``promotion_reason``, params
-``promotion.champion_version``, metrics ``promotion_new_test_accuracy`` and ``promotion_champion_test_accuracy``.
+The decision is logged on the new run: tags ``promotion`` (the alias), ``promotion_reason``, ``registered_model``,
+``registered_version``, ``champion_version_before``; metrics ``promotion_new_test_accuracy`` and
+``promotion_champion_test_accuracy`` (both figures).
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,11 +75,10 @@ def register_and_promote(client, name: str, run_id: str) -> tuple[str, Decision,
     champion = candidate(client, holder.run_id) if holder else None
     decision = decide(new, champion)
     client.set_registered_model_alias(name, decision.alias, version)
-    client.set_tag(run_id, "promotion", decision.alias)
-    client.set_tag(run_id, "promotion_reason", decision.reason)
-    client.log_param(run_id, "promotion.registered_model", name)
-    client.log_param(run_id, "promotion.version", version)
-    client.log_param(run_id, "promotion.champion_version", holder.version if holder else "none")
+    for key, value in {"promotion": decision.alias, "promotion_reason": decision.reason,
+                       "registered_model": name, "registered_version": version,
+                       "champion_version_before": holder.version if holder else "none"}.items():
+        client.set_tag(run_id, key, str(value))  # tags, not params: they would crowd the UI's compare plots
     log_metrics(client, run_id, {"promotion_new_test_accuracy": new.test_accuracy,
                                  **({"promotion_champion_test_accuracy": champion.test_accuracy} if champion else {})})
     return version, decision, holder.version if holder else None
