@@ -15,10 +15,10 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 # The pipeline's own default store; $MLFLOW_TRACKING_URI wins when set.
 TRACKING_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
-.PHONY: help setup run serve status test test-slow ui lint clean
+.PHONY: help setup run serve status test test-slow test-ui chromium ui serve-model clean
 
 help: ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -45,8 +45,19 @@ test: setup ## run the test suite (slow tests excluded)
 test-slow: setup ## run only the slow tests
 	$(PY) -m pytest -m slow
 
+test-ui: setup ## run the browser test of the MLflow UI (needs `make chromium` first)
+	$(PY) -m pytest -m slow tests/test_ui.py
+
+chromium: ## install Chromium with apt-get for the browser test (Debian/Ubuntu; uses sudo when not root)
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium
+
 ui: setup ## open the MLflow UI on this project's store at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri "$(TRACKING_URI)" --host 127.0.0.1 --port 5000
+
+TASK ?= digit-classification
+serve-model: setup ## serve the champion of TASK (default digit-classification) on http://127.0.0.1:5001
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI="$(TRACKING_URI)" mlflow models serve \
+	    -m "models:/attnflow-$(TASK)@champion" --env-manager local -h 127.0.0.1 -p 5001
 
 clean: ## remove runs, outputs and local state (keeps data/ and the DVC cache)
 	rm -rf outputs mlflow.db mlartifacts .prefect .attnflow-tmp

@@ -1,6 +1,8 @@
-"""Command line: `attnflow run | reproduce | sweep | serve | status` (see `attnflow -h`)."""
+"""Command line: `attnflow run | reproduce | sweep | compare | serve | status` (see `attnflow -h`)."""
 import argparse
 import sys
+
+from pathlib import Path
 
 from tasks.params import MODALITIES, ParamsError, load_params, project_root
 from tasks.tracking.mlflow_tracking import tracking_uri
@@ -26,6 +28,11 @@ def run(args) -> int:
     rows = [{"modality": m, **r, "cached_from_run_id": r["cached_from_run_id"] or "-"}
             for m, r in result["modalities"].items()]
     print_table(rows, ["modality", "test_accuracy", "test_macro_f1", "run_id", "cached_from_run_id"])
+    for modality, metrics in result["modalities"].items():
+        if metrics["promotion"]:
+            promotion = metrics["promotion"]
+            print(f"  {modality}: {promotion['registered_model']} v{promotion['version']} -> {promotion['alias']}: "
+                  f"{promotion['reason']}")
     print(f"  data version (data.dvc md5): {result['data_md5']}")
     print(f"  MLflow store: {uri}  (experiment '{params.global_.tracking.experiment}',"
           f" pipeline run {result['parent_run_id']})")
@@ -87,6 +94,26 @@ def status(args) -> int:
     return 0
 
 
+def compare(args) -> int:
+    from tasks.tracking import compare as comparison
+    from tasks.tracking.mlflow_tracking import connect
+
+    params = load_params(args.params)
+    modality = next((m for m in MODALITIES if args.task in (m, params.section(m).task)), None)
+    if modality is None:
+        tasks = ", ".join(params.section(m).task for m in MODALITIES)
+        print(f"error: unknown task {args.task!r}; choose from {tasks} (or a modality)", file=sys.stderr)
+        return 2
+    client, experiment_id = connect(project_root(args.params), params, modality)
+    rows = comparison.compare_runs(client, experiment_id, args.sweep)
+    print(comparison.as_table(rows))
+    if args.markdown:
+        Path(args.markdown).write_text(comparison.as_markdown(rows))
+    if args.csv:
+        Path(args.csv).write_text(comparison.as_csv(rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="attnflow", description="Attention-model pipeline: Prefect, MLflow, DVC.")
     common = argparse.ArgumentParser(add_help=False)
@@ -120,6 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     status_parser = commands.add_parser("status", parents=[common],
                                         help="list the pipeline's deployments, next and last runs")
     status_parser.set_defaults(handler=status)
+
+    compare_parser = commands.add_parser("compare", parents=[common],
+                                         help="table of a task's runs, best test_accuracy first")
+    compare_parser.add_argument("--task", required=True,
+                                help="a task from params.yaml (e.g. language-id) or a modality")
+    compare_parser.add_argument("--sweep", help="only the runs of this sweep (its sweep_id)")
+    compare_parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
+    compare_parser.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
+    compare_parser.set_defaults(handler=compare)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

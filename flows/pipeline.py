@@ -1,5 +1,8 @@
-"""The pipeline: prepare data for the selected modalities, version it with DVC once, then train and
-evaluate each modality in its own subflow and MLflow run, nested under one MLflow run for the pipeline.
+"""The pipeline: prepare data for the selected modalities, version it with DVC once, then train, evaluate and
+promote each modality in its own subflow. MLflow: one "pipeline" run in `tracking.experiment`; each modality's run
+goes to its task's experiment (`<tracking.experiment>-<task>`, where runs of a task are compared) and is linked
+to the pipeline run by the tags `pipeline_run_id` and `mlflow.parentRunId` (the pipeline run holds
+`run_id.<modality>` tags back).
 
 Stages are cached across flow runs (see tasks/caching.py): unchanged stages show as Cached in
 Prefect, and the modality run records which run produced the result (tag ``cached_from_run_id``).
@@ -19,7 +22,8 @@ from tasks.evaluation.evaluate import evaluate_model
 from tasks.lineage import lineage_tags
 from tasks.params import MODALITIES, Params, load_params, project_root
 from tasks.reproducibility import resolve_device
-from tasks.tracking.mlflow_tracking import connect, fail_run, log_metrics, log_params
+from tasks.tracking.mlflow_tracking import connect, fail_run, log_metrics, log_params, run_name
+from tasks.tracking.registry import promote_model
 from tasks.training.train import train_model
 from tasks.versioning.dvc import version_data
 
@@ -29,12 +33,13 @@ TEST_METRICS = ("test_accuracy", "test_macro_f1")
 @flow(name="modality-pipeline", flow_run_name="{modality}")
 def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: str, lineage: dict,
                       data_recipe: dict, force: bool = False, tags: dict | None = None) -> dict:
-    """Train and evaluate one modality, recorded as one MLflow run under the pipeline's run."""
-    client, experiment_id = connect(root, params)
+    """Train, evaluate and promote one modality, recorded as one MLflow run in its task's experiment."""
+    client, experiment_id = connect(root, params, modality)
     section = params.section(modality)
-    run_tags = {MLFLOW_PARENT_RUN_ID: parent_run_id, "modality": modality, "task": section.task,
+    run_tags = {MLFLOW_PARENT_RUN_ID: parent_run_id, "pipeline_run_id": parent_run_id, "modality": modality, "task": section.task,
                 "prefect_flow_run_id": flow_run.get_id(), **lineage, **(tags or {})}
-    run_id = client.create_run(experiment_id, run_name=f"{modality}-{section.task}", tags=run_tags).info.run_id
+    run_id = client.create_run(experiment_id, run_name=run_name(modality, section), tags=run_tags).info.run_id
+    client.set_tag(parent_run_id, f"run_id.{modality}", run_id)
     try:
         log_params(client, run_id, section.model_dump())
         client.log_text(run_id, yaml.safe_dump(params.model_dump(mode="json", by_alias=True), sort_keys=False),
@@ -45,24 +50,30 @@ def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: 
                               **stage_inputs)
         evaluated = call_cached(evaluate_model, force=force, outputs_exist=lambda r: True, trained=trained,
                                 **stage_inputs)
-        if evaluated["run_id"] != run_id:  # every stage came from the cache: point at the run that made the result
-            client.set_tag(run_id, "cached_from_run_id", evaluated["run_id"])
+        cached_from = None if evaluated["run_id"] == run_id else evaluated["run_id"]
+        if cached_from:  # every stage came from the cache: point at the run that made (and promoted) the result
+            client.set_tag(run_id, "cached_from_run_id", cached_from)
             log_metrics(client, run_id, {name: evaluated[name] for name in TEST_METRICS})
+            promotion = None
+        else:
+            promotion = promote_model(modality, params, root, run_id)
     except BaseException as error:
         fail_run(client, run_id, error)
         raise
     client.set_terminated(run_id, "FINISHED")
-    return {"run_id": run_id, "cached_from_run_id": None if evaluated["run_id"] == run_id else evaluated["run_id"],
+    return {"run_id": run_id, "cached_from_run_id": cached_from, "promotion": promotion,
             **{name: evaluated[name] for name in TEST_METRICS}}
 
 
 @flow(name="attention-pipeline")
 def attention_pipeline(params_path: str = "params.yaml", modalities: list[str] | None = None, force: bool = False,
                        params: Params | None = None, tags: dict | None = None) -> dict:
-    """Prepare -> version -> (train -> evaluate) per modality; returns each modality's run id and test metrics.
+    """Prepare -> version -> (train -> evaluate -> promote) per modality; returns each modality's run id, test
+    metrics and promotion decision.
 
     ``params`` replaces the file's contents when given (reproduce, sweeps); the project is still the
-    folder of ``params_path``. ``tags`` are added to every MLflow run; ``force`` ignores the stage cache.
+    folder of ``params_path``. ``tags`` are added to every MLflow run (``sweep_id`` picks out a sweep's
+    runs for ``attnflow compare --sweep``); ``force`` ignores the stage cache.
     """
     logger = get_run_logger()
     params = params or load_params(params_path)  # invalid params stop here, before any work

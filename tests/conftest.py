@@ -61,3 +61,27 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def pipeline_runs(tmp_path_factory, prefect_server):
+    """Two real pipeline runs in one tiny project, shared by the whole session (about a minute each).
+
+    The first trains image longer (3 epochs); the second is deliberately worse (learning rate 1e-6, one batch), so on the
+    same test data it must not take the `champion` alias. Both carry the tag sweep_id=s1.
+    Returns (project, first result, second result).
+    """
+    from flows.pipeline import attention_pipeline
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        project = make_tiny_project(tmp_path_factory.mktemp("pipelines") / "project")
+        params = tiny_params()
+        params["image"]["train"].update(epochs=3, max_batches_per_epoch=10, lr=0.005)
+        write_params(project, params)
+        first = attention_pipeline(params_path=str(project / "params.yaml"), tags={"sweep_id": "s1"})
+        for modality in ("text", "image", "speech"):
+            params[modality]["train"].update(lr=1e-6, max_batches_per_epoch=1)
+        write_params(project, params)
+        second = attention_pipeline(params_path=str(project / "params.yaml"), tags={"sweep_id": "s1"})
+        yield project, first, second

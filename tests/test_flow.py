@@ -8,38 +8,43 @@ from mlflow.tracking import MlflowClient
 
 from flows.pipeline import attention_pipeline
 from tasks.lineage import data_md5
-from tests.conftest import make_tiny_project
 
 MODALITIES = ("text", "image", "speech")
 
 
 @pytest.fixture(scope="module")
-def pipeline_result(tmp_path_factory, prefect_server):
-    """One tiny pipeline run shared by the tests of this module."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        project = make_tiny_project(tmp_path_factory.mktemp("flow") / "project")
-        yield project, attention_pipeline(params_path=str(project / "params.yaml"))
+def pipeline_result(pipeline_runs):
+    """The first of the session's tiny pipeline runs (tests/conftest.py)."""
+    project, first, _ = pipeline_runs
+    return project, first
 
 
 def test_pipeline_logs_three_finished_runs_with_everything(pipeline_result):
     project, result = pipeline_result
-    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
     parent = client.get_run(result["parent_run_id"])
     assert parent.info.status == "FINISHED"
     md5 = data_md5(project)
     assert result["data_md5"] == md5 == parent.data.tags["data_md5"]
 
-    children = client.search_runs([parent.info.experiment_id],
-                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    children = client.search_runs(experiments, f"tags.pipeline_run_id = '{parent.info.run_id}'")
     assert sorted(run.data.tags["modality"] for run in children) == sorted(MODALITIES)
+    assert {parent.data.tags[f"run_id.{run.data.tags['modality']}"] for run in children} == {
+        run.info.run_id for run in children}
     for run in children:
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
         modality = tags["modality"]
         assert run.info.status == "FINISHED"
+        epochs = "3" if modality == "image" else "1"
+        experiment = client.get_experiment(run.info.experiment_id)  # one experiment per task
+        assert experiment.name == f"attnflow-{tags['task']}"
+        assert run.info.run_name.startswith(f"{modality}-") and run.info.run_name.endswith(f"-ep{epochs}")
+        assert len(tags["test_data_md5"]) == 32 and tags["sweep"] == "s1"
         assert tags["data_md5"] == md5
         assert tags["task"] and tags["prefect_flow_run_id"] and len(tags["git_sha"]) == 40
-        assert params["model.embed_dim"] == "16" and params["train.epochs"] == "1"
+        assert params["model.embed_dim"] == "16" and params["train.epochs"] == epochs
         assert {"test_accuracy", "test_macro_f1", "train_loss", "val_loss", "train_accuracy",
                 "val_accuracy"} <= set(metrics)
         assert 0.0 <= metrics["test_accuracy"] <= 1.0
@@ -50,8 +55,9 @@ def test_pipeline_logs_three_finished_runs_with_everything(pipeline_result):
         assert {"attention/sample_00.png", "attention/sample_01.png", "attention/attention_maps.json"} <= attention
         maps = json.loads(open(client.download_artifacts(run.info.run_id, "attention/attention_maps.json")).read())
         assert len(maps) == 2 and abs(sum(maps[0]["relevance"]) - 1) < 1e-3
-        assert client.search_logged_models([parent.info.experiment_id],
-                                           filter_string=f"source_run_id = '{run.info.run_id}'")
+        logged = client.search_logged_models([run.info.experiment_id],
+                                             filter_string=f"source_run_id = '{run.info.run_id}'")
+        assert sorted(model.name for model in logged) == ["model", "serving"]
 
 
 def test_data_is_versioned_and_dvc_status_is_clean(pipeline_result):

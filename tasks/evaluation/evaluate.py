@@ -1,4 +1,5 @@
-"""Evaluate stage: test metrics, confusion matrix, attention maps of a few test samples, and the model, to MLflow."""
+"""Evaluate stage: test metrics, confusion matrix, attention maps of a few test samples, and the model (mlflow.pytorch
+and the pyfunc "serving" wrapper), to MLflow."""
 import json
 from pathlib import Path
 
@@ -12,10 +13,11 @@ from tokenizers import Tokenizer
 
 import attn_models
 from tasks.caching import code_fingerprint, digest
-from tasks.data.splits import load_splits
+from tasks.data.splits import load_splits, test_split_md5
 from tasks.evaluation import plots
 from tasks.params import Params
 from tasks.reproducibility import resolve_device
+from tasks.serving.pyfunc_model import log_serving_model
 from tasks.tracking.mlflow_tracking import connect, log_metrics, log_pytorch_model
 from tasks.training.loop import make_loader, predict
 from tasks.training.models import build_model
@@ -82,8 +84,9 @@ def evaluate_model(modality: str, params: Params, root: Path, run_id: str, train
     predictions = logits.argmax(-1).numpy()
     metrics = {"test_accuracy": accuracy_score(labels, predictions),
                "test_macro_f1": f1_score(labels, predictions, average="macro")}
-    client, _ = connect(root, params)
+    client, _ = connect(root, params, modality)
     log_metrics(client, run_id, metrics)
+    client.set_tag(run_id, "test_data_md5", test_split_md5(modality, root / "data" / modality))
     logger.info("%s test accuracy %.4f, macro F1 %.4f on %d samples", modality, metrics["test_accuracy"],
                 metrics["test_macro_f1"], len(labels))
 
@@ -101,4 +104,5 @@ def evaluate_model(modality: str, params: Params, root: Path, run_id: str, train
     extra_files = [str(labels_file)] + ([str(tokenizer_path)] if tokenizer else [])
     log_pytorch_model(run_id, model, input_example=example.numpy(), signature=signature,
                       code_paths=[str(Path(attn_models.__file__).parent)], extra_files=extra_files)
+    log_serving_model(run_id, checkpoint_path, tokenizer_path if tokenizer else None)  # raw inputs in, for serving
     return {**metrics, "run_id": run_id}

@@ -24,12 +24,27 @@ def tracking_uri(root: Path, params: Params) -> str:
     return configured or f"sqlite:///{(root / 'mlflow.db').resolve()}"
 
 
-def connect(root: Path, params: Params) -> tuple[MlflowClient, str]:
-    """Point MLflow at the project's store and return a client and the experiment id."""
+def experiment_name(params: Params, modality: str | None = None) -> str:
+    """The pipeline runs go to `tracking.experiment`; each task's runs to `<tracking.experiment>-<task>`."""
+    base = params.global_.tracking.experiment
+    return f"{base}-{params.section(modality).task}" if modality else base
+
+
+def run_name(modality: str, section) -> str:
+    """What tells runs of one task apart: model, size and training settings, e.g. image-VisionTransformer-d4-w64-h4-lr0.002-ep30."""
+    from tasks.training.models import MODEL_CLASSES
+
+    m, t = section.model, section.train
+    return f"{modality}-{MODEL_CLASSES[modality].__name__}-d{m.depth}-w{m.embed_dim}-h{m.num_heads}-lr{t.lr:g}-ep{t.epochs}"
+
+
+def connect(root: Path, params: Params, modality: str | None = None) -> tuple[MlflowClient, str]:
+    """Point MLflow at the project's store; return a client and the id of the pipeline's (or a task's) experiment."""
     uri = tracking_uri(root, params)
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     client = MlflowClient(uri)
-    name = params.global_.tracking.experiment
+    name = experiment_name(params, modality)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return client, experiment.experiment_id

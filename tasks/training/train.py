@@ -51,7 +51,7 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
     logger.info("%s: %s with %.2fM parameters, %d train / %d val samples on %s", modality, type(model).__name__,
                 n_params / 1e6, len(splits.train), len(splits.val), device)
 
-    client, _ = connect(root, params)
+    client, _ = connect(root, params, modality)
     epochs = section.train.epochs
 
     def report(epoch: int, metrics: dict) -> None:

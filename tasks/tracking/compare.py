@@ -1,0 +1,50 @@
+"""Compare the runs of one task: key params (those that differ between the runs) and metrics, best first."""
+import csv
+import io
+
+from mlflow.tracking import MlflowClient
+
+METRICS = ("test_accuracy", "test_macro_f1", "best_val_accuracy", "num_parameters")  # the first one ranks
+
+
+def compare_runs(client: MlflowClient, experiment_id: str, sweep: str | None = None) -> list[dict]:
+    """One row per finished run, sorted by test_accuracy (best first)."""
+    query = "attributes.status = 'FINISHED'" + (f" AND tags.sweep_id = '{sweep}'" if sweep else "")
+    runs = client.search_runs([experiment_id], query, max_results=1000)
+    differing = sorted({key for run in runs for key in run.data.params
+                        if len({r.data.params.get(key) for r in runs}) > 1})
+    rows = [{"run": run.info.run_name, "run_id": run.info.run_id[:8], "promotion": run.data.tags.get("promotion", ""),
+             **{key: run.data.params.get(key, "") for key in differing},
+             **{key: run.data.metrics.get(key) for key in METRICS}} for run in runs]
+    return sorted(rows, key=lambda row: -1 if row[METRICS[0]] is None else row[METRICS[0]], reverse=True)
+
+
+def cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) and not value.is_integer() else (
+        f"{value:.0f}" if isinstance(value, float) else str(value))
+
+
+def as_table(rows: list[dict]) -> str:
+    """A plain aligned table for the terminal."""
+    if not rows:
+        return "(no finished runs)"
+    columns = list(rows[0])
+    cells = [columns] + [[cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip() for line in cells)
+
+
+def as_markdown(rows: list[dict]) -> str:
+    columns = list(rows[0]) if rows else ["run"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]) + "\n"
+
+
+def as_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["run"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

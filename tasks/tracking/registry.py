@@ -1,0 +1,94 @@
+"""Model registry: one registered model per task, and the promotion rule for its `champion` alias.
+
+The rule (``decide``), on test_accuracy:
+- no champion yet                   -> the new version becomes champion;
+- same test data (test_data_md5)    -> champion only if strictly better, otherwise challenger (a tie keeps the
+                                       incumbent: a new model has to earn the move);
+- different test data               -> challenger: accuracies on different test sets are not comparable, so the
+                                       champion is kept and the decision says so; promote by hand after checking
+                                       (``MlflowClient().set_registered_model_alias(name, "champion", version)``).
+The decision is logged on the new run: tags ``promotion`` (the alias), ``promotion_reason``, ``registered_model``,
+``registered_version``, ``champion_version_before``; metrics ``promotion_new_test_accuracy`` and
+``promotion_champion_test_accuracy`` (both figures).
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from prefect import get_run_logger, task
+
+from tasks.params import Params
+from tasks.tracking.mlflow_tracking import connect, experiment_name, log_metrics
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+METRIC = "test_accuracy"
+SERVING_MODEL = "serving"
+
+
+def registered_model_name(params: Params, modality: str) -> str:
+    return experiment_name(params, modality)  # one registered model per task, named like its experiment
+
+
+@dataclass(frozen=True)
+class Candidate:
+    test_accuracy: float
+    test_data_md5: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    alias: str  # champion | challenger
+    reason: str
+
+
+def decide(new: Candidate, champion: Candidate | None) -> Decision:
+    """The promotion rule (see the module docstring)."""
+    if champion is None:
+        return Decision(CHAMPION, f"first model: no champion yet ({METRIC} {new.test_accuracy:.4f})")
+    figures = f"new {METRIC} {new.test_accuracy:.4f} vs champion {champion.test_accuracy:.4f}"
+    if new.test_data_md5 != champion.test_data_md5:
+        return Decision(CHALLENGER, f"different test data (test_data_md5 {new.test_data_md5[:8]} vs champion's "
+                                    f"{champion.test_data_md5[:8]}): {figures} are not comparable; champion kept")
+    if new.test_accuracy > champion.test_accuracy:
+        return Decision(CHAMPION, f"better on the same test data: {figures}")
+    if new.test_accuracy == champion.test_accuracy:
+        return Decision(CHALLENGER, f"equal on the same test data: {figures}; champion kept (must be strictly better)")
+    return Decision(CHALLENGER, f"worse on the same test data: {figures}; champion kept")
+
+
+def candidate(client, run_id: str) -> Candidate:
+    run = client.get_run(run_id)
+    return Candidate(run.data.metrics[METRIC], run.data.tags["test_data_md5"])
+
+
+def register_and_promote(client, name: str, run_id: str) -> tuple[str, Decision, str | None]:
+    """Register the run's serving model under `name`, move `champion` or set `challenger`; log the decision."""
+    experiment_id = client.get_run(run_id).info.experiment_id
+    served = client.search_logged_models([experiment_id], f"source_run_id = '{run_id}' AND name = '{SERVING_MODEL}'")
+    version = mlflow.register_model(served[0].model_uri, name).version
+    try:
+        holder = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:  # no champion yet
+        holder = None
+    new = candidate(client, run_id)
+    champion = candidate(client, holder.run_id) if holder else None
+    decision = decide(new, champion)
+    client.set_registered_model_alias(name, decision.alias, version)
+    for key, value in {"promotion": decision.alias, "promotion_reason": decision.reason,
+                       "registered_model": name, "registered_version": version,
+                       "champion_version_before": holder.version if holder else "none"}.items():
+        client.set_tag(run_id, key, str(value))  # tags, not params: they would crowd the UI's compare plots
+    log_metrics(client, run_id, {"promotion_new_test_accuracy": new.test_accuracy,
+                                 **({"promotion_champion_test_accuracy": champion.test_accuracy} if champion else {})})
+    return version, decision, holder.version if holder else None
+
+
+@task(name="promote")
+def promote_model(modality: str, params: Params, root: Path, run_id: str) -> dict:
+    """Register the new model version and decide whether it takes the `champion` alias."""
+    client, _ = connect(root, params, modality)
+    name = registered_model_name(params, modality)
+    version, decision, previous = register_and_promote(client, name, run_id)
+    get_run_logger().info("%s: %s version %s is %s (%s)", modality, name, version, decision.alias, decision.reason)
+    return {"registered_model": name, "version": version, "alias": decision.alias, "reason": decision.reason}

@@ -1,0 +1,80 @@
+"""The promotion rule: pure logic, a real registry with hand-made runs, and the real pipeline's two runs."""
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tasks.tracking.registry import CHALLENGER, CHAMPION, Candidate, decide, register_and_promote
+
+SAME, OTHER = "a" * 32, "b" * 32
+
+
+@pytest.mark.parametrize("new, champion, alias, reason", [
+    (Candidate(0.8, SAME), None, CHAMPION, "first model"),
+    (Candidate(0.9, SAME), Candidate(0.8, SAME), CHAMPION, "better on the same test data"),
+    (Candidate(0.7, SAME), Candidate(0.8, SAME), CHALLENGER, "worse on the same test data"),
+    (Candidate(0.8, SAME), Candidate(0.8, SAME), CHALLENGER, "equal on the same test data"),
+    (Candidate(0.99, OTHER), Candidate(0.5, SAME), CHALLENGER, "different test data"),
+])
+def test_decide(new, champion, alias, reason):
+    decision = decide(new, champion)
+    assert decision.alias == alias and decision.reason.startswith(reason)
+    assert f"{new.test_accuracy:.4f}" in decision.reason
+    if champion:
+        assert f"{champion.test_accuracy:.4f}" in decision.reason
+
+
+class Constant(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return [0] * len(model_input)
+
+
+def test_register_and_promote_moves_aliases_in_a_real_registry(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri, registry_uri=uri)
+    experiment = client.create_experiment("t", artifact_location=(tmp_path / "artifacts").as_uri())
+
+    def new_run(accuracy: float, md5: str) -> str:
+        run_id = client.create_run(experiment, tags={"test_data_md5": md5}).info.run_id
+        client.log_metric(run_id, "test_accuracy", accuracy)
+        with mlflow.start_run(run_id=run_id):
+            mlflow.pyfunc.log_model(name="serving", python_model=Constant())
+        return run_id
+
+    steps = [(0.5, SAME, CHAMPION, 1), (0.4, SAME, CHALLENGER, 1), (0.5, SAME, CHALLENGER, 1),
+             (0.7, SAME, CHAMPION, 4), (0.9, OTHER, CHALLENGER, 4)]
+    for accuracy, md5, alias, champion_version in steps:
+        run_id = new_run(accuracy, md5)
+        version, decision, _ = register_and_promote(client, "m", run_id)
+        assert decision.alias == alias
+        assert int(client.get_model_version_by_alias("m", CHAMPION).version) == champion_version
+        assert client.get_model_version_by_alias("m", alias).version == version
+        assert run_id == client.get_model_version("m", version).run_id
+        run = client.get_run(run_id)
+        assert run.data.tags["registered_version"] == str(version)
+        assert run.data.tags["promotion"] == alias and run.data.tags["promotion_reason"] == decision.reason
+        assert run.data.metrics["promotion_new_test_accuracy"] == accuracy
+    assert "different test data" in decision.reason
+    assert run.data.metrics["promotion_champion_test_accuracy"] == 0.7
+
+
+def test_pipeline_runs_promote_the_better_and_keep_the_worse_as_challenger(pipeline_runs):
+    project, first, second = pipeline_runs
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    for modality in ("text", "image", "speech"):
+        name = first["modalities"][modality]["promotion"]["registered_model"]
+        champion = client.get_model_version_by_alias(name, CHAMPION)  # every task has one
+        good, worse = (client.get_run(r["modalities"][modality]["run_id"]) for r in (first, second))
+        assert good.data.tags["promotion"] == CHAMPION and good.data.tags["promotion_reason"].startswith("first model")
+        accuracies = good.data.metrics["test_accuracy"], worse.data.metrics["test_accuracy"]
+        expected = CHAMPION if accuracies[1] > accuracies[0] else CHALLENGER  # the rule, whatever training gave
+        assert worse.data.tags["promotion"] == expected
+        assert client.get_model_version_by_alias(name, expected).run_id == worse.info.run_id
+        assert champion.run_id == (worse if expected == CHAMPION else good).info.run_id
+        assert worse.data.tags["champion_version_before"] == "1"
+        assert worse.data.metrics["promotion_champion_test_accuracy"] == accuracies[0]
+    image = client.get_run(second["modalities"]["image"]["run_id"])  # designed to be clearly worse
+    assert image.data.tags["promotion"] == CHALLENGER
+    assert image.data.tags["promotion_reason"].startswith("worse on the same test data")

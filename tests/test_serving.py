@@ -1,0 +1,91 @@
+"""The registered champion, served: raw input in -> label, class probabilities and attention out, per modality."""
+import base64
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile
+from PIL import Image
+
+TASKS = {"text": "language-id", "image": "digit-classification", "speech": "keyword-spotting"}
+
+
+def raw_inputs(project: Path, modality: str) -> list:
+    """Two raw test inputs as a client would send them: text strings; an image and a clip as arrays and base64."""
+    data = project / "data" / modality
+    if modality == "text":
+        with (data / "test.csv").open(newline="") as file:
+            return [row["text"] for row in csv.DictReader(file)][:2]
+    path = sorted((data / "test").glob("*/*.png"))[0] if modality == "image" else \
+        data / (data / "testing_list.txt").read_text().split()[0]
+    as_array = np.asarray(Image.open(path)).tolist() if modality == "image" else \
+        soundfile.read(path, dtype="float32")[0].tolist()
+    return [as_array, base64.b64encode(path.read_bytes()).decode()]
+
+
+def check_answers(answers: list[dict], modality: str, count: int) -> None:
+    assert len(answers) == count
+    for answer in answers:
+        probabilities = answer["probabilities"]
+        assert answer["label"] == max(probabilities, key=probabilities.get)
+        assert abs(sum(probabilities.values()) - 1) < 1e-3
+        assert answer["attention"] and abs(sum(answer["attention"]) - 1) < 1e-3
+        if modality == "text":
+            assert len(answer["tokens"]) == len(answer["attention"])
+
+
+@pytest.mark.parametrize("modality", list(TASKS))
+def test_champion_predicts_from_raw_input(pipeline_runs, modality, monkeypatch):
+    project = pipeline_runs[0]
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"models:/attnflow-{TASKS[modality]}@champion")
+    column = {"speech": "audio"}.get(modality, modality)
+    answers = model.predict(pd.DataFrame({column: raw_inputs(project, modality)}))
+    check_answers(answers, modality, 2)
+    if modality != "text":  # the array and the encoded file are the same input
+        assert answers[0]["probabilities"] == pytest.approx(answers[1]["probabilities"], abs=1e-4)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_a_json_request(pipeline_runs, tmp_path):
+    project, port = pipeline_runs[0], free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",  # the venv's bin on PATH,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # as activated: uvicorn
+    command = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
+               "models:/attnflow-digit-classification@champion", "--env-manager", "local", "-h", "127.0.0.1",
+               "-p", str(port)]
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        request = json.dumps({"dataframe_records": [{"image": value} for value in raw_inputs(project, "image")]})
+        deadline = time.time() + 120
+        while True:
+            try:
+                reply = urllib.request.urlopen(urllib.request.Request(
+                    f"http://127.0.0.1:{port}/invocations", request.encode(),
+                    {"Content-Type": "application/json"}), timeout=30)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(1)
+        check_answers(json.loads(reply.read())["predictions"], "image", 2)
+    finally:
+        server.terminate()
+        server.wait(30)

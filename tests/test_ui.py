@@ -1,0 +1,86 @@
+"""The MLflow UI in a real browser: open a task's experiment, select two runs, compare them.
+
+Needs Chromium (`make chromium`: apt-get install chromium); skipped without it. Run it with
+`.venv/bin/python -m pytest -m slow tests/test_ui.py`; screenshots land in the test's tmp dir (printed with -s).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.test_serving import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not shutil.which(CHROMIUM), reason="chromium is absent (make chromium)")]
+
+# The compare view's tables are grids of absolutely placed cells: a row is the cells at the same `top`.
+ROW_TEXT = """name => {
+    const cell = name.parentElement, inRow = box => [...box.querySelectorAll('div')].filter(
+        div => div.style.position === 'absolute' && div.style.top === cell.style.top);
+    let box = cell.parentElement;
+    while (box && inRow(box).length < 2) box = box.parentElement;
+    return inRow(box).map(div => div.innerText).join(' | ');
+}"""
+
+
+@pytest.fixture
+def mlflow_ui(pipeline_runs, tmp_path):
+    """`mlflow ui` (as `make ui` runs it, one worker) on the pipeline runs' store; yields its address."""
+    project, port = pipeline_runs[0], free_port()
+    log = (tmp_path / "mlflow-ui.log").open("w")
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri",
+                               f"sqlite:///{project / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
+                               "--workers", "1"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+    url, deadline = f"http://127.0.0.1:{port}", time.time() + 180
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=5)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, (tmp_path / "mlflow-ui.log").read_text()
+                time.sleep(1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_compare_view_shows_both_runs_test_accuracy(pipeline_runs, mlflow_ui, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    project, first, second = pipeline_runs
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = [client.get_run(result["modalities"]["image"]["run_id"]) for result in (first, second)]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{mlflow_ui}/#/experiments/{runs[0].info.experiment_id}/runs", timeout=120_000)
+        rows = page.locator(".ag-pinned-left-cols-container [role=row]")
+        rows.first.wait_for(timeout=60_000)
+        assert rows.count() == 2
+        page.screenshot(path=tmp_path / "runs.png")
+        for index in range(2):  # the selection checkbox of each run's row
+            rows.nth(index).locator("input.ag-checkbox-input").click()
+            page.wait_for_timeout(300)
+        page.get_by_role("button", name="Compare").click()
+        page.wait_for_url("**/compare-runs**", timeout=60_000)
+        name = page.get_by_text("test_accuracy", exact=True).last  # the metric's row header in "Metrics"
+        name.wait_for(timeout=60_000)
+        page.screenshot(path=tmp_path / "compare.png", full_page=True)
+        shown, body = name.evaluate(ROW_TEXT), page.inner_text("body")
+        browser.close()
+    print(f"screenshots: {tmp_path}")
+    for run in runs:
+        assert run.info.run_id in page.url and run.info.run_name in body
+        assert f"{round(run.data.metrics['test_accuracy'], 3):g}" in shown.split(" | ")[1:]
