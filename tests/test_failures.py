@@ -17,15 +17,15 @@ def test_a_failing_modality_is_failed_in_mlflow_and_the_others_finish(tiny_proje
 
     assert state.is_failed() and "modalities failed: image" in state.message
     client = MlflowClient(f"sqlite:///{tiny_project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("attnflow")
-    [parent] = client.search_runs([experiment.experiment_id], f"tags.prefect_flow_run_id = '{state.state_details.flow_run_id}'")
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]  # pipeline + per task
+    [parent] = client.search_runs(experiments, f"tags.prefect_flow_run_id = '{state.state_details.flow_run_id}'")
     assert parent.info.status == "FAILED" and "modalities failed: image" in parent.data.tags["error"]
     children = {run.data.tags["modality"]: run for run in client.search_runs(
-        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")}
+        experiments, f"tags.pipeline_run_id = '{parent.info.run_id}'")}
     assert {m: r.info.status for m, r in children.items()} == {"text": "FINISHED", "image": "FAILED",
                                                                "speech": "FINISHED"}
     image = children["image"]
     assert "UnidentifiedImageError" in image.data.tags["error"]
     traceback = open(client.download_artifacts(image.info.run_id, "error_traceback.txt")).read()
     assert broken.name in traceback and "Traceback" in traceback
-    assert not client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+    assert not client.search_runs(experiments, "attributes.status = 'RUNNING'")

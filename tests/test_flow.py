@@ -41,7 +41,7 @@ def test_pipeline_logs_three_finished_runs_with_everything(pipeline_result):
         experiment = client.get_experiment(run.info.experiment_id)  # one experiment per task
         assert experiment.name == f"attnflow-{tags['task']}"
         assert run.info.run_name.startswith(f"{modality}-") and run.info.run_name.endswith(f"-ep{epochs}")
-        assert len(tags["test_data_md5"]) == 32 and tags["sweep"] == "s1"
+        assert len(tags["test_data_md5"]) == 32 and tags["sweep_id"] == "s1"
         assert tags["data_md5"] == md5
         assert tags["task"] and tags["prefect_flow_run_id"] and len(tags["git_sha"]) == 40
         assert params["model.embed_dim"] == "16" and params["train.epochs"] == epochs

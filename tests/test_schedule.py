@@ -99,7 +99,8 @@ def test_served_deployment_has_the_schedule_and_its_run_is_the_pipeline(serving,
     experiment = client.get_experiment_by_name("attnflow")
     [parent] = client.search_runs([experiment.experiment_id], f"tags.prefect_flow_run_id = '{flow_run.id}'")
     assert parent.info.status == "FINISHED" and parent.data.tags["modalities"] == "text,image"
-    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    task_experiments = [e.experiment_id for e in client.search_experiments() if e.name.startswith("attnflow-")]
+    children = client.search_runs(task_experiments, f"tags.pipeline_run_id = '{parent.info.run_id}'")
     assert sorted(run.data.tags["modality"] for run in children) == ["image", "text"]
     for run in children:
         assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
