@@ -117,8 +117,41 @@ class TextBuiltinData(Section):
         return self
 
 
-class TextData(Section):
-    builtin: TextBuiltinData
+class TextImport(Section):
+    """A text file (or a folder of {train,val,test}.csv|tsv) with one example per row."""
+    path: str = Field(min_length=1)  # relative paths are read from the project root
+    layout: Literal["csv", "tsv"] = "csv"
+    has_header: bool = True  # without a header, columns are 0-based integer positions
+    text_columns: list[str | int] = Field(["text"], min_length=1)  # joined with a space
+    label_column: str | int = "label"
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)  # carved from train when the split is missing
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def columns_match_header(self):
+        columns = [*self.text_columns, self.label_column]
+        wanted, kind = (str, "names") if self.has_header else (int, "integer positions (has_header is false)")
+        wrong = [column for column in columns if not isinstance(column, wanted)]
+        if wrong:
+            raise ValueError(f"text_columns/label_column must be column {kind}, got {wrong}")
+        if not self.has_header and any(column < 0 for column in columns):
+            raise ValueError("column positions must be 0 or more")
+        return self
+
+
+class DataSection(Section):
+    """A modality's data: built-in generated data (builtin) or the user's own (import_from, which wins when set)."""
+
+    @model_validator(mode="after")
+    def one_source(self):
+        if self.builtin is None and self.import_from is None:
+            raise ValueError("give data.builtin (generated data) or data.import_from (your own data)")
+        return self
+
+
+class TextData(DataSection):
+    builtin: TextBuiltinData | None = None
+    import_from: TextImport | None = None  # when set, it is used instead of builtin
 
 
 class TextModel(ModelParams):
@@ -133,7 +166,6 @@ class TextParams(ModalityParams):
 
 # ---- image --------------------------------------------------------------------------------
 class ImageBuiltinData(Section):
-    image_size: int = Field(ge=8, le=256)
     val_fraction: float = Field(gt=0, lt=0.5)
     test_fraction: float = Field(gt=0, lt=0.5)
 
@@ -144,8 +176,22 @@ class ImageAugment(Section):
     scale_range: tuple[float, float] = (0.9, 1.1)
 
 
-class ImageData(Section):
-    builtin: ImageBuiltinData
+class ImageImport(Section):
+    """folders: <path>/{train,val,test}/<class>/<image> (missing splits carved from train) or <path>/<class>/<image>;
+    csv: a manifest file with an image path (relative to the manifest's folder) and a label per row."""
+    path: str = Field(min_length=1)  # relative paths are read from the project root
+    layout: Literal["folders", "csv"] = "folders"
+    image_column: str = "image"  # csv layout only
+    label_column: str = "label"
+    split_column: str | None = None  # csv: a column holding train/val/test; None: split by the fractions
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+
+
+class ImageData(DataSection):
+    builtin: ImageBuiltinData | None = None
+    import_from: ImageImport | None = None  # when set, it is used instead of builtin
+    image_size: int = Field(32, ge=8, le=256)  # images are read at image_size x image_size, whatever their source
     channels: int = Field(1, ge=1, le=3)
     augment: ImageAugment = ImageAugment()
 
@@ -160,9 +206,9 @@ class ImageParams(ModalityParams):
 
     @model_validator(mode="after")
     def patches_tile_image(self):
-        if self.data.builtin.image_size % self.model.patch_size:
+        if self.data.image_size % self.model.patch_size:
             raise ValueError(f"model.patch_size ({self.model.patch_size}) must divide "
-                             f"data.builtin.image_size ({self.data.builtin.image_size})")
+                             f"data.image_size ({self.data.image_size})")
         return self
 
 
@@ -184,8 +230,22 @@ class SpeechBuiltinData(Section):
         return self
 
 
-class SpeechData(Section):
-    builtin: SpeechBuiltinData
+class SpeechImport(Section):
+    """speech_commands: <path>/<word>/*.wav (+ validation_list.txt, testing_list.txt if the dataset has them);
+    csv: a manifest file with an audio path (relative to the manifest's folder) and a label per row.
+    Clips are resampled to data.sample_rate, downmixed to mono and written as 16-bit WAV."""
+    path: str = Field(min_length=1)  # relative paths are read from the project root
+    layout: Literal["speech_commands", "csv"] = "speech_commands"
+    audio_column: str = "audio"  # csv layout only
+    label_column: str = "label"
+    split_column: str | None = None  # csv: a column holding train/val/test; None: split by speaker and fractions
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)  # missing splits: by speaker (file name before _nohash_)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+
+
+class SpeechData(DataSection):
+    builtin: SpeechBuiltinData | None = None
+    import_from: SpeechImport | None = None  # when set, it is used instead of builtin
     sample_rate: int = Field(16000, ge=8000, le=48000)
     clip_seconds: float = Field(1.0, gt=0, le=10)
 

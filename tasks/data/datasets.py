@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 PAD, UNK = "[PAD]", "[UNK]"  # ids 0 and 1
+NOT_WORDS = {"_background_noise_"}  # Speech Commands' noise recordings; _silence_ and _unknown_ are classes
 
 
 @dataclass
@@ -67,7 +68,7 @@ def read_image(path: Path, channels: int, size: int) -> np.ndarray:
 
 def load_image_splits(root: Path, params, seed: int) -> Splits:
     class_names = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    size, channels = params.data.builtin.image_size, params.data.channels
+    size, channels = params.data.image_size, params.data.channels
 
     def split(name, transform):
         paths = sorted(p for p in (root / name).glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -88,7 +89,8 @@ def read_clip(path: Path, num_samples: int) -> torch.Tensor:
 
 
 def load_speech_splits(root: Path, params, seed: int) -> Splits:
-    class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in NOT_WORDS
+                         and not p.name.startswith("."))
     listed = {name: set((root / f"{name}_list.txt").read_text().split()) for name in ("validation", "testing")}
     by_split = {name: [] for name in SPLITS}
     for path in sorted(root.glob("*/*.wav")):

@@ -1,7 +1,11 @@
-"""Prepare stage: build each modality's built-in dataset into data/<modality>/.
+"""Prepare stage: build each modality's dataset into data/<modality>/: generated (``data.builtin``) or imported
+from the user's own files (``data.import_from``, which wins when both are set; see importers.py).
 
-A dataset is rebuilt only when its recipe (generator arguments and seed) changed. It is written
-to a scratch folder first and swapped in whole, so a failure never leaves half a dataset in data/.
+A dataset is rebuilt only when its recipe changed: for built-in data the generator's arguments, seed and code;
+for imported data the import arguments, seed, a fingerprint of the source files (relative paths, sizes and
+modification times, see ``source_fingerprint``) and the importer's code. It is written to a scratch folder first
+and swapped in whole, so a failure (a ``DataImportError`` naming the bad file) never leaves half a dataset in
+data/ and never changes what is there.
 """
 import json
 import shutil
@@ -13,6 +17,7 @@ from prefect import get_run_logger, task
 from tasks.data.builtin_image import generate_image_dataset
 from tasks.data.builtin_speech import generate_speech_dataset
 from tasks.data.builtin_text import generate_text_dataset
+from tasks.data.importers import DataImportError, import_dataset, source_fingerprint
 from tasks.caching import code_fingerprint, digest
 from tasks.params import Params
 
@@ -26,9 +31,38 @@ def builtin_recipe(modality: str, params: Params) -> dict:
     arguments = section.data.builtin.model_dump() | {"seed": params.global_.seed}
     if modality == "speech":
         arguments |= {"sample_rate": section.data.sample_rate, "clip_seconds": section.data.clip_seconds}
+    if modality == "image":
+        arguments |= {"image_size": section.data.image_size}
     code = code_fingerprint(f"tasks/data/builtin_{modality}.py")
     recipe = {"source": "builtin", "modality": modality, "arguments": arguments, "code_sha256": code}
     return json.loads(json.dumps(recipe))  # as read back from dataset.json: tuples become lists
+
+
+def import_source(import_from, root: Path) -> Path:
+    """The folder or file to import; a relative path is read from the project root."""
+    path = Path(import_from.path).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def import_recipe(modality: str, params: Params, root: Path) -> dict:
+    """Everything imported data depends on: the import arguments, the seed (splits the source lacks), the
+    target sample rate (speech), a fingerprint of the source files and the importer's code."""
+    section = params.section(modality)
+    arguments = section.data.import_from.model_dump(mode="json") | {"seed": params.global_.seed}
+    if modality == "speech":
+        arguments |= {"sample_rate": section.data.sample_rate}
+    content = source_fingerprint(import_source(section.data.import_from, root),
+                                 manifest=modality != "text" and arguments["layout"] == "csv")
+    recipe = {"source": "import", "modality": modality, "arguments": arguments, "content_sha256": content,
+              "code_sha256": code_fingerprint("tasks/data/importers.py")}
+    return json.loads(json.dumps(recipe))
+
+
+def data_recipe(modality: str, params: Params, root: Path) -> dict:
+    """The recipe of the modality's data: imported when data.import_from is set, else built-in."""
+    if params.section(modality).data.import_from is not None:
+        return import_recipe(modality, params, root)
+    return builtin_recipe(modality, params)
 
 
 GENERATORS = {"text": generate_text_dataset, "image": generate_image_dataset, "speech": generate_speech_dataset}
@@ -50,7 +84,7 @@ def swap_in(built: Path, target: Path) -> None:
 
 def prepare_cache_key(_context, inputs: dict) -> str:
     modality, root = inputs["modality"], inputs["root"]
-    return "prepare-" + digest(modality, str(root), builtin_recipe(modality, inputs["params"]),
+    return "prepare-" + digest(modality, str(root), data_recipe(modality, inputs["params"], root),
                                code_fingerprint("tasks/data/prepare.py"))
 
 
@@ -59,10 +93,22 @@ def dataset_matches(root: Path, recipe: dict) -> bool:
     return read_recipe(root / "data" / recipe["modality"]) == recipe
 
 
-@task(name="prepare-data", retries=1, retry_delay_seconds=2, cache_key_fn=prepare_cache_key, persist_result=True)
+def retry_unless_bad_data(_task, _task_run, state) -> bool:
+    """Retry a failed prepare, except when the user's data is at fault (a retry would fail the same way)."""
+    try:
+        state.result()
+    except DataImportError:
+        return False
+    except BaseException:
+        return True
+    return True
+
+
+@task(name="prepare-data", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_unless_bad_data,
+      cache_key_fn=prepare_cache_key, persist_result=True)
 def prepare_data(modality: str, params: Params, root: Path) -> dict:
     logger = get_run_logger()
-    recipe = builtin_recipe(modality, params)
+    recipe = data_recipe(modality, params, root)
     target = root / "data" / modality
     if dataset_matches(root, recipe):
         logger.info("data/%s is up to date with its recipe", modality)
@@ -71,11 +117,15 @@ def prepare_data(modality: str, params: Params, root: Path) -> dict:
     scratch_root.mkdir(exist_ok=True)
     built = Path(tempfile.mkdtemp(prefix=f"{modality}-", dir=scratch_root))
     try:
-        summary = GENERATORS[modality](built, **recipe["arguments"])
+        if recipe["source"] == "import":
+            source = import_source(params.section(modality).data.import_from, root)
+            summary = import_dataset(modality, source, built, recipe["arguments"])
+        else:
+            summary = GENERATORS[modality](built, **recipe["arguments"])
         (built / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
         target.parent.mkdir(exist_ok=True)
         swap_in(built, target)
     finally:
         shutil.rmtree(built, ignore_errors=True)
-    logger.info("built data/%s: %s", modality, summary)
+    logger.info("%s data/%s: %s", "imported" if recipe["source"] == "import" else "built", modality, summary)
     return recipe

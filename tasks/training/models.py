@@ -14,7 +14,7 @@ def model_args(modality: str, section, num_classes: int, vocab_size: int | None 
     if modality == "text":
         args.update(vocab_size=vocab_size, max_len=m.max_len)
     elif modality == "image":
-        args.update(image_size=section.data.builtin.image_size, patch_size=m.patch_size, in_channels=section.data.channels)
+        args.update(image_size=section.data.image_size, patch_size=m.patch_size, in_channels=section.data.channels)
     elif modality == "speech":
         args.update(sample_rate=section.data.sample_rate, clip_seconds=section.data.clip_seconds, n_mels=m.n_mels,
                     freq_mask=m.freq_mask, time_mask=m.time_mask)
