@@ -1,21 +1,17 @@
 """Command line: `attnflow run | reproduce | sweep | compare | serve | status` (see `attnflow -h`)."""
 import argparse
 import sys
-
 from pathlib import Path
 
 from tasks.params import MODALITIES, ParamsError, load_params, project_root
+from tasks.tracking.compare import as_table
 from tasks.tracking.mlflow_tracking import tracking_uri
 
 EXIT_INVALID, EXIT_MISMATCH, EXIT_CODE_CHANGED = 2, 1, 3
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:
-    cells = [[f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    print("  " + "  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    for r in cells:
-        print("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)))
+    print(as_table([{column: row[column] for column in columns} for row in rows]))
 
 
 def run(args) -> int:
