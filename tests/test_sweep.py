@@ -30,7 +30,7 @@ def test_sweep_runs_every_configuration_and_ranks_them(tiny_project, prefect_ser
     assert "ranked by test_accuracy" in out
 
     client = MlflowClient(f"sqlite:///{tiny_project / 'mlflow.db'}")
-    runs = client.search_runs(client.get_experiment_by_name("attnflow").experiment_id,
+    runs = client.search_runs([client.get_experiment_by_name("attnflow-digit-classification").experiment_id],
                               "tags.sweep_id != '' and tags.modality = 'image'")
     assert len(runs) == 4
     assert len({run.data.tags["sweep_id"] for run in runs}) == 1
