@@ -162,12 +162,17 @@ def decode_image(path: Path) -> Image.Image:
         raise DataImportError(f"{path}: not a readable image ({error})") from None
 
 
+def manifest_sources(manifest: Path, file_column: str, label_column: str, split_column: str | None):
+    """(split or None, label, path, where) for every row of a CSV manifest of files."""
+    rows = read_manifest(manifest, {"file": file_column, "label": label_column, "split": split_column})
+    return [(split_name(row["split"], row["where"]) if split_column else None, row["label"],
+             manifest_file(manifest, row["file"], row["where"]), row["where"]) for row in rows]
+
+
 def image_sources(source: Path, layout: str, image_column: str, label_column: str, split_column: str | None):
     """(split or None, label, path, where) for every image of the source."""
     if layout == "csv":
-        rows = read_manifest(source, {"image": image_column, "label": label_column, "split": split_column})
-        return [(split_name(row["split"], row["where"]) if split_column else None, row["label"],
-                 manifest_file(source, row["image"], row["where"]), row["where"]) for row in rows]
+        return manifest_sources(source, image_column, label_column, split_column)
     require(source, "image folder", folder=True)
     split_dirs = {name: source / folder for folder, name in SPLIT_NAMES.items() if (source / folder).is_dir()}
     if split_dirs and "train" not in split_dirs:
@@ -270,9 +275,7 @@ def speaker_of(name: str) -> str:
 def speech_sources(source: Path, layout: str, audio_column: str, label_column: str, split_column: str | None):
     """(split or None, label, path, where) for every clip."""
     if layout == "csv":
-        rows = read_manifest(source, {"audio": audio_column, "label": label_column, "split": split_column})
-        return [(split_name(row["split"], row["where"]) if split_column else None, row["label"],
-                 manifest_file(source, row["audio"], row["where"]), row["where"]) for row in rows]
+        return manifest_sources(source, audio_column, label_column, split_column)
     require(source, "Speech Commands folder", folder=True)
     listed = {}
     for list_name, split in (("validation_list.txt", "val"), ("testing_list.txt", "test")):
