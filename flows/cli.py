@@ -1,6 +1,8 @@
 """Command line: `attnflow run | reproduce | sweep | compare | serve | status` (see `attnflow -h`)."""
 import argparse
+import importlib
 import sys
+import threading
 from pathlib import Path
 
 from tasks.params import MODALITIES, ParamsError, load_params, project_root
@@ -14,10 +16,36 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
     print(as_table([{column: row[column] for column in columns} for row in rows]))
 
 
-def run(args) -> int:
-    from flows.pipeline import attention_pipeline  # imported late: Prefect start-up is slow
+def start_prefect_server_early() -> threading.Thread | None:
+    """Start Prefect's temporary server (when no PREFECT_API_URL is set) in the background.
 
+    A flow run starts it on first use and waits ~7 s; started here it comes up while the pipeline's
+    modules import. Join the returned thread before the first flow call: Prefect keeps one such server
+    per process (SubprocessASGIServer is a singleton), so the flow then finds it running.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
+        return None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    starting = threading.Thread(target=SubprocessASGIServer().start, name="prefect-server-start", daemon=True)
+    starting.start()
+    return starting
+
+
+def import_flows_with_server_starting(module: str):
+    """Import a flows module while Prefect's temporary server starts; returns the module, server up."""
+    starting = start_prefect_server_early()
+    imported = importlib.import_module(module)  # imported late: it pulls in torch, MLflow and Prefect (seconds)
+    if starting is not None:
+        starting.join()
+    return imported
+
+
+def run(args) -> int:
     params = load_params(args.params)  # fail fast, before Prefect starts
+    attention_pipeline = import_flows_with_server_starting("flows.pipeline").attention_pipeline
     result = attention_pipeline(params_path=args.params, modalities=args.modality or None, force=args.force)
     uri = tracking_uri(project_root(args.params), params)
     print("\nResults")
@@ -37,8 +65,8 @@ def run(args) -> int:
 
 
 def reproduce(args) -> int:
-    from flows.experiments import CodeChangedError, reproduce as reproduce_flow
-
+    experiments = import_flows_with_server_starting("flows.experiments")
+    CodeChangedError, reproduce_flow = experiments.CodeChangedError, experiments.reproduce
     try:
         result = reproduce_flow(args.run_id, params_path=args.params, allow_code_change=args.allow_code_change)
     except CodeChangedError as error:
@@ -53,8 +81,8 @@ def reproduce(args) -> int:
 
 
 def sweep(args) -> int:
-    from flows.experiments import parse_grid, sweep as sweep_flow
-
+    experiments = import_flows_with_server_starting("flows.experiments")
+    parse_grid, sweep_flow = experiments.parse_grid, experiments.sweep
     result = sweep_flow(args.modality, parse_grid(args.grid), params_path=args.params)
     print(f"\nSweep {result['sweep_id']} ({args.modality}), ranked by test_accuracy")
     print_table(result["rows"], [*result["keys"], "test_accuracy", "test_macro_f1", "run_id"])

@@ -8,11 +8,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import albumentations as A
 import numpy as np
 import soundfile
 import torch
-from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from torch.nn.utils.rnn import pad_sequence
@@ -47,8 +45,11 @@ class LabelledItems(Dataset):
 
 
 # ---- image --------------------------------------------------------------------------------
-def image_transforms(channels: int, augment=None, seed: int = 0) -> A.Compose:
+def image_transforms(channels: int, augment=None, seed: int = 0):
     """Normalise to [-1, 1]; in training also shift, rotate and scale (albumentations, seeded)."""
+    import albumentations as A  # here, not at the top: a cached pipeline run never loads images
+    from albumentations.pytorch import ToTensorV2
+
     steps = []
     if augment is not None:
         steps.append(A.Affine(translate_percent=(-augment.max_shift, augment.max_shift), rotate=(-augment.max_rotate,

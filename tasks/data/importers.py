@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import soundfile
 from PIL import Image, UnidentifiedImageError
-from scipy.signal import resample_poly
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -261,6 +260,8 @@ def decode_audio(path: Path, sample_rate: int) -> np.ndarray:
         raise DataImportError(f"{path}: audio has no samples")
     mono = samples.mean(axis=1)
     if rate != sample_rate:
+        from scipy.signal import resample_poly  # here: scipy.signal takes seconds to import, few imports resample
+
         divisor = math.gcd(rate, sample_rate)
         mono = resample_poly(mono, sample_rate // divisor, rate // divisor)
     return np.clip(mono, -1.0, 1.0)

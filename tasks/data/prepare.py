@@ -7,6 +7,7 @@ modification times, see ``source_fingerprint``) and the importer's code. It is w
 and swapped in whole, so a failure (a ``DataImportError`` naming the bad file) never leaves half a dataset in
 data/ and never changes what is there.
 """
+import importlib
 import json
 import shutil
 import tempfile
@@ -14,9 +15,6 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from tasks.data.builtin_image import generate_image_dataset
-from tasks.data.builtin_speech import generate_speech_dataset
-from tasks.data.builtin_text import generate_text_dataset
 from tasks.data.importers import DataImportError, import_dataset, source_fingerprint
 from tasks.caching import code_fingerprint, digest
 from tasks.params import Params
@@ -65,7 +63,10 @@ def data_recipe(modality: str, params: Params, root: Path) -> dict:
     return builtin_recipe(modality, params)
 
 
-GENERATORS = {"text": generate_text_dataset, "image": generate_image_dataset, "speech": generate_speech_dataset}
+def generator(modality: str):
+    """The modality's built-in generator, imported only when data is built (a cached run never needs it)."""
+    module = importlib.import_module(f"tasks.data.builtin_{modality}")
+    return getattr(module, f"generate_{modality}_dataset")
 
 
 def read_recipe(dataset_dir: Path) -> dict | None:
@@ -121,7 +122,7 @@ def prepare_data(modality: str, params: Params, root: Path) -> dict:
             source = import_source(params.section(modality).data.import_from, root)
             summary = import_dataset(modality, source, built, recipe["arguments"])
         else:
-            summary = GENERATORS[modality](built, **recipe["arguments"])
+            summary = generator(modality)(built, **recipe["arguments"])
         (built / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
         target.parent.mkdir(exist_ok=True)
         swap_in(built, target)
