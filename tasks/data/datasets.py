@@ -58,13 +58,18 @@ def image_transforms(channels: int, augment=None, seed: int = 0):
     return A.Compose(steps, seed=seed)
 
 
-def read_image(path: Path, channels: int, size: int) -> np.ndarray:
+def image_pixels(image: Image.Image, channels: int, size: int) -> np.ndarray:
     """An (H, W, C) uint8 array at size x size with the requested channels."""
-    image = Image.open(path).convert("L" if channels == 1 else "RGB")
+    image = image.convert("L" if channels == 1 else "RGB")
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BILINEAR)
     pixels = np.asarray(image)
     return pixels[:, :, None] if channels == 1 else pixels
+
+
+def read_image(source, channels: int, size: int) -> np.ndarray:
+    """image_pixels of an image file (a path or a file object)."""
+    return image_pixels(Image.open(source), channels, size)
 
 
 def load_image_splits(root: Path, params, seed: int) -> Splits:
@@ -82,11 +87,21 @@ def load_image_splits(root: Path, params, seed: int) -> Splits:
 
 
 # ---- speech -------------------------------------------------------------------------------
-def read_clip(path: Path, num_samples: int) -> torch.Tensor:
-    """A mono float32 clip of exactly num_samples (zero-padded or cut at the end)."""
-    samples, _ = soundfile.read(path, dtype="float32", always_2d=True)
-    clip = torch.from_numpy(samples.mean(axis=1))
+def fit_length(clip: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """Exactly num_samples: zero-padded or cut at the end."""
     return torch.nn.functional.pad(clip, (0, max(0, num_samples - len(clip))))[:num_samples]
+
+
+def read_clip(source, num_samples: int, sample_rate: int | None = None) -> torch.Tensor:
+    """A mono float32 clip of exactly num_samples from an audio file (a path or a file object),
+    resampled to sample_rate when one is given and the file has another."""
+    samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
+    clip = torch.from_numpy(samples.mean(axis=1))
+    if sample_rate is not None and rate != sample_rate:
+        import torchaudio  # only files at a foreign rate (served requests) need it
+
+        clip = torchaudio.functional.resample(clip, rate, sample_rate)
+    return fit_length(clip, num_samples)
 
 
 def load_speech_splits(root: Path, params, seed: int) -> Splits:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
-import soundfile
 import torch
 from PIL import Image
 
@@ -48,7 +47,7 @@ class AttentionClassifier(mlflow.pyfunc.PythonModel):
 
     def prepare(self, value) -> tuple[torch.Tensor, dict]:
         """One raw input -> a batch of one for the model, plus what explains the attention (text: the tokens)."""
-        from tasks.data.datasets import encode_texts, image_transforms, read_image
+        from tasks.data.datasets import encode_texts, fit_length, image_pixels, image_transforms, read_clip
 
         if self.modality == "text":
             ids = encode_texts(self.tokenizer, [str(value)], self.args["max_len"])[0]
@@ -56,25 +55,18 @@ class AttentionClassifier(mlflow.pyfunc.PythonModel):
         if self.modality == "image":
             channels, size = self.args["in_channels"], self.args["image_size"]
             if isinstance(value, str):
-                pixels = read_image(io.BytesIO(base64.b64decode(value)), channels, size)
+                image = Image.open(io.BytesIO(base64.b64decode(value)))
             else:
                 array = np.asarray(value, dtype=np.float32).clip(0, 255).astype(np.uint8)
                 image = Image.fromarray(array.squeeze(-1) if array.ndim == 3 and array.shape[-1] == 1 else array)
-                pixels = read_image(io.BytesIO(png_bytes(image)), channels, size)
+            pixels = image_pixels(image, channels, size)
             return image_transforms(channels)(image=pixels)["image"].unsqueeze(0), {}
         num_samples = int(self.args["sample_rate"] * self.args["clip_seconds"])
         if isinstance(value, str):
-            samples, rate = soundfile.read(io.BytesIO(base64.b64decode(value)), dtype="float32", always_2d=True)
-            clip = torch.from_numpy(samples.mean(axis=1))
-            if rate != self.args["sample_rate"]:
-                import torchaudio
-
-                clip = torchaudio.functional.resample(clip, rate, self.args["sample_rate"])
+            clip = read_clip(io.BytesIO(base64.b64decode(value)), num_samples, self.args["sample_rate"])
         else:
-            clip = torch.as_tensor(np.asarray(value, dtype=np.float32).reshape(-1))
-        clip = torch.nn.functional.pad(clip, (0, max(0, num_samples - len(clip))))[:num_samples]
+            clip = fit_length(torch.as_tensor(np.asarray(value, dtype=np.float32).reshape(-1)), num_samples)
         return clip.unsqueeze(0), {}
-
 
 def rows(model_input, column: str) -> list:
     """The raw inputs, one per example, from whatever the scoring server or a caller hands in."""
@@ -86,18 +78,6 @@ def rows(model_input, column: str) -> list:
     if isinstance(model_input, str):
         return [model_input]
     return list(model_input)
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
-    buffer = io.BytesIO()
-    soundfile.write(buffer, samples, sample_rate, format="WAV")
-    return buffer.getvalue()
 
 
 def log_serving_model(run_id: str, checkpoint: Path, tokenizer: Path | None):
