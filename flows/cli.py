@@ -123,9 +123,9 @@ def compare(args) -> int:
     from tasks.tracking.mlflow_tracking import connect
 
     params = load_params(args.params)
-    modality = next((m for m in MODALITIES if args.task in (m, params.section(m).task)), None)
+    modality = next((m for m in params.present_modalities() if args.task in (m, params.section(m).task)), None)
     if modality is None:
-        tasks = ", ".join(params.section(m).task for m in MODALITIES)
+        tasks = ", ".join(params.section(m).task for m in params.present_modalities())
         print(f"error: unknown task {args.task!r}; choose from {tasks} (or a modality)", file=sys.stderr)
         return 2
     client, experiment_id = connect(project_root(args.params), params, modality)

@@ -262,13 +262,28 @@ class SpeechParams(ModalityParams):
 
 
 class Params(Section):
+    """A modality's section may be left out when the modality is not run (e.g. a params file for one dataset)."""
     global_: GlobalParams = Field(GlobalParams(), alias="global")
-    text: TextParams
-    image: ImageParams
-    speech: SpeechParams
+    text: TextParams | None = None
+    image: ImageParams | None = None
+    speech: SpeechParams | None = None
+
+    @model_validator(mode="after")
+    def selected_modalities_have_sections(self):
+        missing = [modality for modality in self.global_.modalities if getattr(self, modality) is None]
+        if missing:
+            raise ValueError(f"global.modalities lists {missing} but the file has no section for "
+                             f"{'it' if len(missing) == 1 else 'them'}")
+        return self
 
     def section(self, modality: str) -> TextParams | ImageParams | SpeechParams:
-        return getattr(self, modality)
+        section = getattr(self, modality)
+        if section is None:
+            raise ParamsError(f"params have no `{modality}` section (needed to run {modality})")
+        return section
+
+    def present_modalities(self) -> list[str]:
+        return [modality for modality in MODALITIES if getattr(self, modality) is not None]
 
 
 class ParamsError(ValueError):
@@ -285,7 +300,7 @@ def load_params(path: str | Path) -> Params:
         return Params.model_validate(raw or {})
     except ValidationError as error:
         problems = [
-            f"  {'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+            f"  {'.'.join(str(part) for part in problem['loc']) or '(top level)'}: {problem['msg']}"
             + ("" if problem["type"] == "missing" or isinstance(problem["input"], dict) else f" (got {problem['input']!r})")
             for problem in error.errors()
         ]

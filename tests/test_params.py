@@ -34,6 +34,16 @@ def test_invalid_values_name_the_key(tmp_path, edit, message):
     assert message in str(error.value)
 
 
+def test_a_section_may_be_left_out_only_when_its_modality_is_not_run(tmp_path):
+    params = tiny_params()
+    del params["speech"], params["text"]
+    params["global"]["modalities"] = ["image"]
+    assert load_params(write_params(tmp_path, params)).present_modalities() == ["image"]
+    params["global"]["modalities"] = ["image", "speech"]
+    with pytest.raises(ParamsError, match=r"global.modalities lists \['speech'\] but the file has no section"):
+        load_params(write_params(tmp_path, params))
+
+
 def test_unreadable_file_names_the_file(tmp_path):
     broken = tmp_path / "params.yaml"
     broken.write_text("global: [unclosed\n")
