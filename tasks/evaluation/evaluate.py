@@ -1,33 +1,26 @@
 """Evaluate stage: test metrics, confusion matrix, attention maps of a few test samples, and the model (mlflow.pytorch
-and the pyfunc "serving" wrapper), to MLflow."""
+and the pyfunc "serving" wrapper), to MLflow.
+
+torch, scikit-learn and matplotlib are imported inside the functions that use them: a cached run never calls
+them, and leaving them out of module scope saves seconds of start-up on every run (docs/benchmarks.md).
+"""
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
-import torch
-from mlflow.models import infer_signature
 from prefect import get_run_logger, task
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
-from tokenizers import Tokenizer
 
-import attn_models
 from tasks.caching import code_fingerprint, digest
-from tasks.data.splits import load_splits, test_split_md5
-from tasks.evaluation import plots
 from tasks.params import Params
-from tasks.reproducibility import resolve_device
-from tasks.serving.pyfunc_model import log_serving_model
 from tasks.tracking.mlflow_tracking import connect, log_metrics, log_pytorch_model
-from tasks.training.loop import make_loader, predict
-from tasks.training.models import build_model
 from tasks.training.train import TOKENIZER
 
 LABELS = "labels.json"
 
 
-def attention_figure(modality: str, model, inputs: torch.Tensor, relevance: np.ndarray, true: str, predicted: str,
-                     tokenizer: Tokenizer | None):
+def attention_figure(modality: str, model, inputs, relevance, true: str, predicted: str, tokenizer):
+    """A figure of one test sample's attention (inputs: a batch of one tensor; relevance: a numpy array)."""
+    from tasks.evaluation import plots
+
     if modality == "text":
         tokens = [tokenizer.id_to_token(int(i)) for i in inputs[0]]
         return plots.text_attention_figure(tokens, relevance, true, predicted)
@@ -40,6 +33,9 @@ def attention_figure(modality: str, model, inputs: torch.Tensor, relevance: np.n
 
 def log_attention_maps(client, run_id: str, modality: str, model, test_set, class_names, count: int, tokenizer):
     """Draw and log attention for `count` evenly spaced test samples; the numbers go in attention_maps.json."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     records = []
     for number, index in enumerate(np.linspace(0, len(test_set) - 1, count).astype(int)):
         item, label = test_set[index]
@@ -66,6 +62,20 @@ def evaluate_cache_key(_context, inputs: dict) -> str:
 @task(name="evaluate", cache_key_fn=evaluate_cache_key, persist_result=True)
 def evaluate_model(modality: str, params: Params, root: Path, run_id: str, trained: dict, data_recipe: dict) -> dict:
     """Returns the test metrics and the id of the MLflow run that holds them with the model and figures."""
+    import matplotlib.pyplot as plt
+    import torch
+    from mlflow.models import infer_signature
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+    from tokenizers import Tokenizer
+
+    import attn_models
+    from tasks.data.splits import load_splits, test_split_md5
+    from tasks.evaluation import plots
+    from tasks.reproducibility import resolve_device
+    from tasks.serving.pyfunc_model import log_serving_model
+    from tasks.training.loop import make_loader, predict
+    from tasks.training.models import build_model
+
     logger = get_run_logger()
     checkpoint_path = Path(trained["checkpoint"])
     section = params.section(modality)

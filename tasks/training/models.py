@@ -1,9 +1,7 @@
 """Build each modality's attention model from its params.yaml section."""
-from torch import nn
+import importlib
 
-from attn_models import SpeechTransformer, TextTransformer, VisionTransformer
-
-MODEL_CLASSES = {"text": TextTransformer, "image": VisionTransformer, "speech": SpeechTransformer}
+MODEL_CLASSES = {"text": "TextTransformer", "image": "VisionTransformer", "speech": "SpeechTransformer"}  # in attn_models
 
 
 def model_args(modality: str, section, num_classes: int, vocab_size: int | None = None) -> dict:
@@ -14,12 +12,14 @@ def model_args(modality: str, section, num_classes: int, vocab_size: int | None 
     if modality == "text":
         args.update(vocab_size=vocab_size, max_len=m.max_len)
     elif modality == "image":
-        args.update(image_size=section.data.image_size, patch_size=m.patch_size, in_channels=section.data.channels)
+        args.update(image_size=section.data.image_size, patch_size=m.patch_size, in_channels=section.data.channels,
+                    stem=m.stem)
     elif modality == "speech":
         args.update(sample_rate=section.data.sample_rate, clip_seconds=section.data.clip_seconds, n_mels=m.n_mels,
                     freq_mask=m.freq_mask, time_mask=m.time_mask)
     return args
 
 
-def build_model(modality: str, args: dict) -> nn.Module:
-    return MODEL_CLASSES[modality](**args)
+def build_model(modality: str, args: dict):
+    """The modality's torch module (attn_models, and so torch, load only here)."""
+    return getattr(importlib.import_module("attn_models"), MODEL_CLASSES[modality])(**args)
