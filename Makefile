@@ -24,8 +24,11 @@ $(UV):
 	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# --compile-bytecode: every dependency is compiled to .pyc once, here. Without it each run compiles the ~5000
+# modules it imports from source whenever .pyc files cannot be written (PYTHONDONTWRITEBYTECODE=1, read-only
+# installs): about 10 s of every run's start-up (docs/benchmarks.md).
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --extra dev --python python3
+	$(UV) sync --frozen --extra dev --python python3 --compile-bytecode
 	touch $@
 
 setup: $(VENV)/.synced ## create .venv from uv.lock (torch, prefect, mlflow, dvc, ...)

@@ -1,52 +1,62 @@
-"""Command line: `attnflow run | reproduce | sweep | compare | serve | status` (see `attnflow -h`)."""
+"""Command line: `attnflow run | reproduce | sweep | compare | serve | status` (see `attnflow -h`).
+
+Each command imports what it needs when it runs: `attnflow run` starts Prefect's server first, so the server comes
+up while MLflow, Prefect and the pipeline import (seconds each).
+"""
 import argparse
 import importlib
 import sys
-import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.params import MODALITIES, ParamsError, load_params, project_root
-from tasks.tracking.compare import as_table
-from tasks.tracking.mlflow_tracking import tracking_uri
 
 EXIT_INVALID, EXIT_MISMATCH, EXIT_CODE_CHANGED = 2, 1, 3
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:
+    from tasks.tracking.compare import as_table
+
     print(as_table([{column: row[column] for column in columns} for row in rows]))
 
 
-def start_prefect_server_early() -> threading.Thread | None:
-    """Start Prefect's temporary server (when no PREFECT_API_URL is set) in the background.
+@contextmanager
+def flows_module(module: str):
+    """Import a flows module (torch, MLflow and Prefect: seconds) and point Prefect at a server for its flows.
 
-    A flow run starts it on first use and waits ~7 s; started here it comes up while the pipeline's
-    modules import. Join the returned thread before the first flow call: Prefect keeps one such server
-    per process (SubprocessASGIServer is a singleton), so the flow then finds it running.
+    With no server configured ($PREFECT_API_URL or a profile's api.url) a temporary one is started first, so it
+    comes up while the module imports, and it is stopped on exit (Prefect's own temporary server would start
+    only at the first flow call, and load the server's code into this process first).
     """
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE
+    from prefect.settings import (PREFECT_API_URL, PREFECT_HOME, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE, PREFECT_UI_URL,
+                                  temporary_settings)
+
+    from tasks.scheduling.server import drain_client_workers, start_temporary_server, stop_server, wait_until_up
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
-        return None
-    from prefect.server.api.server import SubprocessASGIServer
-
-    starting = threading.Thread(target=SubprocessASGIServer().start, name="prefect-server-start", daemon=True)
-    starting.start()
-    return starting
-
-
-def import_flows_with_server_starting(module: str):
-    """Import a flows module while Prefect's temporary server starts; returns the module, server up."""
-    starting = start_prefect_server_early()
-    imported = importlib.import_module(module)  # imported late: it pulls in torch, MLflow and Prefect (seconds)
-    if starting is not None:
-        starting.join()
-    return imported
+        yield importlib.import_module(module)
+        return
+    home = PREFECT_HOME.value()
+    process, api_url = start_temporary_server(home)
+    try:
+        imported = importlib.import_module(module)
+        wait_until_up(api_url, process, home / "temporary-server.log")
+        with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_UI_URL: ""}):  # no UI: no "View at" links
+            try:
+                yield imported
+            finally:
+                drain_client_workers()
+    finally:
+        stop_server(process)
 
 
 def run(args) -> int:
     params = load_params(args.params)  # fail fast, before Prefect starts
-    attention_pipeline = import_flows_with_server_starting("flows.pipeline").attention_pipeline
-    result = attention_pipeline(params_path=args.params, modalities=args.modality or None, force=args.force)
+    with flows_module("flows.pipeline") as pipeline:
+        result = pipeline.attention_pipeline(params_path=args.params, modalities=args.modality or None,
+                                             force=args.force)
+    from tasks.tracking.mlflow_tracking import tracking_uri
+
     uri = tracking_uri(project_root(args.params), params)
     print("\nResults")
     rows = [{"modality": m, **r, "cached_from_run_id": r["cached_from_run_id"] or "-"}
@@ -65,13 +75,13 @@ def run(args) -> int:
 
 
 def reproduce(args) -> int:
-    experiments = import_flows_with_server_starting("flows.experiments")
-    CodeChangedError, reproduce_flow = experiments.CodeChangedError, experiments.reproduce
-    try:
-        result = reproduce_flow(args.run_id, params_path=args.params, allow_code_change=args.allow_code_change)
-    except CodeChangedError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_CODE_CHANGED
+    with flows_module("flows.experiments") as experiments:
+        try:
+            result = experiments.reproduce(args.run_id, params_path=args.params,
+                                           allow_code_change=args.allow_code_change)
+        except experiments.CodeChangedError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_CODE_CHANGED
     print(f"\nReproduced run {args.run_id} as run {result['run_id']} on data version {result['data_md5']}"
           f" (restored from DVC; the re-run versioned it as {result['restored_data_md5']})")
     print_table([{"metric": name, **row} for name, row in result["metrics"].items()],
@@ -81,9 +91,8 @@ def reproduce(args) -> int:
 
 
 def sweep(args) -> int:
-    experiments = import_flows_with_server_starting("flows.experiments")
-    parse_grid, sweep_flow = experiments.parse_grid, experiments.sweep
-    result = sweep_flow(args.modality, parse_grid(args.grid), params_path=args.params)
+    with flows_module("flows.experiments") as experiments:
+        result = experiments.sweep(args.modality, experiments.parse_grid(args.grid), params_path=args.params)
     print(f"\nSweep {result['sweep_id']} ({args.modality}), ranked by test_accuracy")
     print_table(result["rows"], [*result["keys"], "test_accuracy", "test_macro_f1", "run_id"])
     return 0

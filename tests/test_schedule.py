@@ -41,7 +41,7 @@ def real_server(tmp_path_factory):
         monkeypatch.setenv("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "2")
         process = start_server(home, port)
     try:
-        wait_until_up(api_url, process, home)
+        wait_until_up(api_url, process, home / "server.log")
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             yield api_url
     finally:

@@ -92,8 +92,8 @@ def evaluate_model(modality: str, params: Params, root: Path, run_id: str, train
     logits, labels = predict(model.to(device), make_loader(splits.test, splits, section.eval.batch_size), device)
     model.cpu()
     predictions = logits.argmax(-1).numpy()
-    metrics = {"test_accuracy": accuracy_score(labels, predictions),
-               "test_macro_f1": f1_score(labels, predictions, average="macro")}
+    metrics = {"test_accuracy": float(accuracy_score(labels, predictions)),  # plain floats in the cached result
+               "test_macro_f1": float(f1_score(labels, predictions, average="macro"))}
     client, _ = connect(root, params, modality)
     log_metrics(client, run_id, metrics)
     client.set_tag(run_id, "test_data_md5", test_split_md5(modality, root / "data" / modality))

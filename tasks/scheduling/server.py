@@ -1,7 +1,14 @@
-"""The Prefect server that schedules live on: the one at $PREFECT_API_URL when set, else a local one on
-127.0.0.1, started on demand with its own sqlite database under <project>/.prefect/ (a temporary server
-cannot hold schedules)."""
+"""Prefect servers.
+
+- ``prefect_server``: the server schedules live on: the one at $PREFECT_API_URL when set, else a local one on
+  127.0.0.1, started on demand with its own sqlite database under <project>/.prefect/ (a temporary server
+  cannot hold schedules).
+- ``start_temporary_server``: a server for one command (`attnflow run`), like the temporary server Prefect starts
+  by itself, but started before the pipeline's modules import and without loading the server's code into this
+  process, so that both happen at once (docs/benchmarks.md).
+"""
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -37,13 +44,45 @@ def start_server(home: Path, port: int) -> subprocess.Popen:
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def wait_until_up(api_url: str, process: subprocess.Popen, home: Path, timeout: float = STARTUP_TIMEOUT_S) -> None:
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_temporary_server(home: Path) -> tuple[subprocess.Popen, str]:
+    """Prefect's API (no UI) on a free 127.0.0.1 port, started as Prefect starts its own temporary server: uvicorn
+    serving prefect.server.api.server:create_app. Returns at once with the process and its API URL; wait for it with
+    ``wait_until_up`` and stop it with ``stop_server``. Its output goes to home/temporary-server.log."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    with open(home / "temporary-server.log", "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+                                    "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan",
+                                    "on"], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return process, f"http://127.0.0.1:{port}/api"
+
+
+def wait_until_up(api_url: str, process: subprocess.Popen, log: Path, timeout: float = STARTUP_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     while not is_up(api_url):
         if process.poll() is not None or time.monotonic() > deadline:
-            log = (home / "server.log").read_text(errors="replace")[-3000:]
-            raise ServerUnavailable(f"the Prefect server at {api_url} did not start (see {home / 'server.log'}):\n{log}")
-        time.sleep(1)
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise ServerUnavailable(f"the Prefect server at {api_url} did not start (see {log}):\n{tail}")
+        time.sleep(0.1)
+
+
+def drain_client_workers() -> None:
+    """Send the logs and events this process still holds to the server before it goes away (else, at exit, Prefect
+    keeps retrying against the closed port for a minute)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all()
+    EventsWorker.drain_all()
 
 
 def stop_server(process: subprocess.Popen) -> None:
@@ -69,7 +108,7 @@ def prefect_server(root: Path, start: bool = True, port: int = LOCAL_PORT):
         process = start_server(home, port)
     try:
         if process:
-            wait_until_up(api_url, process, root / ".prefect")
+            wait_until_up(api_url, process, root / ".prefect" / "server.log")
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             yield api_url
     finally:

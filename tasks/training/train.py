@@ -76,4 +76,6 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
     checkpoint = out_dir / CHECKPOINT
     torch.save({"modality": modality, "model_args": args, "state_dict": model.cpu().state_dict(),
                 "class_names": splits.class_names, **best}, checkpoint)
-    return {"checkpoint": str(checkpoint), "run_id": run_id, "device": str(device), "torch_version": torch.__version__}
+    # plain str: a cached result holding torch's TorchVersion would import torch when it is read back (seconds)
+    return {"checkpoint": str(checkpoint), "run_id": run_id, "device": str(device),
+            "torch_version": str(torch.__version__)}

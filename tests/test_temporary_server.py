@@ -1,0 +1,35 @@
+"""`attnflow run` with no Prefect server configured starts its own temporary one, and stops it cleanly."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def test_run_without_a_server_starts_and_stops_a_temporary_one(tiny_project):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
+    env.update(PREFECT_HOME=str(tiny_project / ".prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "flows.cli", "run", "--modality", "text", "--params",
+               str(tiny_project / "params.yaml")]
+    first = subprocess.run(command, cwd=tiny_project, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = subprocess.run(command, cwd=tiny_project, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    output = again.stdout + again.stderr
+    assert output.count("Cached(type=COMPLETED)") == 3  # prepare, train, evaluate
+    assert "Error logging to API" not in output and "View at" not in output  # logs drained; no UI links
+    assert (tiny_project / ".prefect" / "temporary-server.log").exists()
+    assert not processes_with_env(f"PREFECT_HOME={tiny_project / '.prefect'}")  # no server left behind
+
+
+def processes_with_env(entry: str) -> list[str]:
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if entry.encode() in environ.read_bytes().split(b"\0"):
+                found.append(environ.parent.name)
+        except OSError:  # gone, or not ours to read
+            pass
+    return found
