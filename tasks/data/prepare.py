@@ -50,7 +50,7 @@ def import_recipe(modality: str, params: Params, root: Path) -> dict:
     if modality == "speech":
         arguments |= {"sample_rate": section.data.sample_rate}
     content = source_fingerprint(import_source(section.data.import_from, root),
-                                 manifest=modality != "text" and arguments["layout"] == "csv")
+                                 manifest=modality in ("image", "speech") and arguments["layout"] == "csv")
     recipe = {"source": "import", "modality": modality, "arguments": arguments, "content_sha256": content,
               "code_sha256": code_fingerprint("tasks/data/importers.py")}
     return json.loads(json.dumps(recipe))
