@@ -16,11 +16,11 @@ SAME, OTHER = "a" * 32, "b" * 32
     (Candidate(0.99, OTHER), Candidate(0.5, SAME), CHALLENGER, "different test data"),
 ])
 def test_decide(new, champion, alias, reason):
-    decision = decide(new, champion)
+    decision = decide(new, champion, "test_bleu")
     assert decision.alias == alias and decision.reason.startswith(reason)
-    assert f"{new.test_accuracy:.4f}" in decision.reason
+    assert f"test_bleu {new.score:.4f}" in decision.reason
     if champion:
-        assert f"{champion.test_accuracy:.4f}" in decision.reason
+        assert f"{champion.score:.4f}" in decision.reason
 
 
 class Constant(mlflow.pyfunc.PythonModel):
@@ -46,7 +46,7 @@ def test_register_and_promote_moves_aliases_in_a_real_registry(tmp_path):
              (0.7, SAME, CHAMPION, 4), (0.9, OTHER, CHALLENGER, 4)]
     for accuracy, md5, alias, champion_version in steps:
         run_id = new_run(accuracy, md5)
-        version, decision, _ = register_and_promote(client, "m", run_id)
+        version, decision, _ = register_and_promote(client, "m", run_id, "test_accuracy")
         assert decision.alias == alias
         assert int(client.get_model_version_by_alias("m", CHAMPION).version) == champion_version
         assert client.get_model_version_by_alias("m", alias).version == version
