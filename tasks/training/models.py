@@ -1,16 +1,20 @@
 """Build each modality's attention model from its params.yaml section."""
 from torch import nn
 
-from attn_models import SpeechTransformer, TextTransformer, VisionTransformer
+from attn_models import SpeechTransformer, TextTransformer, TranslationTransformer, VisionTransformer
 
-MODEL_CLASSES = {"text": TextTransformer, "image": VisionTransformer, "speech": SpeechTransformer}
+MODEL_CLASSES = {"text": TextTransformer, "image": VisionTransformer, "speech": SpeechTransformer,
+                 "translation": TranslationTransformer}
 
 
 def model_args(modality: str, section, num_classes: int, vocab_size: int | None = None) -> dict:
     """The constructor arguments of the modality's model; saved in checkpoints to rebuild it."""
     m = section.model
-    args = dict(num_classes=num_classes, embed_dim=m.embed_dim, depth=m.depth, num_heads=m.num_heads,
-                mlp_ratio=m.mlp_ratio, dropout=m.dropout)
+    args = dict(embed_dim=m.embed_dim, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio, dropout=m.dropout)
+    if modality == "translation":  # special token ids: the model's defaults, which train_tokenizer's order gives
+        return args | dict(vocab_size=vocab_size, encoder_depth=m.encoder_depth, decoder_depth=m.decoder_depth,
+                           max_len=m.max_len)
+    args.update(num_classes=num_classes, depth=m.depth)
     if modality == "text":
         args.update(vocab_size=vocab_size, max_len=m.max_len)
     elif modality == "image":
