@@ -5,7 +5,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tasks.metrics import primary_metric, test_metrics
+from tasks.metrics import evaluation_metrics, primary_metric
 from tasks.params import MODALITIES, ParamsError, load_params, project_root
 from tasks.tracking.compare import as_table
 from tasks.tracking.mlflow_tracking import tracking_uri
@@ -50,7 +50,7 @@ def run(args) -> int:
     result = attention_pipeline(params_path=args.params, modalities=args.modality or None, force=args.force)
     uri = tracking_uri(project_root(args.params), params)
     print("\nResults")
-    rows = [{"modality": m, "test metrics": ", ".join(f"{name} {r[name]:.4f}" for name in test_metrics(m)),
+    rows = [{"modality": m, "test metrics": ", ".join(f"{name} {r[name]:.4f}" for name in evaluation_metrics(m)),
              "run_id": r["run_id"], "cached_from_run_id": r["cached_from_run_id"] or "-"}
             for m, r in result["modalities"].items()]
     print_table(rows, ["modality", "test metrics", "run_id", "cached_from_run_id"])
@@ -87,7 +87,7 @@ def sweep(args) -> int:
     parse_grid, sweep_flow = experiments.parse_grid, experiments.sweep
     result = sweep_flow(args.modality, parse_grid(args.grid), params_path=args.params)
     print(f"\nSweep {result['sweep_id']} ({args.modality}), ranked by {primary_metric(args.modality)}")
-    print_table(result["rows"], [*result["keys"], *test_metrics(args.modality), "run_id"])
+    print_table(result["rows"], [*result["keys"], *evaluation_metrics(args.modality), "run_id"])
     return 0
 
 

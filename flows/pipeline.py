@@ -20,7 +20,7 @@ from tasks.caching import call_cached
 from tasks.data.prepare import dataset_matches, prepare_data
 from tasks.evaluation.evaluate import evaluate_model
 from tasks.lineage import lineage_tags
-from tasks.metrics import test_metrics
+from tasks.metrics import evaluation_metrics
 from tasks.params import MODALITIES, Params, load_params, project_root
 from tasks.reproducibility import resolve_device
 from tasks.tracking.mlflow_tracking import connect, fail_run, log_metrics, log_params, run_name
@@ -51,7 +51,7 @@ def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: 
         cached_from = None if evaluated["run_id"] == run_id else evaluated["run_id"]
         if cached_from:  # every stage came from the cache: point at the run that made (and promoted) the result
             client.set_tag(run_id, "cached_from_run_id", cached_from)
-            log_metrics(client, run_id, {name: evaluated[name] for name in test_metrics(modality)})
+            log_metrics(client, run_id, {name: evaluated[name] for name in evaluation_metrics(modality)})
             promotion = None
         else:
             promotion = promote_model(modality, params, root, run_id)
@@ -60,7 +60,7 @@ def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: 
         raise
     client.set_terminated(run_id, "FINISHED")
     return {"run_id": run_id, "cached_from_run_id": cached_from, "promotion": promotion,
-            **{name: evaluated[name] for name in test_metrics(modality)}}
+            **{name: evaluated[name] for name in evaluation_metrics(modality)}}
 
 
 @flow(name="attention-pipeline")
@@ -107,6 +107,6 @@ def attention_pipeline(params_path: str = "params.yaml", modalities: list[str] |
     client.set_terminated(parent_run_id, "FINISHED")
     for modality, result in results.items():
         cached = f", cached from run {result['cached_from_run_id']}" if result["cached_from_run_id"] else ""
-        figures = ", ".join(f"{name} {result[name]:.4f}" for name in test_metrics(modality))
+        figures = ", ".join(f"{name} {result[name]:.4f}" for name in evaluation_metrics(modality))
         logger.info("%s: %s (MLflow run %s%s)", modality, figures, result["run_id"], cached)
     return {"parent_run_id": parent_run_id, "data_md5": lineage["data_md5"], "modalities": results}

@@ -3,9 +3,9 @@ CLASSIFICATION_METRICS = ("test_accuracy", "test_macro_f1")
 TRANSLATION_METRICS = ("test_bleu", "test_chrf", "test_bleu_greedy")  # sacrebleu on detokenized output
 
 
-def test_metrics(modality: str) -> tuple[str, ...]:
+def evaluation_metrics(modality: str) -> tuple[str, ...]:
     return TRANSLATION_METRICS if modality == "translation" else CLASSIFICATION_METRICS
 
 
 def primary_metric(modality: str) -> str:
-    return test_metrics(modality)[0]
+    return evaluation_metrics(modality)[0]

@@ -4,14 +4,14 @@ import io
 
 from mlflow.tracking import MlflowClient
 
-from tasks.metrics import test_metrics
+from tasks.metrics import evaluation_metrics
 
 TRAINING_METRICS = ("best_val_accuracy", "num_parameters")
 
 
 def compare_runs(client: MlflowClient, experiment_id: str, modality: str, sweep: str | None = None) -> list[dict]:
     """One row per finished run, sorted by the modality's primary test metric (best first)."""
-    metrics = (*test_metrics(modality), *TRAINING_METRICS)  # the first one ranks
+    metrics = (*evaluation_metrics(modality), *TRAINING_METRICS)  # the first one ranks
     query = "attributes.status = 'FINISHED'" + (f" AND tags.sweep_id = '{sweep}'" if sweep else "")
     runs = client.search_runs([experiment_id], query, max_results=1000)
     differing = sorted({key for run in runs for key in run.data.params
