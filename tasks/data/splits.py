@@ -9,9 +9,10 @@ from tasks.data.datasets import (Splits, load_image_splits, load_speech_splits, 
 
 
 def load_splits(modality: str, data_dir: Path, section, seed: int, tokenizer: Tokenizer | None = None) -> Splits:
-    if modality in ("text", "translation"):
-        loader = load_text_splits if modality == "text" else load_translation_splits
-        return loader(data_dir, section, seed, tokenizer)
+    if modality == "text":
+        return load_text_splits(data_dir, section, seed, tokenizer)
+    if modality == "translation":
+        return load_translation_splits(data_dir, section, seed, tokenizer)
     loader = {"image": load_image_splits, "speech": load_speech_splits}[modality]
     return loader(data_dir, section, seed)
 
