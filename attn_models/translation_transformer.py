@@ -47,6 +47,16 @@ class DecoderBlock(nn.Module):
         x = x + self.drop(attended)
         return x + self.mlp(self.norm3(x)), cross_weights
 
+    def step(self, x, past, memory, source_padding=None):
+        """The newest position only, x (B, 1, C), given past: this block's normalized inputs at the earlier positions
+        (B, t, C), or None. The self-attention is causal, so this equals forward's last position at a fraction of
+        the cost; returns it and the past extended by it (incremental decoding)."""
+        normed = self.norm1(x)
+        past = normed if past is None else torch.cat([past, normed], dim=1)
+        x = x + self.drop(self.self_attn(normed, past)[0])
+        x = x + self.drop(self.cross_attn(self.norm2(x), memory, key_padding_mask=source_padding)[0])
+        return x + self.mlp(self.norm3(x)), past
+
 
 class TranslationTransformer(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int = 256, encoder_depth: int = 3, decoder_depth: int = 3,
@@ -63,8 +73,9 @@ class TranslationTransformer(nn.Module):
                                      for _ in range(decoder_depth))
         self.decoder_norm = nn.LayerNorm(embed_dim)
 
-    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, C)
-        return self.drop(self.embed(ids) * math.sqrt(self.embed.embedding_dim) + self.positions[: ids.shape[1]])
+    def embed_tokens(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:  # (B, T) at positions start.. -> (B, T, C)
+        positions = self.positions[start: start + ids.shape[1]]
+        return self.drop(self.embed(ids) * math.sqrt(self.embed.embedding_dim) + positions)
 
     def encode(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoded source (B, S, C) and its padding mask (B, S)."""
@@ -73,19 +84,21 @@ class TranslationTransformer(nn.Module):
         return memory, source_padding
 
     def decode(self, target_in, memory, source_padding, need_weights=False):
-        """Logits (B, T, V) for the next token after each target position; with the per-layer cross-attention
-        weights (B, H, T, S) when asked."""
+        """Decoder states (B, T, C), one per target position, to project onto the vocabulary with ``logits``; with
+        the per-layer cross-attention weights (B, H, T, S) when asked."""
         x, cross = self.embed_tokens(target_in), []
         target_padding = target_in == self.pad_id
         for block in self.decoder:
             x, weights = block(x, memory, target_padding, source_padding, need_weights)
             cross.append(weights)
-        logits = self.decoder_norm(x) @ self.embed.weight.T  # tied output projection
-        return logits, (cross if need_weights else None)
+        return self.decoder_norm(x), (cross if need_weights else None)
+
+    def logits(self, states: torch.Tensor) -> torch.Tensor:
+        return states @ self.embed.weight.T  # tied output projection: (..., C) -> (..., V)
 
     def forward(self, source: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: source (B, S) and target_in ([BOS] y1 .. y_{T-1}, (B, T)) -> logits for y1 .. yT."""
-        return self.decode(target_in, *self.encode(source))[0]
+        """Teacher forcing: source (B, S) and target_in ([BOS] y1 .. y_{T-1}, (B, T)) -> logits (B, T, V) for y1 .. yT."""
+        return self.logits(self.decode(target_in, *self.encode(source))[0])
 
     @torch.no_grad()
     def cross_attention(self, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
@@ -98,9 +111,14 @@ class TranslationTransformer(nn.Module):
         _, cross = self.decode(target_in, *self.encode(source), need_weights=True)
         return torch.stack(cross).mean(dim=(0, 2))
 
-    def next_token_logits(self, sequences, memory, source_padding) -> torch.Tensor:
-        """Logits (B, V) of the token after each sequence; never [PAD] or [BOS] (decoding stops with [EOS])."""
-        logits = self.decode(sequences, memory, source_padding)[0][:, -1].float()
+    def next_token_logits(self, token, position: int, memory, source_padding, past: list) -> torch.Tensor:
+        """Logits (B, V) of the token that follows `token` (B,), the decoder input at `position`, by one incremental
+        step: past holds each layer's inputs at the earlier positions and is extended in place. Never [PAD] or [BOS]
+        (decoding stops with [EOS])."""
+        x = self.embed_tokens(token[:, None], start=position)
+        for layer, block in enumerate(self.decoder):
+            x, past[layer] = block.step(x, past[layer], memory, source_padding)
+        logits = self.logits(self.decoder_norm(x[:, 0])).float()
         logits[:, [self.pad_id, self.bos_id]] = float("-inf")
         return logits
 
@@ -115,8 +133,9 @@ class TranslationTransformer(nn.Module):
         memory, source_padding = self.encode(source)
         sequences = torch.full((source.shape[0], 1), self.bos_id, dtype=torch.long, device=source.device)
         finished = torch.zeros(source.shape[0], dtype=torch.bool, device=source.device)
-        for _ in range(max_new_tokens):
-            token = self.next_token_logits(sequences, memory, source_padding).argmax(dim=-1)
+        past = [None] * len(self.decoder)
+        for position in range(max_new_tokens):
+            token = self.next_token_logits(sequences[:, -1], position, memory, source_padding, past).argmax(dim=-1)
             token = token.masked_fill(finished, self.pad_id)
             sequences = torch.cat([sequences, token[:, None]], dim=1)
             finished = finished | (token == self.eos_id)
@@ -138,8 +157,10 @@ class TranslationTransformer(nn.Module):
         scores[:, 0] = 0.0  # all beams start as the same [BOS]; keep one so the first step does not pick duplicates
         finished = torch.zeros(B * K, dtype=torch.bool, device=source.device)
         lengths = torch.zeros(B * K, device=source.device)  # tokens emitted up to and including EOS
-        for _ in range(max_new_tokens):
-            log_probs = self.next_token_logits(sequences, memory, source_padding).log_softmax(dim=-1)  # (B*K, V)
+        past = [None] * len(self.decoder)
+        for position in range(max_new_tokens):
+            log_probs = self.next_token_logits(sequences[:, -1], position, memory, source_padding, past)
+            log_probs = log_probs.log_softmax(dim=-1)  # (B*K, V)
             log_probs[finished] = float("-inf")
             log_probs[finished, self.pad_id] = 0.0  # a finished hypothesis only pads, its score unchanged
             candidates = (scores.view(B * K, 1) + log_probs).view(B, -1)  # (B, K*V)
@@ -147,6 +168,7 @@ class TranslationTransformer(nn.Module):
             beam = (flat // log_probs.shape[-1] + torch.arange(B, device=source.device)[:, None] * K).view(-1)
             token = (flat % log_probs.shape[-1]).view(-1)
             sequences = torch.cat([sequences[beam], token[:, None]], dim=1)
+            past = [states[beam] for states in past]  # each hypothesis keeps the history it extends
             finished, lengths = finished[beam], lengths[beam] + (~finished[beam]).float()
             finished = finished | (token == self.eos_id)
             if finished.all():

@@ -51,6 +51,19 @@ def test_padding_changes_nothing():
         assert torch.equal(alone, together[: len(alone)]) and (together[len(alone):] == PAD_ID).all()
 
 
+def test_incremental_decoding_step_equals_the_full_decoder():
+    model, source, target = tiny_model(), random_ids(2, 6), random_ids(2, 5)
+    full = model(source, target)  # (B, T, V), every position at once
+    memory, source_padding = model.encode(source)
+    past = [None] * len(model.decoder)
+    for position in range(target.shape[1]):
+        step = model.next_token_logits(target[:, position], position, memory, source_padding, past)
+        expected = full[:, position].clone()
+        expected[:, [PAD_ID, BOS_ID]] = float("-inf")
+        assert torch.allclose(step, expected, atol=1e-4)
+    assert past[0].shape == (2, 5, 32)
+
+
 def test_beam_of_one_is_greedy_and_wider_beams_end_with_eos_then_padding():
     model, source = tiny_model(), random_ids(4, 6)
     greedy = model.greedy_decode(source, 12)
