@@ -22,7 +22,7 @@ from tasks.reproducibility import resolve_device
 from tasks.serving.pyfunc_model import log_serving_model
 from tasks.tracking.mlflow_tracking import connect, log_metrics, log_pytorch_model
 from tasks.training.loop import make_loader, predict
-from tasks.training.models import build_model
+from tasks.training.models import load_checkpoint
 from tasks.training.train import TOKENIZER
 
 LABELS = "labels.json"
@@ -122,10 +122,7 @@ def evaluate_model(modality: str, params: Params, root: Path, run_id: str, train
     """Returns the test metrics and the id of the MLflow run that holds them with the model and figures."""
     checkpoint_path = Path(trained["checkpoint"])
     section = params.section(modality)
-    checkpoint = torch.load(checkpoint_path, weights_only=False)
-    model = build_model(modality, checkpoint["model_args"])
-    model.load_state_dict(checkpoint["state_dict"])
-    model.eval()
+    model, checkpoint = load_checkpoint(checkpoint_path)
     tokenizer_path = checkpoint_path.parent / TOKENIZER
     tokenizer = Tokenizer.from_file(str(tokenizer_path)) if tokenizer_path.exists() else None
     data_dir = root / "data" / modality

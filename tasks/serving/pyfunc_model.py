@@ -22,19 +22,11 @@ from PIL import Image
 INPUT_COLUMN = {"text": "text", "image": "image", "speech": "audio", "translation": "text"}
 
 
-def load_checkpoint(path: str):
-    """The trained model (in eval mode) and its checkpoint."""
-    from tasks.training.models import build_model
-
-    checkpoint = torch.load(path, weights_only=False, map_location="cpu")
-    model = build_model(checkpoint["modality"], checkpoint["model_args"])
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval(), checkpoint
-
-
 class AttentionClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         from tokenizers import Tokenizer
+
+        from tasks.training.models import load_checkpoint
 
         self.model, checkpoint = load_checkpoint(context.artifacts["checkpoint"])
         self.modality, self.args = checkpoint["modality"], checkpoint["model_args"]
@@ -83,6 +75,8 @@ class Translator(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context):
         from tokenizers import Tokenizer
+
+        from tasks.training.models import load_checkpoint
 
         self.model, _ = load_checkpoint(context.artifacts["checkpoint"])
         self.tokenizer = Tokenizer.from_file(context.artifacts["tokenizer"])

@@ -1,4 +1,5 @@
-"""Build each modality's attention model from its params.yaml section."""
+"""Build each modality's attention model from its params.yaml section, or from a checkpoint."""
+import torch
 from torch import nn
 
 from attn_models import SpeechTransformer, TextTransformer, TranslationTransformer, VisionTransformer
@@ -27,3 +28,11 @@ def model_args(modality: str, section, num_classes: int, vocab_size: int | None 
 
 def build_model(modality: str, args: dict) -> nn.Module:
     return MODEL_CLASSES[modality](**args)
+
+
+def load_checkpoint(path) -> tuple[nn.Module, dict]:
+    """The trained model of a checkpoint (on the CPU, in eval mode) and the checkpoint itself."""
+    checkpoint = torch.load(path, weights_only=False, map_location="cpu")
+    model = build_model(checkpoint["modality"], checkpoint["model_args"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval(), checkpoint
