@@ -15,7 +15,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 # The pipeline's own default store; $MLFLOW_TRACKING_URI wins when set.
 TRACKING_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
-.PHONY: help setup run serve status test test-slow test-ui chromium ui serve-model clean
+.PHONY: help setup run serve status test test-slow test-ui chromium ui serve-model benchmark clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ test: setup ## run the test suite (slow tests excluded)
 
 test-slow: setup ## run only the slow tests
 	$(PY) -m pytest -m slow
+
+benchmark: setup ## quality on a real dataset: make benchmark DATASET=ag_news [ARGS="--set train.epochs=2"]
+	$(PY) benchmarks/real_data.py $(DATASET) $(ARGS)
 
 test-ui: setup ## run the browser test of the MLflow UI (needs `make chromium` first)
 	$(PY) -m pytest -m slow tests/test_ui.py

@@ -52,7 +52,7 @@ def reproduce(run_id: str, params_path: str = "params.yaml", allow_code_change: 
                                     params=recorded_params, tags={"reproduced_from_run_id": run_id})
     finally:
         (root / "data.dvc").write_text(previous_dvc_file)
-        run_dvc(root, "checkout", "--force", "--quiet", "data.dvc")
+        run_dvc(root, "checkout", targets=[str(root / "data.dvc")], force=True)
 
     new = result["modalities"][tags["modality"]]
     comparison = {name: {"original": original[name], "reproduced": new[name], "match": original[name] == new[name]}

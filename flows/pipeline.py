@@ -22,10 +22,9 @@ from tasks.evaluation.evaluate import evaluate_model
 from tasks.lineage import lineage_tags
 from tasks.metrics import evaluation_metrics
 from tasks.params import MODALITIES, Params, load_params, project_root
-from tasks.reproducibility import resolve_device
 from tasks.tracking.mlflow_tracking import connect, fail_run, log_metrics, log_params, run_name
 from tasks.tracking.registry import promote_model
-from tasks.training.train import train_model
+from tasks.training.train import TRAINING_ENVIRONMENT, train_model
 from tasks.versioning.dvc import version_data
 
 @flow(name="modality-pipeline", flow_run_name="{modality}")
@@ -46,6 +45,9 @@ def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: 
         stage_inputs = dict(modality=modality, params=params, root=root, run_id=run_id, data_recipe=data_recipe)
         trained = call_cached(train_model, force=force, outputs_exist=lambda r: Path(r["checkpoint"]).exists(),
                               **stage_inputs)
+        environment = {key: trained[key] for key in TRAINING_ENVIRONMENT}  # where the model was trained
+        for key, value in environment.items():
+            client.set_tag(run_id, key, value)
         evaluated = call_cached(evaluate_model, force=force, outputs_exist=lambda r: True, trained=trained,
                                 **stage_inputs)
         cached_from = None if evaluated["run_id"] == run_id else evaluated["run_id"]
@@ -59,7 +61,7 @@ def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: 
         fail_run(client, run_id, error)
         raise
     client.set_terminated(run_id, "FINISHED")
-    return {"run_id": run_id, "cached_from_run_id": cached_from, "promotion": promotion,
+    return {"run_id": run_id, "cached_from_run_id": cached_from, "promotion": promotion, **environment,
             **{name: evaluated[name] for name in evaluation_metrics(modality)}}
 
 
@@ -83,7 +85,7 @@ def attention_pipeline(params_path: str = "params.yaml", modalities: list[str] |
 
     recipes = {m: call_cached(prepare_data, force=force, outputs_exist=lambda recipe: dataset_matches(root, recipe),
                               modality=m, params=params, root=root) for m in selected}
-    lineage = lineage_tags(root, params, version_data(root), str(resolve_device(params.global_.device)))
+    lineage = lineage_tags(root, params, version_data(root))
 
     client, experiment_id = connect(root, params)
     parent = client.create_run(experiment_id, run_name="pipeline", tags={
@@ -99,6 +101,8 @@ def attention_pipeline(params_path: str = "params.yaml", modalities: list[str] |
                 results[modality] = state.result()
             else:
                 failed.append(modality)
+        for key in TRAINING_ENVIRONMENT:  # the pipeline run lists those of its modality runs
+            client.set_tag(parent_run_id, key, ",".join(sorted({result[key] for result in results.values()})))
         if failed:
             raise RuntimeError(f"modalities failed: {', '.join(failed)} (see their MLflow runs and Prefect logs)")
     except BaseException as error:

@@ -4,7 +4,6 @@ import platform
 import subprocess
 from pathlib import Path
 
-import torch
 import yaml
 
 from tasks.caching import CODE_ROOT, digest
@@ -45,7 +44,9 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
 
 
-def lineage_tags(root: Path, params, md5: str, device: str) -> dict[str, str]:
+def lineage_tags(root: Path, params, md5: str) -> dict[str, str]:
+    """Where a run came from. The device and torch build are reported by the train stage, which loads torch
+    (``TRAINING_ENVIRONMENT``): a cached run records those of the run that trained its model."""
     return {
         "git_sha": git_sha(root),
         "git_dirty": str(git_dirty(root)).lower(),
@@ -53,6 +54,4 @@ def lineage_tags(root: Path, params, md5: str, device: str) -> dict[str, str]:
         "params_hash": digest(params)[:16],
         "lock_hash": file_sha256(CODE_ROOT / "uv.lock")[:16],
         "python_version": platform.python_version(),
-        "torch_version": torch.__version__,
-        "device": device,
     }

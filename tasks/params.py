@@ -121,15 +121,13 @@ class TextBuiltinData(Section):
         return self
 
 
-class TextImport(Section):
-    """A text file (or a folder of {train,val,test}.csv|tsv) with one example per row."""
+class TextFile(Section):
+    """A CSV or TSV file (or a folder of {train,val,test}.csv|tsv) with one example per row."""
     path: str = Field(min_length=1)  # relative paths are read from the project root
     layout: Literal["csv", "tsv"] = "csv"
     has_header: bool = True  # without a header, columns are 0-based integer positions
     text_columns: list[str | int] = Field(["text"], min_length=1)  # joined with a space
     label_column: str | int = "label"
-    val_fraction: float = Field(0.15, gt=0, lt=0.5)  # carved from train when the split is missing
-    test_fraction: float = Field(0.15, gt=0, lt=0.5)
 
     @model_validator(mode="after")
     def columns_match_header(self):
@@ -141,6 +139,15 @@ class TextImport(Section):
         if not self.has_header and any(column < 0 for column in columns):
             raise ValueError("column positions must be 0 or more")
         return self
+
+
+class TextImport(TextFile):
+    """`path` holds the training rows (or every split); `val` / `test` name separate files for those splits, each
+    with its own layout and columns (AG News, say: a headerless TSV to train on, a CSV with a header to test on)."""
+    val: TextFile | None = None
+    test: TextFile | None = None
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)  # carved from train when the split is missing
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
 
 
 class DataSection(Section):
@@ -175,6 +182,7 @@ class ImageBuiltinData(Section):
 
 
 class ImageAugment(Section):
+    horizontal_flip: bool = False  # natural images (CIFAR) yes; digits no
     max_shift: float = Field(0.1, ge=0, le=0.5)  # fraction of the image size
     max_rotate: float = Field(10.0, ge=0, le=180)  # degrees
     scale_range: tuple[float, float] = (0.9, 1.1)
@@ -202,6 +210,13 @@ class ImageData(DataSection):
 
 class ImageModel(ModelParams):
     patch_size: int = Field(ge=1)
+    stem: Literal["patch", "conv"] = "patch"  # conv: 3x3 stride-2 convolutions down to the patch grid (small data)
+
+    @model_validator(mode="after")
+    def conv_stem_patch_size(self):
+        if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
+            raise ValueError(f"stem 'conv' needs a power-of-two patch_size >= 2 (got {self.patch_size})")
+        return self
 
 
 class ImageParams(ModalityParams):

@@ -3,10 +3,11 @@ import os
 import random
 
 import numpy as np
-import torch
 
 
 def set_seeds(seed: int) -> None:
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # CPU and every CUDA device
@@ -14,8 +15,10 @@ def set_seeds(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def resolve_device(setting: str) -> torch.device:
-    """params 'device': auto picks CUDA when a GPU is there, else the CPU."""
+def resolve_device(setting: str):
+    """params 'device': auto picks CUDA when a GPU is there, else the CPU. Returns a torch.device."""
+    import torch
+
     if setting == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("params global.device is 'cuda' but no CUDA device is available")
     if setting == "auto":

@@ -353,6 +353,32 @@ def test_a_bad_import_changes_nothing_in_data_or_data_dvc(tmp_path, tiny_project
         assert not any((tiny_project / ".attnflow-tmp").iterdir())  # the scratch copy is gone
 
 
+def test_a_split_can_come_from_its_own_file_with_its_own_columns(tmp_path, prefect_server):
+    """AG News' layout: a headerless TSV to train on, a CSV with a header (and other columns) to test on."""
+    (tmp_path / "news").mkdir()
+    (tmp_path / "news" / "train.tsv").write_text(
+        "".join(f"story {i} about {label}\t{label}\n" for label in ("World", "Sports") for i in range(10)))
+    test_rows = [[f"title {i}", f"{label} news {i}", label] for label in ("World", "Sports") for i in range(3)]
+    write_rows(tmp_path / "news" / "test.csv", [["title", "description", "class"], *test_rows])
+    params = tiny_params()
+    params["text"]["data"] = {"import_from": {
+        "path": "news/train.tsv", "layout": "tsv", "has_header": False, "text_columns": [0], "label_column": 1,
+        "test": {"path": "news/test.csv", "text_columns": ["description"], "label_column": "class"}}}
+    loaded = load_params(write_params(tmp_path, params))
+    prepare_and_version(["text"], loaded, tmp_path, version=False)
+
+    data = tmp_path / "data" / "text"
+    test_texts, test_labels = read_text_csv(data / "test.csv")
+    assert sorted(zip(test_texts, test_labels)) == sorted((row[1], row[2]) for row in test_rows)
+    train_texts, _ = read_text_csv(data / "train.csv")
+    val_texts, _ = read_text_csv(data / "val.csv")  # carved from the training file
+    assert val_texts and len(train_texts) + len(val_texts) == 20 and all(t.startswith("story") for t in val_texts)
+
+    before = data_recipe("text", loaded, tmp_path)["content_sha256"]
+    write_rows(tmp_path / "news" / "test.csv", [["title", "description", "class"], *test_rows[:-1]])
+    assert data_recipe("text", loaded, tmp_path)["content_sha256"] != before  # the test file is part of the recipe
+
+
 # ---- real datasets, small slices ----------------------------------------------------------------------
 def copy_slice(source: Path, target: Path, per_folder: int) -> None:
     for folder in sorted(p for p in source.iterdir() if p.is_dir()):

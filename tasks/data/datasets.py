@@ -48,11 +48,13 @@ class LabelledItems(Dataset):
 
 # ---- image --------------------------------------------------------------------------------
 def image_transforms(channels: int, augment=None, seed: int = 0):
-    """Normalise to [-1, 1]; in training also shift, rotate and scale (albumentations, seeded)."""
+    """Normalise to [-1, 1]; in training also flip (when asked), shift, rotate and scale (albumentations, seeded)."""
     import albumentations as A  # here, not at the top: a cached pipeline run never loads images
     from albumentations.pytorch import ToTensorV2
 
     steps = []
+    if augment is not None and augment.horizontal_flip:
+        steps.append(A.HorizontalFlip(p=0.5))
     if augment is not None:
         steps.append(A.Affine(translate_percent=(-augment.max_shift, augment.max_shift), rotate=(-augment.max_rotate,
                               augment.max_rotate), scale=augment.scale_range, p=0.9))

@@ -370,19 +370,27 @@ def text_rows(path: Path, layout: str, has_header: bool, text_columns: list, lab
 
 
 def import_text(source: Path, out_dir: Path, *, layout: str = "csv", has_header: bool = True,
-                text_columns: list = ("text",), label_column="label", val_fraction: float = 0.15,
-                test_fraction: float = 0.15, seed: int = 0, **_) -> dict:
+                text_columns: list = ("text",), label_column="label", val: dict | None = None,
+                test: dict | None = None, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
+                **_) -> dict:
+    """val / test: a separate file for that split, {path, layout, has_header, text_columns, label_column}."""
     source = require(Path(source), "text data")
+    read_as = dict(layout=layout, has_header=has_header, text_columns=list(text_columns), label_column=label_column)
     if source.is_dir():
-        files = {split: source / f"{name}.{layout}" for name, split in SPLIT_NAMES.items()
+        files = {split: (source / f"{name}.{layout}", read_as) for name, split in SPLIT_NAMES.items()
                  if (source / f"{name}.{layout}").is_file()}
         if "train" not in files:
             raise DataImportError(f"{source}: no train.{layout} (a folder needs train.{layout}, "
                                   f"and may have val.{layout}, test.{layout})")
     else:
-        files = {None: source}
-    found = [(split, label, text, where) for split, path in sorted(files.items(), key=lambda i: str(i[0]))
-             for text, label, where in text_rows(path, layout, has_header, list(text_columns), label_column)]
+        files = {None: (source, read_as)}
+    for split, spec in (("val", val), ("test", test)):
+        if spec is not None:
+            spec = dict(spec)
+            files[split] = (require(Path(spec.pop("path")), f"{split} text file"), spec)
+    found = [(split, label, text, where) for split, (path, spec) in sorted(files.items(), key=lambda i: str(i[0]))
+             for text, label, where in text_rows(path, spec["layout"], spec["has_header"], list(spec["text_columns"]),
+                                                 spec["label_column"])]
     found = fill_splits(found, val_fraction, test_fraction, seed)
     check_splits([(split, label, where) for split, label, _, where in found], source)
     out_dir.mkdir(parents=True, exist_ok=True)

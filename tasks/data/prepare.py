@@ -36,10 +36,23 @@ def builtin_recipe(modality: str, params: Params) -> dict:
     return json.loads(json.dumps(recipe))  # as read back from dataset.json: tuples become lists
 
 
-def import_source(import_from, root: Path) -> Path:
-    """The folder or file to import; a relative path is read from the project root."""
-    path = Path(import_from.path).expanduser()
+def resolve(path: str, root: Path) -> Path:
+    """A path from params.yaml: a relative one is read from the project root."""
+    path = Path(path).expanduser()
     return path if path.is_absolute() else root / path
+
+
+def import_source(import_from, root: Path) -> Path:
+    """The folder or file to import."""
+    return resolve(import_from.path, root)
+
+
+SPLIT_FILES = ("val", "test")  # text imports may name a separate file for these splits
+
+
+def split_files(import_from, root: Path) -> dict[str, Path]:
+    return {split: resolve(getattr(import_from, split).path, root) for split in SPLIT_FILES
+            if getattr(import_from, split, None) is not None}
 
 
 def import_recipe(modality: str, params: Params, root: Path) -> dict:
@@ -51,6 +64,9 @@ def import_recipe(modality: str, params: Params, root: Path) -> dict:
         arguments |= {"sample_rate": section.data.sample_rate}
     content = source_fingerprint(import_source(section.data.import_from, root),
                                  manifest=modality in ("image", "speech") and arguments["layout"] == "csv")
+    extra = split_files(section.data.import_from, root)
+    if extra:
+        content = digest(content, {split: source_fingerprint(path) for split, path in extra.items()})
     recipe = {"source": "import", "modality": modality, "arguments": arguments, "content_sha256": content,
               "code_sha256": code_fingerprint("tasks/data/importers.py")}
     return json.loads(json.dumps(recipe))
@@ -119,8 +135,11 @@ def prepare_data(modality: str, params: Params, root: Path) -> dict:
     built = Path(tempfile.mkdtemp(prefix=f"{modality}-", dir=scratch_root))
     try:
         if recipe["source"] == "import":
-            source = import_source(params.section(modality).data.import_from, root)
-            summary = import_dataset(modality, source, built, recipe["arguments"])
+            import_from = params.section(modality).data.import_from
+            arguments = dict(recipe["arguments"])
+            for split, path in split_files(import_from, root).items():  # absolute, like the source
+                arguments[split] = {**arguments[split], "path": str(path)}
+            summary = import_dataset(modality, import_source(import_from, root), built, arguments)
         else:
             summary = generator(modality)(built, **recipe["arguments"])
         (built / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")

@@ -1,35 +1,27 @@
 """Evaluate stage: test metrics, attention maps of a few test samples, and the model (mlflow.pytorch and the pyfunc
 "serving" wrapper), to MLflow. Classifiers: accuracy, macro F1, confusion matrix, attention rollout. Translation:
-BLEU and chrF of beam-search (and greedy) output, sample translations, cross-attention alignment maps."""
+BLEU and chrF of beam-search (and greedy) output, sample translations, cross-attention alignment maps.
+
+torch, scikit-learn and matplotlib are imported inside the functions that use them: a cached run never calls
+them, and leaving them out of module scope saves seconds of start-up on every run (docs/benchmarks.md).
+"""
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
-import torch
-from mlflow.models import infer_signature
 from prefect import get_run_logger, task
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
-from tokenizers import Tokenizer
 
-import attn_models
 from tasks.caching import code_fingerprint, digest
-from tasks.data.datasets import read_parallel, translation_languages
-from tasks.data.splits import load_splits, test_split_md5
-from tasks.evaluation import plots, translation
 from tasks.params import Params
-from tasks.reproducibility import resolve_device
-from tasks.serving.pyfunc_model import log_serving_model
 from tasks.tracking.mlflow_tracking import connect, log_metrics, log_pytorch_model
-from tasks.training.loop import make_loader, predict
-from tasks.training.models import load_checkpoint
 from tasks.training.train import TOKENIZER
 
 LABELS = "labels.json"
 
 
-def attention_figure(modality: str, model, inputs: torch.Tensor, relevance: np.ndarray, true: str, predicted: str,
-                     tokenizer: Tokenizer | None):
+def attention_figure(modality: str, model, inputs, relevance, true: str, predicted: str, tokenizer):
+    """A figure of one test sample's attention (inputs: a batch of one tensor; relevance: a numpy array)."""
+    from tasks.evaluation import plots
+
     if modality == "text":
         tokens = [tokenizer.id_to_token(int(i)) for i in inputs[0]]
         return plots.text_attention_figure(tokens, relevance, true, predicted)
@@ -42,6 +34,9 @@ def attention_figure(modality: str, model, inputs: torch.Tensor, relevance: np.n
 
 def log_attention_maps(client, run_id: str, modality: str, model, test_set, class_names, count: int, tokenizer):
     """Draw and log attention for `count` evenly spaced test samples; the numbers go in attention_maps.json."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     records = []
     for number, index in enumerate(np.linspace(0, len(test_set) - 1, count).astype(int)):
         item, label = test_set[index]
@@ -67,6 +62,12 @@ def evaluate_cache_key(_context, inputs: dict) -> str:
 
 def evaluate_classifier(client, run_id: str, modality: str, model, splits, section, tokenizer, device) -> dict:
     """Test accuracy and macro F1, the confusion matrix and attention rollout maps."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    from tasks.evaluation import plots
+    from tasks.training.loop import make_loader, predict
+
     logits, labels = predict(model.to(device), make_loader(splits.test, splits, section.eval.batch_size), device)
     model.cpu()
     predictions = logits.argmax(-1).numpy()
@@ -86,6 +87,12 @@ def evaluate_classifier(client, run_id: str, modality: str, model, splits, secti
 def evaluate_translator(client, run_id: str, data_dir: Path, model, splits, section, tokenizer, device) -> dict:
     """Beam-search and greedy translations of the test split, scored with sacrebleu against the raw references;
     sample translations and cross-attention alignment maps of `eval.attention_maps` test sentences."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from tasks.data.datasets import read_parallel, translation_languages
+    from tasks.evaluation import plots, translation
+
     sources, references = read_parallel(data_dir, "test", translation_languages(section))
     test_ids = [splits.test[i][0] for i in range(len(splits.test))]
     settings = translation.decode_settings(section.eval)
@@ -120,6 +127,17 @@ def evaluate_translator(client, run_id: str, data_dir: Path, model, splits, sect
 @task(name="evaluate", cache_key_fn=evaluate_cache_key, persist_result=True)
 def evaluate_model(modality: str, params: Params, root: Path, run_id: str, trained: dict, data_recipe: dict) -> dict:
     """Returns the test metrics and the id of the MLflow run that holds them with the model and figures."""
+    import torch
+    from mlflow.models import infer_signature
+    from tokenizers import Tokenizer
+
+    import attn_models
+    from tasks.data.splits import load_splits, test_split_md5
+    from tasks.evaluation.translation import decode_settings
+    from tasks.reproducibility import resolve_device
+    from tasks.serving.pyfunc_model import log_serving_model
+    from tasks.training.models import load_checkpoint
+
     checkpoint_path = Path(trained["checkpoint"])
     section = params.section(modality)
     model, checkpoint = load_checkpoint(checkpoint_path)
@@ -149,5 +167,5 @@ def evaluate_model(modality: str, params: Params, root: Path, run_id: str, train
     log_pytorch_model(run_id, model, input_example=example, signature=signature,
                       code_paths=[str(Path(attn_models.__file__).parent)], extra_files=extra_files)
     log_serving_model(run_id, checkpoint_path, tokenizer_path if tokenizer else None,
-                      translation.decode_settings(section.eval) if splits.task == "translation" else None)
+                      decode_settings(section.eval) if splits.task == "translation" else None)
     return {**metrics, "run_id": run_id}

@@ -9,7 +9,6 @@ import traceback
 from pathlib import Path
 
 import mlflow
-import mlflow.pytorch
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
@@ -36,7 +35,7 @@ def run_name(modality: str, section) -> str:
 
     m, t = section.model, section.train
     depth = m.depth if hasattr(m, "depth") else f"{m.encoder_depth}+{m.decoder_depth}"  # translation: encoder+decoder
-    return f"{modality}-{MODEL_CLASSES[modality].__name__}-d{depth}-w{m.embed_dim}-h{m.num_heads}-lr{t.lr:g}-ep{t.epochs}"
+    return f"{modality}-{MODEL_CLASSES[modality]}-d{depth}-w{m.embed_dim}-h{m.num_heads}-lr{t.lr:g}-ep{t.epochs}"
 
 
 def connect(root: Path, params: Params, modality: str | None = None) -> tuple[MlflowClient, str]:
@@ -92,6 +91,8 @@ def log_pytorch_model(run_id: str, model, *, input_example, signature, code_path
     Pickled with its code (code_paths) rather than exported as pt2: torch.export would fix the batch
     size and sequence length to the input example's.
     """
+    import mlflow.pytorch  # here: it loads torch, which a cached pipeline run never needs
+
     with mlflow.start_run(run_id=run_id, nested=True):
         return mlflow.pytorch.log_model(model, name="model", input_example=input_example, signature=signature,
                                         code_paths=code_paths, extra_files=extra_files,

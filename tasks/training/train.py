@@ -1,30 +1,32 @@
-"""Train stage: fit a modality's model on data/<modality>/ and save a checkpoint that can rebuild it."""
+"""Train stage: fit a modality's model on data/<modality>/ and save a checkpoint that can rebuild it.
+
+torch and the data loaders are imported inside the task body: a cached run never enters it, and leaving them out
+of module scope saves seconds of start-up on every run (docs/benchmarks.md).
+"""
+import time
 from pathlib import Path
 
-import torch
 from prefect import get_run_logger, task
-from tokenizers import Tokenizer
 
 from tasks.caching import code_fingerprint, digest
-from tasks.data.datasets import read_parallel, read_text_csv, train_tokenizer, translation_languages
-from tasks.data.splits import load_splits
 from tasks.params import Params
-from tasks.reproducibility import resolve_device, set_seeds
 from tasks.tracking.mlflow_tracking import connect, log_metrics
-from tasks.training.loop import fit
-from tasks.training.models import build_model, model_args
 
 CHECKPOINT = "checkpoint.pt"
 TOKENIZER = "tokenizer.json"
+TRAINING_ENVIRONMENT = ("device", "torch_version")  # returned by train_model; lineage tags of the modality run
 
 
 TRAINING_CODE = ("attn_models", "tasks/training", "tasks/data/datasets.py", "tasks/data/splits.py",
                  "tasks/reproducibility.py")
 
 
-def learn_tokenizer(modality: str, data_dir: Path, section) -> Tokenizer | None:
-    """The subword vocabulary, learned from the training split only: text's, or one joint vocabulary for both
-    languages of a translation corpus (reversible, to detokenize the output). None: the modality has no tokens."""
+def learn_tokenizer(modality: str, data_dir: Path, section):
+    """The subword vocabulary (a tokenizers.Tokenizer), learned from the training split only: text's, or one joint
+    vocabulary for both languages of a translation corpus (reversible, to detokenize the output). None: the
+    modality has no tokens."""
+    from tasks.data.datasets import read_parallel, read_text_csv, train_tokenizer, translation_languages
+
     if modality == "text":
         return train_tokenizer(read_text_csv(data_dir / "train.csv")[0], section.model.vocab_size)
     if modality == "translation":
@@ -43,7 +45,15 @@ def train_cache_key(_context, inputs: dict) -> str:
 
 @task(name="train", cache_key_fn=train_cache_key, persist_result=True)
 def train_model(modality: str, params: Params, root: Path, run_id: str, data_recipe: dict) -> dict:
-    """Returns the checkpoint's path and the id of the MLflow run that trained it."""
+    """Returns the checkpoint's path, the id of the MLflow run that trained it and where it trained
+    (TRAINING_ENVIRONMENT)."""
+    import torch
+
+    from tasks.data.splits import load_splits
+    from tasks.reproducibility import resolve_device, set_seeds
+    from tasks.training.loop import fit
+    from tasks.training.models import build_model, model_args
+
     logger = get_run_logger()
     section, seed = params.section(modality), params.global_.seed
     set_seeds(seed)
@@ -71,10 +81,11 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
                     epoch, epochs, metrics["train_loss"], metrics["train_accuracy"], metrics["val_loss"],
                     metrics["val_accuracy"], metrics["train_samples_per_second"])
 
+    started = time.perf_counter()
     best = fit(model, splits, section.train, device, seed, report)
     log_metrics(client, run_id, {"best_val_accuracy": best["best_val_accuracy"], "best_epoch": best["best_epoch"],
-                                 "num_parameters": n_params})
+                                 "num_parameters": n_params, "train_seconds": time.perf_counter() - started})
     checkpoint = out_dir / CHECKPOINT
     torch.save({"modality": modality, "model_args": args, "state_dict": model.cpu().state_dict(),
                 "class_names": splits.class_names, **best}, checkpoint)
-    return {"checkpoint": str(checkpoint), "run_id": run_id}
+    return {"checkpoint": str(checkpoint), "run_id": run_id, "device": str(device), "torch_version": torch.__version__}

@@ -1,0 +1,173 @@
+"""Quality benchmarks on real datasets: run the pipeline on one of ../shared/datasets and record the result.
+
+    python benchmarks/real_data.py ag_news                       # benchmarks/configs/ag_news.yaml
+    python benchmarks/real_data.py ag_news --set train.epochs=2  # a shorter run (the override is recorded)
+    make benchmark DATASET=ag_news
+
+The dataset is imported into a throw-away clone of this checkout (outputs/benchmarks/<config>/), so it goes through
+the same flows as the built-in data: an import into data/, a DVC version, a tracked MLflow run with its attention
+maps and model. The clone is kept, so a re-run reuses the cached import. The result (metric, training time,
+hardware, exact command, MLflow run) is appended to benchmarks/results/real_data.jsonl and the table in
+docs/real_data.md is rewritten from that file: the newest result per config and device.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "benchmarks" / "configs"
+RESULTS = REPO / "benchmarks" / "results" / "real_data.jsonl"
+TABLE = REPO / "docs" / "real_data.md"
+DEFAULT_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+def load_config(name: str, datasets: Path) -> tuple[dict, str, dict]:
+    """The params of a benchmark config, with import paths made absolute; its modality; its `benchmark` block."""
+    path = CONFIGS / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+        sys.exit(f"error: {path} not found (configs: {known})")
+    params = yaml.safe_load(path.read_text())
+    target = params.pop("benchmark")  # {metric, target, dataset}: what the issue asks of this dataset
+    (modality,) = params["global"]["modalities"]
+    import_from = params[modality]["data"]["import_from"]
+    for spec in (import_from, import_from.get("val"), import_from.get("test")):
+        if spec is not None:  # paths in configs are relative to the datasets folder
+            spec["path"] = str(datasets / spec["path"])
+    return params, modality, target
+
+
+def apply_overrides(params: dict, modality: str, overrides: list[str]) -> dict:
+    """--set train.epochs=2 -> params[modality]['train']['epochs'] = 2 (validated with the rest of the params)."""
+    from flows.experiments import with_overrides
+    from tasks.params import Params
+
+    values = {}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        values[key] = yaml.safe_load(value)
+    return with_overrides(Params.model_validate(params), modality, values).model_dump(mode="json", by_alias=True)
+
+
+def prepare_workspace(workspace: Path) -> str:
+    """A clone of this checkout at its HEAD commit (uncommitted changes are not benchmarked): its own git repo,
+    data/, data.dvc, DVC remote and MLflow store. Returns the commit."""
+    if not (workspace / ".git").is_dir():
+        workspace.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "clone", "--quiet", str(REPO), str(workspace)], check=True)
+    subprocess.run(["git", "fetch", "--quiet", str(REPO), "HEAD"], cwd=workspace, check=True)
+    subprocess.run(["git", "checkout", "--quiet", "--force", "--detach", "FETCH_HEAD"], cwd=workspace, check=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=workspace, capture_output=True, text=True).stdout.strip()
+
+
+def hardware() -> dict:
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cpu_cores": os.cpu_count(), "gpu": gpu, "device": "cuda" if gpu else "cpu"}
+
+
+def newest_run(workspace: Path, params: dict, modality: str, since_ms: int) -> dict:
+    """The modality run the benchmark just made: its test metrics, training time and lineage."""
+    from mlflow.tracking import MlflowClient
+
+    from tasks.params import Params
+    from tasks.tracking.mlflow_tracking import experiment_name, tracking_uri
+
+    loaded = Params.model_validate(params)
+    client = MlflowClient(tracking_uri(workspace, loaded))
+    experiment = client.get_experiment_by_name(experiment_name(loaded, modality))
+    (run,) = client.search_runs([experiment.experiment_id], f"attributes.start_time >= {since_ms} and "
+                                f"attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"],
+                                max_results=1)
+    trained_by = client.get_run(run.data.tags.get("cached_from_run_id", run.info.run_id))  # a cached result's origin
+    return {"run_id": run.info.run_id, "metrics": {k: round(v, 4) for k, v in run.data.metrics.items()
+                                                   if k.startswith("test_")},
+            "train_seconds": round(trained_by.data.metrics["train_seconds"], 1), "data_md5": run.data.tags["data_md5"],
+            "git_sha": run.data.tags["git_sha"], "device": run.data.tags["device"]}
+
+
+def write_table(results: list[dict]) -> None:
+    newest = {}
+    for result in results:  # the newest result per config and device
+        newest[(result["config"], result["hardware"]["device"])] = result
+    lines = [
+        "# Quality on real datasets",
+        "",
+        "Written by `benchmarks/real_data.py` from `benchmarks/results/real_data.jsonl` (every run it made, newest last);",
+        "the newest result per config and device. Datasets: `../shared/datasets/` (see its README). Each run imports",
+        "the dataset into a clone of the project, versions it with DVC and trains, evaluates and logs it through the",
+        "pipeline flows; \"train\" is the train stage's wall time, \"total\" the whole `attnflow run`.",
+        "",
+        "| dataset | metric | result | target | met | train | total | hardware | commit | command |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for result in sorted(newest.values(), key=lambda r: (r["dataset"], r["config"])):
+        value = result["metrics"].get(result["metric"])
+        met = "yes" if value is not None and value >= result["target"] else "no"
+        where = result["hardware"]["gpu"] or f"{result['hardware']['cpu_cores']}-core CPU ({result['hardware']['cpu']})"
+        lines.append(f"| {result['dataset']} | {result['metric']} | {value} | >= {result['target']} | {met} | "
+                     f"{result['train_seconds'] / 60:.1f} min | {result['total_seconds'] / 60:.1f} min | {where} | "
+                     f"{result['git_sha'][:8]} | `{result['command']}` |")
+    notes = [r for r in newest.values() if r.get("note")]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- **{r['config']}**: {r['note']}" for r in notes]
+    TABLE.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", help="a file name in benchmarks/configs/ without .yaml, e.g. ag_news")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of the modality's section, e.g. train.epochs=2 (repeatable)")
+    parser.add_argument("--datasets", type=Path, default=DEFAULT_DATASETS, help="folder of the real datasets")
+    parser.add_argument("--workspace", type=Path, help="the project clone to run in (default outputs/benchmarks/CONFIG)")
+    parser.add_argument("--note", help="a remark recorded with the result (e.g. what limits it)")
+    args = parser.parse_args(argv)
+    if not args.datasets.is_dir():
+        sys.exit(f"error: {args.datasets} not found: the real datasets sit in ../shared/datasets beside the checkout")
+
+    params, modality, benchmark = load_config(args.config, args.datasets.resolve())
+    params = apply_overrides(params, modality, args.overrides)
+    workspace = (args.workspace or REPO / "outputs" / "benchmarks" / args.config).resolve()
+    prepare_workspace(workspace)
+    params_path = workspace / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+    command = "python benchmarks/real_data.py " + " ".join([args.config, *(f"--set {o}" for o in args.overrides)])
+    since_ms = int(time.time() * 1000)
+    started = time.perf_counter()
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(workspace)}
+    run = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--params", str(params_path)], cwd=workspace,
+                         env=env)
+    total = time.perf_counter() - started
+    if run.returncode != 0:
+        print(f"error: the pipeline failed (exit {run.returncode}); nothing recorded", file=sys.stderr)
+        return run.returncode
+    result = {"config": args.config, "dataset": benchmark["dataset"], "metric": benchmark["metric"],
+              "target": benchmark["target"], "command": command, "hardware": hardware(),
+              "total_seconds": round(total, 1), "workspace": str(workspace),
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              **newest_run(workspace, params, modality, since_ms), **({"note": args.note} if args.note else {})}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a") as file:
+        file.write(json.dumps(result) + "\n")
+    write_table([json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()])
+    print(json.dumps(result, indent=2))
+    print(f"\n{TABLE.relative_to(REPO)} updated; MLflow UI: mlflow ui --backend-store-uri "
+          f"sqlite:///{workspace / 'mlflow.db'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""The real-data benchmark configs stay valid params files, and the benchmark's overrides and table work."""
+import json
+
+import pytest
+
+from benchmarks import real_data
+from tasks.params import Params, ParamsError
+
+CONFIGS = sorted(path.stem for path in real_data.CONFIGS.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_is_valid_and_names_its_target(name, tmp_path):
+    params, modality, benchmark = real_data.load_config(name, tmp_path)
+    loaded = Params.model_validate(params)
+    assert loaded.global_.modalities == [modality] and loaded.present_modalities() == [modality]
+    assert loaded.section(modality).data.import_from.path.startswith(str(tmp_path))  # made absolute
+    assert {"dataset", "metric", "target"} <= set(benchmark)
+
+
+def test_overrides_are_validated_and_applied(tmp_path):
+    params, modality, _ = real_data.load_config("ag_news", tmp_path)
+    changed = real_data.apply_overrides(params, modality, ["train.epochs=2", "model.depth=1"])
+    assert changed["text"]["train"]["epochs"] == 2 and changed["text"]["model"]["depth"] == 1
+    with pytest.raises(ParamsError, match="train.epoch"):
+        real_data.apply_overrides(params, modality, ["train.epoch=2"])
+
+
+def test_the_table_keeps_the_newest_result_per_config_and_device(tmp_path, monkeypatch):
+    monkeypatch.setattr(real_data, "TABLE", tmp_path / "real_data.md")
+    hardware = {"cpu": "Some CPU", "cpu_cores": 2, "gpu": None, "device": "cpu"}
+    result = {"config": "ag_news", "dataset": "AG News", "metric": "test_accuracy", "target": 0.88,
+              "metrics": {"test_accuracy": 0.8}, "train_seconds": 600.0, "total_seconds": 660.0,
+              "hardware": hardware, "git_sha": "0123456789ab", "command": "python benchmarks/real_data.py ag_news"}
+    newer = json.loads(json.dumps(result))
+    newer["metrics"]["test_accuracy"] = 0.9
+    real_data.write_table([result, newer])
+    table = real_data.TABLE.read_text()
+    assert "| AG News | test_accuracy | 0.9 | >= 0.88 | yes | 10.0 min | 11.0 min | 2-core CPU (Some CPU) |" in table
+    assert "| 0.8 |" not in table
