@@ -33,7 +33,7 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 setup: $(VENV)/.synced ## create .venv from uv.lock (torch, prefect, mlflow, dvc, ...)
 
-run: setup ## run the whole pipeline on the built-in data (text, image, speech)
+run: setup ## run the whole pipeline on the built-in data (text, image, speech, translation)
 	$(VENV)/bin/attnflow run
 
 serve: setup ## serve the pipeline on params.yaml's global.schedule (local Prefect server + UI on :4200)

@@ -9,6 +9,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from tasks.metrics import evaluation_metrics, primary_metric
 from tasks.params import MODALITIES, ParamsError, load_params, project_root
 
 EXIT_INVALID, EXIT_MISMATCH, EXIT_CODE_CHANGED = 2, 1, 3
@@ -59,9 +60,10 @@ def run(args) -> int:
 
     uri = tracking_uri(project_root(args.params), params)
     print("\nResults")
-    rows = [{"modality": m, **r, "cached_from_run_id": r["cached_from_run_id"] or "-"}
+    rows = [{"modality": m, "test metrics": ", ".join(f"{name} {r[name]:.4f}" for name in evaluation_metrics(m)),
+             "run_id": r["run_id"], "cached_from_run_id": r["cached_from_run_id"] or "-"}
             for m, r in result["modalities"].items()]
-    print_table(rows, ["modality", "test_accuracy", "test_macro_f1", "run_id", "cached_from_run_id"])
+    print_table(rows, ["modality", "test metrics", "run_id", "cached_from_run_id"])
     for modality, metrics in result["modalities"].items():
         if metrics["promotion"]:
             promotion = metrics["promotion"]
@@ -93,8 +95,8 @@ def reproduce(args) -> int:
 def sweep(args) -> int:
     with flows_module("flows.experiments") as experiments:
         result = experiments.sweep(args.modality, experiments.parse_grid(args.grid), params_path=args.params)
-    print(f"\nSweep {result['sweep_id']} ({args.modality}), ranked by test_accuracy")
-    print_table(result["rows"], [*result["keys"], "test_accuracy", "test_macro_f1", "run_id"])
+    print(f"\nSweep {result['sweep_id']} ({args.modality}), ranked by {primary_metric(args.modality)}")
+    print_table(result["rows"], [*result["keys"], *evaluation_metrics(args.modality), "run_id"])
     return 0
 
 
@@ -138,7 +140,7 @@ def compare(args) -> int:
         print(f"error: unknown task {args.task!r}; choose from {tasks} (or a modality)", file=sys.stderr)
         return 2
     client, experiment_id = connect(project_root(args.params), params, modality)
-    rows = comparison.compare_runs(client, experiment_id, args.sweep)
+    rows = comparison.compare_runs(client, experiment_id, modality, args.sweep)
     print(comparison.as_table(rows))
     if args.markdown:
         Path(args.markdown).write_text(comparison.as_markdown(rows))
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     status_parser.set_defaults(handler=status)
 
     compare_parser = commands.add_parser("compare", parents=[common],
-                                         help="table of a task's runs, best test_accuracy first")
+                                         help="table of a task's runs, best first (test_accuracy, test_bleu)")
     compare_parser.add_argument("--task", required=True,
                                 help="a task from params.yaml (e.g. language-id) or a modality")
     compare_parser.add_argument("--sweep", help="only the runs of this sweep (its sweep_id)")

@@ -20,14 +20,12 @@ from tasks.caching import call_cached
 from tasks.data.prepare import dataset_matches, prepare_data
 from tasks.evaluation.evaluate import evaluate_model
 from tasks.lineage import lineage_tags
+from tasks.metrics import evaluation_metrics
 from tasks.params import MODALITIES, Params, load_params, project_root
 from tasks.tracking.mlflow_tracking import connect, fail_run, log_metrics, log_params, run_name
 from tasks.tracking.registry import promote_model
 from tasks.training.train import TRAINING_ENVIRONMENT, train_model
 from tasks.versioning.dvc import version_data
-
-TEST_METRICS = ("test_accuracy", "test_macro_f1")
-
 
 @flow(name="modality-pipeline", flow_run_name="{modality}")
 def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: str, lineage: dict,
@@ -55,7 +53,7 @@ def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: 
         cached_from = None if evaluated["run_id"] == run_id else evaluated["run_id"]
         if cached_from:  # every stage came from the cache: point at the run that made (and promoted) the result
             client.set_tag(run_id, "cached_from_run_id", cached_from)
-            log_metrics(client, run_id, {name: evaluated[name] for name in TEST_METRICS})
+            log_metrics(client, run_id, {name: evaluated[name] for name in evaluation_metrics(modality)})
             promotion = None
         else:
             promotion = promote_model(modality, params, root, run_id)
@@ -64,7 +62,7 @@ def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: 
         raise
     client.set_terminated(run_id, "FINISHED")
     return {"run_id": run_id, "cached_from_run_id": cached_from, "promotion": promotion, **environment,
-            **{name: evaluated[name] for name in TEST_METRICS}}
+            **{name: evaluated[name] for name in evaluation_metrics(modality)}}
 
 
 @flow(name="attention-pipeline")
@@ -113,6 +111,6 @@ def attention_pipeline(params_path: str = "params.yaml", modalities: list[str] |
     client.set_terminated(parent_run_id, "FINISHED")
     for modality, result in results.items():
         cached = f", cached from run {result['cached_from_run_id']}" if result["cached_from_run_id"] else ""
-        logger.info("%s: test accuracy %.4f, macro F1 %.4f (MLflow run %s%s)", modality, result["test_accuracy"],
-                    result["test_macro_f1"], result["run_id"], cached)
+        figures = ", ".join(f"{name} {result[name]:.4f}" for name in evaluation_metrics(modality))
+        logger.info("%s: %s (MLflow run %s%s)", modality, figures, result["run_id"], cached)
     return {"parent_run_id": parent_run_id, "data_md5": lineage["data_md5"], "modalities": results}

@@ -12,7 +12,7 @@ import yaml
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-MODALITIES = ("text", "image", "speech")
+MODALITIES = ("text", "image", "speech", "translation")
 Fraction = Field(ge=0.0, lt=1.0)
 
 
@@ -54,7 +54,7 @@ class ScheduleParams(Section):
 class GlobalParams(Section):
     seed: int = Field(42, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    modalities: list[Literal["text", "image", "speech"]] = list(MODALITIES)
+    modalities: list[Literal["text", "image", "speech", "translation"]] = list(MODALITIES)
     tracking: TrackingParams = TrackingParams()
     schedule: ScheduleParams = ScheduleParams()
 
@@ -75,9 +75,9 @@ class EvalParams(Section):
     attention_maps: int = Field(4, ge=0, le=32)  # test samples drawn with their attention
 
 
-class ModelParams(Section):
+class AttentionParams(Section):
+    """What every attention model's section has: width, heads, MLP width and dropout."""
     embed_dim: int = Field(ge=8)
-    depth: int = Field(ge=1, le=24)
     num_heads: int = Field(ge=1)
     mlp_ratio: float = Field(2.0, gt=0)
     dropout: float = Fraction
@@ -87,6 +87,10 @@ class ModelParams(Section):
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
         return self
+
+
+class ModelParams(AttentionParams):
+    depth: int = Field(ge=1, le=24)
 
 
 class ModalityParams(Section):
@@ -276,12 +280,65 @@ class SpeechParams(ModalityParams):
     model: SpeechModel
 
 
+# ---- translation --------------------------------------------------------------------------
+class TranslationBuiltinData(Section):
+    """German-English phrases built from CLDR data (tasks/data/builtin_translation.py)."""
+    num_pairs: int = Field(ge=30)
+    max_phrases: int = Field(3, ge=1, le=6)  # phrases (a date, an amount, a country, ...) per sentence
+    val_fraction: float = Field(gt=0, lt=0.5)
+    test_fraction: float = Field(gt=0, lt=0.5)
+
+
+class TranslationImport(Section):
+    """Line-aligned parallel files per split: <path>/<stem>.<lang>, plain or gzipped (<stem>.<lang>.gz)."""
+    path: str = Field(min_length=1)  # relative paths are read from the project root
+    source_lang: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    target_lang: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    splits: dict[Literal["train", "val", "test"], str] = {"train": "train", "val": "val", "test": "test"}
+    val_fraction: float = Field(0.05, gt=0, lt=0.5)  # carved from train (seeded) when splits has no val
+    test_fraction: float = Field(0.05, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def has_train_and_two_languages(self):
+        if "train" not in self.splits:
+            raise ValueError("splits must name the train file stem")
+        if self.source_lang == self.target_lang:
+            raise ValueError(f"source_lang and target_lang are both {self.source_lang!r}")
+        return self
+
+
+class TranslationData(DataSection):
+    builtin: TranslationBuiltinData | None = None
+    import_from: TranslationImport | None = None  # when set, it is used instead of builtin
+
+
+class TranslationModel(AttentionParams):
+    encoder_depth: int = Field(ge=1, le=24)
+    decoder_depth: int = Field(ge=1, le=24)
+    vocab_size: int = Field(ge=32, le=100_000)  # one joint BPE vocabulary for both languages, tied embeddings
+    max_len: int = Field(ge=4, le=4096)  # subword tokens per sentence (longer ones are cut)
+
+
+class TranslationEval(EvalParams):
+    beam_size: int = Field(4, ge=1, le=32)
+    length_penalty: float = Field(0.6, ge=0)  # GNMT: scores divided by ((5 + length) / 6) ** length_penalty
+    max_decode_len: int = Field(128, ge=1)  # at most this many tokens per output,
+    decode_len_ratio: float = Field(1.5, gt=0)  # and at most ratio * source tokens + 10
+
+
+class TranslationParams(ModalityParams):
+    data: TranslationData
+    model: TranslationModel
+    eval: TranslationEval = TranslationEval()
+
+
 class Params(Section):
     """A modality's section may be left out when the modality is not run (e.g. a params file for one dataset)."""
     global_: GlobalParams = Field(GlobalParams(), alias="global")
     text: TextParams | None = None
     image: ImageParams | None = None
     speech: SpeechParams | None = None
+    translation: TranslationParams | None = None
 
     @model_validator(mode="after")
     def selected_modalities_have_sections(self):
@@ -291,7 +348,7 @@ class Params(Section):
                              f"{'it' if len(missing) == 1 else 'them'}")
         return self
 
-    def section(self, modality: str) -> TextParams | ImageParams | SpeechParams:
+    def section(self, modality: str) -> TextParams | ImageParams | SpeechParams | TranslationParams:
         section = getattr(self, modality)
         if section is None:
             raise ParamsError(f"params have no `{modality}` section (needed to run {modality})")

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tasks.params import MODALITIES
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -16,8 +18,11 @@ def tiny_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["text"]["data"]["builtin"]["samples_per_class"] = 20
     params["speech"]["data"]["builtin"].update(words=["yes", "no", "up"], speakers_per_word=8)
-    for modality in ("text", "image", "speech"):
-        params[modality]["model"].update(embed_dim=16, depth=1, num_heads=2)
+    params["translation"]["data"]["builtin"].update(num_pairs=200, max_phrases=2)
+    params["translation"]["model"].update(vocab_size=200, encoder_depth=1, decoder_depth=1, max_len=32)
+    params["translation"]["eval"].update(beam_size=2, max_decode_len=12)
+    for modality in MODALITIES:
+        params[modality]["model"].update(embed_dim=16, num_heads=2, **({} if modality == "translation" else {"depth": 1}))
         params[modality]["train"].update(epochs=1, max_batches_per_epoch=2, warmup_epochs=0)
         params[modality]["eval"]["attention_maps"] = 2
     return params
@@ -80,7 +85,7 @@ def pipeline_runs(tmp_path_factory, prefect_server):
         params["image"]["train"].update(epochs=3, max_batches_per_epoch=10, lr=0.005)
         write_params(project, params)
         first = attention_pipeline(params_path=str(project / "params.yaml"), tags={"sweep_id": "s1"})
-        for modality in ("text", "image", "speech"):
+        for modality in MODALITIES:
             params[modality]["train"].update(lr=1e-6, max_batches_per_epoch=1)
         write_params(project, params)
         second = attention_pipeline(params_path=str(project / "params.yaml"), tags={"sweep_id": "s1"})

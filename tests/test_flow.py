@@ -8,8 +8,8 @@ from mlflow.tracking import MlflowClient
 
 from flows.pipeline import attention_pipeline
 from tasks.lineage import data_md5
-
-MODALITIES = ("text", "image", "speech")
+from tasks.metrics import evaluation_metrics
+from tasks.params import MODALITIES
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def pipeline_result(pipeline_runs):
     return project, first
 
 
-def test_pipeline_logs_three_finished_runs_with_everything(pipeline_result):
+def test_pipeline_logs_a_finished_run_per_modality_with_everything(pipeline_result):
     project, result = pipeline_result
     uri = f"sqlite:///{project / 'mlflow.db'}"
     client = MlflowClient(uri, registry_uri=uri)
@@ -45,19 +45,37 @@ def test_pipeline_logs_three_finished_runs_with_everything(pipeline_result):
         assert tags["data_md5"] == md5
         assert tags["task"] and tags["prefect_flow_run_id"] and len(tags["git_sha"]) == 40
         assert params["model.embed_dim"] == "16" and params["train.epochs"] == epochs
-        assert {"test_accuracy", "test_macro_f1", "train_loss", "val_loss", "train_accuracy",
-                "val_accuracy"} <= set(metrics)
-        assert 0.0 <= metrics["test_accuracy"] <= 1.0
-        assert metrics["test_accuracy"] == result["modalities"][modality]["test_accuracy"]
+        assert {*evaluation_metrics(modality), "train_loss", "val_loss", "train_accuracy", "val_accuracy"} <= set(metrics)
+        for name in evaluation_metrics(modality):
+            assert metrics[name] == result["modalities"][modality][name]
+            assert 0.0 <= metrics[name] <= (100.0 if modality == "translation" else 1.0)  # BLEU, chrF: 0..100
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert "confusion_matrix.png" in artifacts
         attention = {a.path for a in client.list_artifacts(run.info.run_id, "attention")}
         assert {"attention/sample_00.png", "attention/sample_01.png", "attention/attention_maps.json"} <= attention
         maps = json.loads(open(client.download_artifacts(run.info.run_id, "attention/attention_maps.json")).read())
-        assert len(maps) == 2 and abs(sum(maps[0]["relevance"]) - 1) < 1e-3
+        assert len(maps) == 2
+        if modality == "translation":
+            check_translation_artifacts(client, run.info.run_id, maps, artifacts, project)
+        else:
+            assert "confusion_matrix.png" in artifacts and abs(sum(maps[0]["relevance"]) - 1) < 1e-3
         logged = client.search_logged_models([run.info.experiment_id],
                                              filter_string=f"source_run_id = '{run.info.run_id}'")
         assert sorted(model.name for model in logged) == ["model", "serving"]
+
+
+def check_translation_artifacts(client, run_id: str, maps: list[dict], artifacts: set[str], project) -> None:
+    """Alignment maps (output subwords x source subwords, rows sum to 1), sample and all test translations."""
+    assert "translations" in artifacts and "confusion_matrix.png" not in artifacts
+    for record in maps:
+        assert record["source"] and record["reference"] and record["output_tokens"][-1] == "[EOS]"
+        assert len(record["alignment"]) == len(record["output_tokens"])
+        for row in record["alignment"]:
+            assert len(row) == len(record["source_tokens"]) and abs(sum(row) - 1) < 1e-3
+    samples = json.loads(open(client.download_artifacts(run_id, "translations/samples.json")).read())
+    assert samples and {"source", "reference", "translation"} == set(samples[0])
+    hypotheses = open(client.download_artifacts(run_id, "translations/test_hypotheses.txt")).read()
+    references = (project / "data" / "translation" / "test.en").read_text()
+    assert hypotheses.count("\n") == references.count("\n") == 20  # one line per test sentence
 
 
 def test_data_is_versioned_and_dvc_status_is_clean(pipeline_result):

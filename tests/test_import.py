@@ -1,7 +1,10 @@
-"""Bring your own data: data.import_from imports image, speech and text data into the built-in layouts, checks it,
+"""Bring your own data: data.import_from imports image, speech, text and translation data into the built-in layouts,
+checks it,
 and on bad data stops with the file (and row) named, leaving data/ and data.dvc as they were."""
 import csv
+import gzip
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -12,8 +15,10 @@ import yaml
 from PIL import Image
 from prefect import flow
 
-from tasks.data.datasets import load_image_splits, load_speech_splits, read_text_csv
-from tasks.data.importers import DataImportError, import_images, import_speech, import_text, source_fingerprint
+from tasks.data.datasets import (load_image_splits, load_speech_splits, load_translation_splits, read_parallel,
+                                 read_text_csv, train_tokenizer)
+from tasks.data.importers import (DataImportError, import_images, import_speech, import_text, import_translation,
+                                  source_fingerprint)
 from tasks.data.prepare import data_recipe, prepare_data, read_recipe
 from tasks.params import ParamsError, load_params
 from tasks.versioning.dvc import version_data
@@ -65,6 +70,26 @@ def write_rows(path: Path, rows: list[list[str]], delimiter: str = ",") -> Path:
 
 def text_rows(n=8):
     return [[f"title {label} {i}", f"body words {i}", label] for label in ("a", "b", "c") for i in range(n)]
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    """One sentence a line, UTF-8; gzipped when the name ends in .gz."""
+    data = "".join(line + "\n" for line in lines).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+    return path
+
+
+def parallel_folder(root: Path, pairs=12) -> Path:
+    """train gzipped, val plain, no test split (it is carved from train)."""
+    write_lines(root / "train.de.gz", [f"Ein Hund Nummer {i} läuft." for i in range(pairs)])
+    write_lines(root / "train.en.gz", [f"Dog number {i} runs." for i in range(pairs)])
+    write_lines(root / "val.de", ["Eine Katze schläft.", "Zwei Männer  sitzen\t draußen. "])
+    write_lines(root / "val.en", ["A cat sleeps.", "Two men sit outside."])
+    return root
+
+
+TRANSLATION = {"source_lang": "de", "target_lang": "en", "splits": {"train": "train", "val": "val"}}
 
 
 def tree_digest(folder: Path) -> dict:
@@ -150,6 +175,27 @@ def test_text_csv_and_headerless_tsv(tmp_path):
     assert texts[0].startswith('he said "') and set(labels) == set("xyz")  # quotes kept as written
 
 
+def test_parallel_files_plain_and_gzipped_with_a_carved_test_split(tmp_path):
+    out = tmp_path / "out"
+    summary = import_translation(parallel_folder(tmp_path / "src"), out, test_fraction=0.25, seed=3, **TRANSLATION)
+    assert summary == {"num_pairs": 14, "splits": {"train": 9, "val": 2, "test": 3}}
+    assert sorted(p.name for p in out.iterdir()) == [f"{s}.{lang}" for s in ("test", "train", "val") for lang in ("de", "en")]
+    sources, targets = read_parallel(out, "val", ("de", "en"))
+    assert sources == ["Eine Katze schläft.", "Zwei Männer sitzen draußen."]  # whitespace runs become one space
+    assert targets == ["A cat sleeps.", "Two men sit outside."]
+    sources, targets = read_parallel(out, "test", ("de", "en"))
+    assert [s.split()[3] for s in sources] == [t.split()[2] for t in targets]  # still aligned after carving
+    again = tmp_path / "again"
+    import_translation(tmp_path / "src", again, test_fraction=0.25, seed=3, **TRANSLATION)
+    assert tree_digest(out) == tree_digest(again)  # deterministic: DVC md5 reproducible
+    tokenizer = train_tokenizer(sum(read_parallel(out, "train", ("de", "en")), []), 60, reversible=True)
+    params = load_params(REPO / "params.yaml").section("translation")
+    params = params.model_copy(update={"data": params.data.model_copy(update={"import_from": None})})
+    splits = load_translation_splits(out, params, seed=0, tokenizer=tokenizer)
+    source_ids, target_ids = splits.train[0]
+    assert target_ids[0] == 2 and target_ids[-1] == 3 and len(splits.test) == 3  # [BOS] ... [EOS]
+
+
 def test_params_import_from_is_validated(tmp_path):
     params = tiny_params()
     params["text"]["data"] = {"import_from": {"path": "x.tsv", "layout": "tsv", "has_header": False,
@@ -227,19 +273,51 @@ def missing_folder(root: Path) -> tuple[Path, str]:
     return root / "nowhere", "nowhere: image folder not found"
 
 
+def misaligned_parallel_files(root: Path) -> tuple[Path, str]:
+    source = parallel_folder(root / "parallel")
+    write_lines(source / "val.en", ["A cat sleeps."])
+    return source, f"{source / 'val.de'} has 2 lines but {source / 'val.en'} has 1: parallel files must be line-aligned"
+
+
+def empty_parallel_line(root: Path) -> tuple[Path, str]:
+    source = parallel_folder(root / "parallel")
+    write_lines(source / "train.en.gz", [f"Dog number {i} runs." if i != 6 else "  " for i in range(12)])
+    return source, "train.en.gz, line 7: empty line"
+
+
+def not_utf8(root: Path) -> tuple[Path, str]:
+    source = parallel_folder(root / "parallel")
+    (source / "val.de").write_bytes("Eine Katze schläft.\nZwei Männer.\n".encode("latin-1"))
+    return source, "val.de, line 1: not UTF-8 text"
+
+
+def missing_side(root: Path) -> tuple[Path, str]:
+    source = parallel_folder(root / "parallel")
+    (source / "train.en.gz").unlink()
+    return source, "train.en: parallel file not found (nor train.en.gz)"
+
+
+def broken_gzip(root: Path) -> tuple[Path, str]:
+    source = parallel_folder(root / "parallel")
+    (source / "train.de.gz").write_bytes(b"\x1f\x8b\x08\x00broken")
+    return source, "train.de.gz: not a readable gzip file"
+
+
 BAD = {"image": [bad_png, truncated_png, missing_folder], "speech": [truncated_wav, broken_wav],
-       "text": [missing_column, empty_text, unknown_label]}
+       "text": [missing_column, empty_text, unknown_label],
+       "translation": [misaligned_parallel_files, empty_parallel_line, not_utf8, missing_side, broken_gzip]}
 TEXT_COLUMNS = {"text_columns": ["title", "body"], "label_column": "topic"}
+IMPORT_OPTIONS = {"text": TEXT_COLUMNS, "translation": TRANSLATION}
 
 
 @pytest.mark.parametrize("modality,make_bad", [(m, f) for m, fs in BAD.items() for f in fs],
                          ids=lambda v: getattr(v, "__name__", v))
 def test_bad_data_names_the_file(tmp_path, modality, make_bad):
     source, message = make_bad(tmp_path)
-    importer = {"image": import_images, "speech": import_speech, "text": import_text}[modality]
-    options = TEXT_COLUMNS if modality == "text" else {}
-    with pytest.raises(DataImportError, match=message.replace("(", r"\(")):
-        importer(source, tmp_path / "out", **options)
+    importer = {"image": import_images, "speech": import_speech, "text": import_text,
+                "translation": import_translation}[modality]
+    with pytest.raises(DataImportError, match=re.escape(message)):
+        importer(source, tmp_path / "out", **IMPORT_OPTIONS.get(modality, {}))
 
 
 @flow
@@ -260,16 +338,17 @@ def test_a_bad_import_changes_nothing_in_data_or_data_dvc(tmp_path, tiny_project
     assert (tiny_project / "data" / "image" / "val").is_dir()
     before, dvc_before = tree_digest(tiny_project / "data"), (tiny_project / "data.dvc").read_text()
 
-    for folder in ("i", "s", "t"):
+    for folder in ("i", "s", "t", "p"):
         (tmp_path / folder).mkdir()
     bad = {"image": bad_png(tmp_path / "i"), "speech": truncated_wav(tmp_path / "s"),
-           "text": empty_text(tmp_path / "t")}
+           "text": empty_text(tmp_path / "t"), "translation": misaligned_parallel_files(tmp_path / "p")}
     for modality, (source, message) in bad.items():
         edited = yaml.safe_load(params_path.read_text())
-        edited[modality]["data"]["import_from"] = {"path": str(source), **(TEXT_COLUMNS if modality == "text" else {})}
-        with pytest.raises(DataImportError, match=message.replace("(", r"\(")):
+        edited[modality]["data"]["import_from"] = {"path": str(source), **IMPORT_OPTIONS.get(modality, {})}
+        with pytest.raises(DataImportError, match=re.escape(message)):
             prepare_and_version([modality], load_params(write_params(tiny_project, edited)), tiny_project)
         assert tree_digest(tiny_project / "data") == before and not (tiny_project / "data" / "speech").exists()
+        assert not (tiny_project / "data" / "translation").exists()
         assert (tiny_project / "data.dvc").read_text() == dvc_before
         assert not any((tiny_project / ".attnflow-tmp").iterdir())  # the scratch copy is gone
 
@@ -371,3 +450,22 @@ def test_real_ag_news_csv_and_headerless_tsv(tmp_path):
     assert len(summary["classes"]) == 4 and sum(summary["splits"].values()) == 40
     texts, _ = read_text_csv(tmp_path / "tsv_out" / "train.csv")
     assert all(texts)
+
+
+@needs_shared
+def test_real_multi30k_slice_plain_and_gzipped(tmp_path):
+    """The benchmark's layout: gzipped train/val, a test split named test_2016_flickr (here plain text)."""
+    source = tmp_path / "multi30k"
+    for stem, count, suffix in (("train", 40, ".gz"), ("val", 8, ".gz"), ("test_2016_flickr", 6, "")):
+        for lang in ("de", "en"):
+            lines = gzip.decompress((SHARED / "multi30k" / f"{stem}.{lang}.gz").read_bytes()).decode().splitlines()
+            write_lines(source / f"{stem}.{lang}{suffix}", lines[:count])
+    out = tmp_path / "out"
+    summary = import_translation(source, out, source_lang="de", target_lang="en",
+                                 splits={"train": "train", "val": "val", "test": "test_2016_flickr"})
+    assert summary["splits"] == {"train": 40, "val": 8, "test": 6}
+    sources, targets = read_parallel(out, "train", ("de", "en"))
+    assert sources[0] == "Zwei junge weiße Männer sind im Freien in der Nähe vieler Büsche."
+    assert targets[0] == "Two young, White males are outside near many bushes."
+    tokenizer = train_tokenizer(sources + targets, 300, reversible=True)
+    assert all(tokenizer.decode(tokenizer.encode(sentence).ids) == sentence for sentence in sources + targets)

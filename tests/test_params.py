@@ -11,7 +11,7 @@ from tests.conftest import REPO, tiny_params, write_params
 
 def test_the_repository_params_are_valid():
     params = load_params(REPO / "params.yaml")
-    assert params.global_.modalities == ["text", "image", "speech"]
+    assert params.global_.modalities == ["text", "image", "speech", "translation"]
     assert params.speech.data.builtin.words[0] == "yes"  # quoted: not YAML's boolean
 
 
@@ -25,6 +25,17 @@ def test_the_repository_params_are_valid():
     (lambda p: p["global"]["schedule"].update(cron="0 25 * * *"), "global.schedule.cron: Value error, not a cron"),
     (lambda p: p["global"]["schedule"].update(timezone="Mars/Olympus"), "global.schedule.timezone: Value error, unknown"),
     (lambda p: p["global"]["schedule"].update(every="day"), "global.schedule.every: Extra inputs are not permitted"),
+    (lambda p: p["translation"]["model"].update(decoder_depth=0), "translation.model.decoder_depth: Input should be"),
+    (lambda p: p["translation"]["model"].update(num_heads=3), "translation.model: Value error, embed_dim (16) must be"),
+    (lambda p: p["translation"]["eval"].update(beam_size=0), "translation.eval.beam_size: Input should be greater"),
+    (lambda p: p["translation"]["data"].update(import_from={"path": "x", "source_lang": "de", "target_lang": "de"}),
+     "translation.data.import_from: Value error, source_lang and target_lang are both 'de'"),
+    (lambda p: p["translation"]["data"].update(import_from={"path": "x", "source_lang": "de", "target_lang": "en",
+                                                            "splits": {"val": "val"}}),
+     "translation.data.import_from: Value error, splits must name the train file stem"),
+    (lambda p: p["translation"]["data"].update(import_from={"path": "x", "source_lang": "de", "target_lang": "en",
+                                                            "splits": {"dev": "val"}}),
+     "translation.data.import_from.splits.dev.[key]: Input should be 'train', 'val' or 'test'"),
 ])
 def test_invalid_values_name_the_key(tmp_path, edit, message):
     params = tiny_params()
@@ -36,7 +47,7 @@ def test_invalid_values_name_the_key(tmp_path, edit, message):
 
 def test_a_section_may_be_left_out_only_when_its_modality_is_not_run(tmp_path):
     params = tiny_params()
-    del params["speech"], params["text"]
+    del params["speech"], params["text"], params["translation"]
     params["global"]["modalities"] = ["image"]
     assert load_params(write_params(tmp_path, params)).present_modalities() == ["image"]
     params["global"]["modalities"] = ["image", "speech"]

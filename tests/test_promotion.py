@@ -3,6 +3,8 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tasks.metrics import primary_metric
+from tasks.params import MODALITIES
 from tasks.tracking.registry import CHALLENGER, CHAMPION, Candidate, decide, register_and_promote
 
 SAME, OTHER = "a" * 32, "b" * 32
@@ -16,11 +18,11 @@ SAME, OTHER = "a" * 32, "b" * 32
     (Candidate(0.99, OTHER), Candidate(0.5, SAME), CHALLENGER, "different test data"),
 ])
 def test_decide(new, champion, alias, reason):
-    decision = decide(new, champion)
+    decision = decide(new, champion, "test_bleu")
     assert decision.alias == alias and decision.reason.startswith(reason)
-    assert f"{new.test_accuracy:.4f}" in decision.reason
+    assert f"test_bleu {new.score:.4f}" in decision.reason
     if champion:
-        assert f"{champion.test_accuracy:.4f}" in decision.reason
+        assert f"{champion.score:.4f}" in decision.reason
 
 
 class Constant(mlflow.pyfunc.PythonModel):
@@ -46,7 +48,7 @@ def test_register_and_promote_moves_aliases_in_a_real_registry(tmp_path):
              (0.7, SAME, CHAMPION, 4), (0.9, OTHER, CHALLENGER, 4)]
     for accuracy, md5, alias, champion_version in steps:
         run_id = new_run(accuracy, md5)
-        version, decision, _ = register_and_promote(client, "m", run_id)
+        version, decision, _ = register_and_promote(client, "m", run_id, "test_accuracy")
         assert decision.alias == alias
         assert int(client.get_model_version_by_alias("m", CHAMPION).version) == champion_version
         assert client.get_model_version_by_alias("m", alias).version == version
@@ -63,18 +65,20 @@ def test_pipeline_runs_promote_the_better_and_keep_the_worse_as_challenger(pipel
     project, first, second = pipeline_runs
     uri = f"sqlite:///{project / 'mlflow.db'}"
     client = MlflowClient(uri, registry_uri=uri)
-    for modality in ("text", "image", "speech"):
+    for modality in MODALITIES:
+        metric = primary_metric(modality)
         name = first["modalities"][modality]["promotion"]["registered_model"]
         champion = client.get_model_version_by_alias(name, CHAMPION)  # every task has one
         good, worse = (client.get_run(r["modalities"][modality]["run_id"]) for r in (first, second))
         assert good.data.tags["promotion"] == CHAMPION and good.data.tags["promotion_reason"].startswith("first model")
-        accuracies = good.data.metrics["test_accuracy"], worse.data.metrics["test_accuracy"]
-        expected = CHAMPION if accuracies[1] > accuracies[0] else CHALLENGER  # the rule, whatever training gave
+        scores = good.data.metrics[metric], worse.data.metrics[metric]
+        expected = CHAMPION if scores[1] > scores[0] else CHALLENGER  # the rule, whatever training gave
         assert worse.data.tags["promotion"] == expected
         assert client.get_model_version_by_alias(name, expected).run_id == worse.info.run_id
         assert champion.run_id == (worse if expected == CHAMPION else good).info.run_id
         assert worse.data.tags["champion_version_before"] == "1"
-        assert worse.data.metrics["promotion_champion_test_accuracy"] == accuracies[0]
+        assert worse.data.metrics[f"promotion_champion_{metric}"] == scores[0]
+        assert f"{metric} {scores[1]:.4f}" in worse.data.tags["promotion_reason"]
     image = client.get_run(second["modalities"]["image"]["run_id"])  # designed to be clearly worse
     assert image.data.tags["promotion"] == CHALLENGER
     assert image.data.tags["promotion_reason"].startswith("worse on the same test data")

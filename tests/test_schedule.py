@@ -118,7 +118,7 @@ def test_the_server_schedules_runs_per_modality(real_server, tiny_project):
     params["global"]["schedule"] = {"cron": "0 * * * *", "timezone": "UTC", "per_modality": True}
     params_path = write_params(tiny_project, params)
     ids = {deployment.name: deployment.apply() for deployment in deployments(params_path)}
-    assert sorted(ids) == ["scheduled-image", "scheduled-speech", "scheduled-text"]
+    assert sorted(ids) == ["scheduled-image", "scheduled-speech", "scheduled-text", "scheduled-translation"]
     with get_client(sync_client=True) as client:
         assert client.read_deployment(ids["scheduled-image"]).parameters["modalities"] == ["image"]
         deadline = time.monotonic() + 30

@@ -1,4 +1,5 @@
-"""The registered champion, served: raw input in -> label, class probabilities and attention out, per modality."""
+"""The registered champion, served: raw input in -> label, class probabilities and attention out, per modality;
+source sentences in -> translations and their alignment out, for translation."""
 import base64
 import csv
 import json
@@ -42,6 +43,23 @@ def check_answers(answers: list[dict], modality: str, count: int) -> None:
         assert answer["attention"] and abs(sum(answer["attention"]) - 1) < 1e-3
         if modality == "text":
             assert len(answer["tokens"]) == len(answer["attention"])
+
+
+def test_translation_champion_translates_raw_sentences(pipeline_runs):
+    project = pipeline_runs[0]
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model("models:/attnflow-translation-de-en@champion")
+    sources = (project / "data" / "translation" / "test.de").read_text().splitlines()[:2]
+    answers = model.predict(pd.DataFrame({"text": sources}))
+    client = mlflow.MlflowClient()
+    champion_run = client.get_model_version_by_alias("attnflow-translation-de-en", "champion").run_id
+    evaluated = open(client.download_artifacts(champion_run, "translations/test_hypotheses.txt")).read().split("\n")
+    assert [answer["translation"] for answer in answers] == evaluated[:2]  # served as evaluated, same settings
+    for answer in answers:
+        assert answer["source_tokens"] and answer["output_tokens"][-1] == "[EOS]"
+        assert len(answer["alignment"]) == len(answer["output_tokens"])
+        assert all(abs(sum(row) - 1) < 1e-3 and len(row) == len(answer["source_tokens"]) for row in answer["alignment"])
 
 
 @pytest.mark.parametrize("modality", list(TASKS))

@@ -3,6 +3,7 @@
 - image:  <root>/{train,val,test}/<class>/*.png|jpg           (folder per class)
 - speech: <root>/<word>/*.wav + validation_list.txt, testing_list.txt   (Speech Commands)
 - text:   <root>/{train,val,test}.csv with columns text,label
+- translation: <root>/{train,val,test}.<source_lang> and .<target_lang>, one sentence per line, line-aligned
 """
 import csv
 from dataclasses import dataclass
@@ -12,13 +13,13 @@ import numpy as np
 import soundfile
 import torch
 from PIL import Image
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-PAD, UNK = "[PAD]", "[UNK]"  # ids 0 and 1
+PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"  # ids 0, 1 (and 2, 3 in a reversible tokenizer)
 NOT_WORDS = {"_background_noise_"}  # Speech Commands' noise recordings; _silence_ and _unknown_ are classes
 
 
@@ -29,6 +30,7 @@ class Splits:
     test: Dataset
     class_names: list[str]
     collate_fn: object = None  # None: torch's default
+    task: str = "classification"  # or "translation": inputs are source ids, targets are target ids
 
 
 class LabelledItems(Dataset):
@@ -133,12 +135,23 @@ def read_text_csv(path: Path) -> tuple[list[str], list[str]]:
     return [row["text"] for row in rows], [row["label"] for row in rows]
 
 
-def train_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
-    """A byte-pair-encoding subword vocabulary learned from the training texts."""
+def train_tokenizer(texts: list[str], vocab_size: int, reversible: bool = False) -> Tokenizer:
+    """A byte-pair-encoding subword vocabulary learned from the training texts.
+
+    For classification: NFKC-normalised and split at whitespace and punctuation. ``reversible`` (translation):
+    no normalizer and SentencePiece-style Metaspace pieces ("▁" marks a word start) with the matching decoder, so
+    ``tokenizer.decode(tokenizer.encode(s).ids) == s`` for text made of characters seen in training; with BOS and
+    EOS tokens to start and end a generated sentence.
+    """
     tokenizer = Tokenizer(models.BPE(unk_token=UNK))
-    tokenizer.normalizer = normalizers.NFKC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK],
+    if reversible:
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        tokenizer.decoder = decoders.Metaspace()
+    else:
+        tokenizer.normalizer = normalizers.NFKC()
+        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    special_tokens = [PAD, UNK, BOS, EOS] if reversible else [PAD, UNK]
+    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens,
                                                              show_progress=False))
     return tokenizer
 
@@ -163,3 +176,44 @@ def load_text_splits(root: Path, params, seed: int, tokenizer: Tokenizer) -> Spl
         return LabelledItems(ids, [class_names.index(label) for label in split_labels], lambda item: item)
 
     return Splits(split("train"), split("val"), split("test"), class_names, pad_token_batch)
+
+
+# ---- translation --------------------------------------------------------------------------
+def translation_languages(section) -> tuple[str, str]:
+    """(source, target) language codes: the imported corpus's, or the built-in corpus's (German -> English)."""
+    imported = section.data.import_from
+    if imported is not None:
+        return imported.source_lang, imported.target_lang
+    from tasks.data.builtin_translation import SOURCE_LANG, TARGET_LANG
+
+    return SOURCE_LANG, TARGET_LANG
+
+
+def read_parallel(root: Path, split: str, languages: tuple[str, str]) -> tuple[list[str], list[str]]:
+    """The source and target sentences of a prepared split (one per line, line-aligned)."""
+    source, target = (root.joinpath(f"{split}.{lang}").read_text(encoding="utf-8").split("\n")[:-1]
+                      for lang in languages)
+    return source, target
+
+
+def encode_targets(tokenizer: Tokenizer, sentences: list[str], max_len: int) -> list[torch.Tensor]:
+    """[BOS] target token ids [EOS], at most max_len in all."""
+    bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
+    return [torch.tensor([bos, *encoding.ids[:max_len - 2], eos]) for encoding in tokenizer.encode_batch(sentences)]
+
+
+def pad_pair_batch(batch):
+    sources, targets = zip(*batch)
+    return pad_sequence(sources, batch_first=True, padding_value=0), pad_sequence(targets, batch_first=True,
+                                                                                 padding_value=0)
+
+
+def load_translation_splits(root: Path, params, seed: int, tokenizer: Tokenizer) -> Splits:
+    languages, max_len = translation_languages(params), params.model.max_len
+
+    def split(name):
+        sources, targets = read_parallel(root, name, languages)
+        return LabelledItems(encode_texts(tokenizer, sources, max_len), encode_targets(tokenizer, targets, max_len),
+                             lambda item: item)
+
+    return Splits(split("train"), split("val"), split("test"), [], pad_pair_batch, task="translation")

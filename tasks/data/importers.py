@@ -4,15 +4,19 @@
 - speech: out/<word>/<name>.wav + validation_list.txt, testing_list.txt
                                                         from the Speech Commands layout or a CSV manifest
 - text:   out/{train,val,test}.csv with header text,label   from a CSV or TSV file (or a folder of split files)
+- translation: out/{train,val,test}.<source_lang> and .<target_lang>, one sentence per line, line-aligned
+                                                        from parallel files per split, plain or gzipped
 
 Every input is decoded to check it (PIL for images, soundfile for audio) and re-written in one format: PNG images;
 16-bit PCM mono WAV at the target sample rate (resampled with scipy's polyphase filter, stereo downmixed); UTF-8
-CSV rows. A problem stops the import with a ``DataImportError`` naming the file (and row). Output is deterministic:
+CSV rows; UTF-8 lines. A problem stops the import with a ``DataImportError`` naming the file (and row). Output is deterministic:
 inputs are read in sorted order, splits that the source lacks are drawn with the given seed, and no file holds a
 timestamp, so the same source always gives byte-identical files (and the same DVC md5).
 """
 import csv
+import gzip
 import hashlib
+import zlib
 import math
 from pathlib import Path
 
@@ -398,7 +402,67 @@ def import_text(source: Path, out_dir: Path, *, layout: str = "csv", has_header:
     return summary(found)
 
 
-IMPORTERS = {"text": import_text, "image": import_images, "speech": import_speech}
+# ---- translation ------------------------------------------------------------------------------
+def parallel_file(folder: Path, stem: str, lang: str) -> Path:
+    """<folder>/<stem>.<lang>, or its gzipped <stem>.<lang>.gz."""
+    plain, zipped = folder / f"{stem}.{lang}", folder / f"{stem}.{lang}.gz"
+    if plain.is_file() and zipped.is_file():
+        raise DataImportError(f"{plain}: both it and {zipped.name} exist; keep one")
+    if not (plain.is_file() or zipped.is_file()):
+        raise DataImportError(f"{plain}: parallel file not found (nor {zipped.name})")
+    return plain if plain.is_file() else zipped
+
+
+def read_sentences(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file (gzipped when it ends in .gz), stripped; an empty line is an error."""
+    try:
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        text = data.decode("utf-8")
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataImportError(f"{path}: not a readable gzip file ({error})") from None
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise DataImportError(f"{path}, line {line}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final newline
+    sentences = []
+    for number, line in enumerate(lines, start=1):
+        sentence = line.strip()
+        if not sentence:
+            raise DataImportError(f"{path}, line {number}: empty line (every line is one sentence)")
+        sentences.append(" ".join(sentence.split()))  # tabs, no-break and repeated spaces become one space
+    if not sentences:
+        raise DataImportError(f"{path}: no sentences")
+    return sentences
+
+
+def import_translation(source: Path, out_dir: Path, *, source_lang: str, target_lang: str, splits: dict,
+                       val_fraction: float = 0.05, test_fraction: float = 0.05, seed: int = 0, **_) -> dict:
+    """Check each split's two files (both there, as many lines, no empty line, UTF-8) and write them out plainly;
+    val and test are carved from train (seeded) when splits does not name them."""
+    source = require(Path(source), "parallel corpus folder", folder=True)
+    found = []  # (split, label, source sentence, target sentence, where): the shape fill_splits takes
+    for split, stem in splits.items():
+        paths = [parallel_file(source, stem, lang) for lang in (source_lang, target_lang)]
+        sides = [read_sentences(path) for path in paths]
+        if len(sides[0]) != len(sides[1]):
+            raise DataImportError(f"{paths[0]} has {len(sides[0])} lines but {paths[1]} has {len(sides[1])}: "
+                                  "parallel files must be line-aligned")
+        found += [(split, "", src, tgt, f"{paths[0]}, line {n}") for n, (src, tgt) in enumerate(zip(*sides), 1)]
+    found = fill_splits(found, val_fraction, test_fraction, seed)
+    for split in SPLITS:
+        if not any(item[0] == split for item in found):
+            raise DataImportError(f"{source}: no sentence pairs in the {split} split (too few for the fractions?)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        for position, lang in ((2, source_lang), (3, target_lang)):
+            (out_dir / f"{split}.{lang}").write_text("".join(item[position] + "\n" for item in found
+                                                             if item[0] == split), encoding="utf-8")
+    return {"num_pairs": len(found), "splits": {split: sum(item[0] == split for item in found) for split in SPLITS}}
+
+
+IMPORTERS = {"text": import_text, "image": import_images, "speech": import_speech, "translation": import_translation}
 
 
 def import_dataset(modality: str, source: Path, out_dir: Path, arguments: dict) -> dict:

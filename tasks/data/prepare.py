@@ -63,7 +63,7 @@ def import_recipe(modality: str, params: Params, root: Path) -> dict:
     if modality == "speech":
         arguments |= {"sample_rate": section.data.sample_rate}
     content = source_fingerprint(import_source(section.data.import_from, root),
-                                 manifest=modality != "text" and arguments["layout"] == "csv")
+                                 manifest=modality in ("image", "speech") and arguments["layout"] == "csv")
     extra = split_files(section.data.import_from, root)
     if extra:
         content = digest(content, {split: source_fingerprint(path) for split, path in extra.items()})

@@ -1,8 +1,9 @@
 """Figures logged with every run: the confusion matrix and one attention map per test sample.
 
-Attention maps show attention rollout from the class token to the inputs:
+Attention maps of classifiers show attention rollout from the class token to the inputs:
 text as a heatmap over subword tokens, images as a heatmap over the picture,
 speech as a relevance curve over time drawn on the log-mel spectrogram.
+Translation shows its cross-attention alignment: source subwords x output subwords.
 """
 import matplotlib
 
@@ -75,3 +76,19 @@ def speech_attention_figure(log_mel: np.ndarray, relevance: np.ndarray, true: st
     figure.tight_layout()
     return figure
 
+
+
+def alignment_figure(source_tokens: list[str], output_tokens: list[str], weights: np.ndarray, source: str,
+                     translation: str, reference: str):
+    """weights: (output tokens, source tokens) cross-attention; each row sums to 1."""
+    figure, axes = plt.subplots(figsize=(max(4.0, 0.45 * len(source_tokens) + 2), max(3.0, 0.4 * len(output_tokens) + 2)))
+    axes.imshow(weights, cmap="Blues", aspect="auto", vmin=0)
+    plain = {"parse_math": False}  # amounts such as "10,00 AU$" are text, not mathtext
+    axes.set_xticks(range(len(source_tokens)))
+    axes.set_xticklabels(source_tokens, rotation=60, ha="right", fontsize=8, **plain)
+    axes.set_yticks(range(len(output_tokens)))
+    axes.set_yticklabels(output_tokens, fontsize=8, **plain)
+    axes.set(xlabel="source subwords", ylabel="output subwords")
+    axes.set_title(f"source: {source}\noutput: {translation}\nreference: {reference}", fontsize=8, loc="left", **plain)
+    figure.tight_layout()
+    return figure

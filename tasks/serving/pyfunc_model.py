@@ -6,6 +6,9 @@ Inputs, one row per example (``dataframe_records`` or ``inputs`` in a serving re
 - image:  ``{"image": [[0..255, ...], ...]}`` (H x W [x C] pixels) or a base64 PNG string
           -> resized to the model's size, normalised as in training (tasks/data/datasets.py image_transforms)
 - speech: ``{"audio": [samples ...]}`` (float, model sample rate) or a base64 WAV string -> the model's waveform
+
+Translation is served by ``Translator``: ``{"text": "a source sentence"}`` in; the translation (beam search with the
+run's eval settings), the source and output subwords and their cross-attention alignment out.
 """
 import base64
 import io
@@ -16,21 +19,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-INPUT_COLUMN = {"text": "text", "image": "image", "speech": "audio"}
+INPUT_COLUMN = {"text": "text", "image": "image", "speech": "audio", "translation": "text"}
 
 
 class AttentionClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         from tokenizers import Tokenizer
 
-        from tasks.training.models import build_model
+        from tasks.training.models import load_checkpoint
 
-        checkpoint = torch.load(context.artifacts["checkpoint"], weights_only=False, map_location="cpu")
+        self.model, checkpoint = load_checkpoint(context.artifacts["checkpoint"])
         self.modality, self.args = checkpoint["modality"], checkpoint["model_args"]
         self.class_names = checkpoint["class_names"]
-        self.model = build_model(self.modality, self.args)
-        self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.eval()
         self.tokenizer = Tokenizer.from_file(context.artifacts["tokenizer"]) if self.modality == "text" else None
 
     def predict(self, context, model_input, params=None) -> list[dict]:
@@ -68,6 +68,30 @@ class AttentionClassifier(mlflow.pyfunc.PythonModel):
             clip = fit_length(torch.as_tensor(np.asarray(value, dtype=np.float32).reshape(-1)), num_samples)
         return clip.unsqueeze(0), {}
 
+
+class Translator(mlflow.pyfunc.PythonModel):
+    """Source sentences in; per sentence its translation, the source and output subwords, and the alignment
+    (output subwords x source subwords, cross-attention averaged over heads and layers; rows sum to 1)."""
+
+    def load_context(self, context):
+        from tokenizers import Tokenizer
+
+        from tasks.training.models import load_checkpoint
+
+        self.model, _ = load_checkpoint(context.artifacts["checkpoint"])
+        self.tokenizer = Tokenizer.from_file(context.artifacts["tokenizer"])
+        self.settings = context.model_config  # the run's eval section: beam_size, length_penalty, ...
+
+    def predict(self, context, model_input, params=None) -> list[dict]:
+        from tasks.evaluation.translation import alignment, translate_sentences
+
+        sentences = [str(value) for value in rows(model_input, INPUT_COLUMN["translation"])]
+        sources, outputs, translations = translate_sentences(self.model, self.tokenizer, sentences, self.settings,
+                                                             torch.device("cpu"))
+        return [{"translation": text, **alignment(self.model, self.tokenizer, source, output)}
+                for source, output, text in zip(sources, outputs, translations)]
+
+
 def rows(model_input, column: str) -> list:
     """The raw inputs, one per example, from whatever the scoring server or a caller hands in."""
     if hasattr(model_input, "columns"):  # pandas DataFrame
@@ -80,13 +104,15 @@ def rows(model_input, column: str) -> list:
     return list(model_input)
 
 
-def log_serving_model(run_id: str, checkpoint: Path, tokenizer: Path | None):
-    """Log the pyfunc wrapper as the run's "serving" model, with this project's model and data code."""
+def log_serving_model(run_id: str, checkpoint: Path, tokenizer: Path | None, decode_settings: dict | None = None):
+    """Log the pyfunc wrapper as the run's "serving" model, with this project's model and data code.
+    decode_settings (translation models only) say how the Translator decodes."""
     import attn_models
     import tasks
 
     artifacts = {"checkpoint": str(checkpoint), **({"tokenizer": str(tokenizer)} if tokenizer else {})}
     code = [str(Path(attn_models.__file__).parent), str(Path(tasks.__file__).parent)]
     with mlflow.start_run(run_id=run_id, nested=True):
-        return mlflow.pyfunc.log_model(name="serving", python_model=AttentionClassifier(), artifacts=artifacts,
-                                       code_paths=code)
+        python_model = AttentionClassifier() if decode_settings is None else Translator()
+        return mlflow.pyfunc.log_model(name="serving", python_model=python_model, artifacts=artifacts,
+                                       code_paths=code, model_config=decode_settings)

@@ -34,7 +34,8 @@ def run_name(modality: str, section) -> str:
     from tasks.training.models import MODEL_CLASSES
 
     m, t = section.model, section.train
-    return f"{modality}-{MODEL_CLASSES[modality]}-d{m.depth}-w{m.embed_dim}-h{m.num_heads}-lr{t.lr:g}-ep{t.epochs}"
+    depth = m.depth if hasattr(m, "depth") else f"{m.encoder_depth}+{m.decoder_depth}"  # translation: encoder+decoder
+    return f"{modality}-{MODEL_CLASSES[modality]}-d{depth}-w{m.embed_dim}-h{m.num_heads}-lr{t.lr:g}-ep{t.epochs}"
 
 
 def connect(root: Path, params: Params, modality: str | None = None) -> tuple[MlflowClient, str]:

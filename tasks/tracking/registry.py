@@ -1,6 +1,7 @@
 """Model registry: one registered model per task, and the promotion rule for its `champion` alias.
 
-The rule (``decide``), on test_accuracy:
+The rule (``decide``), on the modality's primary test metric (tasks/metrics.py: test_accuracy for classifiers,
+test_bleu for translation; higher is better):
 - no champion yet                   -> the new version becomes champion;
 - same test data (test_data_md5)    -> champion only if strictly better, otherwise challenger (a tie keeps the
                                        incumbent: a new model has to earn the move);
@@ -8,8 +9,8 @@ The rule (``decide``), on test_accuracy:
                                        champion is kept and the decision says so; promote by hand after checking
                                        (``MlflowClient().set_registered_model_alias(name, "champion", version)``).
 The decision is logged on the new run: tags ``promotion`` (the alias), ``promotion_reason``, ``registered_model``,
-``registered_version``, ``champion_version_before``; metrics ``promotion_new_test_accuracy`` and
-``promotion_champion_test_accuracy`` (both figures).
+``registered_version``, ``champion_version_before``; metrics ``promotion_new_<metric>`` and
+``promotion_champion_<metric>`` (both figures, e.g. ``promotion_new_test_accuracy``).
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +19,11 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from prefect import get_run_logger, task
 
+from tasks.metrics import primary_metric
 from tasks.params import Params
 from tasks.tracking.mlflow_tracking import connect, experiment_name, log_metrics
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-METRIC = "test_accuracy"
 SERVING_MODEL = "serving"
 
 
@@ -32,7 +33,7 @@ def registered_model_name(params: Params, modality: str) -> str:
 
 @dataclass(frozen=True)
 class Candidate:
-    test_accuracy: float
+    score: float  # the primary test metric
     test_data_md5: str
 
 
@@ -42,27 +43,27 @@ class Decision:
     reason: str
 
 
-def decide(new: Candidate, champion: Candidate | None) -> Decision:
-    """The promotion rule (see the module docstring)."""
+def decide(new: Candidate, champion: Candidate | None, metric: str) -> Decision:
+    """The promotion rule (see the module docstring); metric names the figures in the reason."""
     if champion is None:
-        return Decision(CHAMPION, f"first model: no champion yet ({METRIC} {new.test_accuracy:.4f})")
-    figures = f"new {METRIC} {new.test_accuracy:.4f} vs champion {champion.test_accuracy:.4f}"
+        return Decision(CHAMPION, f"first model: no champion yet ({metric} {new.score:.4f})")
+    figures = f"new {metric} {new.score:.4f} vs champion {champion.score:.4f}"
     if new.test_data_md5 != champion.test_data_md5:
         return Decision(CHALLENGER, f"different test data (test_data_md5 {new.test_data_md5[:8]} vs champion's "
                                     f"{champion.test_data_md5[:8]}): {figures} are not comparable; champion kept")
-    if new.test_accuracy > champion.test_accuracy:
+    if new.score > champion.score:
         return Decision(CHAMPION, f"better on the same test data: {figures}")
-    if new.test_accuracy == champion.test_accuracy:
+    if new.score == champion.score:
         return Decision(CHALLENGER, f"equal on the same test data: {figures}; champion kept (must be strictly better)")
     return Decision(CHALLENGER, f"worse on the same test data: {figures}; champion kept")
 
 
-def candidate(client, run_id: str) -> Candidate:
+def candidate(client, run_id: str, metric: str) -> Candidate:
     run = client.get_run(run_id)
-    return Candidate(run.data.metrics[METRIC], run.data.tags["test_data_md5"])
+    return Candidate(run.data.metrics[metric], run.data.tags["test_data_md5"])
 
 
-def register_and_promote(client, name: str, run_id: str) -> tuple[str, Decision, str | None]:
+def register_and_promote(client, name: str, run_id: str, metric: str) -> tuple[str, Decision, str | None]:
     """Register the run's serving model under `name`, move `champion` or set `challenger`; log the decision."""
     experiment_id = client.get_run(run_id).info.experiment_id
     served = client.search_logged_models([experiment_id], f"source_run_id = '{run_id}' AND name = '{SERVING_MODEL}'")
@@ -71,16 +72,16 @@ def register_and_promote(client, name: str, run_id: str) -> tuple[str, Decision,
         holder = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:  # no champion yet
         holder = None
-    new = candidate(client, run_id)
-    champion = candidate(client, holder.run_id) if holder else None
-    decision = decide(new, champion)
+    new = candidate(client, run_id, metric)
+    champion = candidate(client, holder.run_id, metric) if holder else None
+    decision = decide(new, champion, metric)
     client.set_registered_model_alias(name, decision.alias, version)
     for key, value in {"promotion": decision.alias, "promotion_reason": decision.reason,
                        "registered_model": name, "registered_version": version,
                        "champion_version_before": holder.version if holder else "none"}.items():
         client.set_tag(run_id, key, str(value))  # tags, not params: they would crowd the UI's compare plots
-    log_metrics(client, run_id, {"promotion_new_test_accuracy": new.test_accuracy,
-                                 **({"promotion_champion_test_accuracy": champion.test_accuracy} if champion else {})})
+    log_metrics(client, run_id, {f"promotion_new_{metric}": new.score,
+                                 **({f"promotion_champion_{metric}": champion.score} if champion else {})})
     return version, decision, holder.version if holder else None
 
 
@@ -89,6 +90,6 @@ def promote_model(modality: str, params: Params, root: Path, run_id: str) -> dic
     """Register the new model version and decide whether it takes the `champion` alias."""
     client, _ = connect(root, params, modality)
     name = registered_model_name(params, modality)
-    version, decision, previous = register_and_promote(client, name, run_id)
+    version, decision, previous = register_and_promote(client, name, run_id, primary_metric(modality))
     get_run_logger().info("%s: %s version %s is %s (%s)", modality, name, version, decision.alias, decision.reason)
     return {"registered_model": name, "version": version, "alias": decision.alias, "reason": decision.reason}

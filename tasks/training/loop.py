@@ -1,4 +1,8 @@
-"""The training loop (AdamW, linear warm-up then cosine decay, best-on-validation weights) and batched prediction."""
+"""The training loop (AdamW, linear warm-up then cosine decay, best-on-validation weights) and batched prediction.
+
+Classifiers predict one label per example; a translation model predicts every target token (teacher forcing), so
+its loss and accuracy are per token. ``logits_and_labels`` is the one place that tells the two apart.
+"""
 import copy
 import math
 import time
@@ -27,6 +31,30 @@ def predict(model, loader: DataLoader, device: torch.device) -> tuple[torch.Tens
     return torch.cat(logits), torch.cat(labels)
 
 
+def logits_and_labels(model, inputs, targets, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (N, classes) and the labels they should predict (N,): one per example for a classifier; for
+    translation one per target token: the decoder reads [BOS] y1 .. y_{T-1} and predicts y1 .. y_T [EOS], padding
+    left out."""
+    if task == "translation":
+        logits, labels = model(inputs, targets[:, :-1]), targets[:, 1:]
+        keep = labels != model.pad_id
+        return logits[keep], labels[keep]
+    return model(inputs), targets
+
+
+@torch.no_grad()
+def validate(model, loader: DataLoader, device: torch.device, task: str) -> dict:
+    """Mean loss and accuracy over every label of a loader (examples, or target tokens for translation)."""
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    for inputs, targets in loader:
+        logits, labels = logits_and_labels(model, inputs.to(device), targets.to(device), task)
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+        correct += (logits.argmax(-1) == labels).sum().item()
+        count += len(labels)
+    return {"val_loss": loss_sum / count, "val_accuracy": correct / count}
+
+
 def warmup_cosine(total_steps: int, warmup_steps: int):
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -50,29 +78,27 @@ def fit(model, splits: Splits, train: TrainParams, device: torch.device, seed: i
     best = {"val_accuracy": -1.0, "epoch": 0, "state": None}
     for epoch in range(1, train.epochs + 1):
         model.train()
-        started, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        started, examples, seen, loss_sum, correct = time.perf_counter(), 0, 0, 0.0, 0
         for step, (inputs, targets) in enumerate(train_loader):
             if step == steps_per_epoch:
                 break
-            inputs, targets = inputs.to(device), targets.to(device)
-            logits = model(inputs)
-            loss = F.cross_entropy(logits, targets, label_smoothing=train.label_smoothing)
+            logits, labels = logits_and_labels(model, inputs.to(device), targets.to(device), splits.task)
+            loss = F.cross_entropy(logits, labels, label_smoothing=train.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
-            seen += len(targets)
-            loss_sum += loss.item() * len(targets)
-            correct += (logits.argmax(-1) == targets).sum().item()
+            examples += len(inputs)
+            seen += len(labels)
+            loss_sum += loss.item() * len(labels)
+            correct += (logits.argmax(-1) == labels).sum().item()
         seconds = time.perf_counter() - started
-        val_logits, val_labels = predict(model, val_loader, device)
         metrics = {
             "train_loss": loss_sum / seen,
             "train_accuracy": correct / seen,
-            "val_loss": F.cross_entropy(val_logits, val_labels).item(),
-            "val_accuracy": (val_logits.argmax(-1) == val_labels).float().mean().item(),
-            "train_samples_per_second": seen / seconds,
+            **validate(model, val_loader, device, splits.task),
+            "train_samples_per_second": examples / seconds,
         }
         if metrics["val_accuracy"] > best["val_accuracy"]:
             best = {"val_accuracy": metrics["val_accuracy"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}

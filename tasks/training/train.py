@@ -21,6 +21,20 @@ TRAINING_CODE = ("attn_models", "tasks/training", "tasks/data/datasets.py", "tas
                  "tasks/reproducibility.py")
 
 
+def learn_tokenizer(modality: str, data_dir: Path, section):
+    """The subword vocabulary (a tokenizers.Tokenizer), learned from the training split only: text's, or one joint
+    vocabulary for both languages of a translation corpus (reversible, to detokenize the output). None: the
+    modality has no tokens."""
+    from tasks.data.datasets import read_parallel, read_text_csv, train_tokenizer, translation_languages
+
+    if modality == "text":
+        return train_tokenizer(read_text_csv(data_dir / "train.csv")[0], section.model.vocab_size)
+    if modality == "translation":
+        sources, targets = read_parallel(data_dir, "train", translation_languages(section))
+        return train_tokenizer(sources + targets, section.model.vocab_size, reversible=True)
+    return None
+
+
 def train_cache_key(_context, inputs: dict) -> str:
     """Training depends on its data, its params section, the seed, the device setting and the training code."""
     params, modality = inputs["params"], inputs["modality"]
@@ -35,7 +49,6 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
     (TRAINING_ENVIRONMENT)."""
     import torch
 
-    from tasks.data.datasets import read_text_csv, train_tokenizer
     from tasks.data.splits import load_splits
     from tasks.reproducibility import resolve_device, set_seeds
     from tasks.training.loop import fit
@@ -49,9 +62,8 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
     out_dir = root / "outputs" / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = None
-    if modality == "text":  # the subword vocabulary is learned from the training split only
-        tokenizer = train_tokenizer(read_text_csv(data_dir / "train.csv")[0], section.model.vocab_size)
+    tokenizer = learn_tokenizer(modality, data_dir, section)
+    if tokenizer is not None:
         tokenizer.save(str(out_dir / TOKENIZER))
     splits = load_splits(modality, data_dir, section, seed, tokenizer)
     args = model_args(modality, section, len(splits.class_names), tokenizer and tokenizer.get_vocab_size())

@@ -1,0 +1,112 @@
+"""Built-in, offline German -> English parallel corpus made from CLDR locale data (Babel).
+
+Each sentence joins 1..``max_phrases`` phrases with "; ", and each phrase is a real CLDR rendering of one value
+in both languages: a date (``format_date``: full, long or medium, so German and English order day, month and year
+differently: "Freitag, 5. März 2021" / "Friday, March 5, 2021"), an amount of money (German "1.234,50 €" /
+English "€1,234.50"), a quantity with its unit, inflected ("2 Kilowattstunden" / "2 kilowatt-hours"), a country
+or region, or a language name ("Vereinigte Arabische Emirate" / "United Arab Emirates"). The model has to
+translate names, reorder dates, inflect units and rewrite number formats; its cross-attention should align each
+German phrase with its English rendering.
+
+Deterministic: the values are drawn from ``random.Random(seed)`` and the layout is the one the translation
+importer writes (``{train,val,test}.{de,en}``, one sentence per line, line-aligned, UTF-8). The splits are
+disjoint (no German sentence is in two splits). Non-breaking spaces from CLDR become plain spaces.
+"""
+from __future__ import annotations
+
+import datetime
+import random
+from pathlib import Path
+
+SOURCE_LANG, TARGET_LANG = "de", "en"
+SPLIT_NAMES = ("train", "val", "test")
+PHRASE_SEPARATOR = "; "
+DATE_FORMATS = ("full", "long", "medium")
+CURRENCIES = ("EUR", "USD", "GBP", "CHF", "JPY", "SEK", "CAD", "AUD")
+UNITS = ("length-kilometer", "length-meter", "mass-kilogram", "duration-hour", "duration-day", "duration-week",
+         "duration-month", "duration-year", "duration-minute", "volume-liter", "temperature-celsius",
+         "speed-kilometer-per-hour", "area-square-meter", "digital-gigabyte", "energy-kilowatt-hour")
+FIRST_DAY, NUM_DAYS = datetime.date(1950, 1, 1), 100 * 365
+
+
+def generate_translation_dataset(out_dir: Path, *, num_pairs: int = 6000, max_phrases: int = 3,
+                                 val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0) -> dict:
+    """Write {train,val,test}.de and .en to out_dir; returns {"num_pairs", "splits": {split: pairs}}."""
+    if num_pairs < 3 or max_phrases < 1:
+        raise ValueError(f"num_pairs must be >= 3 and max_phrases >= 1, got {num_pairs} and {max_phrases}")
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be in (0, 1) "
+                         "and sum to less than 1")
+    phrases = PhraseMaker(random.Random(seed))
+    pairs: dict[str, str] = {}  # German -> English; a German sentence occurs once
+    attempts = 0
+    while len(pairs) < num_pairs:
+        attempts += 1
+        if attempts > 20 * num_pairs:
+            raise ValueError(f"num_pairs={num_pairs}: could not draw that many distinct sentences")
+        parts = [phrases.draw() for _ in range(phrases.rng.randint(1, max_phrases))]
+        source = PHRASE_SEPARATOR.join(de for de, _ in parts)
+        pairs.setdefault(source, PHRASE_SEPARATOR.join(en for _, en in parts))
+    rows = list(pairs.items())  # in drawing order, which the seed fixes
+    num_test, num_val = max(1, round(num_pairs * test_fraction)), max(1, round(num_pairs * val_fraction))
+    splits = {"test": rows[:num_test], "val": rows[num_test:num_test + num_val], "train": rows[num_test + num_val:]}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split, split_rows in splits.items():
+        for position, lang in enumerate((SOURCE_LANG, TARGET_LANG)):
+            (out_dir / f"{split}.{lang}").write_text("".join(row[position] + "\n" for row in split_rows),
+                                                     encoding="utf-8")
+    return {"num_pairs": len(rows), "splits": {split: len(splits[split]) for split in SPLIT_NAMES}}
+
+
+def plain_spaces(text: str) -> str:
+    """CLDR separates numbers and units with no-break spaces; the corpus uses plain ones."""
+    return text.replace("\u00a0", " ").replace("\u202f", " ")
+
+
+class PhraseMaker:
+    """Draws (German, English) renderings of random values from one seeded stream."""
+
+    def __init__(self, rng: random.Random):
+        from babel import Locale  # here: only building the data needs CLDR
+
+        self.rng = rng
+        self.de, self.en = Locale(SOURCE_LANG), Locale(TARGET_LANG)
+        self.territories = sorted(code for code in self.en.territories if len(code) == 2 and code.isalpha()
+                                  and code in self.de.territories)
+        self.languages = sorted(code for code in self.en.languages if len(code) == 2 and code in self.de.languages)
+        self.makers = (self.date, self.amount, self.quantity, self.territory, self.language)
+
+    def draw(self) -> tuple[str, str]:
+        de, en = self.rng.choice(self.makers)()
+        return plain_spaces(de), plain_spaces(en)
+
+    def date(self):
+        from babel.dates import format_date
+
+        day = FIRST_DAY + datetime.timedelta(days=self.rng.randrange(NUM_DAYS))
+        style = self.rng.choice(DATE_FORMATS)
+        return format_date(day, style, locale=self.de), format_date(day, style, locale=self.en)
+
+    def amount(self):
+        from babel.numbers import format_currency
+
+        currency = self.rng.choice(CURRENCIES)
+        value = self.rng.choice([self.rng.randint(1, 100), self.rng.randint(1, 99_999), self.rng.randint(1, 9999) / 100])
+        return format_currency(value, currency, locale=self.de), format_currency(value, currency, locale=self.en)
+
+    def quantity(self):
+        from babel.units import format_unit
+
+        unit = self.rng.choice(UNITS)
+        value = self.rng.choice([1, self.rng.randint(2, 20), self.rng.randint(21, 999), self.rng.randint(1, 99) / 10])
+        return (format_unit(value, unit, locale=self.de, length="long"),
+                format_unit(value, unit, locale=self.en, length="long"))
+
+    def territory(self):
+        code = self.rng.choice(self.territories)
+        return self.de.territories[code], self.en.territories[code]
+
+    def language(self):
+        code = self.rng.choice(self.languages)
+        return self.de.languages[code], self.en.languages[code]
