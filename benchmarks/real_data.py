@@ -38,8 +38,10 @@ def load_config(name: str, datasets: Path) -> tuple[dict, str, dict]:
     params = yaml.safe_load(path.read_text())
     target = params.pop("benchmark")  # {metric, target, dataset}: what the issue asks of this dataset
     (modality,) = params["global"]["modalities"]
+    from tasks.data.prepare import SPLIT_FILES
+
     import_from = params[modality]["data"]["import_from"]
-    for spec in (import_from, import_from.get("val"), import_from.get("test")):
+    for spec in (import_from, *(import_from.get(split) for split in SPLIT_FILES)):
         if spec is not None:  # paths in configs are relative to the datasets folder
             spec["path"] = str(datasets / spec["path"])
     return params, modality, target
@@ -57,15 +59,14 @@ def apply_overrides(params: dict, modality: str, overrides: list[str]) -> dict:
     return with_overrides(Params.model_validate(params), modality, values).model_dump(mode="json", by_alias=True)
 
 
-def prepare_workspace(workspace: Path) -> str:
+def prepare_workspace(workspace: Path) -> None:
     """A clone of this checkout at its HEAD commit (uncommitted changes are not benchmarked): its own git repo,
-    data/, data.dvc, DVC remote and MLflow store. Returns the commit."""
+    data/, data.dvc, DVC remote and MLflow store. The run records the commit (its git_sha tag)."""
     if not (workspace / ".git").is_dir():
         workspace.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["git", "clone", "--quiet", str(REPO), str(workspace)], check=True)
     subprocess.run(["git", "fetch", "--quiet", str(REPO), "HEAD"], cwd=workspace, check=True)
     subprocess.run(["git", "checkout", "--quiet", "--force", "--detach", "FETCH_HEAD"], cwd=workspace, check=True)
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=workspace, capture_output=True, text=True).stdout.strip()
 
 
 def hardware() -> dict:

@@ -32,7 +32,7 @@ def flows_module(module: str):
     from prefect.settings import (PREFECT_API_URL, PREFECT_HOME, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE, PREFECT_UI_URL,
                                   temporary_settings)
 
-    from tasks.scheduling.server import drain_client_workers, start_temporary_server, stop_server, wait_until_up
+    from tasks.scheduling.server import start_temporary_server, stop_server, wait_until_up
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
         yield importlib.import_module(module)
@@ -43,12 +43,9 @@ def flows_module(module: str):
         imported = importlib.import_module(module)
         wait_until_up(api_url, process, home / "temporary-server.log")
         with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_UI_URL: ""}):  # no UI: no "View at" links
-            try:
-                yield imported
-            finally:
-                drain_client_workers()
+            yield imported
     finally:
-        stop_server(process)
+        stop_server(process)  # drains this process's logs first
 
 
 def run(args) -> int:

@@ -86,6 +86,8 @@ def drain_client_workers() -> None:
 
 
 def stop_server(process: subprocess.Popen) -> None:
+    """Flush this process's pending logs and events to the server, then stop it."""
+    drain_client_workers()
     process.terminate()
     try:
         process.wait(timeout=20)
