@@ -141,13 +141,26 @@ class TextFile(Section):
         return self
 
 
+INHERITED_BY_SPLIT_FILES = ("layout", "has_header", "text_columns", "label_column")
+
+
 class TextImport(TextFile):
-    """`path` holds the training rows (or every split); `val` / `test` name separate files for those splits, each
-    with its own layout and columns (AG News, say: a headerless TSV to train on, a CSV with a header to test on)."""
+    """`path` holds the training rows (or every split); `val` / `test` name separate files for those splits. A split
+    file reads like the main one (layout, header, columns) unless it sets its own: a three-file TSV dataset needs only
+    the paths, while AG News (a headerless TSV to train on, a CSV with a header to test on) sets the test file's own."""
     val: TextFile | None = None
     test: TextFile | None = None
     val_fraction: float = Field(0.15, gt=0, lt=0.5)  # carved from train when the split is missing
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
+
+    @model_validator(mode="before")
+    @classmethod
+    def split_files_inherit(cls, data):
+        """Fill what a split file leaves out from the main spec (its value as given, else its default)."""
+        if not isinstance(data, dict):
+            return data
+        inherited = {key: data.get(key, cls.model_fields[key].get_default()) for key in INHERITED_BY_SPLIT_FILES}
+        return data | {split: inherited | data[split] for split in ("val", "test") if isinstance(data.get(split), dict)}
 
 
 class DataSection(Section):

@@ -363,7 +363,8 @@ def test_a_split_can_come_from_its_own_file_with_its_own_columns(tmp_path, prefe
     params = tiny_params()
     params["text"]["data"] = {"import_from": {
         "path": "news/train.tsv", "layout": "tsv", "has_header": False, "text_columns": [0], "label_column": 1,
-        "test": {"path": "news/test.csv", "text_columns": ["description"], "label_column": "class"}}}
+        "test": {"path": "news/test.csv", "layout": "csv", "has_header": True, "text_columns": ["description"],
+                 "label_column": "class"}}}
     loaded = load_params(write_params(tmp_path, params))
     prepare_and_version(["text"], loaded, tmp_path, version=False)
 

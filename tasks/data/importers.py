@@ -215,8 +215,8 @@ def fill_splits(found: list[tuple], val_fraction: float, test_fraction: float, s
     present = {item[0] for item in found}
     fractions = {name: fraction for name, fraction in (("test", test_fraction), ("val", val_fraction))
                  if name not in present}
-    if not fractions:
-        return found
+    if not fractions:  # nothing to carve: the rows of a source without splits are training rows
+        return [(item[0] or "train", *item[1:]) for item in found]
     pool = [i for i, item in enumerate(found) if item[0] in (None, "train")]
     labels = [found[i][1] for i in pool]
     if groups is None:
@@ -331,6 +331,18 @@ def import_speech(source: Path, out_dir: Path, *, layout: str = "speech_commands
 
 
 # ---- text -------------------------------------------------------------------------------------
+def layout_hint(cells: list[str], layout: str) -> str:
+    """When a header or row read as one column looks like the other delimited layout, say so: a TSV read as CSV
+    (the default layout) is one column holding tabs."""
+    if len(cells) != 1:
+        return ""
+    if layout == "csv" and "\t" in cells[0]:
+        return "; it looks tab-separated: set layout: tsv"
+    if layout == "tsv" and "," in cells[0]:
+        return "; it looks comma-separated: set layout: csv"
+    return ""
+
+
 def text_rows(path: Path, layout: str, has_header: bool, text_columns: list, label_column) -> list[tuple[str, str, str]]:
     """(text, label, where) per row; text columns joined with a space."""
     delimiter = "\t" if layout == "tsv" else ","
@@ -341,7 +353,8 @@ def text_rows(path: Path, layout: str, has_header: bool, text_columns: list, lab
                 header = next(reader, [])
                 missing = [name for name in [*text_columns, label_column] if name not in header]
                 if missing:
-                    raise DataImportError(f"{path}: missing column(s) {missing} (the header has {header})")
+                    raise DataImportError(f"{path}: missing column(s) {missing} (the header has {header})"
+                                          + layout_hint(header, layout))
                 positions = [header.index(name) for name in text_columns]
                 label_position = header.index(label_column)
             else:
@@ -354,7 +367,7 @@ def text_rows(path: Path, layout: str, has_header: bool, text_columns: list, lab
                     continue  # blank line
                 if max(*positions, label_position) >= len(row):
                     raise DataImportError(f"{where}: missing column (needs {max(*positions, label_position) + 1} "
-                                          f"columns, has {len(row)})")
+                                          f"columns, has {len(row)})" + layout_hint(row, layout))
                 text = " ".join(row[i].strip() for i in positions if row[i].strip())
                 if not text:
                     raise DataImportError(f"{where}: empty text")

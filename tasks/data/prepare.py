@@ -79,6 +79,16 @@ def data_recipe(modality: str, params: Params, root: Path) -> dict:
     return builtin_recipe(modality, params)
 
 
+def import_data(modality: str, params: Params, root: Path, out_dir: Path, recipe: dict | None = None) -> dict:
+    """Import the modality's data.import_from into out_dir with the arguments its recipe records; returns the
+    importer's summary (examples per split)."""
+    import_from = params.section(modality).data.import_from
+    arguments = dict((recipe or import_recipe(modality, params, root))["arguments"])
+    for split, path in split_files(import_from, root).items():  # absolute, like the source
+        arguments[split] = {**arguments[split], "path": str(path)}
+    return import_dataset(modality, import_source(import_from, root), out_dir, arguments)
+
+
 def generator(modality: str):
     """The modality's built-in generator, imported only when data is built (a cached run never needs it)."""
     module = importlib.import_module(f"tasks.data.builtin_{modality}")
@@ -135,11 +145,7 @@ def prepare_data(modality: str, params: Params, root: Path) -> dict:
     built = Path(tempfile.mkdtemp(prefix=f"{modality}-", dir=scratch_root))
     try:
         if recipe["source"] == "import":
-            import_from = params.section(modality).data.import_from
-            arguments = dict(recipe["arguments"])
-            for split, path in split_files(import_from, root).items():  # absolute, like the source
-                arguments[split] = {**arguments[split], "path": str(path)}
-            summary = import_dataset(modality, import_source(import_from, root), built, arguments)
+            summary = import_data(modality, params, root, built, recipe)
         else:
             summary = generator(modality)(built, **recipe["arguments"])
         (built / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
