@@ -15,7 +15,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 # The pipeline's own default store; $MLFLOW_TRACKING_URI wins when set.
 TRACKING_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
-.PHONY: help setup run serve status test test-slow test-ui chromium ui serve-model benchmark clean
+.PHONY: help setup run serve status lint format test test-fast test-slow test-ui chromium ui serve-model benchmark clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,7 +33,7 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 setup: $(VENV)/.synced ## create .venv from uv.lock (torch, prefect, mlflow, dvc, ...)
 
-run: setup ## run the whole pipeline on the built-in data (text, image, speech, translation)
+run: setup ## run the whole pipeline on the built-in data (every task in params.yaml global.modalities)
 	$(VENV)/bin/attnflow run
 
 serve: setup ## serve the pipeline on params.yaml's global.schedule (local Prefect server + UI on :4200)
@@ -42,10 +42,21 @@ serve: setup ## serve the pipeline on params.yaml's global.schedule (local Prefe
 status: setup ## list the scheduled deployments, their next run and last runs
 	$(VENV)/bin/attnflow status
 
-test: setup ## run the test suite (slow tests excluded)
+lint: setup ## check style and common bugs with ruff (the config is in pyproject.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup ## rewrite the code in the project's format (ruff format) and fix what ruff can
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: setup ## run the test suite (slow tests excluded): under 10 minutes on 2 cores
 	$(PY) -m pytest -m "not slow"
 
-test-slow: setup ## run only the slow tests
+test-fast: setup ## run the fast tier: no Prefect server, no pipeline run (under a minute)
+	$(PY) -m pytest -m "not slow and not pipeline"
+
+test-slow: setup ## run only the slow tests (sweep, served model, browser; the browser test needs `make chromium`)
 	$(PY) -m pytest -m slow
 
 benchmark: setup ## quality on a real dataset: make benchmark DATASET=ag_news [ARGS="--set train.epochs=2"]

@@ -1,9 +1,7 @@
-"""Pure PyTorch attention models. Nothing here imports Prefect, MLflow or DVC."""
-from attn_models.attention import MultiHeadAttention, attention_rollout
-from attn_models.speech_transformer import SpeechTransformer
-from attn_models.text_classifier import TextTransformer
-from attn_models.translation_transformer import TranslationTransformer
-from attn_models.vit import VisionTransformer
+"""Pure PyTorch attention models, one file each: attention.py (the shared attention layer, encoder and rollout),
+text_classifier.py, vit.py, speech_transformer.py, translation_transformer.py. Nothing here imports Prefect, MLflow
+or DVC.
 
-__all__ = ["MultiHeadAttention", "attention_rollout", "SpeechTransformer", "TextTransformer", "TranslationTransformer",
-           "VisionTransformer"]
+This package imports none of its modules itself: importing one model loads that model's code only, so the stage cache
+(tasks/caching.py, which follows imports) re-runs a modality's stages when its own model changes and no other's.
+"""

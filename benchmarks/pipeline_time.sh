@@ -13,7 +13,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false
 seconds() { local start=$SECONDS; "$@" > "$work/log" 2>&1 || { cat "$work/log"; exit 1; }; echo $((SECONDS - start)); }
 setup=$(seconds make setup)
 first=$(seconds make run)
-metrics=$(grep -E '^(text|image|speech|translation) ' "$work/log" | awk '{sub(",", "", $3); printf "%s %s %s, ", $1, $2, $3}')
+metrics=$(grep -E '^[a-z_]+ +test_' "$work/log" | awk '{sub(",", "", $3); printf "%s %s %s, ", $1, $2, $3}')
 second=$(seconds make run)
 cached=$(grep -c 'Cached(type=COMPLETED)' "$work/log" || true)
 

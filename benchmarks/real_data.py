@@ -38,10 +38,10 @@ def load_config(name: str, datasets: Path) -> tuple[dict, str, dict]:
     params = yaml.safe_load(path.read_text())
     target = params.pop("benchmark")  # {metric, target, dataset}: what the issue asks of this dataset
     (modality,) = params["global"]["modalities"]
-    from tasks.data.prepare import SPLIT_FILES
+    from tasks.modalities.base import SPLIT_FILE_KEYS
 
     import_from = params[modality]["data"]["import_from"]
-    for spec in (import_from, *(import_from.get(split) for split in SPLIT_FILES)):
+    for spec in (import_from, *(import_from.get(split) for split in SPLIT_FILE_KEYS)):
         if spec is not None:  # paths in configs are relative to the datasets folder
             spec["path"] = str(datasets / spec["path"])
     return params, modality, target

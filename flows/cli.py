@@ -9,8 +9,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.metrics import evaluation_metrics, primary_metric
-from tasks.params import MODALITIES, ParamsError, load_params, project_root
+from tasks.modalities import MODALITIES, get
+from tasks.params import ParamsError, load_params, project_root
 
 EXIT_INVALID, EXIT_MISMATCH, EXIT_CODE_CHANGED = 2, 1, 3
 
@@ -57,7 +57,7 @@ def run(args) -> int:
 
     uri = tracking_uri(project_root(args.params), params)
     print("\nResults")
-    rows = [{"modality": m, "test metrics": ", ".join(f"{name} {r[name]:.4f}" for name in evaluation_metrics(m)),
+    rows = [{"modality": m, "test metrics": ", ".join(f"{name} {r[name]:.4f}" for name in get(m).metrics),
              "run_id": r["run_id"], "cached_from_run_id": r["cached_from_run_id"] or "-"}
             for m, r in result["modalities"].items()]
     print_table(rows, ["modality", "test metrics", "run_id", "cached_from_run_id"])
@@ -92,8 +92,9 @@ def reproduce(args) -> int:
 def sweep(args) -> int:
     with flows_module("flows.experiments") as experiments:
         result = experiments.sweep(args.modality, experiments.parse_grid(args.grid), params_path=args.params)
-    print(f"\nSweep {result['sweep_id']} ({args.modality}), ranked by {primary_metric(args.modality)}")
-    print_table(result["rows"], [*result["keys"], *evaluation_metrics(args.modality), "run_id"])
+    spec = get(args.modality)
+    print(f"\nSweep {result['sweep_id']} ({args.modality}), ranked by {spec.primary_metric}")
+    print_table(result["rows"], [*result["keys"], *spec.metrics, "run_id"])
     return 0
 
 

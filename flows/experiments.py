@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger
 
 from flows.pipeline import attention_pipeline
 from tasks.lineage import code_changes_since
-from tasks.metrics import evaluation_metrics, primary_metric
+from tasks.modalities import get
 from tasks.params import Params, ParamsError, load_params, project_root
 from tasks.tracking.mlflow_tracking import connect
 from tasks.versioning.dvc import checkout_data_version, run_dvc
@@ -56,7 +56,7 @@ def reproduce(run_id: str, params_path: str = "params.yaml", allow_code_change: 
 
     new = result["modalities"][tags["modality"]]
     comparison = {name: {"original": original[name], "reproduced": new[name], "match": original[name] == new[name]}
-                  for name in evaluation_metrics(tags["modality"])}
+                  for name in get(tags["modality"]).metrics}
     return {"run_id": new["run_id"], "data_md5": tags["data_md5"], "restored_data_md5": result["data_md5"],
             "metrics": comparison, "match": all(row["match"] for row in comparison.values())}
 
@@ -104,5 +104,6 @@ def sweep(modality: str, grid: dict[str, list], params_path: str = "params.yaml"
         result = attention_pipeline(params_path=params_path, modalities=[modality], params=params,
                                     tags={"sweep_id": sweep_id, "sweep_config": label})
         rows.append({**overrides, **result["modalities"][modality]})
-    rows.sort(key=lambda row: row[primary_metric(modality)], reverse=True)
+    spec = get(modality)
+    rows.sort(key=lambda row: spec.rank_key(row[spec.primary_metric]))  # best first, in the metric's direction
     return {"sweep_id": sweep_id, "modality": modality, "keys": list(grid), "rows": rows}

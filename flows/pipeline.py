@@ -17,24 +17,25 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from tasks.caching import call_cached
-from tasks.data.prepare import dataset_matches, prepare_data
-from tasks.evaluation.evaluate import evaluate_model
 from tasks.lineage import lineage_tags
-from tasks.metrics import evaluation_metrics
-from tasks.params import MODALITIES, Params, load_params, project_root
+from tasks.modalities import MODALITIES, get
+from tasks.params import Params, load_params, project_root
+from tasks.stages.evaluate import evaluate_model
+from tasks.stages.prepare import data_recipe, dataset_matches, prepare_data
+from tasks.stages.promote import promote_model
+from tasks.stages.train import TRAINING_ENVIRONMENT, train_model
+from tasks.stages.version import version_data
 from tasks.tracking.mlflow_tracking import connect, fail_run, log_metrics, log_params, run_name
-from tasks.tracking.registry import promote_model
-from tasks.training.train import TRAINING_ENVIRONMENT, train_model
-from tasks.versioning.dvc import version_data
+
 
 @flow(name="modality-pipeline", flow_run_name="{modality}")
 def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: str, lineage: dict,
                       data_recipe: dict, force: bool = False, tags: dict | None = None) -> dict:
     """Train, evaluate and promote one modality, recorded as one MLflow run in its task's experiment."""
     client, experiment_id = connect(root, params, modality)
-    section = params.section(modality)
-    run_tags = {MLFLOW_PARENT_RUN_ID: parent_run_id, "pipeline_run_id": parent_run_id, "modality": modality, "task": section.task,
-                "prefect_flow_run_id": flow_run.get_id(), **lineage, **(tags or {})}
+    section, metrics = params.section(modality), get(modality).metrics
+    run_tags = {MLFLOW_PARENT_RUN_ID: parent_run_id, "pipeline_run_id": parent_run_id, "modality": modality,
+                "task": section.task, "prefect_flow_run_id": flow_run.get_id(), **lineage, **(tags or {})}
     run_id = client.create_run(experiment_id, run_name=run_name(modality, section), tags=run_tags).info.run_id
     client.set_tag(parent_run_id, f"run_id.{modality}", run_id)
     try:
@@ -53,7 +54,7 @@ def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: 
         cached_from = None if evaluated["run_id"] == run_id else evaluated["run_id"]
         if cached_from:  # every stage came from the cache: point at the run that made (and promoted) the result
             client.set_tag(run_id, "cached_from_run_id", cached_from)
-            log_metrics(client, run_id, {name: evaluated[name] for name in evaluation_metrics(modality)})
+            log_metrics(client, run_id, {name: evaluated[name] for name in metrics})
             promotion = None
         else:
             promotion = promote_model(modality, params, root, run_id)
@@ -62,7 +63,7 @@ def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: 
         raise
     client.set_terminated(run_id, "FINISHED")
     return {"run_id": run_id, "cached_from_run_id": cached_from, "promotion": promotion, **environment,
-            **{name: evaluated[name] for name in evaluation_metrics(modality)}}
+            **{name: evaluated[name] for name in metrics}}
 
 
 @flow(name="attention-pipeline")
@@ -84,7 +85,8 @@ def attention_pipeline(params_path: str = "params.yaml", modalities: list[str] |
         raise ValueError(f"unknown modalities {unknown}; choose from {', '.join(MODALITIES)}")
 
     recipes = {m: call_cached(prepare_data, force=force, outputs_exist=lambda recipe: dataset_matches(root, recipe),
-                              modality=m, params=params, root=root) for m in selected}
+                              modality=m, params=params, root=root, recipe=data_recipe(m, params, root))
+               for m in selected}
     lineage = lineage_tags(root, params, version_data(root))
 
     client, experiment_id = connect(root, params)
@@ -111,6 +113,6 @@ def attention_pipeline(params_path: str = "params.yaml", modalities: list[str] |
     client.set_terminated(parent_run_id, "FINISHED")
     for modality, result in results.items():
         cached = f", cached from run {result['cached_from_run_id']}" if result["cached_from_run_id"] else ""
-        figures = ", ".join(f"{name} {result[name]:.4f}" for name in evaluation_metrics(modality))
+        figures = ", ".join(f"{name} {result[name]:.4f}" for name in get(modality).metrics)
         logger.info("%s: %s (MLflow run %s%s)", modality, figures, result["run_id"], cached)
     return {"parent_run_id": parent_run_id, "data_md5": lineage["data_md5"], "modalities": results}

@@ -1,14 +1,24 @@
 """Stage cache keys: a stage is skipped when what it reads is unchanged.
 
-Each key hashes exactly what its stage depends on: its params section, the data version and the
-source code of the stage. Prefect persists task results under these keys, so a hit carries over
-between flow runs and shows as ``Cached`` in Prefect.
+Each stage declares its inputs once (``Stage``): the parts of params.yaml it reads, the task arguments that carry
+earlier stages' results, and its module. The code it runs is not listed by hand: it is the stage's module, the
+modality's module and its model's module, and every project module they import, followed through the imports
+(``code_closure``), so a change to any of them (a helper, the model, the serving wrapper) re-runs the stage and
+what depends on it, and nothing else. The data's own code (a generator, an importer) is part of the data recipe,
+which the prepare stage produces and the later stages read. The unit is a file: a change to a modality's module
+re-runs all of that modality's training and evaluation, whichever part of it changed.
+
+Prefect persists task results under these keys, so a hit carries over between flow runs and shows as ``Cached``.
 """
+import ast
 import hashlib
 import json
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 CODE_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_PACKAGES = ("attn_models", "flows", "tasks")
 
 
 def digest(*parts) -> str:
@@ -17,15 +27,97 @@ def digest(*parts) -> str:
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def code_fingerprint(*paths: str) -> str:
-    """sha256 over the Python sources under the given paths (relative to the code root)."""
+def module_file(module: str, root: Path) -> Path | None:
+    """The source file of a project module (a package's __init__.py), or None when there is none."""
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@lru_cache(maxsize=512)
+def _imports(path: Path, mtime_ns: int, size: int) -> frozenset[str]:
+    """Project modules a source file imports anywhere in it (top level or inside functions), as dotted names;
+    `from package import name` counts as package.name when that is a module."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return frozenset(name for name in names if name.split(".")[0] in PROJECT_PACKAGES)
+
+
+def code_closure(*modules: str, root: Path | None = None) -> list[Path]:
+    """The source files of the modules, the packages holding them and every project module they import, followed
+    through the imports; sorted."""
+    root = root or CODE_ROOT
+    seen, files, pending = set(), set(), list(modules)
+    while pending:
+        module = pending.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = module_file(module, root)
+        if path is None:
+            continue  # an imported name, not a module
+        files.add(path)
+        stat = path.stat()
+        pending += [*_imports(path, stat.st_mtime_ns, stat.st_size), *parents(module)]
+    return sorted(files)
+
+
+def parents(module: str) -> list[str]:
+    """'tasks.data.importers' -> ['tasks', 'tasks.data']: importing a module runs its packages' __init__ first."""
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def code_fingerprint(*modules: str, root: Path | None = None) -> str:
+    """sha256 over the relative paths and bytes of the modules' code closure."""
+    root = root or CODE_ROOT
     sha = hashlib.sha256()
-    for relative in paths:
-        target = CODE_ROOT / relative
-        for source in sorted(target.rglob("*.py") if target.is_dir() else [target]):
-            sha.update(str(source.relative_to(CODE_ROOT)).encode())
-            sha.update(source.read_bytes())
+    for source in code_closure(*modules, root=root):
+        sha.update(source.relative_to(root).as_posix().encode() + b"\0" + source.read_bytes())
     return sha.hexdigest()
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What one stage reads, declared once; its cache key follows from it.
+
+    params: what it reads of params.yaml: sub-sections of the modality's section ("model"), or "global.<key>";
+    upstream: the task arguments that hold earlier stages' results (a data recipe, a trained checkpoint);
+    module: the stage's module. The code it runs is that module and, with modality_code, the modality's module and
+    its model's, with all they import.
+    """
+    name: str
+    params: tuple[str, ...]
+    upstream: tuple[str, ...]
+    module: str
+    modality_code: bool = True
+
+    def code_modules(self, modality: str) -> tuple[str, ...]:
+        if not self.modality_code:
+            return (self.module,)
+        from tasks.modalities import get
+
+        spec = get(modality)
+        return self.module, type(spec).__module__, spec.model_module
+
+    def param_values(self, params, modality: str) -> dict:
+        section = params.section(modality)
+        return {path: getattr(params.global_, path.removeprefix("global.")) if path.startswith("global.")
+                else getattr(section, path) for path in self.params}
+
+    def cache_key(self, _context, inputs: dict) -> str:
+        """Prefect's cache_key_fn: the stage, the modality, the project, what it reads and its code."""
+        modality = inputs["modality"]
+        return f"{self.name}-" + digest(modality, str(inputs["root"]), self.param_values(inputs["params"], modality),
+                                        [inputs[name] for name in self.upstream],
+                                        code_fingerprint(*self.code_modules(modality)))
 
 
 def call_cached(stage, *, force: bool, outputs_exist, **inputs):

@@ -13,6 +13,18 @@ from tasks.params import MODALITIES
 REPO = Path(__file__).resolve().parents[1]
 
 
+CACHED_STAGES = ("prepare-data-", "train-", "evaluate-")  # task run names: <stage>-<modality>
+SERVER_FIXTURES = {"prefect_server", "real_server"}  # tests using them (directly or not) run a Prefect server
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that needs a Prefect server (and so, mostly, runs the pipeline) `pipeline`: `make test-fast`
+    leaves them out."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.pipeline)
+
+
 def tiny_params() -> dict:
     """The real params.yaml, shrunk: little data, one short epoch, small models."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -90,3 +102,20 @@ def pipeline_runs(tmp_path_factory, prefect_server):
         write_params(project, params)
         second = attention_pipeline(params_path=str(project / "params.yaml"), tags={"sweep_id": "s1"})
         yield project, first, second
+
+
+def stage_states(project: Path, result: dict) -> dict[str, str]:
+    """The state of each cached stage (prepare-data, train, evaluate) of one pipeline run, by task run name
+    ({"train-image": "Cached", ...}), read from the Prefect server: the tasks of the pipeline's flow run and of its
+    modality subflows, whose ids the run's MLflow runs carry (tag prefect_flow_run_id)."""
+    from mlflow.tracking import MlflowClient
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    run_ids = [result["parent_run_id"], *(r["run_id"] for r in result["modalities"].values())]
+    flow_runs = [client.get_run(run_id).data.tags["prefect_flow_run_id"] for run_id in run_ids]
+    with get_client(sync_client=True) as prefect:
+        task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_runs)),
+                                           limit=200)
+    return {run.name: run.state_name for run in task_runs if run.name.startswith(CACHED_STAGES)}

@@ -1,15 +1,18 @@
 """A modality that really fails (a corrupt test image) is FAILED in MLflow with its error and traceback,
 the other modalities still finish, and the flow run fails naming it; nothing is left RUNNING."""
+from pathlib import Path
+
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import attention_pipeline
-from tasks.data.prepare import prepare_data
+from tasks.stages.prepare import data_recipe, prepare_data
 from tasks.params import load_params
 
 
 def test_a_failing_modality_is_failed_in_mlflow_and_the_others_finish(tiny_project, prefect_server):
     params_path = tiny_project / "params.yaml"
-    prepare_data("image", load_params(params_path), tiny_project)  # the real dataset, then one file broken
+    params = load_params(params_path)
+    prepare_data("image", params, tiny_project, data_recipe("image", params, tiny_project))  # then one file broken
     broken = sorted((tiny_project / "data" / "image" / "test").rglob("*.png"))[0]
     broken.write_bytes(b"not an image")
 
@@ -26,6 +29,6 @@ def test_a_failing_modality_is_failed_in_mlflow_and_the_others_finish(tiny_proje
                                                                "speech": "FINISHED", "translation": "FINISHED"}
     image = children["image"]
     assert "UnidentifiedImageError" in image.data.tags["error"]
-    traceback = open(client.download_artifacts(image.info.run_id, "error_traceback.txt")).read()
+    traceback = Path(client.download_artifacts(image.info.run_id, "error_traceback.txt")).read_text()
     assert broken.name in traceback and "Traceback" in traceback
     assert not client.search_runs(experiments, "attributes.status = 'RUNNING'")

@@ -2,13 +2,14 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import sacrebleu
 from mlflow.tracking import MlflowClient
 
-from flows.pipeline import attention_pipeline
 from tasks.lineage import data_md5
-from tasks.metrics import evaluation_metrics
+from tasks.modalities import get
 from tasks.params import MODALITIES
 
 
@@ -45,14 +46,14 @@ def test_pipeline_logs_a_finished_run_per_modality_with_everything(pipeline_resu
         assert tags["data_md5"] == md5
         assert tags["task"] and tags["prefect_flow_run_id"] and len(tags["git_sha"]) == 40
         assert params["model.embed_dim"] == "16" and params["train.epochs"] == epochs
-        assert {*evaluation_metrics(modality), "train_loss", "val_loss", "train_accuracy", "val_accuracy"} <= set(metrics)
-        for name in evaluation_metrics(modality):
+        assert {*get(modality).metrics, "train_loss", "val_loss", "train_accuracy", "val_accuracy"} <= set(metrics)
+        for name in get(modality).metrics:
             assert metrics[name] == result["modalities"][modality][name]
             assert 0.0 <= metrics[name] <= (100.0 if modality == "translation" else 1.0)  # BLEU, chrF: 0..100
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         attention = {a.path for a in client.list_artifacts(run.info.run_id, "attention")}
         assert {"attention/sample_00.png", "attention/sample_01.png", "attention/attention_maps.json"} <= attention
-        maps = json.loads(open(client.download_artifacts(run.info.run_id, "attention/attention_maps.json")).read())
+        maps = json.loads(Path(client.download_artifacts(run.info.run_id, "attention/attention_maps.json")).read_text())
         assert len(maps) == 2
         if modality == "translation":
             check_translation_artifacts(client, run.info.run_id, maps, artifacts, project)
@@ -71,11 +72,16 @@ def check_translation_artifacts(client, run_id: str, maps: list[dict], artifacts
         assert len(record["alignment"]) == len(record["output_tokens"])
         for row in record["alignment"]:
             assert len(row) == len(record["source_tokens"]) and abs(sum(row) - 1) < 1e-3
-    samples = json.loads(open(client.download_artifacts(run_id, "translations/samples.json")).read())
+    samples = json.loads(Path(client.download_artifacts(run_id, "translations/samples.json")).read_text())
     assert samples and {"source", "reference", "translation"} == set(samples[0])
-    hypotheses = open(client.download_artifacts(run_id, "translations/test_hypotheses.txt")).read()
+    hypotheses = Path(client.download_artifacts(run_id, "translations/test_hypotheses.txt")).read_text()
     references = (project / "data" / "translation" / "test.en").read_text()
     assert hypotheses.count("\n") == references.count("\n") == 20  # one line per test sentence
+    # the logged scores are sacrebleu's on exactly these hypotheses and the raw references
+    metrics = client.get_run(run_id).data.metrics
+    hypotheses, references = hypotheses.splitlines(), references.splitlines()
+    assert metrics["test_bleu"] == pytest.approx(sacrebleu.corpus_bleu(hypotheses, [references]).score, abs=1e-9)
+    assert metrics["test_chrf"] == pytest.approx(sacrebleu.corpus_chrf(hypotheses, [references]).score, abs=1e-9)
 
 
 def test_data_is_versioned_and_dvc_status_is_clean(pipeline_result):

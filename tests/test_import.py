@@ -15,13 +15,13 @@ import yaml
 from PIL import Image
 from prefect import flow
 
-from tasks.data.datasets import (load_image_splits, load_speech_splits, load_translation_splits, read_parallel,
-                                 read_text_csv, train_tokenizer)
+from tasks.data.datasets import read_parallel, read_text_csv, train_tokenizer
 from tasks.data.importers import (DataImportError, import_images, import_speech, import_text, import_translation,
                                   source_fingerprint)
-from tasks.data.prepare import data_recipe, prepare_data, read_recipe
+from tasks.modalities import get
+from tasks.stages.prepare import data_recipe, prepare_data, read_recipe
 from tasks.params import ParamsError, load_params
-from tasks.versioning.dvc import version_data
+from tasks.stages.version import version_data
 from tests.conftest import REPO, tiny_params, write_params
 
 SHARED = REPO.parent / "shared" / "datasets"
@@ -110,7 +110,7 @@ def test_image_folders_missing_val_is_carved_and_loads(tmp_path):
     assert summary["splits"] == {"train": 10, "val": 2, "test": 4}
     assert {p.suffix for p in out.rglob("*") if p.is_file()} == {".png"}
     assert sorted(p.name for p in (out / "test" / "dog").iterdir()) == ["tdog0.png", "tdog1.png"]
-    splits = load_image_splits(out, section("image"), seed=0)
+    splits = get("image").load_splits(out, section("image"), 0, None)
     assert splits.class_names == ["cat", "dog"] and splits.train[0][0].shape == (1, 32, 32)
     again = tmp_path / "again"
     import_images(source, again, seed=3)
@@ -141,7 +141,7 @@ def test_speech_commands_8khz_stereo_is_resampled_mono_and_split_by_speaker(tmp_
     val = (out / "validation_list.txt").read_text().split()
     assert val and {name.split("/")[1] for name in val if name.startswith("yes")} == \
         {name.split("/")[1] for name in val if name.startswith("no")}  # whole speakers go to val
-    splits = load_speech_splits(out, section("speech"), seed=0)
+    splits = get("speech").load_splits(out, section("speech"), 0, None)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (12 - 2 - len(val), len(val), 2)
     assert splits.train[0][0].shape == (16000,)
     again = tmp_path / "again"
@@ -191,7 +191,7 @@ def test_parallel_files_plain_and_gzipped_with_a_carved_test_split(tmp_path):
     tokenizer = train_tokenizer(sum(read_parallel(out, "train", ("de", "en")), []), 60, reversible=True)
     params = load_params(REPO / "params.yaml").section("translation")
     params = params.model_copy(update={"data": params.data.model_copy(update={"import_from": None})})
-    splits = load_translation_splits(out, params, seed=0, tokenizer=tokenizer)
+    splits = get("translation").load_splits(out, params, 0, tokenizer)
     source_ids, target_ids = splits.train[0]
     assert target_ids[0] == 2 and target_ids[-1] == 3 and len(splits.test) == 3  # [BOS] ... [EOS]
 
@@ -322,7 +322,7 @@ def test_bad_data_names_the_file(tmp_path, modality, make_bad):
 
 @flow
 def prepare_and_version(modalities, params, root, version=True):
-    recipes = [prepare_data(m, params, root) for m in modalities]  # the pipeline's task: cache key, retries
+    recipes = [prepare_data(m, params, root, data_recipe(m, params, root)) for m in modalities]  # cache, retries
     return recipes, (version_data(root) if version else None)
 
 
@@ -396,7 +396,7 @@ def test_real_cifar10_folders(tmp_path):
     summary = import_images(source, tmp_path / "out", seed=42)
     assert len(summary["classes"]) == 10 and summary["splits"]["test"] == 20 and summary["splits"]["val"] == 10
     params = section("image").model_copy(update={"data": section("image").data.model_copy(update={"channels": 3})})
-    assert load_image_splits(tmp_path / "out", params, seed=0).val[0][0].shape == (3, 32, 32)
+    assert get("image").load_splits(tmp_path / "out", params, 0, None).val[0][0].shape == (3, 32, 32)
 
 
 @needs_shared
@@ -409,7 +409,7 @@ def test_real_speech_commands(tmp_path):
     summary = import_speech(source, tmp_path / "out", sample_rate=8000, seed=42)  # 16 kHz sources, downsampled
     assert summary["classes"] == ["_silence_", "no", "yes"] and all(summary["splits"].values())
     assert soundfile.info(tmp_path / "out" / "yes" / sorted((source / "yes").iterdir())[0].name).samplerate == 8000
-    loaded = load_speech_splits(tmp_path / "out", section("speech"), seed=0)
+    loaded = get("speech").load_splits(tmp_path / "out", section("speech"), 0, None)
     assert loaded.class_names == ["_silence_", "no", "yes"]
     speakers = {split: {p.name.split("_nohash_")[0] for p in getattr(loaded, split).items} for split in ("train", "test")}
     assert not speakers["train"] & speakers["test"]

@@ -7,7 +7,7 @@ speech, round(n * fraction) examples go to each missing split, test first, alway
 import pytest
 
 from tasks.data.importers import DataImportError
-from tasks.data.prepare import import_data
+from tasks.stages.prepare import import_data
 from tasks.params import load_params
 from tests.conftest import tiny_params, write_params
 from tests.test_import import make_png, make_wav, write_lines, write_rows

@@ -2,7 +2,10 @@
 import pytest
 import torch
 
-from attn_models import MultiHeadAttention, SpeechTransformer, TextTransformer, VisionTransformer, attention_rollout
+from attn_models.attention import MultiHeadAttention, attention_rollout
+from attn_models.speech_transformer import SpeechTransformer
+from attn_models.text_classifier import TextTransformer
+from attn_models.vit import VisionTransformer
 
 torch.manual_seed(0)
 
@@ -66,10 +69,15 @@ def test_models_classify_and_expose_attention(model, inputs, tokens):
     assert torch.allclose(model(inputs), logits, atol=1e-5)  # fused path gives the same logits
 
 
-def test_rollout_of_uniform_attention_is_uniform():
-    uniform = torch.full((1, 2, 4, 4), 0.25)
-    rollout = attention_rollout([uniform, uniform], residual_weight=1.0)
-    assert torch.allclose(rollout, torch.full((1, 4, 4), 0.25))
+def test_rollout_by_hand():
+    """Two layers, two heads, two tokens. Heads average to A = [[.8, .2], [.3, .7]] and B = [[.6, .4], [.1, .9]];
+    with the residual at weight 0.5 they become A' = [[.9, .1], [.15, .85]] and B' = [[.8, .2], [.05, .95]], and the
+    rollout is B' @ A' (the later layer on the left) = [[.75, .25], [.1875, .8125]]. The other order, A' @ B', would be
+    [[.725, .275], [.1625, .8375]]."""
+    first = torch.tensor([[[1.0, 0.0], [0.2, 0.8]], [[0.6, 0.4], [0.4, 0.6]]])[None]  # (B=1, H=2, T, T)
+    second = torch.tensor([[[0.6, 0.4], [0.0, 1.0]], [[0.6, 0.4], [0.2, 0.8]]])[None]
+    rollout = attention_rollout([first, second], residual_weight=0.5)
+    assert torch.allclose(rollout, torch.tensor([[[0.75, 0.25], [0.1875, 0.8125]]]))
 
 
 def test_spec_augment_only_in_training():

@@ -1,13 +1,13 @@
 """The prepare stage builds data/<modality> from its recipe, atomically, and only when the recipe changed."""
 from prefect import flow
 
-from tasks.data.prepare import builtin_recipe, dataset_matches, prepare_data, read_recipe
+from tasks.stages.prepare import builtin_recipe, data_recipe, dataset_matches, prepare_data, read_recipe
 from tasks.params import load_params
 
 
 @flow
 def prepare(modality, params, root):
-    return prepare_data.fn(modality, params, root)  # the task's body, without the stage cache
+    return prepare_data.fn(modality, params, root, data_recipe(modality, params, root))  # the body, no cache
 
 
 def test_a_dataset_is_rebuilt_only_when_its_recipe_changes(tiny_project, prefect_server):

@@ -3,7 +3,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks.metrics import primary_metric
+from tasks.modalities import get
 from tasks.params import MODALITIES
 from tasks.tracking.registry import CHALLENGER, CHAMPION, Candidate, decide, register_and_promote
 
@@ -66,7 +66,7 @@ def test_pipeline_runs_promote_the_better_and_keep_the_worse_as_challenger(pipel
     uri = f"sqlite:///{project / 'mlflow.db'}"
     client = MlflowClient(uri, registry_uri=uri)
     for modality in MODALITIES:
-        metric = primary_metric(modality)
+        metric = get(modality).primary_metric
         name = first["modalities"][modality]["promotion"]["registered_model"]
         champion = client.get_model_version_by_alias(name, CHAMPION)  # every task has one
         good, worse = (client.get_run(r["modalities"][modality]["run_id"]) for r in (first, second))

@@ -54,7 +54,7 @@ def test_translation_champion_translates_raw_sentences(pipeline_runs):
     answers = model.predict(pd.DataFrame({"text": sources}))
     client = mlflow.MlflowClient()
     champion_run = client.get_model_version_by_alias("attnflow-translation-de-en", "champion").run_id
-    evaluated = open(client.download_artifacts(champion_run, "translations/test_hypotheses.txt")).read().split("\n")
+    evaluated = Path(client.download_artifacts(champion_run, "translations/test_hypotheses.txt")).read_text().split("\n")
     assert [answer["translation"] for answer in answers] == evaluated[:2]  # served as evaluated, same settings
     for answer in answers:
         assert answer["source_tokens"] and answer["output_tokens"][-1] == "[EOS]"

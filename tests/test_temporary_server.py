@@ -4,7 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.pipeline  # `attnflow run` in a subprocess, with its own temporary Prefect server
 
 
 def test_run_without_a_server_starts_and_stops_a_temporary_one(tiny_project):

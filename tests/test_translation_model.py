@@ -3,7 +3,7 @@ reversible subword tokenizer it reads and writes."""
 import pytest
 import torch
 
-from attn_models import TranslationTransformer
+from attn_models.translation_transformer import TranslationTransformer
 from tasks.data.datasets import BOS, EOS, PAD, UNK, encode_targets, train_tokenizer
 
 VOCAB, PAD_ID, BOS_ID, EOS_ID = 40, 0, 2, 3

@@ -1,10 +1,6 @@
-"""Read prepared data (data/<modality>/, in the layouts users bring) into torch datasets.
-
-- image:  <root>/{train,val,test}/<class>/*.png|jpg           (folder per class)
-- speech: <root>/<word>/*.wav + validation_list.txt, testing_list.txt   (Speech Commands)
-- text:   <root>/{train,val,test}.csv with columns text,label
-- translation: <root>/{train,val,test}.<source_lang> and .<target_lang>, one sentence per line, line-aligned
-"""
+"""Readers of prepared data shared by the modalities (tasks/modalities/), which each turn their own layout in
+data/<modality>/ into ``Splits``: image decoding and albumentations transforms, audio clips, CSV text, parallel
+text files, and the BPE tokenizer with its batching."""
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +13,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
-SPLITS = ("train", "val", "test")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"  # ids 0, 1 (and 2, 3 in a reversible tokenizer)
-NOT_WORDS = {"_background_noise_"}  # Speech Commands' noise recordings; _silence_ and _unknown_ are classes
 
 
 @dataclass
@@ -30,7 +23,6 @@ class Splits:
     test: Dataset
     class_names: list[str]
     collate_fn: object = None  # None: torch's default
-    task: str = "classification"  # or "translation": inputs are source ids, targets are target ids
 
 
 class LabelledItems(Dataset):
@@ -76,20 +68,6 @@ def read_image(source, channels: int, size: int) -> np.ndarray:
     return image_pixels(Image.open(source), channels, size)
 
 
-def load_image_splits(root: Path, params, seed: int) -> Splits:
-    class_names = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    size, channels = params.data.image_size, params.data.channels
-
-    def split(name, transform):
-        paths = sorted(p for p in (root / name).glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        labels = [class_names.index(p.parent.name) for p in paths]
-        return LabelledItems(paths, labels, lambda p: transform(image=read_image(p, channels, size))["image"])
-
-    plain = image_transforms(channels)
-    return Splits(split("train", image_transforms(channels, params.data.augment, seed)), split("val", plain),
-                  split("test", plain), class_names)
-
-
 # ---- speech -------------------------------------------------------------------------------
 def fit_length(clip: torch.Tensor, num_samples: int) -> torch.Tensor:
     """Exactly num_samples: zero-padded or cut at the end."""
@@ -106,26 +84,6 @@ def read_clip(source, num_samples: int, sample_rate: int | None = None) -> torch
 
         clip = torchaudio.functional.resample(clip, rate, sample_rate)
     return fit_length(clip, num_samples)
-
-
-def load_speech_splits(root: Path, params, seed: int) -> Splits:
-    class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in NOT_WORDS
-                         and not p.name.startswith("."))
-    listed = {name: set((root / f"{name}_list.txt").read_text().split()) for name in ("validation", "testing")}
-    by_split = {name: [] for name in SPLITS}
-    for path in sorted(root.glob("*/*.wav")):
-        if path.parent.name not in class_names:
-            continue
-        relative = f"{path.parent.name}/{path.name}"
-        split = "val" if relative in listed["validation"] else "test" if relative in listed["testing"] else "train"
-        by_split[split].append(path)
-    num_samples = int(params.data.sample_rate * params.data.clip_seconds)
-
-    def split(name):
-        paths = by_split[name]
-        return LabelledItems(paths, [class_names.index(p.parent.name) for p in paths], lambda p: read_clip(p, num_samples))
-
-    return Splits(split("train"), split("val"), split("test"), class_names)
 
 
 # ---- text ---------------------------------------------------------------------------------
@@ -166,29 +124,7 @@ def pad_token_batch(batch):
     return pad_sequence(ids, batch_first=True, padding_value=0), torch.tensor(labels)
 
 
-def load_text_splits(root: Path, params, seed: int, tokenizer: Tokenizer) -> Splits:
-    texts = {name: read_text_csv(root / f"{name}.csv") for name in SPLITS}
-    class_names = sorted(set(texts["train"][1]))
-
-    def split(name):
-        split_texts, split_labels = texts[name]
-        ids = encode_texts(tokenizer, split_texts, params.model.max_len)
-        return LabelledItems(ids, [class_names.index(label) for label in split_labels], lambda item: item)
-
-    return Splits(split("train"), split("val"), split("test"), class_names, pad_token_batch)
-
-
 # ---- translation --------------------------------------------------------------------------
-def translation_languages(section) -> tuple[str, str]:
-    """(source, target) language codes: the imported corpus's, or the built-in corpus's (German -> English)."""
-    imported = section.data.import_from
-    if imported is not None:
-        return imported.source_lang, imported.target_lang
-    from tasks.data.builtin_translation import SOURCE_LANG, TARGET_LANG
-
-    return SOURCE_LANG, TARGET_LANG
-
-
 def read_parallel(root: Path, split: str, languages: tuple[str, str]) -> tuple[list[str], list[str]]:
     """The source and target sentences of a prepared split (one per line, line-aligned)."""
     source, target = (root.joinpath(f"{split}.{lang}").read_text(encoding="utf-8").split("\n")[:-1]
@@ -206,14 +142,3 @@ def pad_pair_batch(batch):
     sources, targets = zip(*batch)
     return pad_sequence(sources, batch_first=True, padding_value=0), pad_sequence(targets, batch_first=True,
                                                                                  padding_value=0)
-
-
-def load_translation_splits(root: Path, params, seed: int, tokenizer: Tokenizer) -> Splits:
-    languages, max_len = translation_languages(params), params.model.max_len
-
-    def split(name):
-        sources, targets = read_parallel(root, name, languages)
-        return LabelledItems(encode_texts(tokenizer, sources, max_len), encode_targets(tokenizer, targets, max_len),
-                             lambda item: item)
-
-    return Splits(split("train"), split("val"), split("test"), [], pad_pair_batch, task="translation")

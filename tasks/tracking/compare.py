@@ -4,14 +4,15 @@ import io
 
 from mlflow.tracking import MlflowClient
 
-from tasks.metrics import evaluation_metrics
+from tasks.modalities import get
 
 TRAINING_METRICS = ("best_val_accuracy", "num_parameters")
 
 
 def compare_runs(client: MlflowClient, experiment_id: str, modality: str, sweep: str | None = None) -> list[dict]:
-    """One row per finished run, sorted by the modality's primary test metric (best first)."""
-    metrics = (*evaluation_metrics(modality), *TRAINING_METRICS)  # the first one ranks
+    """One row per finished run, sorted by the modality's primary test metric (best first, in its direction)."""
+    spec = get(modality)
+    metrics = (*spec.metrics, *TRAINING_METRICS)  # the first one ranks
     query = "attributes.status = 'FINISHED'" + (f" AND tags.sweep_id = '{sweep}'" if sweep else "")
     runs = client.search_runs([experiment_id], query, max_results=1000)
     differing = sorted({key for run in runs for key in run.data.params
@@ -19,7 +20,7 @@ def compare_runs(client: MlflowClient, experiment_id: str, modality: str, sweep:
     rows = [{"run": run.info.run_name, "run_id": run.info.run_id[:8], "promotion": run.data.tags.get("promotion", ""),
              **{key: run.data.params.get(key, "") for key in differing},
              **{key: run.data.metrics.get(key) for key in metrics}} for run in runs]
-    return sorted(rows, key=lambda row: float("-inf") if row[metrics[0]] is None else row[metrics[0]], reverse=True)
+    return sorted(rows, key=lambda row: spec.rank_key(row[metrics[0]]))
 
 
 def cell(value) -> str:

@@ -12,6 +12,7 @@ import mlflow
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from tasks.names import MODEL_ARTIFACT
 from tasks.params import Params
 
 ARTIFACTS_DIR = "mlartifacts"
@@ -30,12 +31,12 @@ def experiment_name(params: Params, modality: str | None = None) -> str:
 
 
 def run_name(modality: str, section) -> str:
-    """What tells runs of one task apart: model, size and training settings, e.g. image-VisionTransformer-d4-w64-h4-lr0.002-ep30."""
-    from tasks.training.models import MODEL_CLASSES
+    """What tells runs of one task apart: model, size and training settings, e.g.
+    image-VisionTransformer-d4-w64-h4-lr0.002-ep30."""
+    from tasks.modalities import get
 
-    m, t = section.model, section.train
-    depth = m.depth if hasattr(m, "depth") else f"{m.encoder_depth}+{m.decoder_depth}"  # translation: encoder+decoder
-    return f"{modality}-{MODEL_CLASSES[modality]}-d{depth}-w{m.embed_dim}-h{m.num_heads}-lr{t.lr:g}-ep{t.epochs}"
+    t = section.train
+    return f"{modality}-{get(modality).describe_model(section)}-lr{t.lr:g}-ep{t.epochs}"
 
 
 def connect(root: Path, params: Params, modality: str | None = None) -> tuple[MlflowClient, str]:
@@ -94,6 +95,6 @@ def log_pytorch_model(run_id: str, model, *, input_example, signature, code_path
     import mlflow.pytorch  # here: it loads torch, which a cached pipeline run never needs
 
     with mlflow.start_run(run_id=run_id, nested=True):
-        return mlflow.pytorch.log_model(model, name="model", input_example=input_example, signature=signature,
+        return mlflow.pytorch.log_model(model, name=MODEL_ARTIFACT, input_example=input_example, signature=signature,
                                         code_paths=code_paths, extra_files=extra_files,
                                         serialization_format="pickle")

@@ -1,7 +1,7 @@
 """Model registry: one registered model per task, and the promotion rule for its `champion` alias.
 
-The rule (``decide``), on the modality's primary test metric (tasks/metrics.py: test_accuracy for classifiers,
-test_bleu for translation; higher is better):
+The rule (``decide``), on the modality's primary test metric (its spec's ``metrics[0]``: test_accuracy for
+classifiers, test_bleu for translation; ``higher_is_better`` says which way is better, lower for error rates):
 - no champion yet                   -> the new version becomes champion;
 - same test data (test_data_md5)    -> champion only if strictly better, otherwise challenger (a tie keeps the
                                        incumbent: a new model has to earn the move);
@@ -13,18 +13,15 @@ The decision is logged on the new run: tags ``promotion`` (the alias), ``promoti
 ``promotion_champion_<metric>`` (both figures, e.g. ``promotion_new_test_accuracy``).
 """
 from dataclasses import dataclass
-from pathlib import Path
 
 import mlflow
 from mlflow.exceptions import MlflowException
-from prefect import get_run_logger, task
 
-from tasks.metrics import primary_metric
+from tasks.names import SERVING_ARTIFACT
 from tasks.params import Params
-from tasks.tracking.mlflow_tracking import connect, experiment_name, log_metrics
+from tasks.tracking.mlflow_tracking import experiment_name, log_metrics
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-SERVING_MODEL = "serving"
 
 
 def registered_model_name(params: Params, modality: str) -> str:
@@ -43,7 +40,7 @@ class Decision:
     reason: str
 
 
-def decide(new: Candidate, champion: Candidate | None, metric: str) -> Decision:
+def decide(new: Candidate, champion: Candidate | None, metric: str, higher_is_better: bool = True) -> Decision:
     """The promotion rule (see the module docstring); metric names the figures in the reason."""
     if champion is None:
         return Decision(CHAMPION, f"first model: no champion yet ({metric} {new.score:.4f})")
@@ -51,11 +48,12 @@ def decide(new: Candidate, champion: Candidate | None, metric: str) -> Decision:
     if new.test_data_md5 != champion.test_data_md5:
         return Decision(CHALLENGER, f"different test data (test_data_md5 {new.test_data_md5[:8]} vs champion's "
                                     f"{champion.test_data_md5[:8]}): {figures} are not comparable; champion kept")
-    if new.score > champion.score:
-        return Decision(CHAMPION, f"better on the same test data: {figures}")
     if new.score == champion.score:
         return Decision(CHALLENGER, f"equal on the same test data: {figures}; champion kept (must be strictly better)")
-    return Decision(CHALLENGER, f"worse on the same test data: {figures}; champion kept")
+    direction = "higher" if higher_is_better else "lower"
+    if (new.score > champion.score) == higher_is_better:
+        return Decision(CHAMPION, f"better on the same test data ({direction} is better): {figures}")
+    return Decision(CHALLENGER, f"worse on the same test data ({direction} is better): {figures}; champion kept")
 
 
 def candidate(client, run_id: str, metric: str) -> Candidate:
@@ -63,10 +61,12 @@ def candidate(client, run_id: str, metric: str) -> Candidate:
     return Candidate(run.data.metrics[metric], run.data.tags["test_data_md5"])
 
 
-def register_and_promote(client, name: str, run_id: str, metric: str) -> tuple[str, Decision, str | None]:
+def register_and_promote(client, name: str, run_id: str, metric: str,
+                         higher_is_better: bool = True) -> tuple[str, Decision, str | None]:
     """Register the run's serving model under `name`, move `champion` or set `challenger`; log the decision."""
     experiment_id = client.get_run(run_id).info.experiment_id
-    served = client.search_logged_models([experiment_id], f"source_run_id = '{run_id}' AND name = '{SERVING_MODEL}'")
+    served = client.search_logged_models([experiment_id],
+                                         f"source_run_id = '{run_id}' AND name = '{SERVING_ARTIFACT}'")
     version = mlflow.register_model(served[0].model_uri, name).version
     try:
         holder = client.get_model_version_by_alias(name, CHAMPION)
@@ -74,7 +74,7 @@ def register_and_promote(client, name: str, run_id: str, metric: str) -> tuple[s
         holder = None
     new = candidate(client, run_id, metric)
     champion = candidate(client, holder.run_id, metric) if holder else None
-    decision = decide(new, champion, metric)
+    decision = decide(new, champion, metric, higher_is_better)
     client.set_registered_model_alias(name, decision.alias, version)
     for key, value in {"promotion": decision.alias, "promotion_reason": decision.reason,
                        "registered_model": name, "registered_version": version,
@@ -83,13 +83,3 @@ def register_and_promote(client, name: str, run_id: str, metric: str) -> tuple[s
     log_metrics(client, run_id, {f"promotion_new_{metric}": new.score,
                                  **({f"promotion_champion_{metric}": champion.score} if champion else {})})
     return version, decision, holder.version if holder else None
-
-
-@task(name="promote")
-def promote_model(modality: str, params: Params, root: Path, run_id: str) -> dict:
-    """Register the new model version and decide whether it takes the `champion` alias."""
-    client, _ = connect(root, params, modality)
-    name = registered_model_name(params, modality)
-    version, decision, previous = register_and_promote(client, name, run_id, primary_metric(modality))
-    get_run_logger().info("%s: %s version %s is %s (%s)", modality, name, version, decision.alias, decision.reason)
-    return {"registered_model": name, "version": version, "alias": decision.alias, "reason": decision.reason}

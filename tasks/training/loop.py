@@ -1,7 +1,8 @@
 """The training loop (AdamW, linear warm-up then cosine decay, best-on-validation weights) and batched prediction.
 
-Classifiers predict one label per example; a translation model predicts every target token (teacher forcing), so
-its loss and accuracy are per token. ``logits_and_labels`` is the one place that tells the two apart.
+The same loop trains every modality: what a batch's logits and labels are comes from the modality
+(``logits_and_labels`` of its spec: one label per example for a classifier, one per target token for a sequence
+model), so loss and accuracy are per example or per token accordingly.
 """
 import copy
 import math
@@ -12,7 +13,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from tasks.data.datasets import Splits
-from tasks.params import TrainParams
+from tasks.schema import TrainParams
+
+
+def to_device(batch, device: torch.device):
+    """A tensor, or a tuple of tensors (e.g. waveforms and their lengths), on the device."""
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(part, device) for part in batch)
+    return batch.to(device)
 
 
 def make_loader(dataset, splits: Splits, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
@@ -26,29 +34,18 @@ def predict(model, loader: DataLoader, device: torch.device) -> tuple[torch.Tens
     model.eval()
     logits, labels = [], []
     for inputs, targets in loader:
-        logits.append(model(inputs.to(device)).cpu())
+        logits.append(model(to_device(inputs, device)).cpu())
         labels.append(targets)
     return torch.cat(logits), torch.cat(labels)
 
 
-def logits_and_labels(model, inputs, targets, task: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (N, classes) and the labels they should predict (N,): one per example for a classifier; for
-    translation one per target token: the decoder reads [BOS] y1 .. y_{T-1} and predicts y1 .. y_T [EOS], padding
-    left out."""
-    if task == "translation":
-        logits, labels = model(inputs, targets[:, :-1]), targets[:, 1:]
-        keep = labels != model.pad_id
-        return logits[keep], labels[keep]
-    return model(inputs), targets
-
-
 @torch.no_grad()
-def validate(model, loader: DataLoader, device: torch.device, task: str) -> dict:
-    """Mean loss and accuracy over every label of a loader (examples, or target tokens for translation)."""
+def validate(model, loader: DataLoader, device: torch.device, logits_and_labels) -> dict:
+    """Mean loss and accuracy over every label of a loader (examples, or target tokens of a sequence)."""
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
     for inputs, targets in loader:
-        logits, labels = logits_and_labels(model, inputs.to(device), targets.to(device), task)
+        logits, labels = logits_and_labels(model, to_device(inputs, device), targets.to(device))
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(-1) == labels).sum().item()
         count += len(labels)
@@ -65,8 +62,10 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
     return factor
 
 
-def fit(model, splits: Splits, train: TrainParams, device: torch.device, seed: int, on_epoch_end) -> dict:
-    """Train, keep the weights of the best validation epoch, and report each epoch to on_epoch_end(epoch, metrics)."""
+def fit(model, splits: Splits, train: TrainParams, device: torch.device, seed: int, on_epoch_end,
+        logits_and_labels) -> dict:
+    """Train, keep the weights of the best validation epoch, and report each epoch to on_epoch_end(epoch, metrics).
+    logits_and_labels(model, inputs, targets) -> (logits (N, classes), labels (N,)): the modality's."""
     train_loader = make_loader(splits.train, splits, train.batch_size, shuffle=True, seed=seed)
     val_loader = make_loader(splits.val, splits, train.batch_size)
     steps_per_epoch = min(len(train_loader), train.max_batches_per_epoch or len(train_loader))
@@ -82,14 +81,14 @@ def fit(model, splits: Splits, train: TrainParams, device: torch.device, seed: i
         for step, (inputs, targets) in enumerate(train_loader):
             if step == steps_per_epoch:
                 break
-            logits, labels = logits_and_labels(model, inputs.to(device), targets.to(device), splits.task)
+            logits, labels = logits_and_labels(model, to_device(inputs, device), targets.to(device))
             loss = F.cross_entropy(logits, labels, label_smoothing=train.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
-            examples += len(inputs)
+            examples += len(targets)
             seen += len(labels)
             loss_sum += loss.item() * len(labels)
             correct += (logits.argmax(-1) == labels).sum().item()
@@ -97,7 +96,7 @@ def fit(model, splits: Splits, train: TrainParams, device: torch.device, seed: i
         metrics = {
             "train_loss": loss_sum / seen,
             "train_accuracy": correct / seen,
-            **validate(model, val_loader, device, splits.task),
+            **validate(model, val_loader, device, logits_and_labels),
             "train_samples_per_second": examples / seconds,
         }
         if metrics["val_accuracy"] > best["val_accuracy"]:

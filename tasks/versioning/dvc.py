@@ -1,13 +1,10 @@
-"""DVC: version data/ as one unit (data.dvc) and push it to the default remote.
+"""DVC: version data/ as one unit (data.dvc), push it to the default remote, and check an old version out.
 
-This is the only place that calls DVC. It uses DVC's Python API in this process (a `dvc` subprocess would
+This is the only place that calls DVC (the version-data stage, tasks/stages/version.py, and `reproduce` use it). It uses DVC's Python API in this process (a `dvc` subprocess would
 spend a second importing DVC each time). DVC locks its repository, so it must not run from parallel tasks.
 """
 from pathlib import Path
 
-from prefect import get_run_logger, task
-
-from tasks.lineage import data_md5
 
 
 def run_dvc(root: Path, operation: str, **arguments):
@@ -27,14 +24,10 @@ def run_dvc(root: Path, operation: str, **arguments):
         raise RuntimeError(f"DVC {operation} failed in {root}: {error}") from error
 
 
-@task(name="version-data", retries=2, retry_delay_seconds=3)
-def version_data(root: Path) -> str:
-    """dvc add data && dvc push; returns the md5 of data/ recorded in data.dvc."""
+def add_and_push(root: Path) -> None:
+    """dvc add data && dvc push (to the project's default remote)."""
     run_dvc(root, "add", targets=str(root / "data"))
     run_dvc(root, "push", targets=[str(root / "data.dvc")])
-    md5 = data_md5(root)
-    get_run_logger().info("data/ is version %s (data.dvc), pushed to the DVC remote", md5)
-    return md5
 
 
 def checkout_data_version(root: Path, dvc_file: str) -> str:

@@ -1,73 +1,48 @@
 """Train stage: fit a modality's model on data/<modality>/ and save a checkpoint that can rebuild it.
 
-torch and the data loaders are imported inside the task body: a cached run never enters it, and leaving them out
-of module scope saves seconds of start-up on every run (docs/benchmarks.md).
+The modality's spec (tasks/modalities/) supplies the tokenizer, the data, the model and the loss; the loop
+(tasks/training/loop.py) is the same for all. torch and the data loaders are imported inside the task body: a cached
+run never enters it, and leaving them out of module scope saves seconds of start-up on every run.
 """
 import time
 from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from tasks.caching import code_fingerprint, digest
+from tasks.caching import Stage
+from tasks.modalities import get
+from tasks.names import CHECKPOINT, TOKENIZER
 from tasks.params import Params
 from tasks.tracking.mlflow_tracking import connect, log_metrics
 
-CHECKPOINT = "checkpoint.pt"
-TOKENIZER = "tokenizer.json"
+STAGE = Stage("train", params=("data", "model", "train", "global.seed", "global.device"), upstream=("data_recipe",),
+              module=__name__)
 TRAINING_ENVIRONMENT = ("device", "torch_version")  # returned by train_model; lineage tags of the modality run
 
 
-TRAINING_CODE = ("attn_models", "tasks/training", "tasks/data/datasets.py", "tasks/data/splits.py",
-                 "tasks/reproducibility.py")
-
-
-def learn_tokenizer(modality: str, data_dir: Path, section):
-    """The subword vocabulary (a tokenizers.Tokenizer), learned from the training split only: text's, or one joint
-    vocabulary for both languages of a translation corpus (reversible, to detokenize the output). None: the
-    modality has no tokens."""
-    from tasks.data.datasets import read_parallel, read_text_csv, train_tokenizer, translation_languages
-
-    if modality == "text":
-        return train_tokenizer(read_text_csv(data_dir / "train.csv")[0], section.model.vocab_size)
-    if modality == "translation":
-        sources, targets = read_parallel(data_dir, "train", translation_languages(section))
-        return train_tokenizer(sources + targets, section.model.vocab_size, reversible=True)
-    return None
-
-
-def train_cache_key(_context, inputs: dict) -> str:
-    """Training depends on its data, its params section, the seed, the device setting and the training code."""
-    params, modality = inputs["params"], inputs["modality"]
-    section = params.section(modality)
-    return "train-" + digest(modality, str(inputs["root"]), inputs["data_recipe"], section.data, section.model,
-                             section.train, params.global_.seed, params.global_.device, code_fingerprint(*TRAINING_CODE))
-
-
-@task(name="train", cache_key_fn=train_cache_key, persist_result=True)
+@task(name="train", task_run_name="train-{modality}", cache_key_fn=STAGE.cache_key, persist_result=True)
 def train_model(modality: str, params: Params, root: Path, run_id: str, data_recipe: dict) -> dict:
     """Returns the checkpoint's path, the id of the MLflow run that trained it and where it trained
     (TRAINING_ENVIRONMENT)."""
     import torch
 
-    from tasks.data.splits import load_splits
     from tasks.reproducibility import resolve_device, set_seeds
     from tasks.training.loop import fit
-    from tasks.training.models import build_model, model_args
 
     logger = get_run_logger()
-    section, seed = params.section(modality), params.global_.seed
+    spec, section, seed = get(modality), params.section(modality), params.global_.seed
     set_seeds(seed)
     device = resolve_device(params.global_.device)
     data_dir = root / "data" / modality
     out_dir = root / "outputs" / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = learn_tokenizer(modality, data_dir, section)
+    tokenizer = spec.learn_tokenizer(data_dir, section)
     if tokenizer is not None:
         tokenizer.save(str(out_dir / TOKENIZER))
-    splits = load_splits(modality, data_dir, section, seed, tokenizer)
-    args = model_args(modality, section, len(splits.class_names), tokenizer and tokenizer.get_vocab_size())
-    model = build_model(modality, args)
+    splits = spec.load_splits(data_dir, section, seed, tokenizer)
+    args = spec.model_args(section, splits, tokenizer)
+    model = spec.build_model(args)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("%s: %s with %.2fM parameters, %d train / %d val samples on %s", modality, type(model).__name__,
                 n_params / 1e6, len(splits.train), len(splits.val), device)
@@ -82,7 +57,7 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
                     metrics["val_accuracy"], metrics["train_samples_per_second"])
 
     started = time.perf_counter()
-    best = fit(model, splits, section.train, device, seed, report)
+    best = fit(model, splits, section.train, device, seed, report, spec.logits_and_labels)
     log_metrics(client, run_id, {"best_val_accuracy": best["best_val_accuracy"], "best_epoch": best["best_epoch"],
                                  "num_parameters": n_params, "train_seconds": time.perf_counter() - started})
     checkpoint = out_dir / CHECKPOINT

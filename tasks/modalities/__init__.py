@@ -1,0 +1,43 @@
+"""The registry of modalities: every module in this package that defines ``SPEC`` (a ``Modality``, see base.py).
+
+Adding a task is adding one module here (plus its model in attn_models/ and its params.yaml section): the
+params schema, the stages, the command line and the served model find it through this registry.
+"""
+import importlib
+import pkgutil
+
+from tasks.modalities.base import Modality
+
+
+def discover() -> dict[str, Modality]:
+    """name -> spec of every module in this package that defines SPEC, in pipeline order."""
+    specs = []
+    for module_info in pkgutil.iter_modules(__path__):
+        spec = getattr(importlib.import_module(f"{__name__}.{module_info.name}"), "SPEC", None)
+        if spec is not None:
+            specs.append(spec)
+    return {spec.name: spec for spec in sorted(specs, key=lambda spec: (spec.order, spec.name))}
+
+
+REGISTRY = discover()
+MODALITIES = tuple(REGISTRY)
+
+
+def get(name: str) -> Modality:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown modality {name!r}; choose from {', '.join(MODALITIES)}") from None
+
+
+def load_checkpoint(path) -> tuple:
+    """The trained model of a checkpoint (on the CPU, in eval mode), built by its modality's spec, and the checkpoint.
+
+    Read with ``weights_only=True``: a checkpoint holds tensors and plain values only, so a crafted file cannot run
+    code when it is loaded."""
+    import torch  # here: a cached run never loads a checkpoint
+
+    checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    model = get(checkpoint["modality"]).build_model(checkpoint["model_args"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval(), checkpoint

@@ -1,0 +1,154 @@
+"""What the pipeline knows about a modality, in one object: ``Modality``.
+
+The stages (tasks/stages/), the served model (tasks/serving/) and the command line ask a modality's spec for
+everything that differs between modalities: its params section, built-in data and importer, the files of its test
+split, tokenizer, data loading, model, loss, evaluation, attention maps and serving input. Nothing outside
+tasks/modalities/ branches on a modality's name.
+
+Two kinds of task share most of that: ``Classifier`` (tasks/modalities/classification.py: one label per input, read
+from a class token, attention rollout over the input) and ``SequenceTask`` (tasks/modalities/sequence.py: an
+encoder-decoder writes a token sequence; cross-attention aligns it with the input). A modality module subclasses
+one of them, fills in what is its own and ends with ``SPEC = TheModality()``; the registry
+(tasks/modalities/__init__.py) finds it there.
+
+Heavy libraries (torch, PIL, soundfile, tokenizers, matplotlib) are imported inside the methods that use them: every
+command imports every spec (params validation needs their sections), and a cached run never calls those methods.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tasks.schema import ModalityParams
+
+SPLIT_FILE_KEYS = ("val", "test")  # import settings may name a separate file for these splits (text does)
+
+
+def resolve(path: str, root: Path) -> Path:
+    """A path from params.yaml: a relative one is read from the project root."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def load_object(reference: str):
+    """'package.module:name' -> the object, imported now (so that torch and the like load only when needed)."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass
+class Evaluation:
+    """What the evaluate stage hands a modality's ``evaluate``."""
+    client: Any  # MlflowClient: figures and files go to run_id
+    run_id: str
+    model: Any  # the trained torch module, on the CPU, in eval mode
+    checkpoint: dict
+    splits: Any  # tasks.data.datasets.Splits
+    section: Any  # the modality's params section
+    tokenizer: Any  # tokenizers.Tokenizer, or None
+    device: Any  # torch.device to predict on
+    data_dir: Path
+
+
+class Modality:
+    """The spec of one modality. Class attributes say what it is; methods do its specific work."""
+
+    name: ClassVar[str]  # the params section, data/<name>/, the MLflow tag `modality`
+    order: ClassVar[int]  # position in the default pipeline (global.modalities)
+    params: ClassVar[type[ModalityParams]]  # its params.yaml section, validated on load
+    metrics: ClassVar[tuple[str, ...]]  # test metrics; the first (primary) ranks runs and decides promotion
+    higher_is_better: ClassVar[bool] = True  # of the primary metric: False for error rates
+    input_column: ClassVar[str]  # the field of a serving request that holds the raw input
+    model_class: ClassVar[str]  # 'attn_models.module:Class', built with model_args
+    generator: ClassVar[str]  # 'module:function(out_dir, **builtin_arguments) -> summary': the built-in data
+    importer: ClassVar[str]  # 'module:function(source, out_dir, **import_arguments) -> summary': the user's data
+    manifest_layouts: ClassVar[tuple[str, ...]] = ()  # import layouts whose file names other files beside it
+
+    @property
+    def model_module(self) -> str:
+        """The module of the model class: loaded by name, so no import statement shows it to the stage cache
+        (tasks/caching.py), which follows it from here. (The data's generator and importer are in the data recipe.)"""
+        return self.model_class.partition(":")[0]
+
+    @property
+    def primary_metric(self) -> str:
+        return self.metrics[0]
+
+    def better(self, score: float, than: float) -> bool:
+        """Strictly better on the primary metric."""
+        return score > than if self.higher_is_better else score < than
+
+    def rank_key(self, score: float | None) -> float:
+        """Sorting key that puts the best score first (missing scores last)."""
+        if score is None:
+            return float("inf")
+        return -score if self.higher_is_better else score
+
+    # ---- data ---------------------------------------------------------------------------------
+    def builtin_arguments(self, section, seed: int) -> dict:
+        """The generator's arguments: the built-in data section, the seed and what else shapes the files."""
+        return section.data.builtin.model_dump() | {"seed": seed}
+
+    def import_arguments(self, section, seed: int) -> dict:
+        """The importer's arguments (JSON-able: they are recorded in the data recipe)."""
+        return section.data.import_from.model_dump(mode="json") | {"seed": seed}
+
+    def import_paths(self, import_from, root: Path) -> dict[str, Path]:
+        """What the import reads, resolved against the project root: the source ('path') and any split file the
+        import settings name under 'val' or 'test'."""
+        paths = {"path": resolve(import_from.path, root)}
+        for split in SPLIT_FILE_KEYS:
+            split_file = getattr(import_from, split, None)
+            if split_file is not None:
+                paths[split] = resolve(split_file.path, root)
+        return paths
+
+    def test_files(self, data_dir: Path) -> list[Path]:
+        """The files of the prepared test split: two test metrics are comparable only when these are the same."""
+        raise NotImplementedError
+
+    # ---- training -----------------------------------------------------------------------------
+    def learn_tokenizer(self, data_dir: Path, section):
+        """A tokenizers.Tokenizer learned from the training split, or None when the inputs have no tokens."""
+        return None
+
+    def load_splits(self, data_dir: Path, section, seed: int, tokenizer):
+        """The prepared data as tasks.data.datasets.Splits (train with its augmentation, val, test)."""
+        raise NotImplementedError
+
+    def model_args(self, section, splits, tokenizer) -> dict:
+        """The model constructor's arguments; saved in the checkpoint to rebuild the model."""
+        raise NotImplementedError
+
+    def build_model(self, args: dict):
+        return load_object(self.model_class)(**args)
+
+    def describe_model(self, section) -> str:
+        """Model class and size, for run names: e.g. VisionTransformer-d4-w64-h4."""
+        m = section.model
+        return f"{self.model_class.rpartition(':')[2]}-d{m.depth}-w{m.embed_dim}-h{m.num_heads}"
+
+    def logits_and_labels(self, model, inputs, targets):
+        """The logits (N, classes) and the labels they should predict (N,) of a batch: the training loss and the
+        validation accuracy are computed on these."""
+        raise NotImplementedError
+
+    # ---- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, evaluation: Evaluation) -> dict[str, float]:
+        """Compute the test metrics (keys: ``metrics``) and log this modality's figures and files to the run."""
+        raise NotImplementedError
+
+    def model_example(self, model, splits):
+        """(input example, signature) for the logged pytorch model, or (None, None) when it has no single input."""
+        return None, None
+
+    def serving_config(self, section) -> dict | None:
+        """Settings the served model reads (model_config), e.g. how to decode."""
+        return None
+
+    # ---- serving ------------------------------------------------------------------------------
+    def serve(self, model, checkpoint: dict, tokenizer, config: dict | None, values: list) -> list[dict]:
+        """Answers, one per raw input value of a request."""
+        raise NotImplementedError

@@ -1,0 +1,97 @@
+"""The classifier kind of modality: one label per input, predicted from a class token; the attention map is attention
+rollout from the class token over the input tokens (text subwords, image patches, spectrogram frames).
+
+Evaluation: test accuracy and macro F1, a confusion matrix, and the rollout of ``eval.attention_maps`` test samples
+drawn by the modality (``attention_figure``). Serving: per input, the label, the class probabilities and the rollout.
+"""
+from tasks.modalities.base import Evaluation, Modality
+
+
+class Classifier(Modality):
+    metrics = ("test_accuracy", "test_macro_f1")
+
+    def logits_and_labels(self, model, inputs, targets):
+        return model(inputs), targets
+
+    # ---- what each classifier modality draws and decodes --------------------------------------
+    def attention_figure(self, model, inputs, relevance, true: str, predicted: str, tokenizer):
+        """A matplotlib figure of one test sample (inputs: a batch of one) and its rollout (numpy, one per token)."""
+        raise NotImplementedError
+
+    def attention_record(self, item, tokenizer) -> dict:
+        """What attention_maps.json records beside the relevance, e.g. the tokens of a text."""
+        return {}
+
+    def request_input(self, value, model_args: dict, tokenizer) -> tuple:
+        """One raw request value -> (a batch of one for the model, what else the answer carries)."""
+        raise NotImplementedError
+
+    # ---- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, evaluation: Evaluation) -> dict[str, float]:
+        """Test accuracy and macro F1, the confusion matrix and attention rollout maps."""
+        import matplotlib.pyplot as plt
+        from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+        from tasks.evaluation import plots
+        from tasks.training.loop import make_loader, predict
+
+        e = evaluation
+        loader = make_loader(e.splits.test, e.splits, e.section.eval.batch_size)
+        logits, labels = predict(e.model.to(e.device), loader, e.device)
+        e.model.cpu()
+        predictions = logits.argmax(-1).numpy()
+        metrics = {"test_accuracy": float(accuracy_score(labels, predictions)),  # plain floats in the cached result
+                   "test_macro_f1": float(f1_score(labels, predictions, average="macro"))}
+        class_names = e.splits.class_names
+        matrix = confusion_matrix(labels, predictions, labels=range(len(class_names)))
+        figure = plots.confusion_matrix_figure(matrix, class_names,
+                                               f"{self.name}: test accuracy {metrics['test_accuracy']:.3f}")
+        e.client.log_figure(e.run_id, figure, "confusion_matrix.png")
+        plt.close(figure)
+        self.log_attention_maps(e)
+        return metrics
+
+    def log_attention_maps(self, e: Evaluation) -> None:
+        """Draw and log the rollout of eval.attention_maps evenly spaced test samples; the numbers go in
+        attention/attention_maps.json."""
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        records, class_names = [], e.splits.class_names
+        count = e.section.eval.attention_maps
+        for number, index in enumerate(np.linspace(0, len(e.splits.test) - 1, count).astype(int)):
+            item, label = e.splits.test[index]
+            inputs = item.unsqueeze(0)
+            predicted = class_names[e.model(inputs).argmax(-1).item()]
+            relevance = e.model.input_relevance(inputs)[0].numpy()
+            figure = self.attention_figure(e.model, inputs, relevance, class_names[label], predicted, e.tokenizer)
+            e.client.log_figure(e.run_id, figure, f"attention/sample_{number:02d}.png")
+            plt.close(figure)
+            records.append({"test_index": int(index), "true": class_names[label], "predicted": predicted,
+                            "relevance": [round(float(v), 5) for v in relevance],
+                            **self.attention_record(item, e.tokenizer)})
+        e.client.log_dict(e.run_id, records, "attention/attention_maps.json")
+
+    def model_example(self, model, splits):
+        import torch
+        from mlflow.models import infer_signature
+
+        example = splits.test[0][0].unsqueeze(0)
+        with torch.no_grad():
+            signature = infer_signature(example.numpy(), model(example).numpy())
+        return example.numpy(), signature
+
+    # ---- serving ------------------------------------------------------------------------------
+    def serve(self, model, checkpoint: dict, tokenizer, config, values: list) -> list[dict]:
+        import torch
+
+        answers, class_names = [], checkpoint["class_names"]
+        for value in values:
+            inputs, extra = self.request_input(value, checkpoint["model_args"], tokenizer)
+            with torch.no_grad():
+                probabilities = model(inputs).softmax(-1)[0]
+            relevance = model.input_relevance(inputs)[0]
+            answers.append({"label": class_names[int(probabilities.argmax())],
+                            "probabilities": {name: round(float(p), 6) for name, p in zip(class_names, probabilities)},
+                            "attention": [round(float(v), 6) for v in relevance], **extra})
+        return answers

@@ -1,0 +1,152 @@
+"""Image classification (built-in: scikit-learn's handwritten digits): a Vision Transformer over patches.
+
+Prepared layout: data/image/{train,val,test}/<class>/<image>.png. Training augments with albumentations (flip, shift,
+rotate, scale). Attention map: rollout over the patch grid, drawn over the image. Served input: ``{"image": ...}``, a
+base64 PNG or JPEG, or pixel values 0..255 as an H x W [x C] array; resized and normalised as in training.
+"""
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tasks.modalities.classification import Classifier
+from tasks.schema import DataSection, ModalityParams, ModelParams, Section, SplitFraction
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+class ImageBuiltinData(Section):
+    """scikit-learn's 8x8 handwritten digits, upscaled (tasks/data/builtin_image.py)."""
+    val_fraction: float = SplitFraction
+    test_fraction: float = SplitFraction
+
+
+class ImageAugment(Section):
+    horizontal_flip: bool = False  # natural images (CIFAR) yes; digits no
+    max_shift: float = Field(0.1, ge=0, le=0.5)  # fraction of the image size
+    max_rotate: float = Field(10.0, ge=0, le=180)  # degrees
+    scale_range: tuple[float, float] = (0.9, 1.1)
+
+
+class ImageImport(Section):
+    """folders: <path>/{train,val,test}/<class>/<image> (missing splits carved from train) or <path>/<class>/<image>;
+    csv: a manifest file with an image path (relative to the manifest's folder) and a label per row."""
+    path: str = Field(min_length=1)  # relative paths are read from the project root
+    layout: Literal["folders", "csv"] = "folders"
+    image_column: str = "image"  # csv layout only
+    label_column: str = "label"
+    split_column: str | None = None  # csv: a column holding train/val/test; None: split by the fractions
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+
+
+class ImageData(DataSection):
+    builtin: ImageBuiltinData | None = None
+    import_from: ImageImport | None = None  # when set, it is used instead of builtin
+    image_size: int = Field(32, ge=8, le=256)  # images are read at image_size x image_size, whatever their source
+    channels: int = Field(1, ge=1, le=3)
+    augment: ImageAugment = ImageAugment()
+
+
+class ImageModel(ModelParams):
+    patch_size: int = Field(ge=1)
+    stem: Literal["patch", "conv"] = "patch"  # conv: 3x3 stride-2 convolutions down to the patch grid (small data)
+
+    @model_validator(mode="after")
+    def conv_stem_patch_size(self):
+        if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
+            raise ValueError(f"stem 'conv' needs a power-of-two patch_size >= 2 (got {self.patch_size})")
+        return self
+
+
+class ImageParams(ModalityParams):
+    data: ImageData
+    model: ImageModel
+
+    @model_validator(mode="after")
+    def patches_tile_image(self):
+        if self.data.image_size % self.model.patch_size:
+            raise ValueError(f"model.patch_size ({self.model.patch_size}) must divide "
+                             f"data.image_size ({self.data.image_size})")
+        return self
+
+
+class Image(Classifier):
+    name, order, params = "image", 20, ImageParams
+    input_column = "image"
+    model_class = "attn_models.vit:VisionTransformer"
+    generator = "tasks.data.builtin_image:generate_image_dataset"
+    importer = "tasks.data.importers:import_images"
+    manifest_layouts = ("csv",)
+
+    def builtin_arguments(self, section, seed):
+        return super().builtin_arguments(section, seed) | {"image_size": section.data.image_size}
+
+    def test_files(self, data_dir):
+        return sorted(p for p in (data_dir / "test").glob("*/*") if p.is_file())
+
+    def load_splits(self, data_dir, section, seed, tokenizer):
+        from tasks.data.datasets import LabelledItems, Splits, image_transforms, read_image
+
+        class_names = sorted(p.name for p in (data_dir / "train").iterdir() if p.is_dir())
+        size, channels = section.data.image_size, section.data.channels
+
+        def split(name, transform):
+            paths = sorted(p for p in (data_dir / name).glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            labels = [class_names.index(p.parent.name) for p in paths]
+            return LabelledItems(paths, labels, lambda p: transform(image=read_image(p, channels, size))["image"])
+
+        plain = image_transforms(channels)
+        return Splits(split("train", image_transforms(channels, section.data.augment, seed)), split("val", plain),
+                      split("test", plain), class_names)
+
+    def model_args(self, section, splits, tokenizer):
+        m, data = section.model, section.data
+        return dict(num_classes=len(splits.class_names), image_size=data.image_size, patch_size=m.patch_size,
+                    in_channels=data.channels, embed_dim=m.embed_dim, depth=m.depth, num_heads=m.num_heads,
+                    mlp_ratio=m.mlp_ratio, dropout=m.dropout, stem=m.stem)
+
+    def attention_figure(self, model, inputs, relevance, true, predicted, tokenizer):
+        """The image, and the rollout (one value per patch) upsampled over it."""
+        import matplotlib.pyplot as plt
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+
+        from tasks.evaluation.plots import sample_title
+
+        image = (inputs[0] * 0.5 + 0.5).clamp(0, 1).permute(1, 2, 0).squeeze(-1).numpy()  # undo Normalize
+        grid = int(round(len(relevance) ** 0.5))
+        patches = torch.from_numpy(relevance.reshape(1, 1, grid, grid).astype(np.float32))
+        heatmap = F.interpolate(patches, size=image.shape[:2], mode="bilinear", align_corners=False)[0, 0]
+        figure, (left, right) = plt.subplots(1, 2, figsize=(5, 2.8))
+        left.imshow(image, cmap="gray")
+        left.set_title("input", fontsize=9)
+        right.imshow(image, cmap="gray")
+        right.imshow(heatmap.numpy(), cmap="jet", alpha=0.5)
+        right.set_title("attention rollout", fontsize=9)
+        for axes in (left, right):
+            axes.axis("off")
+        figure.suptitle(sample_title(true, predicted), fontsize=9)
+        figure.tight_layout()
+        return figure
+
+    def request_input(self, value, model_args, tokenizer):
+        import base64
+        import io
+
+        import numpy as np
+        from PIL import Image as PILImage
+
+        from tasks.data.datasets import image_pixels, image_transforms
+
+        channels, size = model_args["in_channels"], model_args["image_size"]
+        if isinstance(value, str):
+            image = PILImage.open(io.BytesIO(base64.b64decode(value)))
+        else:
+            array = np.asarray(value, dtype=np.float32).clip(0, 255).astype(np.uint8)
+            image = PILImage.fromarray(array.squeeze(-1) if array.ndim == 3 and array.shape[-1] == 1 else array)
+        pixels = image_pixels(image, channels, size)
+        return image_transforms(channels)(image=pixels)["image"].unsqueeze(0), {}
+
+
+SPEC = Image()

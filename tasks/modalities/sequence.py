@@ -1,0 +1,143 @@
+"""The sequence kind of modality: an encoder-decoder (attn_models.encoder_decoder) writes a token sequence for each
+input, e.g. a translation or a transcript; its cross-attention over the input is the attention map (an alignment).
+
+Training: teacher forcing, one label per target token. Evaluation: the test split decoded with beam search and
+greedily, detokenized, scored by the modality (``score``) against the raw references; the hypotheses, sample
+outputs and the alignment of ``eval.attention_maps`` test inputs, drawn by the modality. Serving: per input, the
+output text and its alignment. Decoding settings come from the eval section (tasks/schema.py DecodeParams), so
+evaluation and serving decode the same way.
+"""
+from tasks.modalities.base import Evaluation, Modality
+
+
+def output_ids(row, eos_id: int, pad_id: int) -> list[int]:
+    """A decoded row (a tensor) up to (without) its first [EOS] or padding."""
+    ids = row.tolist()
+    for position, token in enumerate(ids):
+        if token in (eos_id, pad_id):
+            return ids[:position]
+    return ids
+
+
+class SequenceTask(Modality):
+    outputs_folder: str  # artifact folder of the test outputs: translations/, transcripts/
+    output_field: str  # the answer's field holding the output text: translation, transcript
+
+    # ---- what each sequence modality provides -------------------------------------------------
+    def collate_sources(self, sources: list):
+        """A batch of model inputs (what the model's encode takes) from a list of single inputs."""
+        raise NotImplementedError
+
+    def test_texts(self, data_dir, section) -> tuple[list[str], list[str]]:
+        """(what each test input is, as text: a sentence or a file name; its reference output), in test order."""
+        raise NotImplementedError
+
+    def score(self, hypotheses: list[str], references: list[str]) -> dict[str, float]:
+        """The test metrics of detokenized outputs, except the greedy one (``metrics[-1]``: the primary metric of
+        greedy decoding, which the kind adds)."""
+        raise NotImplementedError
+
+    def source_record(self, source, tokenizer) -> dict:
+        """What the alignment record says about the input, e.g. its subword tokens."""
+        return {}
+
+    def alignment_figure(self, record: dict, source, model):
+        """A matplotlib figure of one alignment record (output tokens x input positions)."""
+        raise NotImplementedError
+
+    def request_source(self, value, checkpoint: dict, tokenizer):
+        """One raw request value -> one model input (as a split's item holds it)."""
+        raise NotImplementedError
+
+    # ---- training -----------------------------------------------------------------------------
+    def logits_and_labels(self, model, inputs, targets):
+        """The decoder reads [BOS] y1 .. y_{T-1} and predicts y1 .. y_T [EOS]; padding is left out."""
+        logits, labels = model(inputs, targets[:, :-1]), targets[:, 1:]
+        keep = labels != model.pad_id
+        return logits[keep], labels[keep]
+
+    def describe_model(self, section) -> str:
+        m = section.model
+        depth = f"{m.encoder_depth}+{m.decoder_depth}"  # encoder + decoder layers
+        return f"{self.model_class.rpartition(':')[2]}-d{depth}-w{m.embed_dim}-h{m.num_heads}"
+
+    def serving_config(self, section) -> dict:
+        return section.eval.decode_settings()
+
+    # ---- decoding -----------------------------------------------------------------------------
+    def decode(self, model, sources: list, settings: dict, device) -> list[list[int]]:
+        """Output token ids (no [BOS], [EOS] or padding) of each input, in batches; beam_size 1 decodes greedily.
+        settings: beam_size, length_penalty, max_decode_len, decode_len_ratio, batch_size."""
+        import torch
+
+        from tasks.training.loop import to_device
+
+        model.eval()
+        outputs, size = [], settings["batch_size"]
+        with torch.no_grad():
+            for start in range(0, len(sources), size):
+                batch = to_device(self.collate_sources(sources[start:start + size]), device)
+                max_new = model.max_new_tokens(batch, settings["max_decode_len"], settings["decode_len_ratio"])
+                if settings["beam_size"] == 1:
+                    decoded = model.greedy_decode(batch, max_new)
+                else:
+                    decoded = model.beam_search(batch, max_new, settings["beam_size"], settings["length_penalty"])
+                outputs += [output_ids(row, model.eos_id, model.pad_id) for row in decoded.cpu()]
+        return outputs
+
+    def alignment(self, model, tokenizer, source, output: list[int]) -> dict:
+        """Where the decoder looked to emit each output token (and the final [EOS]): the cross-attention, averaged
+        over heads and layers, as an (output tokens x input positions) matrix whose rows sum to 1."""
+        import torch
+
+        from tasks.training.loop import to_device
+
+        device = next(model.parameters()).device
+        emitted = torch.tensor([*output, model.eos_id])
+        weights = model.cross_attention(to_device(self.collate_sources([source]), device), emitted[None].to(device))
+        return {**self.source_record(source, tokenizer),
+                "output_tokens": [tokenizer.id_to_token(int(i)) for i in emitted],
+                "alignment": [[round(float(v), 5) for v in row] for row in weights[0].cpu()]}
+
+    # ---- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, evaluation: Evaluation) -> dict[str, float]:
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        e = evaluation
+        sources = [e.splits.test[i][0] for i in range(len(e.splits.test))]
+        inputs, references = self.test_texts(e.data_dir, e.section)
+        settings = e.section.eval.decode_settings()
+        e.model.to(e.device)
+        beam = self.decode(e.model, sources, settings, e.device)
+        greedy = self.decode(e.model, sources, settings | {"beam_size": 1}, e.device)
+        e.model.cpu()
+        hypotheses = [e.tokenizer.decode(ids) for ids in beam]
+        greedy_score = self.score([e.tokenizer.decode(ids) for ids in greedy], references)[self.primary_metric]
+        metrics = self.score(hypotheses, references) | {self.metrics[-1]: greedy_score}
+        assert set(metrics) == set(self.metrics), f"{self.name}: score gave {sorted(metrics)}, not {self.metrics}"
+
+        folder = self.outputs_folder
+        e.client.log_text(e.run_id, "".join(line + "\n" for line in hypotheses), f"{folder}/test_hypotheses.txt")
+        e.client.log_dict(e.run_id, [{"source": inputs[i], "reference": references[i], self.output_field: hypotheses[i]}
+                                     for i in range(min(20, len(inputs)))], f"{folder}/samples.json")
+        records = []
+        for number, index in enumerate(np.linspace(0, len(sources) - 1, e.section.eval.attention_maps).astype(int)):
+            record = {"test_index": int(index), "source": inputs[index], "reference": references[index],
+                      self.output_field: hypotheses[index],
+                      **self.alignment(e.model, e.tokenizer, sources[index], beam[index])}
+            figure = self.alignment_figure(record, sources[index], e.model)
+            e.client.log_figure(e.run_id, figure, f"attention/sample_{number:02d}.png")
+            plt.close(figure)
+            records.append(record)
+        e.client.log_dict(e.run_id, records, "attention/attention_maps.json")
+        return metrics
+
+    # ---- serving ------------------------------------------------------------------------------
+    def serve(self, model, checkpoint: dict, tokenizer, config: dict, values: list) -> list[dict]:
+        import torch
+
+        sources = [self.request_source(value, checkpoint, tokenizer) for value in values]
+        outputs = self.decode(model, sources, config, torch.device("cpu"))
+        return [{self.output_field: tokenizer.decode(output), **self.alignment(model, tokenizer, source, output)}
+                for source, output in zip(sources, outputs)]

@@ -1,0 +1,154 @@
+"""Keyword spotting (built-in: keywords spoken by eSpeak NG voices, with noise): log-mel frames, conv subsampling and
+a Transformer encoder with a class token; SpecAugment in training.
+
+Prepared layout (Google Speech Commands): data/speech/<word>/<clip>.wav, 16-bit mono at data.sample_rate, with
+validation_list.txt and testing_list.txt (every other clip is training). Attention map: rollout over time, drawn on
+the log-mel spectrogram. Served input: ``{"audio": ...}``, a base64 WAV (resampled if needed) or float samples at the
+model's sample rate; padded or cut to the clip length.
+"""
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tasks.modalities.classification import Classifier
+from tasks.schema import DataSection, ModalityParams, ModelParams, Section, SplitFraction, check_range
+
+NOT_WORDS = {"_background_noise_"}  # Speech Commands' noise recordings; _silence_ and _unknown_ are classes
+SPLIT_LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
+
+
+class SpeechBuiltinData(Section):
+    """Keywords spoken by eSpeak NG voices, with noise (tasks/data/builtin_speech.py)."""
+    words: list[str] = Field(min_length=2)
+    speakers_per_word: int = Field(ge=2)
+    voices: list[str] = Field(min_length=1)
+    rate_range: tuple[int, int]
+    pitch_range: tuple[int, int]
+    noise_snr_db_range: tuple[float, float]
+    val_fraction: float = SplitFraction
+    test_fraction: float = SplitFraction
+
+    @model_validator(mode="after")
+    def ranges(self):
+        for name in ("rate_range", "pitch_range", "noise_snr_db_range"):
+            check_range(name, *getattr(self, name))
+        return self
+
+
+class SpeechImport(Section):
+    """speech_commands: <path>/<word>/*.wav (+ validation_list.txt, testing_list.txt if the dataset has them);
+    csv: a manifest file with an audio path (relative to the manifest's folder) and a label per row.
+    Clips are resampled to data.sample_rate, downmixed to mono and written as 16-bit WAV."""
+    path: str = Field(min_length=1)  # relative paths are read from the project root
+    layout: Literal["speech_commands", "csv"] = "speech_commands"
+    audio_column: str = "audio"  # csv layout only
+    label_column: str = "label"
+    split_column: str | None = None  # csv: a column holding train/val/test; None: split by speaker and fractions
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)  # missing splits: by speaker (file name before _nohash_)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+
+
+class SpeechData(DataSection):
+    builtin: SpeechBuiltinData | None = None
+    import_from: SpeechImport | None = None  # when set, it is used instead of builtin
+    sample_rate: int = Field(16000, ge=8000, le=48000)
+    clip_seconds: float = Field(1.0, gt=0, le=10)
+
+
+class SpeechModel(ModelParams):
+    n_mels: int = Field(40, ge=8, le=256)
+    freq_mask: int = Field(8, ge=0)  # SpecAugment, applied in training only
+    time_mask: int = Field(10, ge=0)
+
+
+class SpeechParams(ModalityParams):
+    data: SpeechData
+    model: SpeechModel
+
+
+def listed(data_dir, split: str) -> list[str]:
+    """The clips (relative paths) a split list of the prepared data names."""
+    return (data_dir / SPLIT_LISTS[split]).read_text().split()
+
+
+class Speech(Classifier):
+    name, order, params = "speech", 30, SpeechParams
+    input_column = "audio"
+    model_class = "attn_models.speech_transformer:SpeechTransformer"
+    generator = "tasks.data.builtin_speech:generate_speech_dataset"
+    importer = "tasks.data.importers:import_speech"
+    manifest_layouts = ("csv",)
+
+    def builtin_arguments(self, section, seed):
+        return super().builtin_arguments(section, seed) | {"sample_rate": section.data.sample_rate,
+                                                           "clip_seconds": section.data.clip_seconds}
+
+    def import_arguments(self, section, seed):
+        return super().import_arguments(section, seed) | {"sample_rate": section.data.sample_rate}
+
+    def test_files(self, data_dir):
+        return [data_dir / SPLIT_LISTS["test"]] + [data_dir / name for name in sorted(listed(data_dir, "test"))]
+
+    def load_splits(self, data_dir, section, seed, tokenizer):
+        from tasks.data.datasets import LabelledItems, Splits, read_clip
+
+        class_names = sorted(p.name for p in data_dir.iterdir() if p.is_dir() and p.name not in NOT_WORDS
+                             and not p.name.startswith("."))
+        split_of = {name: split for split in SPLIT_LISTS for name in listed(data_dir, split)}
+        by_split = {"train": [], "val": [], "test": []}
+        for path in sorted(data_dir.glob("*/*.wav")):
+            if path.parent.name in class_names:
+                by_split[split_of.get(f"{path.parent.name}/{path.name}", "train")].append(path)
+        num_samples = int(section.data.sample_rate * section.data.clip_seconds)
+
+        def split(name):
+            paths = by_split[name]
+            return LabelledItems(paths, [class_names.index(p.parent.name) for p in paths],
+                                 lambda p: read_clip(p, num_samples))
+
+        return Splits(split("train"), split("val"), split("test"), class_names)
+
+    def model_args(self, section, splits, tokenizer):
+        m, data = section.model, section.data
+        return dict(num_classes=len(splits.class_names), sample_rate=data.sample_rate, clip_seconds=data.clip_seconds,
+                    n_mels=m.n_mels, embed_dim=m.embed_dim, depth=m.depth, num_heads=m.num_heads,
+                    mlp_ratio=m.mlp_ratio, dropout=m.dropout, freq_mask=m.freq_mask, time_mask=m.time_mask)
+
+    def attention_figure(self, model, inputs, relevance, true, predicted, tokenizer):
+        """The log-mel spectrogram with the rollout (one value per encoder frame) as a curve over time."""
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        from tasks.evaluation.plots import sample_title
+
+        log_mel = model.front_end(inputs)[0].numpy()  # (n_mels, frames)
+        figure, axes = plt.subplots(figsize=(6, 3))
+        axes.imshow(log_mel, origin="lower", aspect="auto", cmap="magma")
+        times = np.linspace(0, log_mel.shape[1] - 1, len(relevance))
+        curve = axes.twinx()
+        curve.plot(times, relevance, color="cyan", linewidth=2)
+        curve.set_ylim(0, relevance.max() * 1.1)
+        curve.set_ylabel("attention")
+        axes.set(xlabel="frame (10 ms)", ylabel="mel bin")
+        axes.set_title(sample_title(true, predicted), fontsize=9)
+        figure.tight_layout()
+        return figure
+
+    def request_input(self, value, model_args, tokenizer):
+        import base64
+        import io
+
+        import numpy as np
+        import torch
+
+        from tasks.data.datasets import fit_length, read_clip
+
+        num_samples = int(model_args["sample_rate"] * model_args["clip_seconds"])
+        if isinstance(value, str):
+            clip = read_clip(io.BytesIO(base64.b64decode(value)), num_samples, model_args["sample_rate"])
+        else:
+            clip = fit_length(torch.as_tensor(np.asarray(value, dtype=np.float32).reshape(-1)), num_samples)
+        return clip.unsqueeze(0), {}
+
+
+SPEC = Speech()

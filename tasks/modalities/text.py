@@ -1,0 +1,147 @@
+"""Text classification (built-in: language identification of short texts): a Transformer encoder over BPE subwords.
+
+Prepared layout: data/text/{train,val,test}.csv with the columns text,label. Attention map: rollout over the subword
+tokens, drawn as a heatmap. Served input: ``{"text": "a raw string"}``, tokenized with the run's tokenizer.json.
+"""
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tasks.modalities.classification import Classifier
+from tasks.schema import DataSection, ModalityParams, ModelParams, Section, SplitFraction, check_range
+
+SPLITS = ("train", "val", "test")
+
+
+class TextBuiltinData(Section):
+    """Faker text in several close languages (tasks/data/builtin_text.py)."""
+    locales: list[str] = Field(min_length=2)
+    samples_per_class: int = Field(ge=10)
+    min_words: int = Field(ge=1)
+    max_words: int = Field(ge=1)
+    val_fraction: float = SplitFraction
+    test_fraction: float = SplitFraction
+
+    @model_validator(mode="after")
+    def word_range(self):
+        check_range("min_words/max_words", self.min_words, self.max_words)
+        return self
+
+
+class TextFile(Section):
+    """A CSV or TSV file (or a folder of {train,val,test}.csv|tsv) with one example per row."""
+    path: str = Field(min_length=1)  # relative paths are read from the project root
+    layout: Literal["csv", "tsv"] = "csv"
+    has_header: bool = True  # without a header, columns are 0-based integer positions
+    text_columns: list[str | int] = Field(["text"], min_length=1)  # joined with a space
+    label_column: str | int = "label"
+
+    @model_validator(mode="after")
+    def columns_match_header(self):
+        columns = [*self.text_columns, self.label_column]
+        wanted, kind = (str, "names") if self.has_header else (int, "integer positions (has_header is false)")
+        wrong = [column for column in columns if not isinstance(column, wanted)]
+        if wrong:
+            raise ValueError(f"text_columns/label_column must be column {kind}, got {wrong}")
+        if not self.has_header and any(column < 0 for column in columns):
+            raise ValueError("column positions must be 0 or more")
+        return self
+
+
+INHERITED_BY_SPLIT_FILES = ("layout", "has_header", "text_columns", "label_column")
+
+
+class TextImport(TextFile):
+    """`path` holds the training rows (or every split); `val` / `test` name separate files for those splits. A split
+    file reads like the main one (layout, header, columns) unless it sets its own: a three-file TSV dataset needs only
+    the paths, while AG News (a headerless TSV to train on, a CSV with a header to test on) sets the test file's own."""
+    val: TextFile | None = None
+    test: TextFile | None = None
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)  # carved from train when the split is missing
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+
+    @model_validator(mode="before")
+    @classmethod
+    def split_files_inherit(cls, data):
+        """Fill what a split file leaves out from the main spec (its value as given, else its default)."""
+        if not isinstance(data, dict):
+            return data
+        inherited = {key: data.get(key, cls.model_fields[key].get_default()) for key in INHERITED_BY_SPLIT_FILES}
+        return data | {split: inherited | data[split] for split in ("val", "test") if isinstance(data.get(split), dict)}
+
+
+class TextData(DataSection):
+    builtin: TextBuiltinData | None = None
+    import_from: TextImport | None = None  # when set, it is used instead of builtin
+
+
+class TextModel(ModelParams):
+    vocab_size: int = Field(ge=32, le=100_000)
+    max_len: int = Field(ge=4, le=4096)
+
+
+class TextParams(ModalityParams):
+    data: TextData
+    model: TextModel
+
+
+class Text(Classifier):
+    name, order, params = "text", 10, TextParams
+    input_column = "text"
+    model_class = "attn_models.text_classifier:TextTransformer"
+    generator = "tasks.data.builtin_text:generate_text_dataset"
+    importer = "tasks.data.importers:import_text"
+
+    def test_files(self, data_dir):
+        return [data_dir / "test.csv"]
+
+    def learn_tokenizer(self, data_dir, section):
+        from tasks.data.datasets import read_text_csv, train_tokenizer
+
+        return train_tokenizer(read_text_csv(data_dir / "train.csv")[0], section.model.vocab_size)
+
+    def load_splits(self, data_dir, section, seed, tokenizer):
+        from tasks.data.datasets import LabelledItems, Splits, encode_texts, pad_token_batch, read_text_csv
+
+        texts = {name: read_text_csv(data_dir / f"{name}.csv") for name in SPLITS}
+        class_names = sorted(set(texts["train"][1]))
+
+        def split(name):
+            split_texts, split_labels = texts[name]
+            ids = encode_texts(tokenizer, split_texts, section.model.max_len)
+            return LabelledItems(ids, [class_names.index(label) for label in split_labels], lambda item: item)
+
+        return Splits(split("train"), split("val"), split("test"), class_names, pad_token_batch)
+
+    def model_args(self, section, splits, tokenizer):
+        m = section.model
+        return dict(vocab_size=tokenizer.get_vocab_size(), num_classes=len(splits.class_names), max_len=m.max_len,
+                    embed_dim=m.embed_dim, depth=m.depth, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio,
+                    dropout=m.dropout)
+
+    def attention_figure(self, model, inputs, relevance, true, predicted, tokenizer):
+        import matplotlib.pyplot as plt
+
+        from tasks.evaluation.plots import sample_title
+
+        tokens = [tokenizer.id_to_token(int(i)) for i in inputs[0]]
+        figure, axes = plt.subplots(figsize=(max(4.0, 0.6 * len(tokens)), 1.6))
+        axes.imshow(relevance[None, :], cmap="Reds", aspect="auto", vmin=0)
+        axes.set_xticks(range(len(tokens)))
+        axes.set_xticklabels(tokens, rotation=45, ha="right", fontsize=9)
+        axes.set_yticks([])
+        axes.set_title(sample_title(true, predicted), fontsize=9)
+        figure.tight_layout()
+        return figure
+
+    def attention_record(self, item, tokenizer):
+        return {"tokens": [tokenizer.id_to_token(int(i)) for i in item]}
+
+    def request_input(self, value, model_args, tokenizer):
+        from tasks.data.datasets import encode_texts
+
+        ids = encode_texts(tokenizer, [str(value)], model_args["max_len"])[0]
+        return ids.unsqueeze(0), {"tokens": [tokenizer.id_to_token(int(i)) for i in ids]}
+
+
+SPEC = Text()

@@ -1,0 +1,152 @@
+"""Translation (built-in: German -> English phrases rendered from CLDR data): an encoder-decoder Transformer over one
+joint BPE vocabulary, with beam search.
+
+Prepared layout: data/translation/{train,val,test}.<source_lang> and .<target_lang>, one sentence a line,
+line-aligned, UTF-8. Metrics: sacrebleu's BLEU and chrF of the detokenized beam-search output against the raw
+references, and BLEU of greedy decoding. Attention map: the cross-attention alignment of output subwords over source
+subwords. Served input: ``{"text": "a source sentence"}``; answer: the translation and its alignment.
+"""
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tasks.modalities.sequence import SequenceTask
+from tasks.schema import AttentionParams, DataSection, DecodeParams, ModalityParams, Section, SplitFraction
+
+BUILTIN_LANGUAGES = ("de", "en")  # the built-in corpus (tasks/data/builtin_translation.py): German -> English
+
+
+class TranslationBuiltinData(Section):
+    """German-English phrases built from CLDR data (tasks/data/builtin_translation.py)."""
+    num_pairs: int = Field(ge=30)
+    max_phrases: int = Field(3, ge=1, le=6)  # phrases (a date, an amount, a country, ...) per sentence
+    val_fraction: float = SplitFraction
+    test_fraction: float = SplitFraction
+
+
+class TranslationImport(Section):
+    """Line-aligned parallel files per split: <path>/<stem>.<lang>, plain or gzipped (<stem>.<lang>.gz)."""
+    path: str = Field(min_length=1)  # relative paths are read from the project root
+    source_lang: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    target_lang: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    splits: dict[Literal["train", "val", "test"], str] = {"train": "train", "val": "val", "test": "test"}  # -> stem
+    val_fraction: float = Field(0.05, gt=0, lt=0.5)  # carved from train (seeded) when splits has no val
+    test_fraction: float = Field(0.05, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def has_train_and_two_languages(self):
+        if "train" not in self.splits:
+            raise ValueError("splits must name the train file stem")
+        if self.source_lang == self.target_lang:
+            raise ValueError(f"source_lang and target_lang are both {self.source_lang!r}")
+        return self
+
+
+class TranslationData(DataSection):
+    builtin: TranslationBuiltinData | None = None
+    import_from: TranslationImport | None = None  # when set, it is used instead of builtin
+
+
+class TranslationModel(AttentionParams):
+    encoder_depth: int = Field(ge=1, le=24)
+    decoder_depth: int = Field(ge=1, le=24)
+    vocab_size: int = Field(ge=32, le=100_000)  # one joint BPE vocabulary for both languages, tied embeddings
+    max_len: int = Field(ge=4, le=4096)  # subword tokens per sentence (longer ones are cut)
+
+
+class TranslationParams(ModalityParams):
+    data: TranslationData
+    model: TranslationModel
+    eval: DecodeParams = DecodeParams()
+
+
+def languages(section) -> tuple[str, str]:
+    """(source, target) language codes: the imported corpus's, or the built-in corpus's."""
+    imported = section.data.import_from
+    return (imported.source_lang, imported.target_lang) if imported is not None else BUILTIN_LANGUAGES
+
+
+class Translation(SequenceTask):
+    name, order, params = "translation", 40, TranslationParams
+    metrics = ("test_bleu", "test_chrf", "test_bleu_greedy")  # sacrebleu on detokenized output
+    input_column = "text"
+    model_class = "attn_models.translation_transformer:TranslationTransformer"
+    generator = "tasks.data.builtin_translation:generate_translation_dataset"
+    importer = "tasks.data.importers:import_translation"
+    outputs_folder, output_field = "translations", "translation"
+
+    def test_files(self, data_dir):
+        return sorted(data_dir.glob("test.*"))
+
+    def learn_tokenizer(self, data_dir, section):
+        """One joint vocabulary for both languages, reversible: the output detokenizes exactly."""
+        from tasks.data.datasets import read_parallel, train_tokenizer
+
+        sources, targets = read_parallel(data_dir, "train", languages(section))
+        return train_tokenizer(sources + targets, section.model.vocab_size, reversible=True)
+
+    def load_splits(self, data_dir, section, seed, tokenizer):
+        from tasks.data.datasets import LabelledItems, Splits, encode_targets, encode_texts, pad_pair_batch, read_parallel
+
+        max_len = section.model.max_len
+
+        def split(name):
+            sources, targets = read_parallel(data_dir, name, languages(section))
+            return LabelledItems(encode_texts(tokenizer, sources, max_len), encode_targets(tokenizer, targets, max_len),
+                                 lambda item: item)
+
+        return Splits(split("train"), split("val"), split("test"), [], pad_pair_batch)
+
+    def model_args(self, section, splits, tokenizer):
+        m = section.model  # special token ids: the model's defaults, which train_tokenizer's order gives
+        return dict(vocab_size=tokenizer.get_vocab_size(), embed_dim=m.embed_dim, encoder_depth=m.encoder_depth,
+                    decoder_depth=m.decoder_depth, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio, dropout=m.dropout,
+                    max_len=m.max_len)
+
+    def collate_sources(self, sources):
+        from torch.nn.utils.rnn import pad_sequence
+
+        return pad_sequence(sources, batch_first=True, padding_value=0)  # [PAD] is id 0
+
+    def test_texts(self, data_dir, section):
+        from tasks.data.datasets import read_parallel
+
+        return read_parallel(data_dir, "test", languages(section))
+
+    def score(self, hypotheses, references):
+        """BLEU and chrF (sacrebleu's defaults: 13a tokenization, case-sensitive)."""
+        import sacrebleu
+
+        return {"test_bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
+                "test_chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score}
+
+    def source_record(self, source, tokenizer):
+        return {"source_tokens": [tokenizer.id_to_token(int(i)) for i in source]}
+
+    def alignment_figure(self, record, source, model):
+        """Output subwords x source subwords; each row (where one output subword looked) sums to 1."""
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        source_tokens, output_tokens = record["source_tokens"], record["output_tokens"]
+        figure, axes = plt.subplots(figsize=(max(4.0, 0.45 * len(source_tokens) + 2),
+                                             max(3.0, 0.4 * len(output_tokens) + 2)))
+        axes.imshow(np.array(record["alignment"]), cmap="Blues", aspect="auto", vmin=0)
+        plain = {"parse_math": False}  # amounts such as "10,00 AU$" are text, not mathtext
+        axes.set_xticks(range(len(source_tokens)))
+        axes.set_xticklabels(source_tokens, rotation=60, ha="right", fontsize=8, **plain)
+        axes.set_yticks(range(len(output_tokens)))
+        axes.set_yticklabels(output_tokens, fontsize=8, **plain)
+        axes.set(xlabel="source subwords", ylabel="output subwords")
+        axes.set_title(f"source: {record['source']}\noutput: {record['translation']}\nreference: {record['reference']}",
+                       fontsize=8, loc="left", **plain)
+        figure.tight_layout()
+        return figure
+
+    def request_source(self, value, checkpoint, tokenizer):
+        from tasks.data.datasets import encode_texts
+
+        return encode_texts(tokenizer, [str(value)], checkpoint["model_args"]["max_len"])[0]
+
+
+SPEC = Translation()

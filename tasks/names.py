@@ -1,0 +1,8 @@
+"""Names shared by the stages, the served model and the tests: each file and artifact name is defined here once."""
+CHECKPOINT = "checkpoint.pt"  # outputs/<run id>/: the trained weights and what rebuilds the model
+TOKENIZER = "tokenizer.json"  # outputs/<run id>/: the subword vocabulary of token-based modalities
+LABELS = "labels.json"  # beside the checkpoint: class names, logged with the pytorch model
+RECIPE_FILE = "dataset.json"  # data/<modality>/: the recipe the data was built from
+
+MODEL_ARTIFACT = "model"  # the mlflow.pytorch model of a run
+SERVING_ARTIFACT = "serving"  # the mlflow.pyfunc model a run registers and serves (raw inputs in)

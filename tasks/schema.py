@@ -1,0 +1,84 @@
+"""The parts of params.yaml every modality's section is built from: each modality module (tasks/modalities/) declares
+its own section from these, and tasks/params.py assembles the whole file.
+
+Every section forbids unknown keys and is frozen, so a typo stops the run with the key named and a stage cannot
+change what another reads.
+"""
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Fraction = Field(ge=0.0, lt=1.0)
+SplitFraction = Field(gt=0, lt=0.5)  # of the data, held out for a split (val or test)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_range(name: str, low, high) -> None:
+    if low > high:
+        raise ValueError(f"{name}: the low end ({low}) is above the high end ({high})")
+
+
+class TrainParams(Section):
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+    label_smoothing: float = Fraction
+    max_batches_per_epoch: int | None = Field(None, ge=1)  # shrinks epochs for smoke tests
+
+
+class EvalParams(Section):
+    batch_size: int = Field(256, ge=1)
+    attention_maps: int = Field(4, ge=0, le=32)  # test samples drawn with their attention
+
+
+class DecodeParams(EvalParams):
+    """How a sequence model decodes in evaluation and serving."""
+    beam_size: int = Field(4, ge=1, le=32)
+    length_penalty: float = Field(0.6, ge=0)  # GNMT: scores divided by ((5 + length) / 6) ** length_penalty
+    max_decode_len: int = Field(128, ge=1)  # at most this many tokens per output,
+    decode_len_ratio: float = Field(1.5, gt=0)  # and at most ratio * source length (tokens, frames) + 10
+
+    def decode_settings(self) -> dict:
+        """The keyword arguments of decoding (tasks/modalities/sequence.py decode_batches)."""
+        return self.model_dump(include={"beam_size", "length_penalty", "max_decode_len", "decode_len_ratio",
+                                        "batch_size"})
+
+
+class AttentionParams(Section):
+    """What every attention model's section has: width, heads, MLP width and dropout."""
+    embed_dim: int = Field(ge=8)
+    num_heads: int = Field(ge=1)
+    mlp_ratio: float = Field(2.0, gt=0)
+    dropout: float = Fraction
+
+    @model_validator(mode="after")
+    def heads_divide_embedding(self):
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
+        return self
+
+
+class ModelParams(AttentionParams):
+    depth: int = Field(ge=1, le=24)
+
+
+class ModalityParams(Section):
+    """What every modality's section has besides its own data and model sub-sections."""
+
+    task: str = Field(min_length=1)  # what the model predicts; names the MLflow experiment and registered model
+    train: TrainParams
+    eval: EvalParams = EvalParams()
+
+
+class DataSection(Section):
+    """A modality's data: built-in generated data (builtin) or the user's own (import_from, which wins when set).
+    Subclasses declare both fields with their own types."""
+
+    @model_validator(mode="after")
+    def one_source(self):
+        if self.builtin is None and self.import_from is None:
+            raise ValueError("give data.builtin (generated data) or data.import_from (your own data)")
+        return self

@@ -1,0 +1,64 @@
+"""Evaluate stage: the modality's test metrics and attention maps (its spec's ``evaluate``), and the model, logged
+twice: with mlflow.pytorch ("model") and as the pyfunc wrapper that takes raw inputs ("serving", tasks/serving/).
+
+torch and mlflow's model flavors are imported inside the task body: a cached run never enters it, and leaving them
+out of module scope saves seconds of start-up on every run.
+"""
+import hashlib
+import json
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from tasks.caching import Stage
+from tasks.modalities import get
+from tasks.names import LABELS, TOKENIZER
+from tasks.params import Params
+from tasks.tracking.mlflow_tracking import connect, log_metrics, log_pytorch_model
+
+STAGE = Stage("evaluate", params=("data", "model", "eval", "global.seed", "global.device"),
+              upstream=("trained", "data_recipe"), module=__name__)
+
+
+def test_split_md5(modality: str, data_dir: Path) -> str:
+    """md5 over the test split alone (file names and bytes): two test metrics are comparable only when it matches."""
+    digest = hashlib.md5()
+    for path in get(modality).test_files(data_dir):
+        digest.update(path.relative_to(data_dir).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@task(name="evaluate", task_run_name="evaluate-{modality}", cache_key_fn=STAGE.cache_key, persist_result=True)
+def evaluate_model(modality: str, params: Params, root: Path, run_id: str, trained: dict, data_recipe: dict) -> dict:
+    """Returns the test metrics and the id of the MLflow run that holds them with the models and figures."""
+    from tokenizers import Tokenizer
+
+    import attn_models
+    from tasks.modalities import load_checkpoint
+    from tasks.modalities.base import Evaluation
+    from tasks.reproducibility import resolve_device
+    from tasks.serving.pyfunc_model import log_serving_model
+
+    spec, section = get(modality), params.section(modality)
+    checkpoint_path = Path(trained["checkpoint"])
+    model, checkpoint = load_checkpoint(checkpoint_path)
+    tokenizer_path = checkpoint_path.parent / TOKENIZER
+    tokenizer = Tokenizer.from_file(str(tokenizer_path)) if tokenizer_path.exists() else None
+    data_dir = root / "data" / modality
+    splits = spec.load_splits(data_dir, section, params.global_.seed, tokenizer)
+    client, _ = connect(root, params, modality)
+    metrics = spec.evaluate(Evaluation(client, run_id, model, checkpoint, splits, section, tokenizer,
+                                       resolve_device(params.global_.device), data_dir))
+    get_run_logger().info("%s on %d test examples: %s", modality, len(splits.test),
+                          ", ".join(f"{name} {metrics[name]:.4f}" for name in spec.metrics))
+    log_metrics(client, run_id, metrics)
+    client.set_tag(run_id, "test_data_md5", test_split_md5(modality, data_dir))
+
+    labels_file = checkpoint_path.parent / LABELS
+    labels_file.write_text(json.dumps(checkpoint["class_names"]))
+    extra_files = [str(labels_file)] + ([str(tokenizer_path)] if tokenizer else [])
+    example, signature = spec.model_example(model, splits)
+    log_pytorch_model(run_id, model, input_example=example, signature=signature,
+                      code_paths=[str(Path(attn_models.__file__).parent)], extra_files=extra_files)
+    log_serving_model(run_id, checkpoint_path, tokenizer_path if tokenizer else None, spec.serving_config(section))
+    return {**metrics, "run_id": run_id}

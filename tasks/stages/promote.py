@@ -1,0 +1,20 @@
+"""Promote stage: register a modality run's served model as a new version of its task's registered model and apply
+the promotion rule (tasks/tracking/registry.py) on the modality's primary metric, in its direction."""
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from tasks.modalities import get
+from tasks.params import Params
+from tasks.tracking.mlflow_tracking import connect
+from tasks.tracking.registry import register_and_promote, registered_model_name
+
+
+@task(name="promote", task_run_name="promote-{modality}")
+def promote_model(modality: str, params: Params, root: Path, run_id: str) -> dict:
+    """Register the new model version and decide whether it takes the `champion` alias."""
+    client, _ = connect(root, params, modality)
+    spec, name = get(modality), registered_model_name(params, modality)
+    version, decision, _ = register_and_promote(client, name, run_id, spec.primary_metric, spec.higher_is_better)
+    get_run_logger().info("%s: %s version %s is %s (%s)", modality, name, version, decision.alias, decision.reason)
+    return {"registered_model": name, "version": version, "alias": decision.alias, "reason": decision.reason}

@@ -1,0 +1,70 @@
+"""A stage re-runs when code it uses changes, and only then: each stage's cache key follows the imports of its
+module, its modality's module and that modality's model (tasks/caching.py), and the data's code through the data
+recipe.
+
+The edits are made to a copy of the code that the cache keys are computed from (`tasks.caching.CODE_ROOT` points at
+it): the code that runs is unchanged, so the edit is a comment, and what is tested is which stages see it.
+"""
+import shutil
+
+import pytest
+
+from flows.pipeline import attention_pipeline
+from tasks import caching
+from tests.conftest import REPO, make_tiny_project, stage_states, tiny_params, write_params
+
+MODALITIES = ("text", "image")
+STAGES = ("prepare-data", "train", "evaluate")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, prefect_server):
+    """A tiny text + image project, run once; the code the cache keys read is a copy, edited by the tests."""
+    code = tmp_path_factory.mktemp("code")
+    for package in caching.PROJECT_PACKAGES:
+        shutil.copytree(REPO / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        monkeypatch.setattr(caching, "CODE_ROOT", code)
+        project = make_tiny_project(tmp_path_factory.mktemp("cache") / "project")
+        params = tiny_params()
+        params["global"]["modalities"] = list(MODALITIES)
+        write_params(project, params)
+        first = attention_pipeline(params_path=str(project / "params.yaml"))
+        assert set(stage_states(project, first).values()) == {"Completed"}
+        yield project, code
+
+
+def rerun_after_editing(project, code, *modules: str) -> dict[str, str]:
+    """Append a comment to modules of the copied code, run the pipeline again; the state of each stage."""
+    for module in modules:
+        with (code / module).open("a") as file:
+            file.write("\n# edited by tests/test_stage_cache.py\n")
+    result = attention_pipeline(params_path=str(project / "params.yaml"))
+    return stage_states(project, result)
+
+
+def expected(rerun: dict[str, set[str]]) -> dict[str, str]:
+    """Completed for the stages named per modality, Cached for every other."""
+    return {f"{stage}-{m}": "Completed" if stage in rerun.get(m, ()) else "Cached"
+            for m in MODALITIES for stage in STAGES}
+
+
+# Each run edits modules whose stages do not overlap, so one run checks several edits.
+def test_a_generator_reruns_its_data_and_what_follows_and_a_model_its_training(project):
+    """The text generator: text's data (its recipe), so text's training and evaluation; the image model: image's
+    training and evaluation. Nothing else."""
+    states = rerun_after_editing(*project, "tasks/data/builtin_text.py", "attn_models/vit.py")
+    assert states == expected({"text": {"prepare-data", "train", "evaluate"}, "image": {"train", "evaluate"}})
+
+
+def test_the_training_loop_reruns_every_training(project):
+    states = rerun_after_editing(*project, "tasks/training/loop.py")
+    assert states == expected({m: {"train", "evaluate"} for m in MODALITIES})
+
+
+def test_the_prepare_stage_and_the_serving_wrapper_rerun_their_stages_only(project):
+    """The prepare stage's code re-runs every prepare (which finds its data up to date: same recipe, so training is
+    cached); the serving wrapper, which the evaluate stage logs, re-runs every evaluation."""
+    states = rerun_after_editing(*project, "tasks/stages/prepare.py", "tasks/serving/pyfunc_model.py")
+    assert states == expected({m: {"prepare-data", "evaluate"} for m in MODALITIES})

@@ -1,0 +1,106 @@
+"""The shape of the code, checked: modality knowledge lives in tasks/modalities/, packages import each other without
+cycles, attn_models/ stays pure PyTorch, and shared names are defined once (tasks/names.py)."""
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from tasks.caching import PROJECT_PACKAGES
+from tests.conftest import REPO
+
+SOURCES = sorted(path for package in PROJECT_PACKAGES for path in (REPO / package).rglob("*.py"))
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside a function."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def node(module: str) -> str:
+    """The package a module belongs to (tasks.data.importers -> tasks.data); a module at the top of `tasks` is its own
+    node (tasks.params), and attn_models and flows are one node each."""
+    parts = module.split(".")
+    if parts[0] != "tasks" or len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2 and (REPO / "tasks" / f"{parts[1]}.py").is_file():
+        return module
+    return ".".join(parts[:2])
+
+
+def package_graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in SOURCES:
+        source = node(module_name(path))
+        targets = {node(name) for name in imported_modules(path) if name.split(".")[0] in PROJECT_PACKAGES}
+        graph.setdefault(source, set()).update(targets - {source})
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle as a list of nodes, or None (depth-first search with an explicit path)."""
+    state = {}
+
+    def visit(current, path):
+        state[current] = "open"
+        for target in sorted(graph.get(current, ())):
+            if state.get(target) == "open":
+                return path[path.index(target):] + [current, target] if target in path else [current, target]
+            if target not in state:
+                found = visit(target, path + [current])
+                if found:
+                    return found
+        state[current] = "done"
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            found = visit(start, [])
+            if found:
+                return found
+    return None
+
+
+def test_no_package_import_cycles():
+    graph = package_graph()
+    assert {"tasks.modalities", "tasks.stages", "tasks.data", "tasks.params", "flows"} <= set(graph)
+    assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) is not None
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+BRANCH = re.compile(r"""modality\s*[!=]=|modality in \(|task\s*==\s*["']translation["']|\.task\s*==""")
+
+
+def test_no_modality_branches_outside_the_modality_modules():
+    offending = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+                 for path in SOURCES if path.parts[-2] != "modalities"
+                 for number, line in enumerate(path.read_text().splitlines(), 1) if BRANCH.search(line)]
+    assert not offending, "\n".join(offending)
+
+
+def test_attn_models_import_only_torch():
+    for path in (REPO / "attn_models").glob("*.py"):
+        roots = {name.split(".")[0] for name in imported_modules(path)}
+        assert roots <= {"attn_models", "torch", "torchaudio", "math", "__future__", "typing", "dataclasses"}, path
+
+
+@pytest.mark.parametrize("literal", ['"checkpoint.pt"', '"tokenizer.json"', '"labels.json"', '"dataset.json"',
+                                     'name="serving"', "'serving'", 'name="model"'])
+def test_shared_names_are_defined_once(literal):
+    holders = [path.relative_to(REPO).as_posix() for path in SOURCES if literal in path.read_text()]
+    assert holders in ([], ["tasks/names.py"]), holders
