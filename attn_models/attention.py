@@ -3,6 +3,7 @@ and attention rollout (Abnar & Zuidema, 2020) to turn per-layer weights into one
 
 Shapes: B batch, T tokens (Tq queries, Tk keys), C embedding, H heads, D = C / H.
 """
+
 import math
 
 import torch
@@ -76,7 +77,11 @@ class FeedForward(nn.Sequential):
     def __init__(self, embed_dim: int, mlp_ratio: float, dropout: float):
         hidden = int(embed_dim * mlp_ratio)
         super().__init__(
-            nn.Linear(embed_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, embed_dim), nn.Dropout(dropout)
+            nn.Linear(embed_dim, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, embed_dim),
+            nn.Dropout(dropout),
         )
 
 
@@ -136,8 +141,16 @@ class ClassTokenClassifier(nn.Module):
     Subclasses turn their raw input into tokens (B, T, C) and call ``classify``.
     """
 
-    def __init__(self, num_tokens: int, num_classes: int, embed_dim: int, depth: int, num_heads: int,
-                 mlp_ratio: float, dropout: float):
+    def __init__(
+        self,
+        num_tokens: int,
+        num_classes: int,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        dropout: float,
+    ):
         super().__init__()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.randn(1, num_tokens + 1, embed_dim) * 0.02)

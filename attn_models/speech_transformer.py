@@ -3,6 +3,7 @@
 The log-mel front end is part of the model, so a saved model takes raw 16 kHz samples.
 SpecAugment (frequency and time masking, Park et al., 2019) is applied in training mode only.
 """
+
 import torch
 import torchaudio
 from torch import nn
@@ -23,9 +24,20 @@ class LogMelFrontEnd(nn.Module):
 
 
 class SpeechTransformer(ClassTokenClassifier):
-    def __init__(self, num_classes: int, sample_rate: int = 16000, clip_seconds: float = 1.0, n_mels: int = 40,
-                 embed_dim: int = 64, depth: int = 3, num_heads: int = 4, mlp_ratio: float = 2.0, dropout: float = 0.1,
-                 freq_mask: int = 8, time_mask: int = 10):
+    def __init__(
+        self,
+        num_classes: int,
+        sample_rate: int = 16000,
+        clip_seconds: float = 1.0,
+        n_mels: int = 40,
+        embed_dim: int = 64,
+        depth: int = 3,
+        num_heads: int = 4,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.1,
+        freq_mask: int = 8,
+        time_mask: int = 10,
+    ):
         self.subsampling = 2
         front_end = LogMelFrontEnd(sample_rate, n_mels)
         frames = int(sample_rate * clip_seconds) // front_end.hop_length + 1

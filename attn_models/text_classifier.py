@@ -1,4 +1,5 @@
 """Transformer text classifier over subword token ids (a BERT-style encoder with a class token)."""
+
 import torch
 from torch import nn
 
@@ -6,8 +7,18 @@ from attn_models.attention import ClassTokenClassifier
 
 
 class TextTransformer(ClassTokenClassifier):
-    def __init__(self, vocab_size: int, num_classes: int, max_len: int = 64, embed_dim: int = 64, depth: int = 2,
-                 num_heads: int = 4, mlp_ratio: float = 2.0, dropout: float = 0.1, pad_id: int = 0):
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        max_len: int = 64,
+        embed_dim: int = 64,
+        depth: int = 2,
+        num_heads: int = 4,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.1,
+        pad_id: int = 0,
+    ):
         super().__init__(max_len, num_classes, embed_dim, depth, num_heads, mlp_ratio, dropout)
         self.pad_id = pad_id
         self.token_embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)

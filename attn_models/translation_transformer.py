@@ -8,6 +8,7 @@ its alignment with the source: ``cross_attention`` returns them, averaged over h
 
 Shapes: B batch, S source tokens, T target tokens, C embedding, V vocabulary, K beams.
 """
+
 import math
 
 import torch
@@ -42,8 +43,9 @@ class DecoderBlock(nn.Module):
     def forward(self, x, memory, target_padding=None, source_padding=None, need_weights=False):
         attended, _ = self.self_attn(self.norm1(x), key_padding_mask=target_padding, causal=True)
         x = x + self.drop(attended)
-        attended, cross_weights = self.cross_attn(self.norm2(x), memory, key_padding_mask=source_padding,
-                                                  need_weights=need_weights)  # weights: (B, H, T, S)
+        attended, cross_weights = self.cross_attn(
+            self.norm2(x), memory, key_padding_mask=source_padding, need_weights=need_weights
+        )  # weights: (B, H, T, S)
         x = x + self.drop(attended)
         return x + self.mlp(self.norm3(x)), cross_weights
 
@@ -59,22 +61,36 @@ class DecoderBlock(nn.Module):
 
 
 class TranslationTransformer(nn.Module):
-    def __init__(self, vocab_size: int, embed_dim: int = 256, encoder_depth: int = 3, decoder_depth: int = 3,
-                 num_heads: int = 4, mlp_ratio: float = 4.0, dropout: float = 0.1, max_len: int = 128,
-                 pad_id: int = 0, bos_id: int = 2, eos_id: int = 3):
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int = 256,
+        encoder_depth: int = 3,
+        decoder_depth: int = 3,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.1,
+        max_len: int = 128,
+        pad_id: int = 0,
+        bos_id: int = 2,
+        eos_id: int = 3,
+    ):
         super().__init__()
         self.pad_id, self.bos_id, self.eos_id, self.max_len = pad_id, bos_id, eos_id, max_len
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        nn.init.normal_(self.embed.weight, std=embed_dim ** -0.5)
+        nn.init.normal_(self.embed.weight, std=embed_dim**-0.5)
         self.register_buffer("positions", sinusoidal_positions(max_len, embed_dim), persistent=False)
         self.drop = nn.Dropout(dropout)
         self.encoder = Encoder(embed_dim, encoder_depth, num_heads, mlp_ratio, dropout)
-        self.decoder = nn.ModuleList(DecoderBlock(embed_dim, num_heads, mlp_ratio, dropout)
-                                     for _ in range(decoder_depth))
+        self.decoder = nn.ModuleList(
+            DecoderBlock(embed_dim, num_heads, mlp_ratio, dropout) for _ in range(decoder_depth)
+        )
         self.decoder_norm = nn.LayerNorm(embed_dim)
 
-    def embed_tokens(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:  # (B, T) at positions start.. -> (B, T, C)
-        positions = self.positions[start: start + ids.shape[1]]
+    def embed_tokens(
+        self, ids: torch.Tensor, start: int = 0
+    ) -> torch.Tensor:  # (B, T) at positions start.. -> (B, T, C)
+        positions = self.positions[start : start + ids.shape[1]]
         return self.drop(self.embed(ids) * math.sqrt(self.embed.embedding_dim) + positions)
 
     def encode(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +113,8 @@ class TranslationTransformer(nn.Module):
         return states @ self.embed.weight.T  # tied output projection: (..., C) -> (..., V)
 
     def forward(self, source: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: source (B, S) and target_in ([BOS] y1 .. y_{T-1}, (B, T)) -> logits (B, T, V) for y1 .. yT."""
+        """Teacher forcing: source (B, S) and target_in ([BOS] y1 .. y_{T-1}, (B, T)) -> logits (B, T, V) for
+        y1 .. yT."""
         return self.logits(self.decode(target_in, *self.encode(source))[0])
 
     @torch.no_grad()
@@ -144,8 +161,9 @@ class TranslationTransformer(nn.Module):
         return sequences[:, 1:]
 
     @torch.no_grad()
-    def beam_search(self, source: torch.Tensor, max_new_tokens: int, beam_size: int = 4,
-                    length_penalty: float = 0.6) -> torch.Tensor:
+    def beam_search(
+        self, source: torch.Tensor, max_new_tokens: int, beam_size: int = 4, length_penalty: float = 0.6
+    ) -> torch.Tensor:
         """Batched beam search; the best finished hypothesis by log-probability / ((5 + length) / 6) ** length_penalty
         (Wu et al., 2016). Returns (B, T) ids, each ending with EOS then padding (or cut at max_new_tokens).
         beam_size=1 is greedy decoding."""

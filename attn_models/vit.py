@@ -6,6 +6,7 @@ Two ways to turn patches into tokens:
   convolutions help transformers see better"): it trains far better on small datasets such as CIFAR-10 subsets.
 Either way each token is one cell of the patch grid, so attention maps read the same.
 """
+
 import math
 
 import torch
@@ -28,9 +29,19 @@ def conv_stem(in_channels: int, embed_dim: int, patch_size: int) -> nn.Sequentia
 
 
 class VisionTransformer(ClassTokenClassifier):
-    def __init__(self, num_classes: int, image_size: int = 32, patch_size: int = 4, in_channels: int = 1,
-                 embed_dim: int = 64, depth: int = 4, num_heads: int = 4, mlp_ratio: float = 2.0, dropout: float = 0.1,
-                 stem: str = "patch"):
+    def __init__(
+        self,
+        num_classes: int,
+        image_size: int = 32,
+        patch_size: int = 4,
+        in_channels: int = 1,
+        embed_dim: int = 64,
+        depth: int = 4,
+        num_heads: int = 4,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.1,
+        stem: str = "patch",
+    ):
         if image_size % patch_size:
             raise ValueError(f"image_size ({image_size}) must be divisible by patch_size ({patch_size})")
         self.grid_size = image_size // patch_size

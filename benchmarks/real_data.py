@@ -10,6 +10,7 @@ maps and model. The clone is kept, so a re-run reuses the cached import. The res
 hardware, exact command, MLflow run) is appended to benchmarks/results/real_data.jsonl and the table in
 docs/real_data.md is rewritten from that file: the newest result per config and device.
 """
+
 import argparse
 import json
 import os
@@ -17,7 +18,7 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -72,8 +73,14 @@ def prepare_workspace(workspace: Path) -> None:
 def hardware() -> dict:
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cpu_cores": os.cpu_count(), "gpu": gpu, "device": "cuda" if gpu else "cpu"}
 
@@ -88,14 +95,21 @@ def newest_run(workspace: Path, params: dict, modality: str, since_ms: int) -> d
     loaded = Params.model_validate(params)
     client = MlflowClient(tracking_uri(workspace, loaded))
     experiment = client.get_experiment_by_name(experiment_name(loaded, modality))
-    (run,) = client.search_runs([experiment.experiment_id], f"attributes.start_time >= {since_ms} and "
-                                f"attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"],
-                                max_results=1)
+    (run,) = client.search_runs(
+        [experiment.experiment_id],
+        f"attributes.start_time >= {since_ms} and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     trained_by = client.get_run(run.data.tags.get("cached_from_run_id", run.info.run_id))  # a cached result's origin
-    return {"run_id": run.info.run_id, "metrics": {k: round(v, 4) for k, v in run.data.metrics.items()
-                                                   if k.startswith("test_")},
-            "train_seconds": round(trained_by.data.metrics["train_seconds"], 1), "data_md5": run.data.tags["data_md5"],
-            "git_sha": run.data.tags["git_sha"], "device": run.data.tags["device"]}
+    return {
+        "run_id": run.info.run_id,
+        "metrics": {k: round(v, 4) for k, v in run.data.metrics.items() if k.startswith("test_")},
+        "train_seconds": round(trained_by.data.metrics["train_seconds"], 1),
+        "data_md5": run.data.tags["data_md5"],
+        "git_sha": run.data.tags["git_sha"],
+        "device": run.data.tags["device"],
+    }
 
 
 def write_table(results: list[dict]) -> None:
@@ -105,10 +119,11 @@ def write_table(results: list[dict]) -> None:
     lines = [
         "# Quality on real datasets",
         "",
-        "Written by `benchmarks/real_data.py` from `benchmarks/results/real_data.jsonl` (every run it made, newest last);",
+        "Written by `benchmarks/real_data.py` from `benchmarks/results/real_data.jsonl` "
+        "(every run it made, newest last);",
         "the newest result per config and device. Datasets: `../shared/datasets/` (see its README). Each run imports",
         "the dataset into a clone of the project, versions it with DVC and trains, evaluates and logs it through the",
-        "pipeline flows; \"train\" is the train stage's wall time, \"total\" the whole `attnflow run`.",
+        'pipeline flows; "train" is the train stage\'s wall time, "total" the whole `attnflow run`.',
         "",
         "| dataset | metric | result | target | met | train | total | hardware | commit | command |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -117,9 +132,11 @@ def write_table(results: list[dict]) -> None:
         value = result["metrics"].get(result["metric"])
         met = "yes" if value is not None and value >= result["target"] else "no"
         where = result["hardware"]["gpu"] or f"{result['hardware']['cpu_cores']}-core CPU ({result['hardware']['cpu']})"
-        lines.append(f"| {result['dataset']} | {result['metric']} | {value} | >= {result['target']} | {met} | "
-                     f"{result['train_seconds'] / 60:.1f} min | {result['total_seconds'] / 60:.1f} min | {where} | "
-                     f"{result['git_sha'][:8]} | `{result['command']}` |")
+        lines.append(
+            f"| {result['dataset']} | {result['metric']} | {value} | >= {result['target']} | {met} | "
+            f"{result['train_seconds'] / 60:.1f} min | {result['total_seconds'] / 60:.1f} min | {where} | "
+            f"{result['git_sha'][:8]} | `{result['command']}` |"
+        )
     notes = [r for r in newest.values() if r.get("note")]
     if notes:
         lines += ["", "Notes:", ""] + [f"- **{r['config']}**: {r['note']}" for r in notes]
@@ -129,10 +146,18 @@ def write_table(results: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config", help="a file name in benchmarks/configs/ without .yaml, e.g. ag_news")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a key of the modality's section, e.g. train.epochs=2 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the modality's section, e.g. train.epochs=2 (repeatable)",
+    )
     parser.add_argument("--datasets", type=Path, default=DEFAULT_DATASETS, help="folder of the real datasets")
-    parser.add_argument("--workspace", type=Path, help="the project clone to run in (default outputs/benchmarks/CONFIG)")
+    parser.add_argument(
+        "--workspace", type=Path, help="the project clone to run in (default outputs/benchmarks/CONFIG)"
+    )
     parser.add_argument("--note", help="a remark recorded with the result (e.g. what limits it)")
     args = parser.parse_args(argv)
     if not args.datasets.is_dir():
@@ -149,24 +174,35 @@ def main(argv: list[str] | None = None) -> int:
     since_ms = int(time.time() * 1000)
     started = time.perf_counter()
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(workspace)}
-    run = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--params", str(params_path)], cwd=workspace,
-                         env=env)
+    run = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "--params", str(params_path)], cwd=workspace, env=env
+    )
     total = time.perf_counter() - started
     if run.returncode != 0:
         print(f"error: the pipeline failed (exit {run.returncode}); nothing recorded", file=sys.stderr)
         return run.returncode
-    result = {"config": args.config, "dataset": benchmark["dataset"], "metric": benchmark["metric"],
-              "target": benchmark["target"], "command": command, "hardware": hardware(),
-              "total_seconds": round(total, 1), "workspace": str(workspace),
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              **newest_run(workspace, params, modality, since_ms), **({"note": args.note} if args.note else {})}
+    result = {
+        "config": args.config,
+        "dataset": benchmark["dataset"],
+        "metric": benchmark["metric"],
+        "target": benchmark["target"],
+        "command": command,
+        "hardware": hardware(),
+        "total_seconds": round(total, 1),
+        "workspace": str(workspace),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        **newest_run(workspace, params, modality, since_ms),
+        **({"note": args.note} if args.note else {}),
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as file:
         file.write(json.dumps(result) + "\n")
     write_table([json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()])
     print(json.dumps(result, indent=2))
-    print(f"\n{TABLE.relative_to(REPO)} updated; MLflow UI: mlflow ui --backend-store-uri "
-          f"sqlite:///{workspace / 'mlflow.db'}")
+    print(
+        f"\n{TABLE.relative_to(REPO)} updated; MLflow UI: mlflow ui --backend-store-uri "
+        f"sqlite:///{workspace / 'mlflow.db'}"
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """Reproduce a tracked run, and sweep a grid of parameters. Both run the same pipeline flow."""
+
 import itertools
 import uuid
 from pathlib import Path
@@ -40,25 +41,39 @@ def reproduce(run_id: str, params_path: str = "params.yaml", allow_code_change: 
 
     changed = code_changes_since(root, tags["git_sha"])
     if changed and not allow_code_change:
-        raise CodeChangedError(f"the code differs from commit {tags['git_sha']}, which made run {run_id}: "
-                               f"{', '.join(changed[:10])}; check that commit out, or pass --allow-code-change")
+        raise CodeChangedError(
+            f"the code differs from commit {tags['git_sha']}, which made run {run_id}: "
+            f"{', '.join(changed[:10])}; check that commit out, or pass --allow-code-change"
+        )
     if changed:
         logger.warning("going on although the code differs from commit %s: %s", tags["git_sha"], ", ".join(changed))
 
     logger.info("restoring data version %s (recorded by run %s)", tags["data_md5"], run_id)
     previous_dvc_file = checkout_data_version(root, dvc_file)
     try:
-        result = attention_pipeline(params_path=params_path, modalities=[tags["modality"]], force=True,
-                                    params=recorded_params, tags={"reproduced_from_run_id": run_id})
+        result = attention_pipeline(
+            params_path=params_path,
+            modalities=[tags["modality"]],
+            force=True,
+            params=recorded_params,
+            tags={"reproduced_from_run_id": run_id},
+        )
     finally:
         (root / "data.dvc").write_text(previous_dvc_file)
         run_dvc(root, "checkout", targets=[str(root / "data.dvc")], force=True)
 
     new = result["modalities"][tags["modality"]]
-    comparison = {name: {"original": original[name], "reproduced": new[name], "match": original[name] == new[name]}
-                  for name in get(tags["modality"]).metrics}
-    return {"run_id": new["run_id"], "data_md5": tags["data_md5"], "restored_data_md5": result["data_md5"],
-            "metrics": comparison, "match": all(row["match"] for row in comparison.values())}
+    comparison = {
+        name: {"original": original[name], "reproduced": new[name], "match": original[name] == new[name]}
+        for name in get(tags["modality"]).metrics
+    }
+    return {
+        "run_id": new["run_id"],
+        "data_md5": tags["data_md5"],
+        "restored_data_md5": result["data_md5"],
+        "metrics": comparison,
+        "match": all(row["match"] for row in comparison.values()),
+    }
 
 
 def parse_grid(assignments: list[str]) -> dict[str, list]:
@@ -101,8 +116,12 @@ def sweep(modality: str, grid: dict[str, list], params_path: str = "params.yaml"
     rows = []
     for overrides, params in zip(configurations, all_params):
         label = ",".join(f"{key}={value}" for key, value in overrides.items())
-        result = attention_pipeline(params_path=params_path, modalities=[modality], params=params,
-                                    tags={"sweep_id": sweep_id, "sweep_config": label})
+        result = attention_pipeline(
+            params_path=params_path,
+            modalities=[modality],
+            params=params,
+            tags={"sweep_id": sweep_id, "sweep_config": label},
+        )
         rows.append({**overrides, **result["modalities"][modality]})
     spec = get(modality)
     rows.sort(key=lambda row: spec.rank_key(row[spec.primary_metric]))  # best first, in the metric's direction

@@ -9,6 +9,7 @@ Prefect, and the modality run records which run produced the result (tag ``cache
 A modality that fails is marked FAILED in MLflow and does not stop the others; the pipeline then
 fails, naming the modalities that did.
 """
+
 from pathlib import Path
 
 import yaml
@@ -29,28 +30,46 @@ from tasks.tracking.mlflow_tracking import connect, fail_run, log_metrics, log_p
 
 
 @flow(name="modality-pipeline", flow_run_name="{modality}")
-def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: str, lineage: dict,
-                      data_recipe: dict, force: bool = False, tags: dict | None = None) -> dict:
+def modality_pipeline(
+    modality: str,
+    params: Params,
+    root: Path,
+    parent_run_id: str,
+    lineage: dict,
+    data_recipe: dict,
+    force: bool = False,
+    tags: dict | None = None,
+) -> dict:
     """Train, evaluate and promote one modality, recorded as one MLflow run in its task's experiment."""
     client, experiment_id = connect(root, params, modality)
     section, metrics = params.section(modality), get(modality).metrics
-    run_tags = {MLFLOW_PARENT_RUN_ID: parent_run_id, "pipeline_run_id": parent_run_id, "modality": modality,
-                "task": section.task, "prefect_flow_run_id": flow_run.get_id(), **lineage, **(tags or {})}
+    run_tags = {
+        MLFLOW_PARENT_RUN_ID: parent_run_id,
+        "pipeline_run_id": parent_run_id,
+        "modality": modality,
+        "task": section.task,
+        "prefect_flow_run_id": flow_run.get_id(),
+        **lineage,
+        **(tags or {}),
+    }
     run_id = client.create_run(experiment_id, run_name=run_name(modality, section), tags=run_tags).info.run_id
     client.set_tag(parent_run_id, f"run_id.{modality}", run_id)
     try:
         log_params(client, run_id, section.model_dump())
-        client.log_text(run_id, yaml.safe_dump(params.model_dump(mode="json", by_alias=True), sort_keys=False),
-                        "params.yaml")
+        client.log_text(
+            run_id, yaml.safe_dump(params.model_dump(mode="json", by_alias=True), sort_keys=False), "params.yaml"
+        )
         client.log_text(run_id, (root / "data.dvc").read_text(), "data.dvc")
         stage_inputs = dict(modality=modality, params=params, root=root, run_id=run_id, data_recipe=data_recipe)
-        trained = call_cached(train_model, force=force, outputs_exist=lambda r: Path(r["checkpoint"]).exists(),
-                              **stage_inputs)
+        trained = call_cached(
+            train_model, force=force, outputs_exist=lambda r: Path(r["checkpoint"]).exists(), **stage_inputs
+        )
         environment = {key: trained[key] for key in TRAINING_ENVIRONMENT}  # where the model was trained
         for key, value in environment.items():
             client.set_tag(run_id, key, value)
-        evaluated = call_cached(evaluate_model, force=force, outputs_exist=lambda r: True, trained=trained,
-                                **stage_inputs)
+        evaluated = call_cached(
+            evaluate_model, force=force, outputs_exist=lambda r: True, trained=trained, **stage_inputs
+        )
         cached_from = None if evaluated["run_id"] == run_id else evaluated["run_id"]
         if cached_from:  # every stage came from the cache: point at the run that made (and promoted) the result
             client.set_tag(run_id, "cached_from_run_id", cached_from)
@@ -62,13 +81,23 @@ def modality_pipeline(modality: str, params: Params, root: Path, parent_run_id: 
         fail_run(client, run_id, error)
         raise
     client.set_terminated(run_id, "FINISHED")
-    return {"run_id": run_id, "cached_from_run_id": cached_from, "promotion": promotion, **environment,
-            **{name: evaluated[name] for name in metrics}}
+    return {
+        "run_id": run_id,
+        "cached_from_run_id": cached_from,
+        "promotion": promotion,
+        **environment,
+        **{name: evaluated[name] for name in metrics},
+    }
 
 
 @flow(name="attention-pipeline")
-def attention_pipeline(params_path: str = "params.yaml", modalities: list[str] | None = None, force: bool = False,
-                       params: Params | None = None, tags: dict | None = None) -> dict:
+def attention_pipeline(
+    params_path: str = "params.yaml",
+    modalities: list[str] | None = None,
+    force: bool = False,
+    params: Params | None = None,
+    tags: dict | None = None,
+) -> dict:
     """Prepare -> version -> (train -> evaluate -> promote) per modality; returns each modality's run id, test
     metrics and promotion decision.
 
@@ -84,21 +113,34 @@ def attention_pipeline(params_path: str = "params.yaml", modalities: list[str] |
     if unknown:
         raise ValueError(f"unknown modalities {unknown}; choose from {', '.join(MODALITIES)}")
 
-    recipes = {m: call_cached(prepare_data, force=force, outputs_exist=lambda recipe: dataset_matches(root, recipe),
-                              modality=m, params=params, root=root, recipe=data_recipe(m, params, root))
-               for m in selected}
+    recipes = {
+        m: call_cached(
+            prepare_data,
+            force=force,
+            outputs_exist=lambda recipe: dataset_matches(root, recipe),
+            modality=m,
+            params=params,
+            root=root,
+            recipe=data_recipe(m, params, root),
+        )
+        for m in selected
+    }
     lineage = lineage_tags(root, params, version_data(root))
 
     client, experiment_id = connect(root, params)
-    parent = client.create_run(experiment_id, run_name="pipeline", tags={
-        "prefect_flow_run_id": flow_run.get_id(), "modalities": ",".join(selected), **lineage, **(tags or {})})
+    parent = client.create_run(
+        experiment_id,
+        run_name="pipeline",
+        tags={"prefect_flow_run_id": flow_run.get_id(), "modalities": ",".join(selected), **lineage, **(tags or {})},
+    )
     parent_run_id = parent.info.run_id
     results, failed = {}, []
     try:  # whatever goes wrong from here on, the pipeline's MLflow run is closed, never left RUNNING
         log_params(client, parent_run_id, params.global_.model_dump())
         for modality in selected:
-            state = modality_pipeline(modality, params, root, parent_run_id, lineage, recipes[modality], force, tags,
-                                      return_state=True)
+            state = modality_pipeline(
+                modality, params, root, parent_run_id, lineage, recipes[modality], force, tags, return_state=True
+            )
             if state.is_completed():
                 results[modality] = state.result()
             else:

@@ -1,5 +1,6 @@
 """Scheduled runs: the same `attention_pipeline` flow, served as Prefect deployment(s) on params.yaml's
 global.schedule, against a real Prefect server (tasks/scheduling/server.py)."""
+
 from pathlib import Path
 
 from prefect import serve
@@ -18,12 +19,19 @@ def deployments(params_path: str | Path) -> list:
     params_path = Path(params_path).resolve()
     params = load_params(params_path)
     schedule = params.global_.schedule
-    groups = {f"{DEPLOYMENT}-{m}": [m] for m in params.global_.modalities} if schedule.per_modality \
-        else {DEPLOYMENT: None}
-    return [attention_pipeline.to_deployment(
-        name=name, schedules=[Cron(schedule.cron, timezone=schedule.timezone)], tags=["attnflow"],
-        parameters={"params_path": str(params_path), "modalities": modalities},
-        description=f"attention_pipeline on {params_path}") for name, modalities in groups.items()]
+    groups = (
+        {f"{DEPLOYMENT}-{m}": [m] for m in params.global_.modalities} if schedule.per_modality else {DEPLOYMENT: None}
+    )
+    return [
+        attention_pipeline.to_deployment(
+            name=name,
+            schedules=[Cron(schedule.cron, timezone=schedule.timezone)],
+            tags=["attnflow"],
+            parameters={"params_path": str(params_path), "modalities": modalities},
+            description=f"attention_pipeline on {params_path}",
+        )
+        for name, modalities in groups.items()
+    ]
 
 
 def serve_pipeline(params_path: str | Path) -> None:

@@ -10,6 +10,7 @@ re-runs all of that modality's training and evaluation, whichever part of it cha
 
 Prefect persists task results under these keys, so a hit carries over between flow runs and shows as ``Cached``.
 """
+
 import ast
 import hashlib
 import json
@@ -93,6 +94,7 @@ class Stage:
     module: the stage's module. The code it runs is that module and, with modality_code, the modality's module and
     its model's, with all they import.
     """
+
     name: str
     params: tuple[str, ...]
     upstream: tuple[str, ...]
@@ -109,15 +111,23 @@ class Stage:
 
     def param_values(self, params, modality: str) -> dict:
         section = params.section(modality)
-        return {path: getattr(params.global_, path.removeprefix("global.")) if path.startswith("global.")
-                else getattr(section, path) for path in self.params}
+        return {
+            path: getattr(params.global_, path.removeprefix("global."))
+            if path.startswith("global.")
+            else getattr(section, path)
+            for path in self.params
+        }
 
     def cache_key(self, _context, inputs: dict) -> str:
         """Prefect's cache_key_fn: the stage, the modality, the project, what it reads and its code."""
         modality = inputs["modality"]
-        return f"{self.name}-" + digest(modality, str(inputs["root"]), self.param_values(inputs["params"], modality),
-                                        [inputs[name] for name in self.upstream],
-                                        code_fingerprint(*self.code_modules(modality)))
+        return f"{self.name}-" + digest(
+            modality,
+            str(inputs["root"]),
+            self.param_values(inputs["params"], modality),
+            [inputs[name] for name in self.upstream],
+            code_fingerprint(*self.code_modules(modality)),
+        )
 
 
 def call_cached(stage, *, force: bool, outputs_exist, **inputs):

@@ -1,4 +1,5 @@
 """Where a run came from: code, data, parameters and environment. Tagged on every MLflow run."""
+
 import hashlib
 import platform
 import subprocess

@@ -1,4 +1,5 @@
 """Names shared by the stages, the served model and the tests: each file and artifact name is defined here once."""
+
 CHECKPOINT = "checkpoint.pt"  # outputs/<run id>/: the trained weights and what rebuilds the model
 TOKENIZER = "tokenizer.json"  # outputs/<run id>/: the subword vocabulary of token-based modalities
 LABELS = "labels.json"  # beside the checkpoint: class names, logged with the pytorch model

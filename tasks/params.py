@@ -4,6 +4,7 @@ The file has a ``global`` section and one section per modality; each modality mo
 own section's schema, and this module puts them together. Unknown keys, wrong types and out-of-range values stop
 the run before any work, with the offending key named (``ParamsError``).
 """
+
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,7 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 from tasks.modalities import MODALITIES, REGISTRY
 from tasks.schema import Section
 
+
 # ---- global -------------------------------------------------------------------------------
 class TrackingParams(Section):
     uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db
@@ -24,6 +26,7 @@ class TrackingParams(Section):
 
 class ScheduleParams(Section):
     """When `attnflow serve` runs the pipeline: a cron string read in an IANA timezone."""
+
     cron: str = "0 3 * * *"
     timezone: str = "UTC"
     per_modality: bool = False  # true: one deployment per modality, each with modalities=[m]
@@ -57,14 +60,17 @@ class GlobalParams(Section):
 
 class ParamsBase(Section):
     """A modality's section may be left out when the modality is not run (e.g. a params file for one dataset)."""
+
     global_: GlobalParams = Field(GlobalParams(), alias="global")
 
     @model_validator(mode="after")
     def selected_modalities_have_sections(self):
         missing = [modality for modality in self.global_.modalities if getattr(self, modality) is None]
         if missing:
-            raise ValueError(f"global.modalities lists {missing} but the file has no section for "
-                             f"{'it' if len(missing) == 1 else 'them'}")
+            raise ValueError(
+                f"global.modalities lists {missing} but the file has no section for "
+                f"{'it' if len(missing) == 1 else 'them'}"
+            )
         return self
 
     def section(self, modality: str):
@@ -79,8 +85,9 @@ class ParamsBase(Section):
 
 
 # The whole file: `global` and one optional section per registered modality.
-Params = create_model("Params", __base__=ParamsBase,
-                      **{name: (spec.params | None, None) for name, spec in REGISTRY.items()})
+Params = create_model(
+    "Params", __base__=ParamsBase, **{name: (spec.params | None, None) for name, spec in REGISTRY.items()}
+)
 
 
 class ParamsError(ValueError):
@@ -98,7 +105,11 @@ def load_params(path: str | Path) -> Params:
     except ValidationError as error:
         problems = [
             f"  {'.'.join(str(part) for part in problem['loc']) or '(top level)'}: {problem['msg']}"
-            + ("" if problem["type"] == "missing" or isinstance(problem["input"], dict) else f" (got {problem['input']!r})")
+            + (
+                ""
+                if problem["type"] == "missing" or isinstance(problem["input"], dict)
+                else f" (got {problem['input']!r})"
+            )
             for problem in error.errors()
         ]
         raise ParamsError(f"{path}: invalid params:\n" + "\n".join(problems)) from None

@@ -1,4 +1,5 @@
 """One place that makes a run repeatable: seeds every generator and asks torch for deterministic kernels."""
+
 import os
 import random
 

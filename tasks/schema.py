@@ -4,6 +4,7 @@ its own section from these, and tasks/params.py assembles the whole file.
 Every section forbids unknown keys and is frozen, so a typo stops the run with the key named and a stage cannot
 change what another reads.
 """
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Fraction = Field(ge=0.0, lt=1.0)
@@ -36,6 +37,7 @@ class EvalParams(Section):
 
 class DecodeParams(EvalParams):
     """How a sequence model decodes in evaluation and serving."""
+
     beam_size: int = Field(4, ge=1, le=32)
     length_penalty: float = Field(0.6, ge=0)  # GNMT: scores divided by ((5 + length) / 6) ** length_penalty
     max_decode_len: int = Field(128, ge=1)  # at most this many tokens per output,
@@ -43,12 +45,14 @@ class DecodeParams(EvalParams):
 
     def decode_settings(self) -> dict:
         """The keyword arguments of decoding (tasks/modalities/sequence.py decode_batches)."""
-        return self.model_dump(include={"beam_size", "length_penalty", "max_decode_len", "decode_len_ratio",
-                                        "batch_size"})
+        return self.model_dump(
+            include={"beam_size", "length_penalty", "max_decode_len", "decode_len_ratio", "batch_size"}
+        )
 
 
 class AttentionParams(Section):
     """What every attention model's section has: width, heads, MLP width and dropout."""
+
     embed_dim: int = Field(ge=8)
     num_heads: int = Field(ge=1)
     mlp_ratio: float = Field(2.0, gt=0)

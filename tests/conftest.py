@@ -1,5 +1,6 @@
 """Fixtures that run the real pipeline small: a throw-away project (git + DVC + params.yaml shrunk to
 seconds of work) and a temporary Prefect server."""
+
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,9 @@ def tiny_params() -> dict:
     params["translation"]["model"].update(vocab_size=200, encoder_depth=1, decoder_depth=1, max_len=32)
     params["translation"]["eval"].update(beam_size=2, max_decode_len=12)
     for modality in MODALITIES:
-        params[modality]["model"].update(embed_dim=16, num_heads=2, **({} if modality == "translation" else {"depth": 1}))
+        params[modality]["model"].update(
+            embed_dim=16, num_heads=2, **({} if modality == "translation" else {"depth": 1})
+        )
         params[modality]["train"].update(epochs=1, max_batches_per_epoch=2, warmup_epochs=0)
         params[modality]["eval"]["attention_maps"] = 2
     return params
@@ -84,8 +87,8 @@ def prefect_server():
 def pipeline_runs(tmp_path_factory, prefect_server):
     """Two real pipeline runs in one tiny project, shared by the whole session (about a minute each).
 
-    The first trains image longer (3 epochs); the second is deliberately worse (learning rate 1e-6, one batch), so on the
-    same test data it must not take the `champion` alias. Both carry the tag sweep_id=s1.
+    The first trains image longer (3 epochs); the second is deliberately worse (learning rate 1e-6, one batch), so on
+    the same test data it must not take the `champion` alias. Both carry the tag sweep_id=s1.
     Returns (project, first result, second result).
     """
     from flows.pipeline import attention_pipeline
@@ -116,6 +119,5 @@ def stage_states(project: Path, result: dict) -> dict[str, str]:
     run_ids = [result["parent_run_id"], *(r["run_id"] for r in result["modalities"].values())]
     flow_runs = [client.get_run(run_id).data.tags["prefect_flow_run_id"] for run_id in run_ids]
     with get_client(sync_client=True) as prefect:
-        task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_runs)),
-                                           limit=200)
+        task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_runs)), limit=200)
     return {run.name: run.state_name for run in task_runs if run.name.startswith(CACHED_STAGES)}

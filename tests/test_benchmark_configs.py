@@ -1,4 +1,5 @@
 """The real-data benchmark configs stay valid params files, and the benchmark's overrides and table work."""
+
 import json
 
 import pytest
@@ -29,9 +30,18 @@ def test_overrides_are_validated_and_applied(tmp_path):
 def test_the_table_keeps_the_newest_result_per_config_and_device(tmp_path, monkeypatch):
     monkeypatch.setattr(real_data, "TABLE", tmp_path / "real_data.md")
     hardware = {"cpu": "Some CPU", "cpu_cores": 2, "gpu": None, "device": "cpu"}
-    result = {"config": "ag_news", "dataset": "AG News", "metric": "test_accuracy", "target": 0.88,
-              "metrics": {"test_accuracy": 0.8}, "train_seconds": 600.0, "total_seconds": 660.0,
-              "hardware": hardware, "git_sha": "0123456789ab", "command": "python benchmarks/real_data.py ag_news"}
+    result = {
+        "config": "ag_news",
+        "dataset": "AG News",
+        "metric": "test_accuracy",
+        "target": 0.88,
+        "metrics": {"test_accuracy": 0.8},
+        "train_seconds": 600.0,
+        "total_seconds": 660.0,
+        "hardware": hardware,
+        "git_sha": "0123456789ab",
+        "command": "python benchmarks/real_data.py ag_news",
+    }
     newer = json.loads(json.dumps(result))
     newer["metrics"]["test_accuracy"] = 0.9
     real_data.write_table([result, newer])

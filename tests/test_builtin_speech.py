@@ -32,7 +32,11 @@ def small_dataset(tmp_path_factory):
 def test_layout_and_summary(small_dataset):
     out_dir, summary = small_dataset
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "no", "stop", "testing_list.txt", "validation_list.txt", "yes",
+        "no",
+        "stop",
+        "testing_list.txt",
+        "validation_list.txt",
+        "yes",
     ]
     clips = sorted(f"{p.parent.name}/{p.name}" for p in out_dir.glob("*/*.wav"))
     assert len(clips) == summary["num_clips"] == 3 * 7
@@ -58,8 +62,9 @@ def test_split_lists_are_sorted_and_speaker_disjoint(small_dataset):
     train = all_clips - set(validation) - set(testing)
     assert len(train) == summary["splits"]["train"] > 0
     speaker_sets = [{_speaker(c) for c in split} for split in (train, validation, testing)]
-    assert not (speaker_sets[0] & speaker_sets[1] or speaker_sets[0] & speaker_sets[2]
-                or speaker_sets[1] & speaker_sets[2])
+    assert not (
+        speaker_sets[0] & speaker_sets[1] or speaker_sets[0] & speaker_sets[2] or speaker_sets[1] & speaker_sets[2]
+    )
 
 
 def test_wavs_are_16k_mono_int16_one_second_and_not_silent(small_dataset):
@@ -89,7 +94,8 @@ def test_different_seed_gives_different_audio(small_dataset, tmp_path):
     other_audio = {digest for name, digest in other.items() if name.endswith(".wav")}
     assert original_audio.isdisjoint(other_audio)
     assert {_speaker(name) for name in original if name.endswith(".wav")}.isdisjoint(
-        _speaker(name) for name in other if name.endswith(".wav"))
+        _speaker(name) for name in other if name.endswith(".wav")
+    )
 
 
 @pytest.mark.parametrize(

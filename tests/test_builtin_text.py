@@ -91,9 +91,7 @@ def test_different_seed_gives_different_data(small_dataset, tmp_path):
 
 
 def test_word_lengths_respect_bounds(tmp_path):
-    generate_text_dataset(
-        tmp_path, locales=["de_DE", "nl_NL"], samples_per_class=30, min_words=2, max_words=2
-    )
+    generate_text_dataset(tmp_path, locales=["de_DE", "nl_NL"], samples_per_class=30, min_words=2, max_words=2)
     rows = read_split(tmp_path, "train")
     # Company names may span several words, so only the lower bound is exact.
     assert all(len(row["text"].split()) >= 2 for row in rows)

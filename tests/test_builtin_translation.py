@@ -1,4 +1,5 @@
 """The built-in German -> English corpus: the importer's layout, real CLDR renderings, disjoint splits, determinism."""
+
 import pytest
 
 from tasks.data.builtin_translation import generate_translation_dataset
@@ -8,8 +9,9 @@ SPLITS = ("train", "val", "test")
 
 
 def test_layout_alignment_and_disjoint_splits(tmp_path):
-    summary = generate_translation_dataset(tmp_path, num_pairs=400, max_phrases=3, val_fraction=0.1,
-                                           test_fraction=0.2, seed=1)
+    summary = generate_translation_dataset(
+        tmp_path, num_pairs=400, max_phrases=3, val_fraction=0.1, test_fraction=0.2, seed=1
+    )
     assert summary == {"num_pairs": 400, "splits": {"train": 280, "val": 40, "test": 80}}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{s}.{lang}" for s in SPLITS for lang in ("de", "en"))
     pairs = {split: read_parallel(tmp_path, split, ("de", "en")) for split in SPLITS}
@@ -40,10 +42,13 @@ def test_same_seed_same_bytes_other_seed_other_corpus(tmp_path):
     assert (runs["a"] / "train.de").read_bytes() != (runs["c"] / "train.de").read_bytes()
 
 
-@pytest.mark.parametrize("arguments, message", [
-    ({"num_pairs": 2}, "num_pairs must be >= 3"),
-    ({"val_fraction": 0.6, "test_fraction": 0.5}, "sum to less than 1"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"num_pairs": 2}, "num_pairs must be >= 3"),
+        ({"val_fraction": 0.6, "test_fraction": 0.5}, "sum to less than 1"),
+    ],
+)
 def test_bad_arguments(tmp_path, arguments, message):
     with pytest.raises(ValueError, match=message):
         generate_translation_dataset(tmp_path, **arguments)

@@ -1,4 +1,5 @@
 """`attnflow compare` ranks the runs of a task by test_accuracy."""
+
 import csv
 
 from flows.cli import main
@@ -7,8 +8,24 @@ from flows.cli import main
 def test_compare_ranks_the_two_runs(pipeline_runs, tmp_path, capsys):
     project, first, second = pipeline_runs
     markdown, table = tmp_path / "runs.md", tmp_path / "runs.csv"
-    assert main(["compare", "--task", "digit-classification", "--params", str(project / "params.yaml"),
-                 "--sweep", "s1", "--markdown", str(markdown), "--csv", str(table)]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--task",
+                "digit-classification",
+                "--params",
+                str(project / "params.yaml"),
+                "--sweep",
+                "s1",
+                "--markdown",
+                str(markdown),
+                "--csv",
+                str(table),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     rows = list(csv.DictReader(table.open()))
     assert len(rows) == 2

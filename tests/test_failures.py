@@ -1,12 +1,13 @@
 """A modality that really fails (a corrupt test image) is FAILED in MLflow with its error and traceback,
 the other modalities still finish, and the flow run fails naming it; nothing is left RUNNING."""
+
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import attention_pipeline
-from tasks.stages.prepare import data_recipe, prepare_data
 from tasks.params import load_params
+from tasks.stages.prepare import data_recipe, prepare_data
 
 
 def test_a_failing_modality_is_failed_in_mlflow_and_the_others_finish(tiny_project, prefect_server):
@@ -23,10 +24,16 @@ def test_a_failing_modality_is_failed_in_mlflow_and_the_others_finish(tiny_proje
     experiments = [experiment.experiment_id for experiment in client.search_experiments()]  # pipeline + per task
     [parent] = client.search_runs(experiments, f"tags.prefect_flow_run_id = '{state.state_details.flow_run_id}'")
     assert parent.info.status == "FAILED" and "modalities failed: image" in parent.data.tags["error"]
-    children = {run.data.tags["modality"]: run for run in client.search_runs(
-        experiments, f"tags.pipeline_run_id = '{parent.info.run_id}'")}
-    assert {m: r.info.status for m, r in children.items()} == {"text": "FINISHED", "image": "FAILED",
-                                                               "speech": "FINISHED", "translation": "FINISHED"}
+    children = {
+        run.data.tags["modality"]: run
+        for run in client.search_runs(experiments, f"tags.pipeline_run_id = '{parent.info.run_id}'")
+    }
+    assert {m: r.info.status for m, r in children.items()} == {
+        "text": "FINISHED",
+        "image": "FAILED",
+        "speech": "FINISHED",
+        "translation": "FINISHED",
+    }
     image = children["image"]
     assert "UnidentifiedImageError" in image.data.tags["error"]
     traceback = Path(client.download_artifacts(image.info.run_id, "error_traceback.txt")).read_text()

@@ -1,4 +1,5 @@
 """The real pipeline on a tiny configuration: temporary Prefect server, temporary MLflow store, real DVC."""
+
 import json
 import subprocess
 import sys
@@ -33,7 +34,8 @@ def test_pipeline_logs_a_finished_run_per_modality_with_everything(pipeline_resu
     children = client.search_runs(experiments, f"tags.pipeline_run_id = '{parent.info.run_id}'")
     assert sorted(run.data.tags["modality"] for run in children) == sorted(MODALITIES)
     assert {parent.data.tags[f"run_id.{run.data.tags['modality']}"] for run in children} == {
-        run.info.run_id for run in children}
+        run.info.run_id for run in children
+    }
     for run in children:
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
         modality = tags["modality"]
@@ -59,8 +61,9 @@ def test_pipeline_logs_a_finished_run_per_modality_with_everything(pipeline_resu
             check_translation_artifacts(client, run.info.run_id, maps, artifacts, project)
         else:
             assert "confusion_matrix.png" in artifacts and abs(sum(maps[0]["relevance"]) - 1) < 1e-3
-        logged = client.search_logged_models([run.info.experiment_id],
-                                             filter_string=f"source_run_id = '{run.info.run_id}'")
+        logged = client.search_logged_models(
+            [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+        )
         assert sorted(model.name for model in logged) == ["model", "serving"]
 
 
@@ -86,10 +89,16 @@ def check_translation_artifacts(client, run_id: str, maps: list[dict], artifacts
 
 def test_data_is_versioned_and_dvc_status_is_clean(pipeline_result):
     project, result = pipeline_result
-    status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=project, capture_output=True,
-                            text=True, check=True)
+    status = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json"], cwd=project, capture_output=True, text=True, check=True
+    )
     assert json.loads(status.stdout) == {}
-    cloud = subprocess.run([sys.executable, "-m", "dvc", "status", "--cloud", "--json"], cwd=project,
-                           capture_output=True, text=True, check=True)
+    cloud = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--cloud", "--json"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(cloud.stdout) == {}  # everything was pushed to the default remote
     assert sorted(p.name for p in (project / "data").iterdir()) == sorted(MODALITIES)

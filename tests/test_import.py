@@ -1,6 +1,7 @@
 """Bring your own data: data.import_from imports image, speech, text and translation data into the built-in layouts,
 checks it,
 and on bad data stops with the file (and row) named, leaving data/ and data.dvc as they were."""
+
 import csv
 import gzip
 import hashlib
@@ -16,11 +17,17 @@ from PIL import Image
 from prefect import flow
 
 from tasks.data.datasets import read_parallel, read_text_csv, train_tokenizer
-from tasks.data.importers import (DataImportError, import_images, import_speech, import_text, import_translation,
-                                  source_fingerprint)
+from tasks.data.importers import (
+    DataImportError,
+    import_images,
+    import_speech,
+    import_text,
+    import_translation,
+    source_fingerprint,
+)
 from tasks.modalities import get
-from tasks.stages.prepare import data_recipe, prepare_data, read_recipe
 from tasks.params import ParamsError, load_params
+from tasks.stages.prepare import data_recipe, prepare_data, read_recipe
 from tasks.stages.version import version_data
 from tests.conftest import REPO, tiny_params, write_params
 
@@ -93,8 +100,11 @@ TRANSLATION = {"source_lang": "de", "target_lang": "en", "splits": {"train": "tr
 
 
 def tree_digest(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def section(modality: str):
@@ -124,8 +134,9 @@ def test_image_csv_manifest_with_split_column(tmp_path):
             make_png(tmp_path / "src" / "img" / f"{name}_{i}.bmp", seed=c * 10 + i, suffix_format="BMP")
             rows.append([f"img/{name}_{i}.bmp", name, part])
     manifest = write_rows(tmp_path / "src" / "labels.csv", rows)
-    summary = import_images(manifest, tmp_path / "out", layout="csv", image_column="file", label_column="kind",
-                            split_column="part")
+    summary = import_images(
+        manifest, tmp_path / "out", layout="csv", image_column="file", label_column="kind", split_column="part"
+    )
     assert summary["splits"] == {"train": 9, "val": 3, "test": 3}
     assert (tmp_path / "out" / "val" / "bee" / "bee_3.png").is_file()
 
@@ -139,8 +150,9 @@ def test_speech_commands_8khz_stereo_is_resampled_mono_and_split_by_speaker(tmp_
     assert (info.samplerate, info.channels, info.subtype, info.frames) == (16000, 1, "PCM_16", 8000)
     assert (out / "testing_list.txt").read_text() == "no/spk0_nohash_0.wav\nyes/spk0_nohash_0.wav\n"
     val = (out / "validation_list.txt").read_text().split()
-    assert val and {name.split("/")[1] for name in val if name.startswith("yes")} == \
-        {name.split("/")[1] for name in val if name.startswith("no")}  # whole speakers go to val
+    assert val and {name.split("/")[1] for name in val if name.startswith("yes")} == {
+        name.split("/")[1] for name in val if name.startswith("no")
+    }  # whole speakers go to val
     splits = get("speech").load_splits(out, section("speech"), 0, None)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (12 - 2 - len(val), len(val), 2)
     assert splits.train[0][0].shape == (16000,)
@@ -179,7 +191,9 @@ def test_parallel_files_plain_and_gzipped_with_a_carved_test_split(tmp_path):
     out = tmp_path / "out"
     summary = import_translation(parallel_folder(tmp_path / "src"), out, test_fraction=0.25, seed=3, **TRANSLATION)
     assert summary == {"num_pairs": 14, "splits": {"train": 9, "val": 2, "test": 3}}
-    assert sorted(p.name for p in out.iterdir()) == [f"{s}.{lang}" for s in ("test", "train", "val") for lang in ("de", "en")]
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"{s}.{lang}" for s in ("test", "train", "val") for lang in ("de", "en")
+    ]
     sources, targets = read_parallel(out, "val", ("de", "en"))
     assert sources == ["Eine Katze schläft.", "Zwei Männer sitzen draußen."]  # whitespace runs become one space
     assert targets == ["A cat sleeps.", "Two men sit outside."]
@@ -198,8 +212,15 @@ def test_parallel_files_plain_and_gzipped_with_a_carved_test_split(tmp_path):
 
 def test_params_import_from_is_validated(tmp_path):
     params = tiny_params()
-    params["text"]["data"] = {"import_from": {"path": "x.tsv", "layout": "tsv", "has_header": False,
-                                              "text_columns": ["description"], "label_column": 1}}
+    params["text"]["data"] = {
+        "import_from": {
+            "path": "x.tsv",
+            "layout": "tsv",
+            "has_header": False,
+            "text_columns": ["description"],
+            "label_column": 1,
+        }
+    }
     with pytest.raises(ParamsError, match="integer positions"):
         load_params(write_params(tmp_path, params))
     params["text"]["data"] = {}
@@ -208,8 +229,9 @@ def test_params_import_from_is_validated(tmp_path):
     params["text"]["data"] = {"import_from": {"path": "x.csv", "bogus": 1}}
     with pytest.raises(ParamsError, match="bogus"):
         load_params(write_params(tmp_path, params))
-    params["text"]["data"] = {"import_from": {"path": "x.tsv", "layout": "tsv", "has_header": False,
-                                              "text_columns": [0], "label_column": 1}}
+    params["text"]["data"] = {
+        "import_from": {"path": "x.tsv", "layout": "tsv", "has_header": False, "text_columns": [0], "label_column": 1}
+    }
     params["image"]["data"]["import_from"] = {"path": "pictures"}  # beside builtin: import_from wins
     loaded = load_params(write_params(tmp_path, params))
     assert data_recipe("image", loaded, tmp_path)["source"] == "import"
@@ -303,19 +325,27 @@ def broken_gzip(root: Path) -> tuple[Path, str]:
     return source, "train.de.gz: not a readable gzip file"
 
 
-BAD = {"image": [bad_png, truncated_png, missing_folder], "speech": [truncated_wav, broken_wav],
-       "text": [missing_column, empty_text, unknown_label],
-       "translation": [misaligned_parallel_files, empty_parallel_line, not_utf8, missing_side, broken_gzip]}
+BAD = {
+    "image": [bad_png, truncated_png, missing_folder],
+    "speech": [truncated_wav, broken_wav],
+    "text": [missing_column, empty_text, unknown_label],
+    "translation": [misaligned_parallel_files, empty_parallel_line, not_utf8, missing_side, broken_gzip],
+}
 TEXT_COLUMNS = {"text_columns": ["title", "body"], "label_column": "topic"}
 IMPORT_OPTIONS = {"text": TEXT_COLUMNS, "translation": TRANSLATION}
 
 
-@pytest.mark.parametrize("modality,make_bad", [(m, f) for m, fs in BAD.items() for f in fs],
-                         ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize(
+    "modality,make_bad", [(m, f) for m, fs in BAD.items() for f in fs], ids=lambda v: getattr(v, "__name__", v)
+)
 def test_bad_data_names_the_file(tmp_path, modality, make_bad):
     source, message = make_bad(tmp_path)
-    importer = {"image": import_images, "speech": import_speech, "text": import_text,
-                "translation": import_translation}[modality]
+    importer = {
+        "image": import_images,
+        "speech": import_speech,
+        "text": import_text,
+        "translation": import_translation,
+    }[modality]
     with pytest.raises(DataImportError, match=re.escape(message)):
         importer(source, tmp_path / "out", **IMPORT_OPTIONS.get(modality, {}))
 
@@ -333,15 +363,22 @@ def test_a_bad_import_changes_nothing_in_data_or_data_dvc(tmp_path, tiny_project
     params_path = write_params(tiny_project, params)
     recipes, _ = prepare_and_version(["text", "image"], load_params(params_path), tiny_project)
     assert [r["source"] for r in recipes] == ["builtin", "import"]
-    assert read_recipe(tiny_project / "data" / "image") == recipes[1] == data_recipe("image", load_params(params_path),
-                                                                                       tiny_project)
+    assert (
+        read_recipe(tiny_project / "data" / "image")
+        == recipes[1]
+        == data_recipe("image", load_params(params_path), tiny_project)
+    )
     assert (tiny_project / "data" / "image" / "val").is_dir()
     before, dvc_before = tree_digest(tiny_project / "data"), (tiny_project / "data.dvc").read_text()
 
     for folder in ("i", "s", "t", "p"):
         (tmp_path / folder).mkdir()
-    bad = {"image": bad_png(tmp_path / "i"), "speech": truncated_wav(tmp_path / "s"),
-           "text": empty_text(tmp_path / "t"), "translation": misaligned_parallel_files(tmp_path / "p")}
+    bad = {
+        "image": bad_png(tmp_path / "i"),
+        "speech": truncated_wav(tmp_path / "s"),
+        "text": empty_text(tmp_path / "t"),
+        "translation": misaligned_parallel_files(tmp_path / "p"),
+    }
     for modality, (source, message) in bad.items():
         edited = yaml.safe_load(params_path.read_text())
         edited[modality]["data"]["import_from"] = {"path": str(source), **IMPORT_OPTIONS.get(modality, {})}
@@ -357,14 +394,27 @@ def test_a_split_can_come_from_its_own_file_with_its_own_columns(tmp_path, prefe
     """AG News' layout: a headerless TSV to train on, a CSV with a header (and other columns) to test on."""
     (tmp_path / "news").mkdir()
     (tmp_path / "news" / "train.tsv").write_text(
-        "".join(f"story {i} about {label}\t{label}\n" for label in ("World", "Sports") for i in range(10)))
+        "".join(f"story {i} about {label}\t{label}\n" for label in ("World", "Sports") for i in range(10))
+    )
     test_rows = [[f"title {i}", f"{label} news {i}", label] for label in ("World", "Sports") for i in range(3)]
     write_rows(tmp_path / "news" / "test.csv", [["title", "description", "class"], *test_rows])
     params = tiny_params()
-    params["text"]["data"] = {"import_from": {
-        "path": "news/train.tsv", "layout": "tsv", "has_header": False, "text_columns": [0], "label_column": 1,
-        "test": {"path": "news/test.csv", "layout": "csv", "has_header": True, "text_columns": ["description"],
-                 "label_column": "class"}}}
+    params["text"]["data"] = {
+        "import_from": {
+            "path": "news/train.tsv",
+            "layout": "tsv",
+            "has_header": False,
+            "text_columns": [0],
+            "label_column": 1,
+            "test": {
+                "path": "news/test.csv",
+                "layout": "csv",
+                "has_header": True,
+                "text_columns": ["description"],
+                "label_column": "class",
+            },
+        }
+    }
     loaded = load_params(write_params(tmp_path, params))
     prepare_and_version(["text"], loaded, tmp_path, version=False)
 
@@ -411,7 +461,9 @@ def test_real_speech_commands(tmp_path):
     assert soundfile.info(tmp_path / "out" / "yes" / sorted((source / "yes").iterdir())[0].name).samplerate == 8000
     loaded = get("speech").load_splits(tmp_path / "out", section("speech"), 0, None)
     assert loaded.class_names == ["_silence_", "no", "yes"]
-    speakers = {split: {p.name.split("_nohash_")[0] for p in getattr(loaded, split).items} for split in ("train", "test")}
+    speakers = {
+        split: {p.name.split("_nohash_")[0] for p in getattr(loaded, split).items} for split in ("train", "test")
+    }
     assert not speakers["train"] & speakers["test"]
 
 
@@ -441,13 +493,20 @@ def test_real_ag_news_csv_and_headerless_tsv(tmp_path):
     rows = first_per_class(SHARED / "ag_news" / "test.csv", ",", 2, 10, header=True)
     csv_file = write_rows(tmp_path / "test.csv", rows)
     summary = import_text(csv_file, tmp_path / "csv_out", text_columns=["title", "description"], label_column="class")
-    assert summary["classes"] == ["Business", "Sci/Tech", "Sports", "World"] and summary["splits"] == {"train": 24, "val": 8, "test": 8}
+    assert summary["classes"] == ["Business", "Sci/Tech", "Sports", "World"] and summary["splits"] == {
+        "train": 24,
+        "val": 8,
+        "test": 8,
+    }
 
     tsv_file = tmp_path / "train.tsv"
-    tsv_file.write_text("".join(first_per_class(SHARED / "ag_news" / "train_sample_10k_alps_dev.tsv", "\t", 1, 10,
-                                                header=False)), encoding="utf-8")
-    summary = import_text(tsv_file, tmp_path / "tsv_out", layout="tsv", has_header=False, text_columns=[0],
-                          label_column=1)
+    tsv_file.write_text(
+        "".join(first_per_class(SHARED / "ag_news" / "train_sample_10k_alps_dev.tsv", "\t", 1, 10, header=False)),
+        encoding="utf-8",
+    )
+    summary = import_text(
+        tsv_file, tmp_path / "tsv_out", layout="tsv", has_header=False, text_columns=[0], label_column=1
+    )
     assert len(summary["classes"]) == 4 and sum(summary["splits"].values()) == 40
     texts, _ = read_text_csv(tmp_path / "tsv_out" / "train.csv")
     assert all(texts)
@@ -462,8 +521,13 @@ def test_real_multi30k_slice_plain_and_gzipped(tmp_path):
             lines = gzip.decompress((SHARED / "multi30k" / f"{stem}.{lang}.gz").read_bytes()).decode().splitlines()
             write_lines(source / f"{stem}.{lang}{suffix}", lines[:count])
     out = tmp_path / "out"
-    summary = import_translation(source, out, source_lang="de", target_lang="en",
-                                 splits={"train": "train", "val": "val", "test": "test_2016_flickr"})
+    summary = import_translation(
+        source,
+        out,
+        source_lang="de",
+        target_lang="en",
+        splits={"train": "train", "val": "val", "test": "test_2016_flickr"},
+    )
     assert summary["splits"] == {"train": 40, "val": 8, "test": 6}
     sources, targets = read_parallel(out, "train", ("de", "en"))
     assert sources[0] == "Zwei junge weiße Männer sind im Freien in der Nähe vieler Büsche."

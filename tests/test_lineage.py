@@ -1,4 +1,5 @@
 """What the project itself creates (the venv, uv, run outputs, stores) never counts as a code change."""
+
 import subprocess
 
 from tasks.lineage import code_changes_since, git_dirty, git_sha
@@ -6,9 +7,24 @@ from tests.conftest import REPO, make_tiny_project
 
 
 def test_project_state_folders_are_git_ignored():
-    ignored = subprocess.run(["git", "check-ignore", ".venv/", ".tools/", "outputs/", ".prefect/", "mlflow.db",
-                              "mlartifacts/", ".dvc-storage/", ".attnflow-tmp/", "data"], cwd=REPO,
-                             capture_output=True, text=True).stdout.split()
+    ignored = subprocess.run(
+        [
+            "git",
+            "check-ignore",
+            ".venv/",
+            ".tools/",
+            "outputs/",
+            ".prefect/",
+            "mlflow.db",
+            "mlartifacts/",
+            ".dvc-storage/",
+            ".attnflow-tmp/",
+            "data",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert len(ignored) == 9, ignored
 
 

@@ -1,4 +1,5 @@
 """Unit tests of the shared attention layer and the three models."""
+
 import pytest
 import torch
 
@@ -50,13 +51,19 @@ def test_causal_mask_hides_the_future():
     assert torch.all(weights.triu(diagonal=1) == 0)
 
 
-@pytest.mark.parametrize("model, inputs, tokens", [
-    (TextTransformer(vocab_size=40, num_classes=5, max_len=12, depth=2), torch.randint(1, 40, (2, 12)), 12),
-    (VisionTransformer(num_classes=10, image_size=16, patch_size=4, in_channels=3), torch.randn(2, 3, 16, 16), 16),
-    (VisionTransformer(num_classes=10, image_size=16, patch_size=4, in_channels=3, stem="conv"),
-     torch.randn(2, 3, 16, 16), 16),
-    (SpeechTransformer(num_classes=4, clip_seconds=0.5, n_mels=20), torch.randn(2, 8000), 26),
-])
+@pytest.mark.parametrize(
+    "model, inputs, tokens",
+    [
+        (TextTransformer(vocab_size=40, num_classes=5, max_len=12, depth=2), torch.randint(1, 40, (2, 12)), 12),
+        (VisionTransformer(num_classes=10, image_size=16, patch_size=4, in_channels=3), torch.randn(2, 3, 16, 16), 16),
+        (
+            VisionTransformer(num_classes=10, image_size=16, patch_size=4, in_channels=3, stem="conv"),
+            torch.randn(2, 3, 16, 16),
+            16,
+        ),
+        (SpeechTransformer(num_classes=4, clip_seconds=0.5, n_mels=20), torch.randn(2, 8000), 26),
+    ],
+)
 def test_models_classify_and_expose_attention(model, inputs, tokens):
     model.eval()
     logits, attentions = model(inputs, return_attention=True)

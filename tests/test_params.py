@@ -1,4 +1,5 @@
 """params.yaml is validated on load; bad values stop the run with the key named."""
+
 import subprocess
 import sys
 
@@ -15,28 +16,56 @@ def test_the_repository_params_are_valid():
     assert params.speech.data.builtin.words[0] == "yes"  # quoted: not YAML's boolean
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda p: p["image"]["model"].update(depht=3), "image.model.depht: Extra inputs are not permitted"),
-    (lambda p: p["text"]["train"].update(epochs="many"), "text.train.epochs: Input should be a valid integer"),
-    (lambda p: p["speech"]["train"].update(lr=-0.1), "speech.train.lr: Input should be greater than 0"),
-    (lambda p: p["global"].update(device="tpu"), "global.device: Input should be 'auto', 'cpu' or 'cuda'"),
-    (lambda p: p["image"]["model"].update(num_heads=3), "image.model: Value error, embed_dim (16) must be divisible"),
-    (lambda p: p["text"].pop("task"), "text.task: Field required"),
-    (lambda p: p["global"]["schedule"].update(cron="0 25 * * *"), "global.schedule.cron: Value error, not a cron"),
-    (lambda p: p["global"]["schedule"].update(timezone="Mars/Olympus"), "global.schedule.timezone: Value error, unknown"),
-    (lambda p: p["global"]["schedule"].update(every="day"), "global.schedule.every: Extra inputs are not permitted"),
-    (lambda p: p["translation"]["model"].update(decoder_depth=0), "translation.model.decoder_depth: Input should be"),
-    (lambda p: p["translation"]["model"].update(num_heads=3), "translation.model: Value error, embed_dim (16) must be"),
-    (lambda p: p["translation"]["eval"].update(beam_size=0), "translation.eval.beam_size: Input should be greater"),
-    (lambda p: p["translation"]["data"].update(import_from={"path": "x", "source_lang": "de", "target_lang": "de"}),
-     "translation.data.import_from: Value error, source_lang and target_lang are both 'de'"),
-    (lambda p: p["translation"]["data"].update(import_from={"path": "x", "source_lang": "de", "target_lang": "en",
-                                                            "splits": {"val": "val"}}),
-     "translation.data.import_from: Value error, splits must name the train file stem"),
-    (lambda p: p["translation"]["data"].update(import_from={"path": "x", "source_lang": "de", "target_lang": "en",
-                                                            "splits": {"dev": "val"}}),
-     "translation.data.import_from.splits.dev.[key]: Input should be 'train', 'val' or 'test'"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: p["image"]["model"].update(depht=3), "image.model.depht: Extra inputs are not permitted"),
+        (lambda p: p["text"]["train"].update(epochs="many"), "text.train.epochs: Input should be a valid integer"),
+        (lambda p: p["speech"]["train"].update(lr=-0.1), "speech.train.lr: Input should be greater than 0"),
+        (lambda p: p["global"].update(device="tpu"), "global.device: Input should be 'auto', 'cpu' or 'cuda'"),
+        (
+            lambda p: p["image"]["model"].update(num_heads=3),
+            "image.model: Value error, embed_dim (16) must be divisible",
+        ),
+        (lambda p: p["text"].pop("task"), "text.task: Field required"),
+        (lambda p: p["global"]["schedule"].update(cron="0 25 * * *"), "global.schedule.cron: Value error, not a cron"),
+        (
+            lambda p: p["global"]["schedule"].update(timezone="Mars/Olympus"),
+            "global.schedule.timezone: Value error, unknown",
+        ),
+        (
+            lambda p: p["global"]["schedule"].update(every="day"),
+            "global.schedule.every: Extra inputs are not permitted",
+        ),
+        (
+            lambda p: p["translation"]["model"].update(decoder_depth=0),
+            "translation.model.decoder_depth: Input should be",
+        ),
+        (
+            lambda p: p["translation"]["model"].update(num_heads=3),
+            "translation.model: Value error, embed_dim (16) must be",
+        ),
+        (lambda p: p["translation"]["eval"].update(beam_size=0), "translation.eval.beam_size: Input should be greater"),
+        (
+            lambda p: p["translation"]["data"].update(
+                import_from={"path": "x", "source_lang": "de", "target_lang": "de"}
+            ),
+            "translation.data.import_from: Value error, source_lang and target_lang are both 'de'",
+        ),
+        (
+            lambda p: p["translation"]["data"].update(
+                import_from={"path": "x", "source_lang": "de", "target_lang": "en", "splits": {"val": "val"}}
+            ),
+            "translation.data.import_from: Value error, splits must name the train file stem",
+        ),
+        (
+            lambda p: p["translation"]["data"].update(
+                import_from={"path": "x", "source_lang": "de", "target_lang": "en", "splits": {"dev": "val"}}
+            ),
+            "translation.data.import_from.splits.dev.[key]: Input should be 'train', 'val' or 'test'",
+        ),
+    ],
+)
 def test_invalid_values_name_the_key(tmp_path, edit, message):
     params = tiny_params()
     edit(params)
@@ -66,8 +95,9 @@ def test_cli_rejects_invalid_params_before_any_work(tmp_path):
     params = tiny_params()
     params["image"]["train"]["batch_size"] = 0
     path = write_params(tmp_path, params)
-    result = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--params", str(path)], cwd=REPO,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "--params", str(path)], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert "image.train.batch_size: Input should be greater than or equal to 1" in result.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "mlflow.db").exists()

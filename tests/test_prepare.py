@@ -1,8 +1,9 @@
 """The prepare stage builds data/<modality> from its recipe, atomically, and only when the recipe changed."""
+
 from prefect import flow
 
-from tasks.stages.prepare import builtin_recipe, data_recipe, dataset_matches, prepare_data, read_recipe
 from tasks.params import load_params
+from tasks.stages.prepare import builtin_recipe, data_recipe, dataset_matches, prepare_data, read_recipe
 
 
 @flow

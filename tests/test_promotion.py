@@ -1,4 +1,5 @@
 """The promotion rule: pure logic, a real registry with hand-made runs, and the real pipeline's two runs."""
+
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
@@ -10,13 +11,16 @@ from tasks.tracking.registry import CHALLENGER, CHAMPION, Candidate, decide, reg
 SAME, OTHER = "a" * 32, "b" * 32
 
 
-@pytest.mark.parametrize("new, champion, alias, reason", [
-    (Candidate(0.8, SAME), None, CHAMPION, "first model"),
-    (Candidate(0.9, SAME), Candidate(0.8, SAME), CHAMPION, "better on the same test data"),
-    (Candidate(0.7, SAME), Candidate(0.8, SAME), CHALLENGER, "worse on the same test data"),
-    (Candidate(0.8, SAME), Candidate(0.8, SAME), CHALLENGER, "equal on the same test data"),
-    (Candidate(0.99, OTHER), Candidate(0.5, SAME), CHALLENGER, "different test data"),
-])
+@pytest.mark.parametrize(
+    "new, champion, alias, reason",
+    [
+        (Candidate(0.8, SAME), None, CHAMPION, "first model"),
+        (Candidate(0.9, SAME), Candidate(0.8, SAME), CHAMPION, "better on the same test data"),
+        (Candidate(0.7, SAME), Candidate(0.8, SAME), CHALLENGER, "worse on the same test data"),
+        (Candidate(0.8, SAME), Candidate(0.8, SAME), CHALLENGER, "equal on the same test data"),
+        (Candidate(0.99, OTHER), Candidate(0.5, SAME), CHALLENGER, "different test data"),
+    ],
+)
 def test_decide(new, champion, alias, reason):
     decision = decide(new, champion, "test_bleu")
     assert decision.alias == alias and decision.reason.startswith(reason)
@@ -44,8 +48,13 @@ def test_register_and_promote_moves_aliases_in_a_real_registry(tmp_path):
             mlflow.pyfunc.log_model(name="serving", python_model=Constant())
         return run_id
 
-    steps = [(0.5, SAME, CHAMPION, 1), (0.4, SAME, CHALLENGER, 1), (0.5, SAME, CHALLENGER, 1),
-             (0.7, SAME, CHAMPION, 4), (0.9, OTHER, CHALLENGER, 4)]
+    steps = [
+        (0.5, SAME, CHAMPION, 1),
+        (0.4, SAME, CHALLENGER, 1),
+        (0.5, SAME, CHALLENGER, 1),
+        (0.7, SAME, CHAMPION, 4),
+        (0.9, OTHER, CHALLENGER, 4),
+    ]
     for accuracy, md5, alias, champion_version in steps:
         run_id = new_run(accuracy, md5)
         version, decision, _ = register_and_promote(client, "m", run_id, "test_accuracy")

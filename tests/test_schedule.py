@@ -1,6 +1,7 @@
 """Scheduled runs on a real Prefect server: `attnflow serve` registers the deployment with params.yaml's
 schedule, a run triggered through the deployment is the same pipeline (same MLflow runs and lineage tags),
 and `attnflow status` shows it."""
+
 import os
 import signal
 import socket
@@ -12,9 +13,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from prefect import get_client
-from prefect.deployments import run_deployment
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.sorting import FlowRunSort
+from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -55,12 +56,22 @@ def serving(tiny_project, real_server, tmp_path):
     params["global"]["modalities"] = ["text", "image"]
     params["global"]["schedule"] = {"cron": "30 4 * * *", "timezone": "Europe/Berlin", "per_modality": False}
     params_path = write_params(tiny_project, params)
-    env = {**os.environ, "PREFECT_API_URL": real_server, "PREFECT_HOME": str(tmp_path / "serve-home"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": real_server,
+        "PREFECT_HOME": str(tmp_path / "serve-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     log = tmp_path / "serve.log"
-    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--params", str(params_path)], cwd=REPO,
-                               env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "serve", "--params", str(params_path)],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         yield params_path, process, log
     finally:
@@ -89,7 +100,11 @@ def test_served_deployment_has_the_schedule_and_its_run_is_the_pipeline(serving,
     params_path, process, log = serving
     deployment = wait_for_deployment(process, log)
     [schedule] = deployment.schedules
-    assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == ("30 4 * * *", "Europe/Berlin", True)
+    assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == (
+        "30 4 * * *",
+        "Europe/Berlin",
+        True,
+    )
     assert deployment.parameters == {"params_path": str(params_path), "modalities": None}
 
     flow_run = run_deployment(DEPLOYMENT, timeout=300)
@@ -122,8 +137,15 @@ def test_the_server_schedules_runs_per_modality(real_server, tiny_project):
     with get_client(sync_client=True) as client:
         assert client.read_deployment(ids["scheduled-image"]).parameters["modalities"] == ["image"]
         deadline = time.monotonic() + 30
-        while not (runs := client.read_flow_runs(
-                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(ids.values()))),
-                sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=10)) and time.monotonic() < deadline:
+        while (
+            not (
+                runs := client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(ids.values()))),
+                    sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+                    limit=10,
+                )
+            )
+            and time.monotonic() < deadline
+        ):
             time.sleep(1)
     assert runs and all(run.state.is_scheduled() and run.expected_start_time.minute == 0 for run in runs)

@@ -1,5 +1,6 @@
 """The registered champion, served: raw input in -> label, class probabilities and attention out, per modality;
 source sentences in -> translations and their alignment out, for translation."""
+
 import base64
 import csv
 import json
@@ -27,10 +28,16 @@ def raw_inputs(project: Path, modality: str) -> list:
     if modality == "text":
         with (data / "test.csv").open(newline="") as file:
             return [row["text"] for row in csv.DictReader(file)][:2]
-    path = sorted((data / "test").glob("*/*.png"))[0] if modality == "image" else \
-        data / (data / "testing_list.txt").read_text().split()[0]
-    as_array = np.asarray(Image.open(path)).tolist() if modality == "image" else \
-        soundfile.read(path, dtype="float32")[0].tolist()
+    path = (
+        sorted((data / "test").glob("*/*.png"))[0]
+        if modality == "image"
+        else data / (data / "testing_list.txt").read_text().split()[0]
+    )
+    as_array = (
+        np.asarray(Image.open(path)).tolist()
+        if modality == "image"
+        else soundfile.read(path, dtype="float32")[0].tolist()
+    )
     return [as_array, base64.b64encode(path.read_bytes()).decode()]
 
 
@@ -54,7 +61,9 @@ def test_translation_champion_translates_raw_sentences(pipeline_runs):
     answers = model.predict(pd.DataFrame({"text": sources}))
     client = mlflow.MlflowClient()
     champion_run = client.get_model_version_by_alias("attnflow-translation-de-en", "champion").run_id
-    evaluated = Path(client.download_artifacts(champion_run, "translations/test_hypotheses.txt")).read_text().split("\n")
+    evaluated = (
+        Path(client.download_artifacts(champion_run, "translations/test_hypotheses.txt")).read_text().split("\n")
+    )
     assert [answer["translation"] for answer in answers] == evaluated[:2]  # served as evaluated, same settings
     for answer in answers:
         assert answer["source_tokens"] and answer["output_tokens"][-1] == "[EOS]"
@@ -84,11 +93,24 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_a_json_request(pipeline_runs, tmp_path):
     project, port = pipeline_runs[0], free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",  # the venv's bin on PATH,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # as activated: uvicorn
-    command = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
-               "models:/attnflow-digit-classification@champion", "--env-manager", "local", "-h", "127.0.0.1",
-               "-p", str(port)]
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",  # the venv's bin on PATH,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }  # as activated: uvicorn
+    command = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        "models:/attnflow-digit-classification@champion",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -96,9 +118,12 @@ def test_mlflow_models_serve_answers_a_json_request(pipeline_runs, tmp_path):
         deadline = time.time() + 120
         while True:
             try:
-                reply = urllib.request.urlopen(urllib.request.Request(
-                    f"http://127.0.0.1:{port}/invocations", request.encode(),
-                    {"Content-Type": "application/json"}), timeout=30)
+                reply = urllib.request.urlopen(
+                    urllib.request.Request(
+                        f"http://127.0.0.1:{port}/invocations", request.encode(), {"Content-Type": "application/json"}
+                    ),
+                    timeout=30,
+                )
                 break
             except OSError:
                 assert server.poll() is None and time.time() < deadline, (tmp_path / "serve.log").read_text()

@@ -5,6 +5,7 @@ recipe.
 The edits are made to a copy of the code that the cache keys are computed from (`tasks.caching.CODE_ROOT` points at
 it): the code that runs is unchanged, so the edit is a comment, and what is tested is which stages see it.
 """
+
 import shutil
 
 import pytest
@@ -46,8 +47,9 @@ def rerun_after_editing(project, code, *modules: str) -> dict[str, str]:
 
 def expected(rerun: dict[str, set[str]]) -> dict[str, str]:
     """Completed for the stages named per modality, Cached for every other."""
-    return {f"{stage}-{m}": "Completed" if stage in rerun.get(m, ()) else "Cached"
-            for m in MODALITIES for stage in STAGES}
+    return {
+        f"{stage}-{m}": "Completed" if stage in rerun.get(m, ()) else "Cached" for m in MODALITIES for stage in STAGES
+    }
 
 
 # Each run edits modules whose stages do not overlap, so one run checks several edits.

@@ -1,5 +1,6 @@
 """The shape of the code, checked: modality knowledge lives in tasks/modalities/, packages import each other without
 cycles, attn_models/ stays pure PyTorch, and shared names are defined once (tasks/names.py)."""
+
 import ast
 import re
 from pathlib import Path
@@ -56,7 +57,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         state[current] = "open"
         for target in sorted(graph.get(current, ())):
             if state.get(target) == "open":
-                return path[path.index(target):] + [current, target] if target in path else [current, target]
+                return path[path.index(target) :] + [current, target] if target in path else [current, target]
             if target not in state:
                 found = visit(target, path + [current])
                 if found:
@@ -87,9 +88,13 @@ BRANCH = re.compile(r"""modality\s*[!=]=|modality in \(|task\s*==\s*["']translat
 
 
 def test_no_modality_branches_outside_the_modality_modules():
-    offending = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
-                 for path in SOURCES if path.parts[-2] != "modalities"
-                 for number, line in enumerate(path.read_text().splitlines(), 1) if BRANCH.search(line)]
+    offending = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in SOURCES
+        if path.parts[-2] != "modalities"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if BRANCH.search(line)
+    ]
     assert not offending, "\n".join(offending)
 
 
@@ -99,8 +104,18 @@ def test_attn_models_import_only_torch():
         assert roots <= {"attn_models", "torch", "torchaudio", "math", "__future__", "typing", "dataclasses"}, path
 
 
-@pytest.mark.parametrize("literal", ['"checkpoint.pt"', '"tokenizer.json"', '"labels.json"', '"dataset.json"',
-                                     'name="serving"', "'serving'", 'name="model"'])
+@pytest.mark.parametrize(
+    "literal",
+    [
+        '"checkpoint.pt"',
+        '"tokenizer.json"',
+        '"labels.json"',
+        '"dataset.json"',
+        'name="serving"',
+        "'serving'",
+        'name="model"',
+    ],
+)
 def test_shared_names_are_defined_once(literal):
     holders = [path.relative_to(REPO).as_posix() for path in SOURCES if literal in path.read_text()]
     assert holders in ([], ["tasks/names.py"]), holders

@@ -1,4 +1,5 @@
 """`attnflow run` with no Prefect server configured starts its own temporary one, and stops it cleanly."""
+
 import os
 import subprocess
 import sys
@@ -13,10 +14,19 @@ pytestmark = pytest.mark.pipeline  # `attnflow run` in a subprocess, with its ow
 
 def test_run_without_a_server_starts_and_stops_a_temporary_one(tiny_project):
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
-    env.update(PREFECT_HOME=str(tiny_project / ".prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "flows.cli", "run", "--modality", "text", "--params",
-               str(tiny_project / "params.yaml")]
+    env.update(
+        PREFECT_HOME=str(tiny_project / ".prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONPATH=str(REPO)
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "run",
+        "--modality",
+        "text",
+        "--params",
+        str(tiny_project / "params.yaml"),
+    ]
     first = subprocess.run(command, cwd=tiny_project, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     again = subprocess.run(command, cwd=tiny_project, env=env, capture_output=True, text=True, timeout=120)

@@ -1,5 +1,6 @@
 """The encoder-decoder translation model: shapes, causality, padding, greedy vs beam search, alignment; and the
 reversible subword tokenizer it reads and writes."""
+
 import pytest
 import torch
 
@@ -11,8 +12,19 @@ VOCAB, PAD_ID, BOS_ID, EOS_ID = 40, 0, 2, 3
 
 def tiny_model(**overrides) -> TranslationTransformer:
     torch.manual_seed(0)
-    args = dict(vocab_size=VOCAB, embed_dim=32, encoder_depth=2, decoder_depth=2, num_heads=4, mlp_ratio=2.0,
-                dropout=0.0, max_len=32) | overrides
+    args = (
+        dict(
+            vocab_size=VOCAB,
+            embed_dim=32,
+            encoder_depth=2,
+            decoder_depth=2,
+            num_heads=4,
+            mlp_ratio=2.0,
+            dropout=0.0,
+            max_len=32,
+        )
+        | overrides
+    )
     return TranslationTransformer(**args).eval()
 
 
@@ -48,7 +60,7 @@ def test_padding_changes_nothing():
     batch = torch.cat([padded_source, longer], dim=0)
     for decode in (lambda s: model.greedy_decode(s, 8), lambda s: model.beam_search(s, 8, beam_size=3)):
         alone, together = decode(source)[0], decode(batch)[0]
-        assert torch.equal(alone, together[: len(alone)]) and (together[len(alone):] == PAD_ID).all()
+        assert torch.equal(alone, together[: len(alone)]) and (together[len(alone) :] == PAD_ID).all()
 
 
 def test_incremental_decoding_step_equals_the_full_decoder():
@@ -73,7 +85,7 @@ def test_beam_of_one_is_greedy_and_wider_beams_end_with_eos_then_padding():
     for row in beams:
         eos = (row == EOS_ID).nonzero()
         if len(eos):  # everything after the first EOS is padding
-            assert (row[eos[0, 0] + 1:] == PAD_ID).all()
+            assert (row[eos[0, 0] + 1 :] == PAD_ID).all()
         assert BOS_ID not in row.tolist()
 
 
@@ -103,12 +115,14 @@ def test_max_new_tokens_follows_the_source_length_and_limits():
     assert model.max_new_tokens(random_ids(1, 30), limit=100, ratio=1.5) == 31  # max_len - 1
 
 
-SENTENCES = ["Zwei junge weiße Männer sind im Freien in der Nähe vieler Büsche.",
-             "Two young, White males are outside near many bushes.",
-             "Freitag, 5. März 2021; 1.234,50 €; 2 Kilowattstunden",
-             "Friday, March 5, 2021; €1,234.50; 2 kilowatt-hours",
-             "Ein Mann mit einem orangefarbenen Hut, der etwas anstarrt.",
-             "A man in an orange hat starring at something."]
+SENTENCES = [
+    "Zwei junge weiße Männer sind im Freien in der Nähe vieler Büsche.",
+    "Two young, White males are outside near many bushes.",
+    "Freitag, 5. März 2021; 1.234,50 €; 2 Kilowattstunden",
+    "Friday, March 5, 2021; €1,234.50; 2 kilowatt-hours",
+    "Ein Mann mit einem orangefarbenen Hut, der etwas anstarrt.",
+    "A man in an orange hat starring at something.",
+]
 
 
 def test_reversible_tokenizer_round_trips_and_has_the_special_tokens():

@@ -3,6 +3,7 @@
 Needs Chromium (`make chromium`: apt-get install chromium); skipped without it. Run it with
 `.venv/bin/python -m pytest -m slow tests/test_ui.py`; screenshots land in the test's tmp dir (printed with -s).
 """
+
 import os
 import shutil
 import subprocess
@@ -17,13 +18,21 @@ from mlflow.tracking import MlflowClient
 from tests.test_serving import free_port
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 
 # Skipped without Chromium, except in CI (.ci/run installs it): there a missing browser must fail, not pass silently.
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not shutil.which(CHROMIUM) and os.environ.get("CI") != "true",
-                                 reason="chromium is absent (make chromium)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not shutil.which(CHROMIUM) and os.environ.get("CI") != "true", reason="chromium is absent (make chromium)"
+    ),
+]
 
 # The compare view's tables are grids of absolutely placed cells: a row is the cells at the same `top`.
 ROW_TEXT = """name => {
@@ -40,9 +49,24 @@ def mlflow_ui(pipeline_runs, tmp_path):
     """`mlflow ui` (as `make ui` runs it, one worker) on the pipeline runs' store; yields its address."""
     project, port = pipeline_runs[0], free_port()
     log = (tmp_path / "mlflow-ui.log").open("w")
-    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri",
-                               f"sqlite:///{project / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", "1"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "ui",
+            "--backend-store-uri",
+            f"sqlite:///{project / 'mlflow.db'}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=os.environ,
+    )
     url, deadline = f"http://127.0.0.1:{port}", time.time() + 180
     try:
         while True:

@@ -69,9 +69,7 @@ _SILENCE_THRESHOLD = 0.01  # fraction of the utterance peak
 _TRIM_MARGIN_SECONDS = 0.01
 _OUTPUT_PEAK = 0.9
 
-_SynthCallback = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
-)
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 _LIBC = ctypes.CDLL(None)
 
 
@@ -86,8 +84,14 @@ class _ESpeak:
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-            ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
         ]
         self._data_path = Path(espeakng_loader.get_data_path())
         self.sample_rate = lib.espeak_Initialize(
@@ -116,8 +120,9 @@ class _ESpeak:
         with self._lock:
             return self._set_voice(voice)
 
-    def synthesize(self, text: str, *, voice: str, rate: int, pitch: int, pitch_range: int,
-                   random_seed: int) -> np.ndarray:
+    def synthesize(
+        self, text: str, *, voice: str, rate: int, pitch: int, pitch_range: int, random_seed: int
+    ) -> np.ndarray:
         """Return int16 samples at ``self.sample_rate``."""
         with self._lock:
             if not self._set_voice(voice):
@@ -129,9 +134,7 @@ class _ESpeak:
             _LIBC.srand(random_seed)  # breath noise uses the C library's rand()
             self._chunks = []
             encoded = text.encode() + b"\0"
-            status = self._lib.espeak_Synth(
-                encoded, len(encoded), 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8, None, None
-            )
+            status = self._lib.espeak_Synth(encoded, len(encoded), 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8, None, None)
             if status != _EE_OK:
                 raise RuntimeError(f"espeak_Synth failed for {text!r} with status {status}")
             return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
@@ -164,8 +167,9 @@ def _stable_int(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def _draw_speaker(index: int, seed: int, voices: Sequence[str],
-                  rate_range: tuple[int, int], pitch_range: tuple[int, int]) -> _Speaker:
+def _draw_speaker(
+    index: int, seed: int, voices: Sequence[str], rate_range: tuple[int, int], pitch_range: tuple[int, int]
+) -> _Speaker:
     rng = np.random.default_rng([seed, index])
     return _Speaker(
         index=index,
@@ -183,7 +187,7 @@ def _trim_silence(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     if loud.size == 0:
         return audio[:0]
     margin = int(_TRIM_MARGIN_SECONDS * sample_rate)
-    return audio[max(loud[0] - margin, 0): loud[-1] + margin + 1]
+    return audio[max(loud[0] - margin, 0) : loud[-1] + margin + 1]
 
 
 def _background_noise(rng: np.random.Generator, num_samples: int) -> np.ndarray:
@@ -196,16 +200,17 @@ def _background_noise(rng: np.random.Generator, num_samples: int) -> np.ndarray:
     return noise / max(noise.std(), 1e-12)
 
 
-def _render_clip(speech: np.ndarray, rng: np.random.Generator, *, clip_samples: int,
-                 snr_db_range: tuple[float, float]) -> np.ndarray:
+def _render_clip(
+    speech: np.ndarray, rng: np.random.Generator, *, clip_samples: int, snr_db_range: tuple[float, float]
+) -> np.ndarray:
     clip = np.zeros(clip_samples)
     if speech.size > clip_samples:
         start = int(rng.integers(speech.size - clip_samples + 1))
-        speech = speech[start: start + clip_samples]
+        speech = speech[start : start + clip_samples]
     offset = int(rng.integers(clip_samples - speech.size + 1))
-    clip[offset: offset + speech.size] = speech
+    clip[offset : offset + speech.size] = speech
 
-    speech_power = float(np.mean(speech ** 2)) if speech.size else 0.0
+    speech_power = float(np.mean(speech**2)) if speech.size else 0.0
     snr_db = rng.uniform(*snr_db_range)
     noise_power = speech_power / 10 ** (snr_db / 10) if speech_power > 0 else 1e-6
     clip += math.sqrt(noise_power) * _background_noise(rng, clip_samples)
@@ -223,19 +228,35 @@ def _write_speaker_clips(out_dir: Path, words: list[str], speaker: _Speaker, **c
         _write_clip(out_dir / _clip_path(word, speaker), word, speaker, **clip_options)
 
 
-def _write_clip(path: Path, word: str, speaker: _Speaker, *, seed: int, sample_rate: int,
-                clip_samples: int, snr_db_range: tuple[float, float]) -> None:
+def _write_clip(
+    path: Path,
+    word: str,
+    speaker: _Speaker,
+    *,
+    seed: int,
+    sample_rate: int,
+    clip_samples: int,
+    snr_db_range: tuple[float, float],
+) -> None:
     espeak = _get_espeak()
     word_key = _stable_int("word", word)
     raw = espeak.synthesize(
-        word, voice=speaker.voice, rate=speaker.rate, pitch=speaker.pitch,
-        pitch_range=speaker.pitch_range, random_seed=_stable_int(seed, speaker.index, word_key) % 2**31,
+        word,
+        voice=speaker.voice,
+        rate=speaker.rate,
+        pitch=speaker.pitch,
+        pitch_range=speaker.pitch_range,
+        random_seed=_stable_int(seed, speaker.index, word_key) % 2**31,
     )
     speech = _trim_silence(raw.astype(np.float64) / 32768.0, espeak.sample_rate)
     common = math.gcd(sample_rate, espeak.sample_rate)
     speech = resample_poly(speech, sample_rate // common, espeak.sample_rate // common)
-    clip = _render_clip(speech, np.random.default_rng([seed, speaker.index, word_key]),
-                        clip_samples=clip_samples, snr_db_range=snr_db_range)
+    clip = _render_clip(
+        speech,
+        np.random.default_rng([seed, speaker.index, word_key]),
+        clip_samples=clip_samples,
+        snr_db_range=snr_db_range,
+    )
     pcm = np.round(clip * 32767).astype(np.int16)
     soundfile.write(path, pcm, sample_rate, subtype="PCM_16", format="WAV")
 
@@ -283,12 +304,13 @@ def _child_succeeded(pid: int) -> bool:
     return os.waitstatus_to_exitcode(status) == 0
 
 
-def _split_speakers(speaker_ids: list[str], *, val_fraction: float, test_fraction: float,
-                    seed: int) -> tuple[set[str], set[str]]:
+def _split_speakers(
+    speaker_ids: list[str], *, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[set[str], set[str]]:
     shuffled = list(np.random.default_rng([seed, _stable_int("split")]).permutation(sorted(speaker_ids)))
     num_val = round(len(shuffled) * val_fraction)
     num_test = round(len(shuffled) * test_fraction)
-    return set(shuffled[:num_val]), set(shuffled[num_val: num_val + num_test])
+    return set(shuffled[:num_val]), set(shuffled[num_val : num_val + num_test])
 
 
 def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> None:
@@ -296,9 +318,19 @@ def _check_range(name: str, value: tuple[float, float], low: float, high: float)
         raise ValueError(f"{name} must be (min, max) with {low} <= min <= max <= {high}, got {value!r}")
 
 
-def _validate(out_dir: Path, words: Sequence[str], speakers_per_word: int, sample_rate: int,
-              clip_seconds: float, voices: Sequence[str], rate_range, pitch_range,
-              noise_snr_db_range, val_fraction: float, test_fraction: float) -> None:
+def _validate(
+    out_dir: Path,
+    words: Sequence[str],
+    speakers_per_word: int,
+    sample_rate: int,
+    clip_seconds: float,
+    voices: Sequence[str],
+    rate_range,
+    pitch_range,
+    noise_snr_db_range,
+    val_fraction: float,
+    test_fraction: float,
+) -> None:
     if isinstance(words, str) or not words:
         raise ValueError(f"words must be a non-empty list of strings, got {words!r}")
     if len(set(words)) != len(words):
@@ -319,9 +351,7 @@ def _validate(out_dir: Path, words: Sequence[str], speakers_per_word: int, sampl
         if not 0.0 <= fraction < 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {fraction}")
     if val_fraction + test_fraction >= 1.0:
-        raise ValueError(
-            f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}"
-        )
+        raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
     if isinstance(voices, str) or not voices:
         raise ValueError(f"voices must be a non-empty list of strings, got {voices!r}")
     espeak = _get_espeak()
@@ -355,27 +385,43 @@ def generate_speech_dataset(
     out_dir = Path(out_dir)
     rate_range, pitch_range = tuple(rate_range), tuple(pitch_range)
     noise_snr_db_range = tuple(noise_snr_db_range)
-    _validate(out_dir, words, speakers_per_word, sample_rate, clip_seconds, voices, rate_range,
-              pitch_range, noise_snr_db_range, val_fraction, test_fraction)
+    _validate(
+        out_dir,
+        words,
+        speakers_per_word,
+        sample_rate,
+        clip_seconds,
+        voices,
+        rate_range,
+        pitch_range,
+        noise_snr_db_range,
+        val_fraction,
+        test_fraction,
+    )
 
-    speakers = [_draw_speaker(index, seed, voices, rate_range, pitch_range)
-                for index in range(speakers_per_word)]
+    speakers = [_draw_speaker(index, seed, voices, rate_range, pitch_range) for index in range(speakers_per_word)]
     if len({speaker.speaker_id for speaker in speakers}) != len(speakers):
         raise ValueError(f"seed: speaker ids collide for seed {seed}; pick another seed")
 
     for word in words:
         (out_dir / word).mkdir(parents=True)
-    _run_in_fresh_library_state([
-        functools.partial(
-            _write_speaker_clips, out_dir, sorted(words), speaker, seed=seed,
-            sample_rate=sample_rate, clip_samples=round(clip_seconds * sample_rate),
-            snr_db_range=noise_snr_db_range,
-        )
-        for speaker in speakers
-    ])
+    _run_in_fresh_library_state(
+        [
+            functools.partial(
+                _write_speaker_clips,
+                out_dir,
+                sorted(words),
+                speaker,
+                seed=seed,
+                sample_rate=sample_rate,
+                clip_samples=round(clip_seconds * sample_rate),
+                snr_db_range=noise_snr_db_range,
+            )
+            for speaker in speakers
+        ]
+    )
 
-    clip_paths = {speaker.speaker_id: [_clip_path(word, speaker) for word in words]
-                  for speaker in speakers}
+    clip_paths = {speaker.speaker_id: [_clip_path(word, speaker) for word in words] for speaker in speakers}
     validation_ids, testing_ids = _split_speakers(
         list(clip_paths), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
     )
@@ -390,6 +436,5 @@ def generate_speech_dataset(
     return {
         "num_clips": num_clips,
         "num_speakers": len(speakers),
-        "splits": {"train": num_clips - num_validation - num_test,
-                   "validation": num_validation, "test": num_test},
+        "splits": {"train": num_clips - num_validation - num_test, "validation": num_validation, "test": num_test},
     }

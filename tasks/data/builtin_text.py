@@ -116,9 +116,7 @@ def _validate_arguments(
     labels_by_locale: dict[str, str] = {}
     for locale in locales:
         if locale not in AVAILABLE_LOCALES or not _has_own_word_list(locale):
-            raise ValueError(
-                f"locales: unknown locale {locale!r} or it has no Faker lorem word list"
-            )
+            raise ValueError(f"locales: unknown locale {locale!r} or it has no Faker lorem word list")
         label = locale.split("_")[0]
         if label in labels_by_locale.values():
             raise ValueError(f"locales: more than one locale for language {label!r}")
@@ -135,12 +133,8 @@ def _validate_arguments(
         if not 0.0 <= fraction < 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {fraction}")
     if val_fraction + test_fraction >= 1.0:
-        raise ValueError(
-            f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}"
-        )
-    if samples_per_class - round(samples_per_class * val_fraction) - round(
-        samples_per_class * test_fraction
-    ) < 1:
+        raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+    if samples_per_class - round(samples_per_class * val_fraction) - round(samples_per_class * test_fraction) < 1:
         raise ValueError(
             f"samples_per_class={samples_per_class} leaves no training text per class "
             f"with val_fraction={val_fraction} and test_fraction={test_fraction}"
@@ -156,9 +150,7 @@ def _has_own_word_list(locale: str) -> bool:
 
 def _lorem_provider(fake: Faker):
     return next(
-        provider
-        for provider in fake.get_providers()
-        if type(provider).__module__.startswith("faker.providers.lorem")
+        provider for provider in fake.get_providers() if type(provider).__module__.startswith("faker.providers.lorem")
     )
 
 
@@ -203,8 +195,7 @@ class _TextGenerator:
         self.held_out_words = words[:num_held_out]
         self.common_words = words[num_held_out:]
         self.common_word_weights = [
-            1.0 / (rank + ZIPF_RANK_OFFSET) ** ZIPF_EXPONENT
-            for rank in range(len(self.common_words))
+            1.0 / (rank + ZIPF_RANK_OFFSET) ** ZIPF_EXPONENT for rank in range(len(self.common_words))
         ]
 
     def unique_texts(self, count: int, *, held_out: bool, exclude: set[str]) -> list[str]:

@@ -12,6 +12,7 @@ Deterministic: the values are drawn from ``random.Random(seed)`` and the layout 
 importer writes (``{train,val,test}.{de,en}``, one sentence per line, line-aligned, UTF-8). The splits are
 disjoint (no German sentence is in two splits). Non-breaking spaces from CLDR become plain spaces.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -23,20 +24,43 @@ SPLIT_NAMES = ("train", "val", "test")
 PHRASE_SEPARATOR = "; "
 DATE_FORMATS = ("full", "long", "medium")
 CURRENCIES = ("EUR", "USD", "GBP", "CHF", "JPY", "SEK", "CAD", "AUD")
-UNITS = ("length-kilometer", "length-meter", "mass-kilogram", "duration-hour", "duration-day", "duration-week",
-         "duration-month", "duration-year", "duration-minute", "volume-liter", "temperature-celsius",
-         "speed-kilometer-per-hour", "area-square-meter", "digital-gigabyte", "energy-kilowatt-hour")
+UNITS = (
+    "length-kilometer",
+    "length-meter",
+    "mass-kilogram",
+    "duration-hour",
+    "duration-day",
+    "duration-week",
+    "duration-month",
+    "duration-year",
+    "duration-minute",
+    "volume-liter",
+    "temperature-celsius",
+    "speed-kilometer-per-hour",
+    "area-square-meter",
+    "digital-gigabyte",
+    "energy-kilowatt-hour",
+)
 FIRST_DAY, NUM_DAYS = datetime.date(1950, 1, 1), 100 * 365
 
 
-def generate_translation_dataset(out_dir: Path, *, num_pairs: int = 6000, max_phrases: int = 3,
-                                 val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0) -> dict:
+def generate_translation_dataset(
+    out_dir: Path,
+    *,
+    num_pairs: int = 6000,
+    max_phrases: int = 3,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+) -> dict:
     """Write {train,val,test}.de and .en to out_dir; returns {"num_pairs", "splits": {split: pairs}}."""
     if num_pairs < 3 or max_phrases < 1:
         raise ValueError(f"num_pairs must be >= 3 and max_phrases >= 1, got {num_pairs} and {max_phrases}")
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be in (0, 1) "
-                         "and sum to less than 1")
+        raise ValueError(
+            f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be in (0, 1) "
+            "and sum to less than 1"
+        )
     phrases = PhraseMaker(random.Random(seed))
     pairs: dict[str, str] = {}  # German -> English; a German sentence occurs once
     attempts = 0
@@ -49,13 +73,14 @@ def generate_translation_dataset(out_dir: Path, *, num_pairs: int = 6000, max_ph
         pairs.setdefault(source, PHRASE_SEPARATOR.join(en for _, en in parts))
     rows = list(pairs.items())  # in drawing order, which the seed fixes
     num_test, num_val = max(1, round(num_pairs * test_fraction)), max(1, round(num_pairs * val_fraction))
-    splits = {"test": rows[:num_test], "val": rows[num_test:num_test + num_val], "train": rows[num_test + num_val:]}
+    splits = {"test": rows[:num_test], "val": rows[num_test : num_test + num_val], "train": rows[num_test + num_val :]}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, split_rows in splits.items():
         for position, lang in enumerate((SOURCE_LANG, TARGET_LANG)):
-            (out_dir / f"{split}.{lang}").write_text("".join(row[position] + "\n" for row in split_rows),
-                                                     encoding="utf-8")
+            (out_dir / f"{split}.{lang}").write_text(
+                "".join(row[position] + "\n" for row in split_rows), encoding="utf-8"
+            )
     return {"num_pairs": len(rows), "splits": {split: len(splits[split]) for split in SPLIT_NAMES}}
 
 
@@ -72,8 +97,9 @@ class PhraseMaker:
 
         self.rng = rng
         self.de, self.en = Locale(SOURCE_LANG), Locale(TARGET_LANG)
-        self.territories = sorted(code for code in self.en.territories if len(code) == 2 and code.isalpha()
-                                  and code in self.de.territories)
+        self.territories = sorted(
+            code for code in self.en.territories if len(code) == 2 and code.isalpha() and code in self.de.territories
+        )
         self.languages = sorted(code for code in self.en.languages if len(code) == 2 and code in self.de.languages)
         self.makers = (self.date, self.amount, self.quantity, self.territory, self.language)
 
@@ -92,7 +118,9 @@ class PhraseMaker:
         from babel.numbers import format_currency
 
         currency = self.rng.choice(CURRENCIES)
-        value = self.rng.choice([self.rng.randint(1, 100), self.rng.randint(1, 99_999), self.rng.randint(1, 9999) / 100])
+        value = self.rng.choice(
+            [self.rng.randint(1, 100), self.rng.randint(1, 99_999), self.rng.randint(1, 9999) / 100]
+        )
         return format_currency(value, currency, locale=self.de), format_currency(value, currency, locale=self.en)
 
     def quantity(self):
@@ -100,8 +128,10 @@ class PhraseMaker:
 
         unit = self.rng.choice(UNITS)
         value = self.rng.choice([1, self.rng.randint(2, 20), self.rng.randint(21, 999), self.rng.randint(1, 99) / 10])
-        return (format_unit(value, unit, locale=self.de, length="long"),
-                format_unit(value, unit, locale=self.en, length="long"))
+        return (
+            format_unit(value, unit, locale=self.de, length="long"),
+            format_unit(value, unit, locale=self.en, length="long"),
+        )
 
     def territory(self):
         code = self.rng.choice(self.territories)

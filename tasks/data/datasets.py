@@ -1,6 +1,7 @@
 """Readers of prepared data shared by the modalities (tasks/modalities/), which each turn their own layout in
 data/<modality>/ into ``Splits``: image decoding and albumentations transforms, audio clips, CSV text, parallel
 text files, and the BPE tokenizer with its batching."""
+
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +49,14 @@ def image_transforms(channels: int, augment=None, seed: int = 0):
     if augment is not None and augment.horizontal_flip:
         steps.append(A.HorizontalFlip(p=0.5))
     if augment is not None:
-        steps.append(A.Affine(translate_percent=(-augment.max_shift, augment.max_shift), rotate=(-augment.max_rotate,
-                              augment.max_rotate), scale=augment.scale_range, p=0.9))
+        steps.append(
+            A.Affine(
+                translate_percent=(-augment.max_shift, augment.max_shift),
+                rotate=(-augment.max_rotate, augment.max_rotate),
+                scale=augment.scale_range,
+                p=0.9,
+            )
+        )
     steps += [A.Normalize(mean=(0.5,) * channels, std=(0.5,) * channels, max_pixel_value=255.0), ToTensorV2()]
     return A.Compose(steps, seed=seed)
 
@@ -109,14 +116,17 @@ def train_tokenizer(texts: list[str], vocab_size: int, reversible: bool = False)
         tokenizer.normalizer = normalizers.NFKC()
         tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     special_tokens = [PAD, UNK, BOS, EOS] if reversible else [PAD, UNK]
-    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens,
-                                                             show_progress=False))
+    tokenizer.train_from_iterator(
+        texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens, show_progress=False)
+    )
     return tokenizer
 
 
 def encode_texts(tokenizer: Tokenizer, texts: list[str], max_len: int) -> list[torch.Tensor]:
-    return [torch.tensor(encoding.ids[:max_len] or [tokenizer.token_to_id(UNK)])
-            for encoding in tokenizer.encode_batch(texts)]
+    return [
+        torch.tensor(encoding.ids[:max_len] or [tokenizer.token_to_id(UNK)])
+        for encoding in tokenizer.encode_batch(texts)
+    ]
 
 
 def pad_token_batch(batch):
@@ -127,18 +137,20 @@ def pad_token_batch(batch):
 # ---- translation --------------------------------------------------------------------------
 def read_parallel(root: Path, split: str, languages: tuple[str, str]) -> tuple[list[str], list[str]]:
     """The source and target sentences of a prepared split (one per line, line-aligned)."""
-    source, target = (root.joinpath(f"{split}.{lang}").read_text(encoding="utf-8").split("\n")[:-1]
-                      for lang in languages)
+    source, target = (
+        root.joinpath(f"{split}.{lang}").read_text(encoding="utf-8").split("\n")[:-1] for lang in languages
+    )
     return source, target
 
 
 def encode_targets(tokenizer: Tokenizer, sentences: list[str], max_len: int) -> list[torch.Tensor]:
     """[BOS] target token ids [EOS], at most max_len in all."""
     bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
-    return [torch.tensor([bos, *encoding.ids[:max_len - 2], eos]) for encoding in tokenizer.encode_batch(sentences)]
+    return [torch.tensor([bos, *encoding.ids[: max_len - 2], eos]) for encoding in tokenizer.encode_batch(sentences)]
 
 
 def pad_pair_batch(batch):
     sources, targets = zip(*batch)
-    return pad_sequence(sources, batch_first=True, padding_value=0), pad_sequence(targets, batch_first=True,
-                                                                                 padding_value=0)
+    return pad_sequence(sources, batch_first=True, padding_value=0), pad_sequence(
+        targets, batch_first=True, padding_value=0
+    )

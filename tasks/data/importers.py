@@ -9,15 +9,16 @@
 
 Every input is decoded to check it (PIL for images, soundfile for audio) and re-written in one format: PNG images;
 16-bit PCM mono WAV at the target sample rate (resampled with scipy's polyphase filter, stereo downmixed); UTF-8
-CSV rows; UTF-8 lines. A problem stops the import with a ``DataImportError`` naming the file (and row). Output is deterministic:
-inputs are read in sorted order, splits that the source lacks are drawn with the given seed, and no file holds a
-timestamp, so the same source always gives byte-identical files (and the same DVC md5).
+CSV rows; UTF-8 lines. A problem stops the import with a ``DataImportError`` naming the file (and row). Output is
+deterministic: inputs are read in sorted order, splits that the source lacks are drawn with the given seed, and no
+file holds a timestamp, so the same source always gives byte-identical files (and the same DVC md5).
 """
+
 import csv
 import gzip
 import hashlib
-import zlib
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +86,7 @@ def carve(labels: list[str], fractions: dict[str, float], seed: int) -> list[str
         start = 0
         for split, fraction in fractions.items():
             count = min(round(len(members) * fraction), len(members) - start - 1)  # keep one for train
-            for k in order[start:start + max(count, 0)]:
+            for k in order[start : start + max(count, 0)]:
                 assigned[members[k]] = split
             start += max(count, 0)
     return assigned
@@ -99,7 +100,7 @@ def carve_groups(groups: list[str], fractions: dict[str, float], seed: int) -> l
     split_of, start = {}, 0
     for split, fraction in fractions.items():
         count = min(max(round(len(unique) * fraction), 1), len(unique) - start - 1)
-        for group in order[start:start + max(count, 0)]:
+        for group in order[start : start + max(count, 0)]:
             split_of[group] = split
         start += max(count, 0)
     return [split_of.get(group, "train") for group in groups]
@@ -168,8 +169,15 @@ def decode_image(path: Path) -> Image.Image:
 def manifest_sources(manifest: Path, file_column: str, label_column: str, split_column: str | None):
     """(split or None, label, path, where) for every row of a CSV manifest of files."""
     rows = read_manifest(manifest, {"file": file_column, "label": label_column, "split": split_column})
-    return [(split_name(row["split"], row["where"]) if split_column else None, row["label"],
-             manifest_file(manifest, row["file"], row["where"]), row["where"]) for row in rows]
+    return [
+        (
+            split_name(row["split"], row["where"]) if split_column else None,
+            row["label"],
+            manifest_file(manifest, row["file"], row["where"]),
+            row["where"],
+        )
+        for row in rows
+    ]
 
 
 def image_sources(source: Path, layout: str, image_column: str, label_column: str, split_column: str | None):
@@ -192,9 +200,19 @@ def image_sources(source: Path, layout: str, image_column: str, label_column: st
     return found
 
 
-def import_images(source: Path, out_dir: Path, *, layout: str = "folders", image_column: str = "image",
-                  label_column: str = "label", split_column: str | None = None, val_fraction: float = 0.15,
-                  test_fraction: float = 0.15, seed: int = 0, **_) -> dict:
+def import_images(
+    source: Path,
+    out_dir: Path,
+    *,
+    layout: str = "folders",
+    image_column: str = "image",
+    label_column: str = "label",
+    split_column: str | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    **_,
+) -> dict:
     found = image_sources(Path(source), layout, image_column, label_column, split_column)
     found = fill_splits(found, val_fraction, test_fraction, seed)
     check_splits([(split, label, where) for split, label, _, where in found], source)
@@ -202,7 +220,9 @@ def import_images(source: Path, out_dir: Path, *, layout: str = "folders", image
     for split, label, path, where in found:
         target = out_dir / split / safe_name(label, where) / (path.stem + ".png")
         if target in written:
-            raise DataImportError(f"{where}: gives the same output file as {written[target]} ({target.relative_to(out_dir)})")
+            raise DataImportError(
+                f"{where}: gives the same output file as {written[target]} ({target.relative_to(out_dir)})"
+            )
         written[target] = where
         image = decode_image(path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -213,8 +233,9 @@ def import_images(source: Path, out_dir: Path, *, layout: str = "folders", image
 def fill_splits(found: list[tuple], val_fraction: float, test_fraction: float, seed: int, groups=None) -> list[tuple]:
     """Give every item a split: those the source lacks are carved out of train (stratified, or by group), seeded."""
     present = {item[0] for item in found}
-    fractions = {name: fraction for name, fraction in (("test", test_fraction), ("val", val_fraction))
-                 if name not in present}
+    fractions = {
+        name: fraction for name, fraction in (("test", test_fraction), ("val", val_fraction)) if name not in present
+    }
     if not fractions:  # nothing to carve: the rows of a source without splits are training rows
         return [(item[0] or "train", *item[1:]) for item in found]
     pool = [i for i, item in enumerate(found) if item[0] in (None, "train")]
@@ -230,8 +251,11 @@ def fill_splits(found: list[tuple], val_fraction: float, test_fraction: float, s
 
 
 def summary(found: list[tuple]) -> dict:
-    return {"num_examples": len(found), "classes": sorted({item[1] for item in found}),
-            "splits": {split: sum(item[0] == split for item in found) for split in SPLITS}}
+    return {
+        "num_examples": len(found),
+        "classes": sorted({item[1] for item in found}),
+        "splits": {split: sum(item[0] == split for item in found) for split in SPLITS},
+    }
 
 
 # ---- speech -----------------------------------------------------------------------------------
@@ -242,11 +266,12 @@ def check_wav_chunks(path: Path) -> None:
         return  # not RIFF/WAVE: soundfile decides
     position = 12
     while position + 8 <= len(data):
-        chunk, size = data[position:position + 4], int.from_bytes(data[position + 4:position + 8], "little")
+        chunk, size = data[position : position + 4], int.from_bytes(data[position + 4 : position + 8], "little")
         if chunk == b"data":
             if position + 8 + size > len(data):
-                raise DataImportError(f"{path}: truncated WAV (data chunk of {size} bytes, "
-                                      f"{len(data) - position - 8} in the file)")
+                raise DataImportError(
+                    f"{path}: truncated WAV (data chunk of {size} bytes, {len(data) - position - 8} in the file)"
+                )
             return
         position += 8 + size + (size & 1)
     raise DataImportError(f"{path}: broken WAV (no data chunk)")
@@ -292,8 +317,9 @@ def speech_sources(source: Path, layout: str, audio_column: str, label_column: s
                         raise DataImportError(f"{list_path}, row {number}: listed file {line.strip()!r} not found")
                     listed[line.strip()] = split
     found = []
-    for word_dir in sorted(p for p in source.iterdir() if p.is_dir() and p.name not in NOT_WORDS
-                           and not p.name.startswith(".")):
+    for word_dir in sorted(
+        p for p in source.iterdir() if p.is_dir() and p.name not in NOT_WORDS and not p.name.startswith(".")
+    ):
         for path in sorted(p for p in word_dir.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES):
             relative = f"{word_dir.name}/{path.name}"
             found.append((listed.get(relative, "train" if listed else None), word_dir.name, path, str(path)))
@@ -301,14 +327,24 @@ def speech_sources(source: Path, layout: str, audio_column: str, label_column: s
         raise DataImportError(f"{source}: no clips found (expected <word>/<clip>.wav)")
     if listed:  # lists given: what they name is val/test, the rest train; a missing list's split is carved
         present = set(listed.values())
-        found = [(split if split != "train" or present == {"val", "test"} else None, *rest)
-                 for split, *rest in found]
+        found = [(split if split != "train" or present == {"val", "test"} else None, *rest) for split, *rest in found]
     return found
 
 
-def import_speech(source: Path, out_dir: Path, *, layout: str = "speech_commands", audio_column: str = "audio",
-                  label_column: str = "label", split_column: str | None = None, val_fraction: float = 0.15,
-                  test_fraction: float = 0.15, seed: int = 0, sample_rate: int = 16000, **_) -> dict:
+def import_speech(
+    source: Path,
+    out_dir: Path,
+    *,
+    layout: str = "speech_commands",
+    audio_column: str = "audio",
+    label_column: str = "label",
+    split_column: str | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    sample_rate: int = 16000,
+    **_,
+) -> dict:
     found = speech_sources(Path(source), layout, audio_column, label_column, split_column)
     found = fill_splits(found, val_fraction, test_fraction, seed, groups=[speaker_of(item[2].name) for item in found])
     check_splits([(split, label, where) for split, label, _, where in found], source)
@@ -343,7 +379,9 @@ def layout_hint(cells: list[str], layout: str) -> str:
     return ""
 
 
-def text_rows(path: Path, layout: str, has_header: bool, text_columns: list, label_column) -> list[tuple[str, str, str]]:
+def text_rows(
+    path: Path, layout: str, has_header: bool, text_columns: list, label_column
+) -> list[tuple[str, str, str]]:
     """(text, label, where) per row; text columns joined with a space."""
     delimiter = "\t" if layout == "tsv" else ","
     with path.open(newline="", encoding="utf-8") as file:
@@ -353,8 +391,9 @@ def text_rows(path: Path, layout: str, has_header: bool, text_columns: list, lab
                 header = next(reader, [])
                 missing = [name for name in [*text_columns, label_column] if name not in header]
                 if missing:
-                    raise DataImportError(f"{path}: missing column(s) {missing} (the header has {header})"
-                                          + layout_hint(header, layout))
+                    raise DataImportError(
+                        f"{path}: missing column(s) {missing} (the header has {header})" + layout_hint(header, layout)
+                    )
                 positions = [header.index(name) for name in text_columns]
                 label_position = header.index(label_column)
             else:
@@ -366,8 +405,10 @@ def text_rows(path: Path, layout: str, has_header: bool, text_columns: list, lab
                 if not any(cell.strip() for cell in row):
                     continue  # blank line
                 if max(*positions, label_position) >= len(row):
-                    raise DataImportError(f"{where}: missing column (needs {max(*positions, label_position) + 1} "
-                                          f"columns, has {len(row)})" + layout_hint(row, layout))
+                    raise DataImportError(
+                        f"{where}: missing column (needs {max(*positions, label_position) + 1} "
+                        f"columns, has {len(row)})" + layout_hint(row, layout)
+                    )
                 text = " ".join(row[i].strip() for i in positions if row[i].strip())
                 if not text:
                     raise DataImportError(f"{where}: empty text")
@@ -382,28 +423,47 @@ def text_rows(path: Path, layout: str, has_header: bool, text_columns: list, lab
     return rows
 
 
-def import_text(source: Path, out_dir: Path, *, layout: str = "csv", has_header: bool = True,
-                text_columns: list = ("text",), label_column="label", val: dict | None = None,
-                test: dict | None = None, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
-                **_) -> dict:
+def import_text(
+    source: Path,
+    out_dir: Path,
+    *,
+    layout: str = "csv",
+    has_header: bool = True,
+    text_columns: list = ("text",),
+    label_column="label",
+    val: dict | None = None,
+    test: dict | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    **_,
+) -> dict:
     """val / test: a separate file for that split, {path, layout, has_header, text_columns, label_column}."""
     source = require(Path(source), "text data")
     read_as = dict(layout=layout, has_header=has_header, text_columns=list(text_columns), label_column=label_column)
     if source.is_dir():
-        files = {split: (source / f"{name}.{layout}", read_as) for name, split in SPLIT_NAMES.items()
-                 if (source / f"{name}.{layout}").is_file()}
+        files = {
+            split: (source / f"{name}.{layout}", read_as)
+            for name, split in SPLIT_NAMES.items()
+            if (source / f"{name}.{layout}").is_file()
+        }
         if "train" not in files:
-            raise DataImportError(f"{source}: no train.{layout} (a folder needs train.{layout}, "
-                                  f"and may have val.{layout}, test.{layout})")
+            raise DataImportError(
+                f"{source}: no train.{layout} (a folder needs train.{layout}, and may have val.{layout}, test.{layout})"
+            )
     else:
         files = {None: (source, read_as)}
     for split, spec in (("val", val), ("test", test)):
         if spec is not None:
             spec = dict(spec)
             files[split] = (require(Path(spec.pop("path")), f"{split} text file"), spec)
-    found = [(split, label, text, where) for split, (path, spec) in sorted(files.items(), key=lambda i: str(i[0]))
-             for text, label, where in text_rows(path, spec["layout"], spec["has_header"], list(spec["text_columns"]),
-                                                 spec["label_column"])]
+    found = [
+        (split, label, text, where)
+        for split, (path, spec) in sorted(files.items(), key=lambda i: str(i[0]))
+        for text, label, where in text_rows(
+            path, spec["layout"], spec["has_header"], list(spec["text_columns"]), spec["label_column"]
+        )
+    ]
     found = fill_splits(found, val_fraction, test_fraction, seed)
     check_splits([(split, label, where) for split, label, _, where in found], source)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -434,7 +494,7 @@ def read_sentences(path: Path) -> list[str]:
     except (OSError, EOFError, zlib.error) as error:
         raise DataImportError(f"{path}: not a readable gzip file ({error})") from None
     except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
+        line = data[: error.start].count(b"\n") + 1
         raise DataImportError(f"{path}, line {line}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     lines = text.split("\n")
     if lines[-1] == "":
@@ -450,8 +510,18 @@ def read_sentences(path: Path) -> list[str]:
     return sentences
 
 
-def import_translation(source: Path, out_dir: Path, *, source_lang: str, target_lang: str, splits: dict,
-                       val_fraction: float = 0.05, test_fraction: float = 0.05, seed: int = 0, **_) -> dict:
+def import_translation(
+    source: Path,
+    out_dir: Path,
+    *,
+    source_lang: str,
+    target_lang: str,
+    splits: dict,
+    val_fraction: float = 0.05,
+    test_fraction: float = 0.05,
+    seed: int = 0,
+    **_,
+) -> dict:
     """Check each split's two files (both there, as many lines, no empty line, UTF-8) and write them out plainly;
     val and test are carved from train (seeded) when splits does not name them."""
     source = require(Path(source), "parallel corpus folder", folder=True)
@@ -460,8 +530,10 @@ def import_translation(source: Path, out_dir: Path, *, source_lang: str, target_
         paths = [parallel_file(source, stem, lang) for lang in (source_lang, target_lang)]
         sides = [read_sentences(path) for path in paths]
         if len(sides[0]) != len(sides[1]):
-            raise DataImportError(f"{paths[0]} has {len(sides[0])} lines but {paths[1]} has {len(sides[1])}: "
-                                  "parallel files must be line-aligned")
+            raise DataImportError(
+                f"{paths[0]} has {len(sides[0])} lines but {paths[1]} has {len(sides[1])}: "
+                "parallel files must be line-aligned"
+            )
         found += [(split, "", src, tgt, f"{paths[0]}, line {n}") for n, (src, tgt) in enumerate(zip(*sides), 1)]
     found = fill_splits(found, val_fraction, test_fraction, seed)
     for split in SPLITS:
@@ -470,8 +542,9 @@ def import_translation(source: Path, out_dir: Path, *, source_lang: str, target_
     out_dir.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         for position, lang in ((2, source_lang), (3, target_lang)):
-            (out_dir / f"{split}.{lang}").write_text("".join(item[position] + "\n" for item in found
-                                                             if item[0] == split), encoding="utf-8")
+            (out_dir / f"{split}.{lang}").write_text(
+                "".join(item[position] + "\n" for item in found if item[0] == split), encoding="utf-8"
+            )
     return {"num_pairs": len(found), "splits": {split: sum(item[0] == split for item in found) for split in SPLITS}}
 
 

@@ -3,6 +3,7 @@
 Adding a task is adding one module here (plus its model in attn_models/ and its params.yaml section): the
 params schema, the stages, the command line and the served model find it through this registry.
 """
+
 import importlib
 import pkgutil
 

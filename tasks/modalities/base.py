@@ -14,6 +14,7 @@ one of them, fills in what is its own and ends with ``SPEC = TheModality()``; th
 Heavy libraries (torch, PIL, soundfile, tokenizers, matplotlib) are imported inside the methods that use them: every
 command imports every spec (params validation needs their sections), and a cached run never calls those methods.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -41,6 +42,7 @@ def load_object(reference: str):
 @dataclass
 class Evaluation:
     """What the evaluate stage hands a modality's ``evaluate``."""
+
     client: Any  # MlflowClient: figures and files go to run_id
     run_id: str
     model: Any  # the trained torch module, on the CPU, in eval mode

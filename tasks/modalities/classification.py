@@ -4,6 +4,7 @@ rollout from the class token over the input tokens (text subwords, image patches
 Evaluation: test accuracy and macro F1, a confusion matrix, and the rollout of ``eval.attention_maps`` test samples
 drawn by the modality (``attention_figure``). Serving: per input, the label, the class probabilities and the rollout.
 """
+
 from tasks.modalities.base import Evaluation, Modality
 
 
@@ -40,12 +41,15 @@ class Classifier(Modality):
         logits, labels = predict(e.model.to(e.device), loader, e.device)
         e.model.cpu()
         predictions = logits.argmax(-1).numpy()
-        metrics = {"test_accuracy": float(accuracy_score(labels, predictions)),  # plain floats in the cached result
-                   "test_macro_f1": float(f1_score(labels, predictions, average="macro"))}
+        metrics = {
+            "test_accuracy": float(accuracy_score(labels, predictions)),  # plain floats in the cached result
+            "test_macro_f1": float(f1_score(labels, predictions, average="macro")),
+        }
         class_names = e.splits.class_names
         matrix = confusion_matrix(labels, predictions, labels=range(len(class_names)))
-        figure = plots.confusion_matrix_figure(matrix, class_names,
-                                               f"{self.name}: test accuracy {metrics['test_accuracy']:.3f}")
+        figure = plots.confusion_matrix_figure(
+            matrix, class_names, f"{self.name}: test accuracy {metrics['test_accuracy']:.3f}"
+        )
         e.client.log_figure(e.run_id, figure, "confusion_matrix.png")
         plt.close(figure)
         self.log_attention_maps(e)
@@ -67,9 +71,15 @@ class Classifier(Modality):
             figure = self.attention_figure(e.model, inputs, relevance, class_names[label], predicted, e.tokenizer)
             e.client.log_figure(e.run_id, figure, f"attention/sample_{number:02d}.png")
             plt.close(figure)
-            records.append({"test_index": int(index), "true": class_names[label], "predicted": predicted,
-                            "relevance": [round(float(v), 5) for v in relevance],
-                            **self.attention_record(item, e.tokenizer)})
+            records.append(
+                {
+                    "test_index": int(index),
+                    "true": class_names[label],
+                    "predicted": predicted,
+                    "relevance": [round(float(v), 5) for v in relevance],
+                    **self.attention_record(item, e.tokenizer),
+                }
+            )
         e.client.log_dict(e.run_id, records, "attention/attention_maps.json")
 
     def model_example(self, model, splits):
@@ -91,7 +101,12 @@ class Classifier(Modality):
             with torch.no_grad():
                 probabilities = model(inputs).softmax(-1)[0]
             relevance = model.input_relevance(inputs)[0]
-            answers.append({"label": class_names[int(probabilities.argmax())],
-                            "probabilities": {name: round(float(p), 6) for name, p in zip(class_names, probabilities)},
-                            "attention": [round(float(v), 6) for v in relevance], **extra})
+            answers.append(
+                {
+                    "label": class_names[int(probabilities.argmax())],
+                    "probabilities": {name: round(float(p), 6) for name, p in zip(class_names, probabilities)},
+                    "attention": [round(float(v), 6) for v in relevance],
+                    **extra,
+                }
+            )
         return answers

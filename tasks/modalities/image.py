@@ -4,6 +4,7 @@ Prepared layout: data/image/{train,val,test}/<class>/<image>.png. Training augme
 rotate, scale). Attention map: rollout over the patch grid, drawn over the image. Served input: ``{"image": ...}``, a
 base64 PNG or JPEG, or pixel values 0..255 as an H x W [x C] array; resized and normalised as in training.
 """
+
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -16,6 +17,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 class ImageBuiltinData(Section):
     """scikit-learn's 8x8 handwritten digits, upscaled (tasks/data/builtin_image.py)."""
+
     val_fraction: float = SplitFraction
     test_fraction: float = SplitFraction
 
@@ -30,6 +32,7 @@ class ImageAugment(Section):
 class ImageImport(Section):
     """folders: <path>/{train,val,test}/<class>/<image> (missing splits carved from train) or <path>/<class>/<image>;
     csv: a manifest file with an image path (relative to the manifest's folder) and a label per row."""
+
     path: str = Field(min_length=1)  # relative paths are read from the project root
     layout: Literal["folders", "csv"] = "folders"
     image_column: str = "image"  # csv layout only
@@ -65,8 +68,9 @@ class ImageParams(ModalityParams):
     @model_validator(mode="after")
     def patches_tile_image(self):
         if self.data.image_size % self.model.patch_size:
-            raise ValueError(f"model.patch_size ({self.model.patch_size}) must divide "
-                             f"data.image_size ({self.data.image_size})")
+            raise ValueError(
+                f"model.patch_size ({self.model.patch_size}) must divide data.image_size ({self.data.image_size})"
+            )
         return self
 
 
@@ -96,14 +100,27 @@ class Image(Classifier):
             return LabelledItems(paths, labels, lambda p: transform(image=read_image(p, channels, size))["image"])
 
         plain = image_transforms(channels)
-        return Splits(split("train", image_transforms(channels, section.data.augment, seed)), split("val", plain),
-                      split("test", plain), class_names)
+        return Splits(
+            split("train", image_transforms(channels, section.data.augment, seed)),
+            split("val", plain),
+            split("test", plain),
+            class_names,
+        )
 
     def model_args(self, section, splits, tokenizer):
         m, data = section.model, section.data
-        return dict(num_classes=len(splits.class_names), image_size=data.image_size, patch_size=m.patch_size,
-                    in_channels=data.channels, embed_dim=m.embed_dim, depth=m.depth, num_heads=m.num_heads,
-                    mlp_ratio=m.mlp_ratio, dropout=m.dropout, stem=m.stem)
+        return dict(
+            num_classes=len(splits.class_names),
+            image_size=data.image_size,
+            patch_size=m.patch_size,
+            in_channels=data.channels,
+            embed_dim=m.embed_dim,
+            depth=m.depth,
+            num_heads=m.num_heads,
+            mlp_ratio=m.mlp_ratio,
+            dropout=m.dropout,
+            stem=m.stem,
+        )
 
     def attention_figure(self, model, inputs, relevance, true, predicted, tokenizer):
         """The image, and the rollout (one value per patch) upsampled over it."""

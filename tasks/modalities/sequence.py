@@ -7,6 +7,7 @@ outputs and the alignment of ``eval.attention_maps`` test inputs, drawn by the m
 output text and its alignment. Decoding settings come from the eval section (tasks/schema.py DecodeParams), so
 evaluation and serving decode the same way.
 """
+
 from tasks.modalities.base import Evaluation, Modality
 
 
@@ -76,7 +77,7 @@ class SequenceTask(Modality):
         outputs, size = [], settings["batch_size"]
         with torch.no_grad():
             for start in range(0, len(sources), size):
-                batch = to_device(self.collate_sources(sources[start:start + size]), device)
+                batch = to_device(self.collate_sources(sources[start : start + size]), device)
                 max_new = model.max_new_tokens(batch, settings["max_decode_len"], settings["decode_len_ratio"])
                 if settings["beam_size"] == 1:
                     decoded = model.greedy_decode(batch, max_new)
@@ -95,9 +96,11 @@ class SequenceTask(Modality):
         device = next(model.parameters()).device
         emitted = torch.tensor([*output, model.eos_id])
         weights = model.cross_attention(to_device(self.collate_sources([source]), device), emitted[None].to(device))
-        return {**self.source_record(source, tokenizer),
-                "output_tokens": [tokenizer.id_to_token(int(i)) for i in emitted],
-                "alignment": [[round(float(v), 5) for v in row] for row in weights[0].cpu()]}
+        return {
+            **self.source_record(source, tokenizer),
+            "output_tokens": [tokenizer.id_to_token(int(i)) for i in emitted],
+            "alignment": [[round(float(v), 5) for v in row] for row in weights[0].cpu()],
+        }
 
     # ---- evaluation ---------------------------------------------------------------------------
     def evaluate(self, evaluation: Evaluation) -> dict[str, float]:
@@ -119,13 +122,23 @@ class SequenceTask(Modality):
 
         folder = self.outputs_folder
         e.client.log_text(e.run_id, "".join(line + "\n" for line in hypotheses), f"{folder}/test_hypotheses.txt")
-        e.client.log_dict(e.run_id, [{"source": inputs[i], "reference": references[i], self.output_field: hypotheses[i]}
-                                     for i in range(min(20, len(inputs)))], f"{folder}/samples.json")
+        e.client.log_dict(
+            e.run_id,
+            [
+                {"source": inputs[i], "reference": references[i], self.output_field: hypotheses[i]}
+                for i in range(min(20, len(inputs)))
+            ],
+            f"{folder}/samples.json",
+        )
         records = []
         for number, index in enumerate(np.linspace(0, len(sources) - 1, e.section.eval.attention_maps).astype(int)):
-            record = {"test_index": int(index), "source": inputs[index], "reference": references[index],
-                      self.output_field: hypotheses[index],
-                      **self.alignment(e.model, e.tokenizer, sources[index], beam[index])}
+            record = {
+                "test_index": int(index),
+                "source": inputs[index],
+                "reference": references[index],
+                self.output_field: hypotheses[index],
+                **self.alignment(e.model, e.tokenizer, sources[index], beam[index]),
+            }
             figure = self.alignment_figure(record, sources[index], e.model)
             e.client.log_figure(e.run_id, figure, f"attention/sample_{number:02d}.png")
             plt.close(figure)
@@ -139,5 +152,7 @@ class SequenceTask(Modality):
 
         sources = [self.request_source(value, checkpoint, tokenizer) for value in values]
         outputs = self.decode(model, sources, config, torch.device("cpu"))
-        return [{self.output_field: tokenizer.decode(output), **self.alignment(model, tokenizer, source, output)}
-                for source, output in zip(sources, outputs)]
+        return [
+            {self.output_field: tokenizer.decode(output), **self.alignment(model, tokenizer, source, output)}
+            for source, output in zip(sources, outputs)
+        ]

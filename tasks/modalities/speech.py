@@ -6,6 +6,7 @@ validation_list.txt and testing_list.txt (every other clip is training). Attenti
 the log-mel spectrogram. Served input: ``{"audio": ...}``, a base64 WAV (resampled if needed) or float samples at the
 model's sample rate; padded or cut to the clip length.
 """
+
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -19,6 +20,7 @@ SPLIT_LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
 
 class SpeechBuiltinData(Section):
     """Keywords spoken by eSpeak NG voices, with noise (tasks/data/builtin_speech.py)."""
+
     words: list[str] = Field(min_length=2)
     speakers_per_word: int = Field(ge=2)
     voices: list[str] = Field(min_length=1)
@@ -39,6 +41,7 @@ class SpeechImport(Section):
     """speech_commands: <path>/<word>/*.wav (+ validation_list.txt, testing_list.txt if the dataset has them);
     csv: a manifest file with an audio path (relative to the manifest's folder) and a label per row.
     Clips are resampled to data.sample_rate, downmixed to mono and written as 16-bit WAV."""
+
     path: str = Field(min_length=1)  # relative paths are read from the project root
     layout: Literal["speech_commands", "csv"] = "speech_commands"
     audio_column: str = "audio"  # csv layout only
@@ -80,8 +83,10 @@ class Speech(Classifier):
     manifest_layouts = ("csv",)
 
     def builtin_arguments(self, section, seed):
-        return super().builtin_arguments(section, seed) | {"sample_rate": section.data.sample_rate,
-                                                           "clip_seconds": section.data.clip_seconds}
+        return super().builtin_arguments(section, seed) | {
+            "sample_rate": section.data.sample_rate,
+            "clip_seconds": section.data.clip_seconds,
+        }
 
     def import_arguments(self, section, seed):
         return super().import_arguments(section, seed) | {"sample_rate": section.data.sample_rate}
@@ -92,8 +97,9 @@ class Speech(Classifier):
     def load_splits(self, data_dir, section, seed, tokenizer):
         from tasks.data.datasets import LabelledItems, Splits, read_clip
 
-        class_names = sorted(p.name for p in data_dir.iterdir() if p.is_dir() and p.name not in NOT_WORDS
-                             and not p.name.startswith("."))
+        class_names = sorted(
+            p.name for p in data_dir.iterdir() if p.is_dir() and p.name not in NOT_WORDS and not p.name.startswith(".")
+        )
         split_of = {name: split for split in SPLIT_LISTS for name in listed(data_dir, split)}
         by_split = {"train": [], "val": [], "test": []}
         for path in sorted(data_dir.glob("*/*.wav")):
@@ -103,16 +109,27 @@ class Speech(Classifier):
 
         def split(name):
             paths = by_split[name]
-            return LabelledItems(paths, [class_names.index(p.parent.name) for p in paths],
-                                 lambda p: read_clip(p, num_samples))
+            return LabelledItems(
+                paths, [class_names.index(p.parent.name) for p in paths], lambda p: read_clip(p, num_samples)
+            )
 
         return Splits(split("train"), split("val"), split("test"), class_names)
 
     def model_args(self, section, splits, tokenizer):
         m, data = section.model, section.data
-        return dict(num_classes=len(splits.class_names), sample_rate=data.sample_rate, clip_seconds=data.clip_seconds,
-                    n_mels=m.n_mels, embed_dim=m.embed_dim, depth=m.depth, num_heads=m.num_heads,
-                    mlp_ratio=m.mlp_ratio, dropout=m.dropout, freq_mask=m.freq_mask, time_mask=m.time_mask)
+        return dict(
+            num_classes=len(splits.class_names),
+            sample_rate=data.sample_rate,
+            clip_seconds=data.clip_seconds,
+            n_mels=m.n_mels,
+            embed_dim=m.embed_dim,
+            depth=m.depth,
+            num_heads=m.num_heads,
+            mlp_ratio=m.mlp_ratio,
+            dropout=m.dropout,
+            freq_mask=m.freq_mask,
+            time_mask=m.time_mask,
+        )
 
     def attention_figure(self, model, inputs, relevance, true, predicted, tokenizer):
         """The log-mel spectrogram with the rollout (one value per encoder frame) as a curve over time."""

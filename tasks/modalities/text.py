@@ -3,6 +3,7 @@
 Prepared layout: data/text/{train,val,test}.csv with the columns text,label. Attention map: rollout over the subword
 tokens, drawn as a heatmap. Served input: ``{"text": "a raw string"}``, tokenized with the run's tokenizer.json.
 """
+
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -15,6 +16,7 @@ SPLITS = ("train", "val", "test")
 
 class TextBuiltinData(Section):
     """Faker text in several close languages (tasks/data/builtin_text.py)."""
+
     locales: list[str] = Field(min_length=2)
     samples_per_class: int = Field(ge=10)
     min_words: int = Field(ge=1)
@@ -30,6 +32,7 @@ class TextBuiltinData(Section):
 
 class TextFile(Section):
     """A CSV or TSV file (or a folder of {train,val,test}.csv|tsv) with one example per row."""
+
     path: str = Field(min_length=1)  # relative paths are read from the project root
     layout: Literal["csv", "tsv"] = "csv"
     has_header: bool = True  # without a header, columns are 0-based integer positions
@@ -55,6 +58,7 @@ class TextImport(TextFile):
     """`path` holds the training rows (or every split); `val` / `test` name separate files for those splits. A split
     file reads like the main one (layout, header, columns) unless it sets its own: a three-file TSV dataset needs only
     the paths, while AG News (a headerless TSV to train on, a CSV with a header to test on) sets the test file's own."""
+
     val: TextFile | None = None
     test: TextFile | None = None
     val_fraction: float = Field(0.15, gt=0, lt=0.5)  # carved from train when the split is missing
@@ -115,9 +119,16 @@ class Text(Classifier):
 
     def model_args(self, section, splits, tokenizer):
         m = section.model
-        return dict(vocab_size=tokenizer.get_vocab_size(), num_classes=len(splits.class_names), max_len=m.max_len,
-                    embed_dim=m.embed_dim, depth=m.depth, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio,
-                    dropout=m.dropout)
+        return dict(
+            vocab_size=tokenizer.get_vocab_size(),
+            num_classes=len(splits.class_names),
+            max_len=m.max_len,
+            embed_dim=m.embed_dim,
+            depth=m.depth,
+            num_heads=m.num_heads,
+            mlp_ratio=m.mlp_ratio,
+            dropout=m.dropout,
+        )
 
     def attention_figure(self, model, inputs, relevance, true, predicted, tokenizer):
         import matplotlib.pyplot as plt

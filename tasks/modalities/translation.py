@@ -6,6 +6,7 @@ line-aligned, UTF-8. Metrics: sacrebleu's BLEU and chrF of the detokenized beam-
 references, and BLEU of greedy decoding. Attention map: the cross-attention alignment of output subwords over source
 subwords. Served input: ``{"text": "a source sentence"}``; answer: the translation and its alignment.
 """
+
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -18,6 +19,7 @@ BUILTIN_LANGUAGES = ("de", "en")  # the built-in corpus (tasks/data/builtin_tran
 
 class TranslationBuiltinData(Section):
     """German-English phrases built from CLDR data (tasks/data/builtin_translation.py)."""
+
     num_pairs: int = Field(ge=30)
     max_phrases: int = Field(3, ge=1, le=6)  # phrases (a date, an amount, a country, ...) per sentence
     val_fraction: float = SplitFraction
@@ -26,6 +28,7 @@ class TranslationBuiltinData(Section):
 
 class TranslationImport(Section):
     """Line-aligned parallel files per split: <path>/<stem>.<lang>, plain or gzipped (<stem>.<lang>.gz)."""
+
     path: str = Field(min_length=1)  # relative paths are read from the project root
     source_lang: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
     target_lang: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
@@ -86,22 +89,39 @@ class Translation(SequenceTask):
         return train_tokenizer(sources + targets, section.model.vocab_size, reversible=True)
 
     def load_splits(self, data_dir, section, seed, tokenizer):
-        from tasks.data.datasets import LabelledItems, Splits, encode_targets, encode_texts, pad_pair_batch, read_parallel
+        from tasks.data.datasets import (
+            LabelledItems,
+            Splits,
+            encode_targets,
+            encode_texts,
+            pad_pair_batch,
+            read_parallel,
+        )
 
         max_len = section.model.max_len
 
         def split(name):
             sources, targets = read_parallel(data_dir, name, languages(section))
-            return LabelledItems(encode_texts(tokenizer, sources, max_len), encode_targets(tokenizer, targets, max_len),
-                                 lambda item: item)
+            return LabelledItems(
+                encode_texts(tokenizer, sources, max_len),
+                encode_targets(tokenizer, targets, max_len),
+                lambda item: item,
+            )
 
         return Splits(split("train"), split("val"), split("test"), [], pad_pair_batch)
 
     def model_args(self, section, splits, tokenizer):
         m = section.model  # special token ids: the model's defaults, which train_tokenizer's order gives
-        return dict(vocab_size=tokenizer.get_vocab_size(), embed_dim=m.embed_dim, encoder_depth=m.encoder_depth,
-                    decoder_depth=m.decoder_depth, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio, dropout=m.dropout,
-                    max_len=m.max_len)
+        return dict(
+            vocab_size=tokenizer.get_vocab_size(),
+            embed_dim=m.embed_dim,
+            encoder_depth=m.encoder_depth,
+            decoder_depth=m.decoder_depth,
+            num_heads=m.num_heads,
+            mlp_ratio=m.mlp_ratio,
+            dropout=m.dropout,
+            max_len=m.max_len,
+        )
 
     def collate_sources(self, sources):
         from torch.nn.utils.rnn import pad_sequence
@@ -117,8 +137,10 @@ class Translation(SequenceTask):
         """BLEU and chrF (sacrebleu's defaults: 13a tokenization, case-sensitive)."""
         import sacrebleu
 
-        return {"test_bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
-                "test_chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score}
+        return {
+            "test_bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
+            "test_chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
+        }
 
     def source_record(self, source, tokenizer):
         return {"source_tokens": [tokenizer.id_to_token(int(i)) for i in source]}
@@ -129,8 +151,9 @@ class Translation(SequenceTask):
         import numpy as np
 
         source_tokens, output_tokens = record["source_tokens"], record["output_tokens"]
-        figure, axes = plt.subplots(figsize=(max(4.0, 0.45 * len(source_tokens) + 2),
-                                             max(3.0, 0.4 * len(output_tokens) + 2)))
+        figure, axes = plt.subplots(
+            figsize=(max(4.0, 0.45 * len(source_tokens) + 2), max(3.0, 0.4 * len(output_tokens) + 2))
+        )
         axes.imshow(np.array(record["alignment"]), cmap="Blues", aspect="auto", vmin=0)
         plain = {"parse_math": False}  # amounts such as "10,00 AU$" are text, not mathtext
         axes.set_xticks(range(len(source_tokens)))
@@ -138,8 +161,12 @@ class Translation(SequenceTask):
         axes.set_yticks(range(len(output_tokens)))
         axes.set_yticklabels(output_tokens, fontsize=8, **plain)
         axes.set(xlabel="source subwords", ylabel="output subwords")
-        axes.set_title(f"source: {record['source']}\noutput: {record['translation']}\nreference: {record['reference']}",
-                       fontsize=8, loc="left", **plain)
+        axes.set_title(
+            f"source: {record['source']}\noutput: {record['translation']}\nreference: {record['reference']}",
+            fontsize=8,
+            loc="left",
+            **plain,
+        )
         figure.tight_layout()
         return figure
 

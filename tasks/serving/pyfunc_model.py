@@ -5,6 +5,7 @@ speech recognition) with its output and the alignment of the output with the inp
 
 Which field holds the input is the modality's ``input_column`` (text: "text", image: "image", speech: "audio", ...).
 """
+
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -53,5 +54,10 @@ def log_serving_model(run_id: str, checkpoint: Path, tokenizer: Path | None, con
     artifacts = {CHECKPOINT: str(checkpoint), **({TOKENIZER: str(tokenizer)} if tokenizer else {})}
     code = [str(Path(attn_models.__file__).parent), str(Path(tasks.__file__).parent)]
     with mlflow.start_run(run_id=run_id, nested=True):
-        return mlflow.pyfunc.log_model(name=SERVING_ARTIFACT, python_model=AttentionModel(), artifacts=artifacts,
-                                       code_paths=code, model_config=config)
+        return mlflow.pyfunc.log_model(
+            name=SERVING_ARTIFACT,
+            python_model=AttentionModel(),
+            artifacts=artifacts,
+            code_paths=code,
+            model_config=config,
+        )

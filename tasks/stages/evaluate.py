@@ -4,6 +4,7 @@ twice: with mlflow.pytorch ("model") and as the pyfunc wrapper that takes raw in
 torch and mlflow's model flavors are imported inside the task body: a cached run never enters it, and leaving them
 out of module scope saves seconds of start-up on every run.
 """
+
 import hashlib
 import json
 from pathlib import Path
@@ -16,8 +17,12 @@ from tasks.names import LABELS, TOKENIZER
 from tasks.params import Params
 from tasks.tracking.mlflow_tracking import connect, log_metrics, log_pytorch_model
 
-STAGE = Stage("evaluate", params=("data", "model", "eval", "global.seed", "global.device"),
-              upstream=("trained", "data_recipe"), module=__name__)
+STAGE = Stage(
+    "evaluate",
+    params=("data", "model", "eval", "global.seed", "global.device"),
+    upstream=("trained", "data_recipe"),
+    module=__name__,
+)
 
 
 def test_split_md5(modality: str, data_dir: Path) -> str:
@@ -47,10 +52,25 @@ def evaluate_model(modality: str, params: Params, root: Path, run_id: str, train
     data_dir = root / "data" / modality
     splits = spec.load_splits(data_dir, section, params.global_.seed, tokenizer)
     client, _ = connect(root, params, modality)
-    metrics = spec.evaluate(Evaluation(client, run_id, model, checkpoint, splits, section, tokenizer,
-                                       resolve_device(params.global_.device), data_dir))
-    get_run_logger().info("%s on %d test examples: %s", modality, len(splits.test),
-                          ", ".join(f"{name} {metrics[name]:.4f}" for name in spec.metrics))
+    metrics = spec.evaluate(
+        Evaluation(
+            client,
+            run_id,
+            model,
+            checkpoint,
+            splits,
+            section,
+            tokenizer,
+            resolve_device(params.global_.device),
+            data_dir,
+        )
+    )
+    get_run_logger().info(
+        "%s on %d test examples: %s",
+        modality,
+        len(splits.test),
+        ", ".join(f"{name} {metrics[name]:.4f}" for name in spec.metrics),
+    )
     log_metrics(client, run_id, metrics)
     client.set_tag(run_id, "test_data_md5", test_split_md5(modality, data_dir))
 
@@ -58,7 +78,13 @@ def evaluate_model(modality: str, params: Params, root: Path, run_id: str, train
     labels_file.write_text(json.dumps(checkpoint["class_names"]))
     extra_files = [str(labels_file)] + ([str(tokenizer_path)] if tokenizer else [])
     example, signature = spec.model_example(model, splits)
-    log_pytorch_model(run_id, model, input_example=example, signature=signature,
-                      code_paths=[str(Path(attn_models.__file__).parent)], extra_files=extra_files)
+    log_pytorch_model(
+        run_id,
+        model,
+        input_example=example,
+        signature=signature,
+        code_paths=[str(Path(attn_models.__file__).parent)],
+        extra_files=extra_files,
+    )
     log_serving_model(run_id, checkpoint_path, tokenizer_path if tokenizer else None, spec.serving_config(section))
     return {**metrics, "run_id": run_id}

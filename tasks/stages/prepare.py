@@ -7,6 +7,7 @@ modification times, see ``source_fingerprint``) and the importer's code. It is w
 and swapped in whole, so a failure (a ``DataImportError`` naming the bad file) never leaves half a dataset in
 data/ and never changes what is there.
 """
+
 import json
 import shutil
 import tempfile
@@ -44,11 +45,20 @@ def import_recipe(modality: str, params: Params, root: Path) -> dict:
     spec, import_from = get(modality), params.section(modality).data.import_from
     arguments = spec.import_arguments(params.section(modality), params.global_.seed)
     paths = spec.import_paths(import_from, root)
-    content = source_fingerprint(paths.pop("path"), manifest=getattr(import_from, "layout", None) in spec.manifest_layouts)
+    content = source_fingerprint(
+        paths.pop("path"), manifest=getattr(import_from, "layout", None) in spec.manifest_layouts
+    )
     if paths:  # split files named beside the source
         content = digest(content, {split: source_fingerprint(path) for split, path in paths.items()})
-    return as_json({"source": "import", "modality": modality, "arguments": arguments, "content_sha256": content,
-                    "code_sha256": code_fingerprint(spec.importer.partition(":")[0])})
+    return as_json(
+        {
+            "source": "import",
+            "modality": modality,
+            "arguments": arguments,
+            "content_sha256": content,
+            "code_sha256": code_fingerprint(spec.importer.partition(":")[0]),
+        }
+    )
 
 
 def data_recipe(modality: str, params: Params, root: Path) -> dict:
@@ -100,8 +110,15 @@ def retry_unless_bad_data(_task, _task_run, state) -> bool:
     return True
 
 
-@task(name="prepare-data", task_run_name="prepare-data-{modality}", retries=1, retry_delay_seconds=2,
-      retry_condition_fn=retry_unless_bad_data, cache_key_fn=STAGE.cache_key, persist_result=True)
+@task(
+    name="prepare-data",
+    task_run_name="prepare-data-{modality}",
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_unless_bad_data,
+    cache_key_fn=STAGE.cache_key,
+    persist_result=True,
+)
 def prepare_data(modality: str, params: Params, root: Path, recipe: dict) -> dict:
     """Build data/<modality> from its recipe (``data_recipe``, which the caller computes) unless it is built already;
     returns the recipe."""

@@ -1,5 +1,6 @@
 """Promote stage: register a modality run's served model as a new version of its task's registered model and apply
 the promotion rule (tasks/tracking/registry.py) on the modality's primary metric, in its direction."""
+
 from pathlib import Path
 
 from prefect import get_run_logger, task

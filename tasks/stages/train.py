@@ -4,6 +4,7 @@ The modality's spec (tasks/modalities/) supplies the tokenizer, the data, the mo
 (tasks/training/loop.py) is the same for all. torch and the data loaders are imported inside the task body: a cached
 run never enters it, and leaving them out of module scope saves seconds of start-up on every run.
 """
+
 import time
 from pathlib import Path
 
@@ -15,8 +16,12 @@ from tasks.names import CHECKPOINT, TOKENIZER
 from tasks.params import Params
 from tasks.tracking.mlflow_tracking import connect, log_metrics
 
-STAGE = Stage("train", params=("data", "model", "train", "global.seed", "global.device"), upstream=("data_recipe",),
-              module=__name__)
+STAGE = Stage(
+    "train",
+    params=("data", "model", "train", "global.seed", "global.device"),
+    upstream=("data_recipe",),
+    module=__name__,
+)
 TRAINING_ENVIRONMENT = ("device", "torch_version")  # returned by train_model; lineage tags of the modality run
 
 
@@ -44,25 +49,60 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
     args = spec.model_args(section, splits, tokenizer)
     model = spec.build_model(args)
     n_params = sum(p.numel() for p in model.parameters())
-    logger.info("%s: %s with %.2fM parameters, %d train / %d val samples on %s", modality, type(model).__name__,
-                n_params / 1e6, len(splits.train), len(splits.val), device)
+    logger.info(
+        "%s: %s with %.2fM parameters, %d train / %d val samples on %s",
+        modality,
+        type(model).__name__,
+        n_params / 1e6,
+        len(splits.train),
+        len(splits.val),
+        device,
+    )
 
     client, _ = connect(root, params, modality)
     epochs = section.train.epochs
 
     def report(epoch: int, metrics: dict) -> None:
         log_metrics(client, run_id, metrics, step=epoch)
-        logger.info("%s epoch %d/%d  train loss %.3f acc %.3f | val loss %.3f acc %.3f | %.0f samples/s", modality,
-                    epoch, epochs, metrics["train_loss"], metrics["train_accuracy"], metrics["val_loss"],
-                    metrics["val_accuracy"], metrics["train_samples_per_second"])
+        logger.info(
+            "%s epoch %d/%d  train loss %.3f acc %.3f | val loss %.3f acc %.3f | %.0f samples/s",
+            modality,
+            epoch,
+            epochs,
+            metrics["train_loss"],
+            metrics["train_accuracy"],
+            metrics["val_loss"],
+            metrics["val_accuracy"],
+            metrics["train_samples_per_second"],
+        )
 
     started = time.perf_counter()
     best = fit(model, splits, section.train, device, seed, report, spec.logits_and_labels)
-    log_metrics(client, run_id, {"best_val_accuracy": best["best_val_accuracy"], "best_epoch": best["best_epoch"],
-                                 "num_parameters": n_params, "train_seconds": time.perf_counter() - started})
+    log_metrics(
+        client,
+        run_id,
+        {
+            "best_val_accuracy": best["best_val_accuracy"],
+            "best_epoch": best["best_epoch"],
+            "num_parameters": n_params,
+            "train_seconds": time.perf_counter() - started,
+        },
+    )
     checkpoint = out_dir / CHECKPOINT
-    torch.save({"modality": modality, "model_args": args, "state_dict": model.cpu().state_dict(),
-                "class_names": splits.class_names, **best}, checkpoint)
+    torch.save(
+        {
+            "modality": modality,
+            "model_args": args,
+            "state_dict": model.cpu().state_dict(),
+            "class_names": splits.class_names,
+            **best,
+        },
+        checkpoint,
+    )
     # plain str: a cached result holding torch's TorchVersion would import torch when it is read back (seconds)
-    return {"checkpoint": str(checkpoint), "run_id": run_id, "device": str(device),
-            "torch_version": str(torch.__version__)}
+    return {
+        "checkpoint": str(checkpoint),
+        "run_id": run_id,
+        "device": str(device),
+        "torch_version": str(torch.__version__),
+    }

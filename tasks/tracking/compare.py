@@ -1,4 +1,5 @@
 """Compare the runs of one task: key params (those that differ between the runs) and metrics, best first."""
+
 import csv
 import io
 
@@ -15,19 +16,30 @@ def compare_runs(client: MlflowClient, experiment_id: str, modality: str, sweep:
     metrics = (*spec.metrics, *TRAINING_METRICS)  # the first one ranks
     query = "attributes.status = 'FINISHED'" + (f" AND tags.sweep_id = '{sweep}'" if sweep else "")
     runs = client.search_runs([experiment_id], query, max_results=1000)
-    differing = sorted({key for run in runs for key in run.data.params
-                        if len({r.data.params.get(key) for r in runs}) > 1})
-    rows = [{"run": run.info.run_name, "run_id": run.info.run_id[:8], "promotion": run.data.tags.get("promotion", ""),
-             **{key: run.data.params.get(key, "") for key in differing},
-             **{key: run.data.metrics.get(key) for key in metrics}} for run in runs]
+    differing = sorted(
+        {key for run in runs for key in run.data.params if len({r.data.params.get(key) for r in runs}) > 1}
+    )
+    rows = [
+        {
+            "run": run.info.run_name,
+            "run_id": run.info.run_id[:8],
+            "promotion": run.data.tags.get("promotion", ""),
+            **{key: run.data.params.get(key, "") for key in differing},
+            **{key: run.data.metrics.get(key) for key in metrics},
+        }
+        for run in runs
+    ]
     return sorted(rows, key=lambda row: spec.rank_key(row[metrics[0]]))
 
 
 def cell(value) -> str:
     if value is None:
         return "-"
-    return f"{value:.4f}" if isinstance(value, float) and not value.is_integer() else (
-        f"{value:.0f}" if isinstance(value, float) else str(value))
+    return (
+        f"{value:.4f}"
+        if isinstance(value, float) and not value.is_integer()
+        else (f"{value:.0f}" if isinstance(value, float) else str(value))
+    )
 
 
 def as_table(rows: list[dict]) -> str:

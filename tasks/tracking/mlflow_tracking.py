@@ -3,6 +3,7 @@
 Run ids are passed explicitly everywhere (MLflow's active run is per thread, and Prefect may run
 work on other threads); only ``log_pytorch_model`` activates a run, because ``log_model`` needs it.
 """
+
 import os
 import time
 import traceback
@@ -95,6 +96,12 @@ def log_pytorch_model(run_id: str, model, *, input_example, signature, code_path
     import mlflow.pytorch  # here: it loads torch, which a cached pipeline run never needs
 
     with mlflow.start_run(run_id=run_id, nested=True):
-        return mlflow.pytorch.log_model(model, name=MODEL_ARTIFACT, input_example=input_example, signature=signature,
-                                        code_paths=code_paths, extra_files=extra_files,
-                                        serialization_format="pickle")
+        return mlflow.pytorch.log_model(
+            model,
+            name=MODEL_ARTIFACT,
+            input_example=input_example,
+            signature=signature,
+            code_paths=code_paths,
+            extra_files=extra_files,
+            serialization_format="pickle",
+        )

@@ -12,6 +12,7 @@ The decision is logged on the new run: tags ``promotion`` (the alias), ``promoti
 ``registered_version``, ``champion_version_before``; metrics ``promotion_new_<metric>`` and
 ``promotion_champion_<metric>`` (both figures, e.g. ``promotion_new_test_accuracy``).
 """
+
 from dataclasses import dataclass
 
 import mlflow
@@ -46,8 +47,11 @@ def decide(new: Candidate, champion: Candidate | None, metric: str, higher_is_be
         return Decision(CHAMPION, f"first model: no champion yet ({metric} {new.score:.4f})")
     figures = f"new {metric} {new.score:.4f} vs champion {champion.score:.4f}"
     if new.test_data_md5 != champion.test_data_md5:
-        return Decision(CHALLENGER, f"different test data (test_data_md5 {new.test_data_md5[:8]} vs champion's "
-                                    f"{champion.test_data_md5[:8]}): {figures} are not comparable; champion kept")
+        return Decision(
+            CHALLENGER,
+            f"different test data (test_data_md5 {new.test_data_md5[:8]} vs champion's "
+            f"{champion.test_data_md5[:8]}): {figures} are not comparable; champion kept",
+        )
     if new.score == champion.score:
         return Decision(CHALLENGER, f"equal on the same test data: {figures}; champion kept (must be strictly better)")
     direction = "higher" if higher_is_better else "lower"
@@ -61,12 +65,12 @@ def candidate(client, run_id: str, metric: str) -> Candidate:
     return Candidate(run.data.metrics[metric], run.data.tags["test_data_md5"])
 
 
-def register_and_promote(client, name: str, run_id: str, metric: str,
-                         higher_is_better: bool = True) -> tuple[str, Decision, str | None]:
+def register_and_promote(
+    client, name: str, run_id: str, metric: str, higher_is_better: bool = True
+) -> tuple[str, Decision, str | None]:
     """Register the run's serving model under `name`, move `champion` or set `challenger`; log the decision."""
     experiment_id = client.get_run(run_id).info.experiment_id
-    served = client.search_logged_models([experiment_id],
-                                         f"source_run_id = '{run_id}' AND name = '{SERVING_ARTIFACT}'")
+    served = client.search_logged_models([experiment_id], f"source_run_id = '{run_id}' AND name = '{SERVING_ARTIFACT}'")
     version = mlflow.register_model(served[0].model_uri, name).version
     try:
         holder = client.get_model_version_by_alias(name, CHAMPION)
@@ -76,10 +80,20 @@ def register_and_promote(client, name: str, run_id: str, metric: str,
     champion = candidate(client, holder.run_id, metric) if holder else None
     decision = decide(new, champion, metric, higher_is_better)
     client.set_registered_model_alias(name, decision.alias, version)
-    for key, value in {"promotion": decision.alias, "promotion_reason": decision.reason,
-                       "registered_model": name, "registered_version": version,
-                       "champion_version_before": holder.version if holder else "none"}.items():
+    for key, value in {
+        "promotion": decision.alias,
+        "promotion_reason": decision.reason,
+        "registered_model": name,
+        "registered_version": version,
+        "champion_version_before": holder.version if holder else "none",
+    }.items():
         client.set_tag(run_id, key, str(value))  # tags, not params: they would crowd the UI's compare plots
-    log_metrics(client, run_id, {f"promotion_new_{metric}": new.score,
-                                 **({f"promotion_champion_{metric}": champion.score} if champion else {})})
+    log_metrics(
+        client,
+        run_id,
+        {
+            f"promotion_new_{metric}": new.score,
+            **({f"promotion_champion_{metric}": champion.score} if champion else {}),
+        },
+    )
     return version, decision, holder.version if holder else None

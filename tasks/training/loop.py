@@ -4,6 +4,7 @@ The same loop trains every modality: what a batch's logits and labels are comes 
 (``logits_and_labels`` of its spec: one label per example for a classifier, one per target token for a sequence
 model), so loss and accuracy are per example or per token accordingly.
 """
+
 import copy
 import math
 import time
@@ -25,7 +26,9 @@ def to_device(batch, device: torch.device):
 
 def make_loader(dataset, splits: Splits, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=splits.collate_fn)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=splits.collate_fn
+    )
 
 
 @torch.no_grad()
@@ -62,8 +65,9 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
     return factor
 
 
-def fit(model, splits: Splits, train: TrainParams, device: torch.device, seed: int, on_epoch_end,
-        logits_and_labels) -> dict:
+def fit(
+    model, splits: Splits, train: TrainParams, device: torch.device, seed: int, on_epoch_end, logits_and_labels
+) -> dict:
     """Train, keep the weights of the best validation epoch, and report each epoch to on_epoch_end(epoch, metrics).
     logits_and_labels(model, inputs, targets) -> (logits (N, classes), labels (N,)): the modality's."""
     train_loader = make_loader(splits.train, splits, train.batch_size, shuffle=True, seed=seed)

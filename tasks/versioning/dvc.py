@@ -1,10 +1,11 @@
 """DVC: version data/ as one unit (data.dvc), push it to the default remote, and check an old version out.
 
-This is the only place that calls DVC (the version-data stage, tasks/stages/version.py, and `reproduce` use it). It uses DVC's Python API in this process (a `dvc` subprocess would
-spend a second importing DVC each time). DVC locks its repository, so it must not run from parallel tasks.
+This is the only place that calls DVC (the version-data stage, tasks/stages/version.py, and `reproduce` use it).
+It uses DVC's Python API in this process (a `dvc` subprocess would spend a second importing DVC each time). DVC
+locks its repository, so it must not run from parallel tasks.
 """
-from pathlib import Path
 
+from pathlib import Path
 
 
 def run_dvc(root: Path, operation: str, **arguments):
