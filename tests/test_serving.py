@@ -132,3 +132,50 @@ def test_mlflow_models_serve_answers_a_json_request(pipeline_runs, tmp_path):
     finally:
         server.terminate()
         server.wait(30)
+
+
+SERVED_IMPORTS = """
+import builtins, json, sys
+from importlib.metadata import packages_distributions
+import mlflow, mlflow.pyfunc, pandas as pd
+imported, original_import = set(), builtins.__import__
+def recording_import(name, globals=None, locals=None, fromlist=(), level=0):
+    importer = (globals or {}).get("__name__", "")
+    if level == 0 and importer.split(".")[0] in ("tasks", "attn_models"):
+        imported.add(name.split(".")[0])
+    return original_import(name, globals, locals, fromlist, level)
+builtins.__import__ = recording_import
+uri, cases = sys.argv[1], json.loads(sys.argv[2])
+mlflow.set_tracking_uri(uri)
+mlflow.set_registry_uri(uri)
+for name, column, value in cases:
+    mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(pd.DataFrame({column: [value]}))
+mapping = packages_distributions()
+print(json.dumps({name: mapping.get(name, []) for name in sorted(imported)}))  # stdlib modules: no distribution
+"""
+
+
+def test_serving_imports_only_its_pinned_requirements(pipeline_runs):
+    """The served models of every task, loaded and asked in a fresh process: every package that this project's code
+    imports on the way is one the logged requirements (SERVING_PACKAGES) name."""
+    from tasks.serving.pyfunc_model import SERVING_PACKAGES
+
+    project = pipeline_runs[0]
+    columns = {"speech": "audio"}
+    cases = [(f"attnflow-{task}", columns.get(m, m), raw_inputs(project, m)[-1]) for m, task in TASKS.items()]
+    cases.append(("attnflow-translation-de-en", "text", "Freitag, 5. März 2021"))
+    loaded = subprocess.run(
+        [sys.executable, "-c", SERVED_IMPORTS, f"sqlite:///{project / 'mlflow.db'}", json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=project,
+    )
+    imported = json.loads(loaded.stdout.splitlines()[-1])  # {"PIL": ["pillow"], "json": [], ...}
+    assert {"torch", "tokenizers", "PIL", "soundfile"} <= set(imported)  # the recording sees the project's imports
+    unlisted = {
+        name: dists
+        for name, dists in imported.items()
+        if dists and not {d.lower() for d in dists} & {*SERVING_PACKAGES, "attnflow"}
+    }
+    assert not unlisted

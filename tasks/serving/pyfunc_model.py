@@ -6,12 +6,25 @@ speech recognition) with its output and the alignment of the output with the inp
 Which field holds the input is the modality's ``input_column`` (text: "text", image: "image", speech: "audio", ...).
 """
 
+from importlib.metadata import version
 from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
 
 from tasks.names import CHECKPOINT, SERVING_ARTIFACT, TOKENIZER
+
+# What a logged model needs installed, pinned to this environment's versions: the pytorch model (attn_models, pickled
+# with its code) and the served wrapper (tasks/ and attn_models/ as code_paths). Given explicitly, because MLflow's
+# inference spawns subprocesses for seconds per model and gets it wrong (it lists this project, which no index has,
+# and misses torch for the wrapper). tests/test_serving.py checks that serving imports nothing else.
+MODEL_PACKAGES = ("mlflow", "cloudpickle", "numpy", "torch", "torchaudio")
+SERVING_PACKAGES = (*MODEL_PACKAGES, "pandas", "tokenizers", "pillow", "soundfile", "albumentations", "pydantic")
+
+
+def pinned(packages: tuple[str, ...]) -> list[str]:
+    """['torch==2.11.0', ...]: the installed version of each distribution."""
+    return [f"{name}=={version(name)}" for name in packages]
 
 
 class AttentionModel(mlflow.pyfunc.PythonModel):
@@ -60,4 +73,5 @@ def log_serving_model(run_id: str, checkpoint: Path, tokenizer: Path | None, con
             artifacts=artifacts,
             code_paths=code,
             model_config=config,
+            pip_requirements=pinned(SERVING_PACKAGES),
         )

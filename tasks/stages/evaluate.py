@@ -42,7 +42,7 @@ def evaluate_model(modality: str, params: Params, root: Path, run_id: str, train
     from tasks.modalities import load_checkpoint
     from tasks.modalities.base import Evaluation
     from tasks.reproducibility import resolve_device
-    from tasks.serving.pyfunc_model import log_serving_model
+    from tasks.serving.pyfunc_model import MODEL_PACKAGES, log_serving_model, pinned
 
     spec, section = get(modality), params.section(modality)
     checkpoint_path = Path(trained["checkpoint"])
@@ -85,6 +85,7 @@ def evaluate_model(modality: str, params: Params, root: Path, run_id: str, train
         signature=signature,
         code_paths=[str(Path(attn_models.__file__).parent)],
         extra_files=extra_files,
+        pip_requirements=pinned(MODEL_PACKAGES),
     )
     log_serving_model(run_id, checkpoint_path, tokenizer_path if tokenizer else None, spec.serving_config(section))
     return {**metrics, "run_id": run_id}

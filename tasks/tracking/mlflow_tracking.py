@@ -87,7 +87,7 @@ def fail_run(client: MlflowClient, run_id: str, error: BaseException) -> None:
         client.set_terminated(run_id, "FAILED")
 
 
-def log_pytorch_model(run_id: str, model, *, input_example, signature, code_paths, extra_files):
+def log_pytorch_model(run_id: str, model, *, input_example, signature, code_paths, extra_files, pip_requirements):
     """Log a model with mlflow.pytorch (which needs the run active in this thread).
 
     Pickled with its code (code_paths) rather than exported as pt2: torch.export would fix the batch
@@ -103,5 +103,6 @@ def log_pytorch_model(run_id: str, model, *, input_example, signature, code_path
             signature=signature,
             code_paths=code_paths,
             extra_files=extra_files,
+            pip_requirements=pip_requirements,
             serialization_format="pickle",
         )
