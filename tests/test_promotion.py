@@ -29,6 +29,32 @@ def test_decide(new, champion, alias, reason):
         assert f"{champion.score:.4f}" in decision.reason
 
 
+@pytest.mark.parametrize(
+    "new, champion, alias, reason",
+    [
+        (Candidate(0.10, SAME), Candidate(0.20, SAME), CHAMPION, "better on the same test data (lower is better)"),
+        (Candidate(0.30, SAME), Candidate(0.20, SAME), CHALLENGER, "worse on the same test data (lower is better)"),
+        (Candidate(0.20, SAME), Candidate(0.20, SAME), CHALLENGER, "equal on the same test data"),
+        (Candidate(0.01, OTHER), Candidate(0.20, SAME), CHALLENGER, "different test data"),
+    ],
+)
+def test_decide_when_lower_is_better(new, champion, alias, reason):
+    """Error rates (WER): a lower score is the better model."""
+    decision = decide(new, champion, "test_wer", higher_is_better=False)
+    assert decision.alias == alias and decision.reason.startswith(reason)
+
+
+def test_runs_rank_best_first_in_the_metric_direction():
+    from tasks.modalities.base import Modality
+
+    class ErrorRate(Modality):
+        metrics, higher_is_better = ("test_wer",), False
+
+    scores = [0.3, None, 0.1, 0.2]
+    assert sorted(scores, key=ErrorRate().rank_key) == [0.1, 0.2, 0.3, None]
+    assert sorted(scores, key=get("image").rank_key) == [0.3, 0.2, 0.1, None]
+
+
 class Constant(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         return [0] * len(model_input)

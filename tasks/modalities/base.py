@@ -78,10 +78,6 @@ class Modality:
     def primary_metric(self) -> str:
         return self.metrics[0]
 
-    def better(self, score: float, than: float) -> bool:
-        """Strictly better on the primary metric."""
-        return score > than if self.higher_is_better else score < than
-
     def rank_key(self, score: float | None) -> float:
         """Sorting key that puts the best score first (missing scores last)."""
         if score is None:
