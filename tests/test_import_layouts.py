@@ -148,13 +148,13 @@ def image_tree(root, splits: dict[str | None, int]):
     return root
 
 
-def image_manifest(root, splits: list[str] | None, per_class: int = 10):
+def image_manifest(root, splits: list[str] | None, per_class: int = 10, name: str = "labels.csv"):
     rows = [["file", "label", *(["split"] if splits else [])]]
     for c, label in enumerate(LABELS):
         for i in range(per_class):
             make_png(root / "img" / f"{label}{i}.png", seed=c * 50 + i, size=4)
             rows.append([f"img/{label}{i}.png", label, *([splits[i % len(splits)]] if splits else [])])
-    return write_rows(root / "labels.csv", rows)
+    return write_rows(root / name, rows, "\t" if name.endswith(".tsv") else ",")
 
 
 @pytest.mark.parametrize(
@@ -188,6 +188,12 @@ def test_image_manifest(tmp_path, splits, expected):
         imported(tmp_path, "image", {"path": "src/labels.csv", "layout": "csv", "image_column": "file", **split_column})
         == expected
     )
+
+
+def test_a_manifest_may_be_tab_separated(tmp_path):
+    image_manifest(tmp_path / "src", None, name="labels.tsv")
+    split = imported(tmp_path, "image", {"path": "src/labels.tsv", "layout": "csv", "image_column": "file"})
+    assert split == {"train": 18, "val": 6, "test": 6}
 
 
 # ---- speech -----------------------------------------------------------------------------------

@@ -129,14 +129,22 @@ def safe_name(label: str, where: str) -> str:
 
 
 def read_manifest(manifest: Path, columns: dict[str, str | None]) -> list[dict]:
-    """Rows of a CSV manifest with the wanted columns (None: not wanted); errors name the file and row."""
+    """Rows of a manifest with the wanted columns (None: not wanted): CSV, or tab-separated when its name ends in
+    .tsv; errors name the file and row."""
     require(manifest, "manifest", folder=False)
+    layout = "tsv" if manifest.suffix.lower() == ".tsv" else "csv"
     with manifest.open(newline="", encoding="utf-8") as file:
-        reader = csv.DictReader(file)
+        reader = csv.DictReader(
+            file,
+            delimiter="\t" if layout == "tsv" else ",",
+            quoting=csv.QUOTE_NONE if layout == "tsv" else csv.QUOTE_MINIMAL,
+        )
         header = reader.fieldnames or []
         missing = [name for name in columns.values() if name is not None and name not in header]
         if missing:
-            raise DataImportError(f"{manifest}: missing column(s) {missing} (the header has {header})")
+            raise DataImportError(
+                f"{manifest}: missing column(s) {missing} (the header has {header})" + layout_hint(header, layout)
+            )
         rows = []
         for number, row in enumerate(reader, start=2):
             values = {key: (row[name] or "").strip() if name else None for key, name in columns.items()}
