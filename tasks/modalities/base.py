@@ -133,6 +133,15 @@ class Modality:
         validation accuracy are computed on these."""
         raise NotImplementedError
 
+    def training_loss(self, model, inputs, targets, train):
+        """(loss, logits, labels) of a training batch: label-smoothed cross-entropy on ``logits_and_labels`` (train:
+        the section's train params). A modality whose model learns from more than its logits (an auxiliary loss)
+        overrides it; validation scores ``logits_and_labels`` alone."""
+        import torch.nn.functional as F
+
+        logits, labels = self.logits_and_labels(model, inputs, targets)
+        return F.cross_entropy(logits, labels, label_smoothing=train.label_smoothing), logits, labels
+
     # ---- evaluation ---------------------------------------------------------------------------
     def evaluate(self, evaluation: Evaluation) -> dict[str, float]:
         """Compute the test metrics (keys: ``metrics``) and log this modality's figures and files to the run."""

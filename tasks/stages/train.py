@@ -77,7 +77,7 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
         )
 
     started = time.perf_counter()
-    best = fit(model, splits, section.train, device, seed, report, spec.logits_and_labels)
+    best = fit(model, splits, section.train, device, seed, report, spec)
     log_metrics(
         client,
         run_id,

@@ -2,7 +2,8 @@
 
 The same loop trains every modality: what a batch's logits and labels are comes from the modality
 (``logits_and_labels`` of its spec: one label per example for a classifier, one per target token for a sequence
-model), so loss and accuracy are per example or per token accordingly.
+model), so loss and accuracy are per example or per token accordingly; the training loss is the spec's
+``training_loss`` (label-smoothed cross-entropy unless the modality adds to it).
 """
 
 import copy
@@ -65,11 +66,9 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
     return factor
 
 
-def fit(
-    model, splits: Splits, train: TrainParams, device: torch.device, seed: int, on_epoch_end, logits_and_labels
-) -> dict:
+def fit(model, splits: Splits, train: TrainParams, device: torch.device, seed: int, on_epoch_end, spec) -> dict:
     """Train, keep the weights of the best validation epoch, and report each epoch to on_epoch_end(epoch, metrics).
-    logits_and_labels(model, inputs, targets) -> (logits (N, classes), labels (N,)): the modality's."""
+    spec: the modality's (tasks/modalities/): its training_loss trains, its logits_and_labels validates."""
     train_loader = make_loader(splits.train, splits, train.batch_size, shuffle=True, seed=seed)
     val_loader = make_loader(splits.val, splits, train.batch_size)
     steps_per_epoch = min(len(train_loader), train.max_batches_per_epoch or len(train_loader))
@@ -85,8 +84,7 @@ def fit(
         for step, (inputs, targets) in enumerate(train_loader):
             if step == steps_per_epoch:
                 break
-            logits, labels = logits_and_labels(model, to_device(inputs, device), targets.to(device))
-            loss = F.cross_entropy(logits, labels, label_smoothing=train.label_smoothing)
+            loss, logits, labels = spec.training_loss(model, to_device(inputs, device), targets.to(device), train)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -100,7 +98,7 @@ def fit(
         metrics = {
             "train_loss": loss_sum / seen,
             "train_accuracy": correct / seen,
-            **validate(model, val_loader, device, logits_and_labels),
+            **validate(model, val_loader, device, spec.logits_and_labels),
             "train_samples_per_second": examples / seconds,
         }
         if metrics["val_accuracy"] > best["val_accuracy"]:
