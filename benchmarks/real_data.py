@@ -50,8 +50,7 @@ def load_config(name: str, datasets: Path) -> tuple[dict, str, dict]:
 
 def apply_overrides(params: dict, modality: str, overrides: list[str]) -> dict:
     """--set train.epochs=2 -> params[modality]['train']['epochs'] = 2 (validated with the rest of the params)."""
-    from flows.experiments import with_overrides
-    from tasks.params import Params
+    from tasks.params import Params, with_overrides
 
     values = {}
     for item in overrides:

@@ -1,19 +1,51 @@
 """Command line: `attnflow run | reproduce | sweep | compare | serve | status` (see `attnflow -h`).
 
 Each command imports what it needs when it runs: `attnflow run` starts Prefect's server first, so the server comes
-up while MLflow, Prefect and the pipeline import (seconds each).
+up while MLflow, Prefect and the pipeline import (seconds each). A user's mistake (bad params, a bad --set or --grid,
+an unknown run id or task, a missing file, data an importer rejects) ends the command with one line on stderr and
+the exit code of its kind (``EXIT_CODES``), checked before any server starts where it can be; the full traceback of
+anything logged goes to the log file (flows/logging.yml), never to the terminal.
 """
 
 import argparse
 import importlib
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.modalities import MODALITIES, get
-from tasks.params import ParamsError, load_params, project_root
+from tasks.params import ParamsError, configurations, load_params, override, parse_assignment, parse_grid, project_root
 
-EXIT_INVALID, EXIT_MISMATCH, EXIT_CODE_CHANGED = 2, 1, 3
+EXIT_FAILED = 1  # the pipeline ran and a modality failed, or `reproduce` found different metrics
+EXIT_INVALID = 2  # bad params, --set, --grid, run id, task or file: nothing ran
+EXIT_CODE_CHANGED = 3  # `reproduce`: the code differs from the run's commit (pass --allow-code-change)
+EXIT_BAD_DATA = 4  # an importer rejected the data (the message names the file and row); data/ is unchanged
+EXIT_CODES = {
+    0: "success",
+    EXIT_FAILED: "a modality failed, or reproduce found different metrics",
+    EXIT_INVALID: "invalid input (params, --set, --grid, run id, task, file): nothing ran",
+    EXIT_CODE_CHANGED: "reproduce: the code differs from the run's commit",
+    EXIT_BAD_DATA: "the data was rejected by its importer (file and row named); data/ unchanged",
+}
+
+EXAMPLES = """examples:
+  attnflow run                                   every modality in params.yaml's global.modalities
+  attnflow run --modality image --set image.train.epochs=5 --set global.seed=7
+  attnflow sweep --modality text --grid model.depth=1,2 --grid train.lr=0.001,0.003
+  attnflow compare --task digit-classification --markdown runs.md
+  attnflow reproduce 3f2c...                     a modality run's id, from the MLflow UI or `attnflow run`
+
+exit codes:
+""" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
+
+
+class UserError(Exception):
+    """A user's mistake: printed as one line, the command exits with ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_INVALID):
+        super().__init__(message)
+        self.code = code
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:
@@ -54,11 +86,26 @@ def flows_module(module: str):
         stop_server(process)  # drains this process's logs first
 
 
+def params_with_overrides(args):
+    """The params file with each --set applied (validated like the file); and the overrides as one string."""
+    params = load_params(args.params)
+    if not args.set:
+        return params, ""
+    try:
+        return override(params, dict(parse_assignment(text) for text in args.set)), " ".join(args.set)
+    except ParamsError as error:
+        raise ParamsError(f"--set {' '.join(args.set)}: {error}") from None
+
+
 def run(args) -> int:
-    params = load_params(args.params)  # fail fast, before Prefect starts
+    params, overrides = params_with_overrides(args)  # fail fast, before Prefect starts
     with flows_module("flows.pipeline") as pipeline:
         result = pipeline.attention_pipeline(
-            params_path=args.params, modalities=args.modality or None, force=args.force
+            params_path=args.params,
+            modalities=args.modality or None,
+            force=args.force,
+            params=params if overrides else None,
+            tags={"cli_overrides": overrides} if overrides else None,
         )
     from tasks.tracking.mlflow_tracking import tracking_uri
 
@@ -90,15 +137,33 @@ def run(args) -> int:
     return 0
 
 
+def check_run_exists(params_path: str, run_id: str) -> None:
+    """The run is a modality run of this project's tracking store (checked before a server starts)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from tasks.tracking.mlflow_tracking import tracking_uri
+
+    uri = tracking_uri(project_root(params_path), load_params(params_path))
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise UserError(f"no run {run_id!r}: there is no MLflow store at {uri} yet (no pipeline has run)")
+    try:
+        run = MlflowClient(uri).get_run(run_id)
+    except MlflowException:
+        raise UserError(f"no run {run_id!r} in the MLflow store {uri}") from None
+    if "modality" not in run.data.tags:
+        raise UserError(f"run {run_id} is not a modality run (a pipeline run? pick one of its modality runs)")
+
+
 def reproduce(args) -> int:
+    check_run_exists(args.params, args.run_id)
     with flows_module("flows.experiments") as experiments:
         try:
             result = experiments.reproduce(
                 args.run_id, params_path=args.params, allow_code_change=args.allow_code_change
             )
         except experiments.CodeChangedError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_CODE_CHANGED
+            raise UserError(str(error), EXIT_CODE_CHANGED) from None
     print(
         f"\nReproduced run {args.run_id} as run {result['run_id']} on data version {result['data_md5']}"
         f" (restored from DVC; the re-run versioned it as {result['restored_data_md5']})"
@@ -108,12 +173,14 @@ def reproduce(args) -> int:
         ["metric", "original", "reproduced", "match"],
     )
     print("exact match" if result["match"] else "MISMATCH")
-    return 0 if result["match"] else EXIT_MISMATCH
+    return 0 if result["match"] else EXIT_FAILED
 
 
 def sweep(args) -> int:
+    grid = parse_grid(args.grid)
+    configurations(load_params(args.params), args.modality, grid)  # every combination valid, before any server
     with flows_module("flows.experiments") as experiments:
-        result = experiments.sweep(args.modality, experiments.parse_grid(args.grid), params_path=args.params)
+        result = experiments.sweep(args.modality, grid, params_path=args.params)
     spec = get(args.modality)
     print(f"\nSweep {result['sweep_id']} ({args.modality}), ranked by {spec.primary_metric}")
     print_table(result["rows"], [*result["keys"], *spec.metrics, "run_id"])
@@ -135,8 +202,7 @@ def status(args) -> int:
     try:
         entries = pipeline_status(args.params)
     except ServerUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        raise UserError(str(error), EXIT_FAILED) from None
     if not entries:
         print("no deployments of the pipeline yet; create them with `attnflow serve`")
     for entry in entries:
@@ -157,8 +223,7 @@ def compare(args) -> int:
     modality = next((m for m in params.present_modalities() if args.task in (m, params.section(m).task)), None)
     if modality is None:
         tasks = ", ".join(params.section(m).task for m in params.present_modalities())
-        print(f"error: unknown task {args.task!r}; choose from {tasks} (or a modality)", file=sys.stderr)
-        return 2
+        raise UserError(f"unknown task {args.task!r}; choose from {tasks} (or a modality)")
     client, experiment_id = connect(project_root(args.params), params, modality)
     rows = comparison.compare_runs(client, experiment_id, modality, args.sweep)
     print(comparison.as_table(rows))
@@ -169,20 +234,35 @@ def compare(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="attnflow", description="Attention-model pipeline: Prefect, MLflow, DVC.")
+def parser() -> argparse.ArgumentParser:
+    from importlib.metadata import version
+
+    root = argparse.ArgumentParser(
+        prog="attnflow",
+        description="Attention-model pipeline: Prefect flows, MLflow tracking, DVC-versioned data.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    root.add_argument("--version", action="version", version=f"attnflow {version('attnflow')}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--params", default="params.yaml", help="params file; its folder is the project")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = root.add_subparsers(dest="command", required=True)
 
     run_parser = commands.add_parser(
-        "run", parents=[common], help="run the pipeline: prepare, version, train, evaluate"
+        "run", parents=[common], help="run the pipeline: prepare, version, train, evaluate, promote"
     )
     run_parser.add_argument(
         "--modality",
         action="append",
         choices=MODALITIES,
         help="a modality to run (repeatable); default: global.modalities in params.yaml",
+    )
+    run_parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a params key for this run, e.g. image.train.epochs=5 (repeatable; validated like the file; "
+        "recorded on the runs as the tag cli_overrides and in their params.yaml artifact)",
     )
     run_parser.add_argument("--force", action="store_true", help="ignore the stage cache and run every stage")
     run_parser.set_defaults(handler=run)
@@ -222,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     status_parser.set_defaults(handler=status)
 
     compare_parser = commands.add_parser(
-        "compare", parents=[common], help="table of a task's runs, best first (test_accuracy, test_bleu)"
+        "compare", parents=[common], help="table of a task's runs, best first (by its primary metric)"
     )
     compare_parser.add_argument(
         "--task", required=True, help="a task from params.yaml (e.g. language-id) or a modality"
@@ -231,12 +311,48 @@ def main(argv: list[str] | None = None) -> int:
     compare_parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     compare_parser.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
     compare_parser.set_defaults(handler=compare)
-    args = parser.parse_args(argv)
+    return root
+
+
+def configure_logging() -> None:
+    """Prefect logs to stdout without tracebacks, and everything to $PREFECT_HOME/attnflow.log (flows/logging.yml),
+    unless PREFECT_LOGGING_SETTINGS_PATH is set; MLflow's logs and Python warnings go through logging too. Before
+    Prefect and MLflow are imported."""
+    os.environ.setdefault("PREFECT_LOGGING_SETTINGS_PATH", str(Path(__file__).with_name("logging.yml")))
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # MLflow's loggers reach ours, not stderr
+    Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser().mkdir(parents=True, exist_ok=True)
+    import logging
+
+    logging.captureWarnings(True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if "prefect" not in sys.modules:  # a fresh process: the command's own logging (not inside tests or a worker)
+        configure_logging()
     try:
         return args.handler(args)
-    except ParamsError as error:
+    except Exception as error:
+        code = exit_code(error)
+        if code is None:
+            raise  # not a user's mistake: a bug, with its traceback
         print(f"error: {error}", file=sys.stderr)
+        return code
+
+
+def exit_code(error: Exception) -> int | None:
+    """The exit code of a user's mistake (EXIT_CODES), or None for anything else. The modules that define the
+    errors are looked up only if they were imported: then they may have raised."""
+    if isinstance(error, UserError):
+        return error.code
+    if isinstance(error, ParamsError):
         return EXIT_INVALID
+    importers, pipeline = sys.modules.get("tasks.data.importers"), sys.modules.get("flows.pipeline")
+    if importers is not None and isinstance(error, importers.DataImportError):
+        return EXIT_BAD_DATA
+    if pipeline is not None and isinstance(error, pipeline.PipelineFailed):
+        return EXIT_FAILED
+    return None
 
 
 if __name__ == "__main__":

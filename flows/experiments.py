@@ -1,6 +1,5 @@
 """Reproduce a tracked run, and sweep a grid of parameters. Both run the same pipeline flow."""
 
-import itertools
 import uuid
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from prefect import flow, get_run_logger
 from flows.pipeline import attention_pipeline
 from tasks.lineage import code_changes_since
 from tasks.modalities import get
-from tasks.params import Params, ParamsError, load_params, project_root
+from tasks.params import Params, configurations, load_params, project_root
 from tasks.tracking.mlflow_tracking import connect
 from tasks.versioning.dvc import checkout_data_version, run_dvc
 
@@ -76,45 +75,12 @@ def reproduce(run_id: str, params_path: str = "params.yaml", allow_code_change: 
     }
 
 
-def parse_grid(assignments: list[str]) -> dict[str, list]:
-    """['model.depth=1,2', 'train.lr=0.001,0.002'] -> {'model.depth': [1, 2], 'train.lr': [0.001, 0.002]}."""
-    grid = {}
-    for assignment in assignments:
-        key, _, values = assignment.partition("=")
-        if not key or not values:
-            raise ValueError(f"grid entry {assignment!r} must look like section.key=value1,value2")
-        grid[key.strip()] = [yaml.safe_load(value) for value in values.split(",")]
-    return grid
-
-
-def with_overrides(params: Params, modality: str, overrides: dict) -> Params:
-    """A copy of params with dotted keys of one modality's section replaced, validated again."""
-    raw = params.model_dump(mode="json", by_alias=True)
-    for dotted, value in overrides.items():
-        *parents, leaf = dotted.split(".")
-        node = raw[modality]
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                raise ParamsError(f"{modality}.{dotted}: no such section in params")
-            node = node[part]
-        if leaf not in node:
-            raise ParamsError(f"{modality}.{dotted}: no such key in params")
-        node[leaf] = value
-    try:
-        return Params.model_validate(raw)
-    except ValueError as error:
-        raise ParamsError(f"sweep overrides {overrides}: {error}") from None
-
-
 @flow(name="sweep")
 def sweep(modality: str, grid: dict[str, list], params_path: str = "params.yaml") -> dict:
     """Run the pipeline for every combination of the grid; data preparation is shared through the stage cache."""
-    base = load_params(params_path)
     sweep_id = uuid.uuid4().hex[:8]
-    configurations = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    all_params = [with_overrides(base, modality, overrides) for overrides in configurations]  # validate all first
     rows = []
-    for overrides, params in zip(configurations, all_params):
+    for overrides, params in configurations(load_params(params_path), modality, grid):  # all validated first
         label = ",".join(f"{key}={value}" for key, value in overrides.items())
         result = attention_pipeline(
             params_path=params_path,

@@ -29,6 +29,10 @@ from tasks.stages.version import version_data
 from tasks.tracking.mlflow_tracking import connect, fail_run, log_metrics, log_params, run_name
 
 
+class PipelineFailed(RuntimeError):
+    """A modality failed (the others ran); its MLflow run is FAILED with the error."""
+
+
 @flow(name="modality-pipeline", flow_run_name="{modality}")
 def modality_pipeline(
     modality: str,
@@ -148,7 +152,7 @@ def attention_pipeline(
         for key in TRAINING_ENVIRONMENT:  # the pipeline run lists those of its modality runs
             client.set_tag(parent_run_id, key, ",".join(sorted({result[key] for result in results.values()})))
         if failed:
-            raise RuntimeError(f"modalities failed: {', '.join(failed)} (see their MLflow runs and Prefect logs)")
+            raise PipelineFailed(f"modalities failed: {', '.join(failed)} (see their MLflow runs and Prefect logs)")
     except BaseException as error:
         fail_run(client, parent_run_id, error)
         raise

@@ -5,6 +5,7 @@ own section's schema, and this module puts them together. Unknown keys, wrong ty
 the run before any work, with the offending key named (``ParamsError``).
 """
 
+import itertools
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -94,25 +95,84 @@ class ParamsError(ValueError):
     """params.yaml is missing, unreadable or invalid; the message names the file and key."""
 
 
+def problems(error: ValidationError) -> str:
+    """A validation error as one line: each problem as its dotted key, the message and the value given."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc']) or '(top level)'}: {problem['msg']}"
+        + ("" if problem["type"] == "missing" or isinstance(problem["input"], dict) else f" (got {problem['input']!r})")
+        for problem in error.errors()
+    )
+
+
 def load_params(path: str | Path) -> Params:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ParamsError(f"{path}: cannot read params: {error}") from error
+    except OSError as error:
+        raise ParamsError(f"{path}: cannot read params: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     try:
         return Params.model_validate(raw or {})
     except ValidationError as error:
-        problems = [
-            f"  {'.'.join(str(part) for part in problem['loc']) or '(top level)'}: {problem['msg']}"
-            + (
-                ""
-                if problem["type"] == "missing" or isinstance(problem["input"], dict)
-                else f" (got {problem['input']!r})"
-            )
-            for problem in error.errors()
-        ]
-        raise ParamsError(f"{path}: invalid params:\n" + "\n".join(problems)) from None
+        raise ParamsError(f"{path}: invalid params: {problems(error)}") from None
+
+
+def parse_assignment(text: str) -> tuple[str, object]:
+    """'image.train.lr=0.01' -> ('image.train.lr', 0.01): the value is read as YAML (numbers, booleans, lists)."""
+    key, sign, value = text.partition("=")
+    if not sign or not key.strip() or not value.strip():
+        raise ParamsError(f"{text!r} must look like section.key=value, e.g. image.train.epochs=5")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ParamsError(f"{text!r}: the value is not valid YAML") from None
+
+
+def override(params: Params, values: dict[str, object]) -> Params:
+    """A copy of params with dotted keys (image.train.lr, global.seed) set to new values and validated again; an
+    unknown key or an invalid value raises ParamsError naming it."""
+    raw = params.model_dump(mode="json", by_alias=True)
+    for dotted, value in values.items():
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for depth, part in enumerate(parents):
+            if not isinstance(node.get(part), dict):
+                raise ParamsError(f"{'.'.join(parents[: depth + 1])}: no such section in params (setting {dotted})")
+            node = node[part]
+        if leaf not in node:
+            raise ParamsError(f"{dotted}: no such key in params")
+        node[leaf] = value
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError(f"invalid value: {problems(error)}") from None
+
+
+def parse_grid(assignments: list[str]) -> dict[str, list]:
+    """A sweep's --grid: ['model.depth=1,2', 'train.lr=0.001,0.002'] -> {'model.depth': [1, 2], 'train.lr': [...]}."""
+    grid = {}
+    for assignment in assignments:
+        key, sign, values = assignment.partition("=")
+        if not sign or not key.strip() or not values.strip():
+            raise ParamsError(f"--grid {assignment!r} must look like key=value1,value2, e.g. model.depth=1,2")
+        try:
+            grid[key.strip()] = [yaml.safe_load(value) for value in values.split(",")]
+        except yaml.YAMLError:
+            raise ParamsError(f"--grid {assignment!r}: a value is not valid YAML") from None
+    return grid
+
+
+def with_overrides(params: Params, modality: str, overrides: dict) -> Params:
+    """A copy of params with dotted keys of one modality's section replaced (model.depth -> image.model.depth),
+    validated again."""
+    return override(params, {f"{modality}.{key}": value for key, value in overrides.items()})
+
+
+def configurations(base: Params, modality: str, grid: dict[str, list]) -> list[tuple[dict, Params]]:
+    """Every combination of a sweep's grid with its validated params (an invalid one raises ParamsError first)."""
+    combinations = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    return [(overrides, with_overrides(base, modality, overrides)) for overrides in combinations]
 
 
 def project_root(params_path: str | Path) -> Path:

@@ -4,8 +4,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.cli import main
-from flows.experiments import parse_grid, with_overrides
-from tasks.params import ParamsError, load_params
+from tasks.params import ParamsError, load_params, parse_grid, with_overrides
 from tests.conftest import REPO
 
 
@@ -17,7 +16,7 @@ def test_grid_parsing_and_overrides_are_validated():
         with_overrides(params, "image", {"model.dept": 1})
     with pytest.raises(ParamsError, match="depth"):
         with_overrides(params, "image", {"model.depth": 0})
-    with pytest.raises(ValueError, match="must look like"):
+    with pytest.raises(ParamsError, match="must look like"):
         parse_grid(["model.depth"])
 
 

@@ -1,0 +1,87 @@
+"""Every misuse of the command line ends in one line on stderr, its documented exit code and no traceback; run as a
+user runs it, in a fresh process. The full traceback of bad data goes to the log file only."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from flows.cli import EXIT_BAD_DATA, EXIT_INVALID
+from tests.conftest import REPO, tiny_params, write_params
+from tests.test_import import write_rows
+
+
+def attnflow(project, *arguments: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_API", "PREFECT_LOGGING"))}
+    env.update(PREFECT_HOME=str(project / ".prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "flows.cli", *arguments]
+    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *phrases: str) -> None:
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: ") and all(phrase in line for phrase in phrases), line
+
+
+@pytest.mark.parametrize(
+    "arguments, phrases",
+    [
+        (["sweep", "--modality", "image", "--grid", "model.depth"], ["--grid 'model.depth' must look like"]),
+        (["sweep", "--modality", "image", "--grid", "model.dept=1,2"], ["image.model.dept: no such key"]),
+        (["sweep", "--modality", "image", "--grid", "model.depth=0,1"], ["image.model.depth", "(got 0)"]),
+        (["reproduce", "0123456789abcdef"], ["no run '0123456789abcdef'", "no MLflow store at"]),
+        (["compare", "--task", "nope"], ["unknown task 'nope'", "language-id"]),
+        (["run", "--params", "missing.yaml"], ["missing.yaml: cannot read params: No such file"]),
+        (["run", "--set", "image.train.epochs=0"], ["--set image.train.epochs=0", "greater than or equal to 1"]),
+        (["run", "--set", "image.train.epoch=3"], ["image.train.epoch: no such key"]),
+        (["run", "--set", "nonsense"], ["--set nonsense", "must look like section.key=value"]),
+    ],
+)
+def test_a_mistake_is_one_line_and_exit_2_before_anything_runs(tmp_path, arguments, phrases):
+    write_params(tmp_path, tiny_params())
+    assert_one_line_error(attnflow(tmp_path, *arguments), EXIT_INVALID, *phrases)
+    assert not (tmp_path / ".prefect" / "temporary-server.log").exists()  # no server was started
+    assert not (tmp_path / "mlflow.db").exists()  # nor a store created
+
+
+def test_bad_params_name_the_key(tmp_path):
+    params = tiny_params()
+    params["text"]["train"]["epochs"] = "three"
+    write_params(tmp_path, params)
+    result = attnflow(tmp_path, "run")
+    assert_one_line_error(result, EXIT_INVALID, "params.yaml: invalid params: text.train.epochs", "'three'")
+    (tmp_path / "params.yaml").write_text("global: [unclosed\n")
+    assert_one_line_error(attnflow(tmp_path, "run"), EXIT_INVALID, "params.yaml: not valid YAML")
+
+
+def test_an_unknown_run_in_an_existing_store(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    write_params(tmp_path, tiny_params())
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()  # creates the store
+    result = attnflow(tmp_path, "reproduce", "0123456789abcdef")
+    assert_one_line_error(result, EXIT_INVALID, "no run '0123456789abcdef' in the MLflow store sqlite:///")
+
+
+def test_version_and_help_with_examples(tmp_path):
+    assert attnflow(tmp_path, "--version").stdout.startswith("attnflow ")
+    help_text = attnflow(tmp_path, "--help").stdout
+    assert "examples:" in help_text and "--set image.train.epochs=5" in help_text and "exit codes:" in help_text
+
+
+@pytest.mark.pipeline  # starts the temporary Prefect server and runs the prepare stage
+def test_data_an_importer_rejects_is_one_line_with_the_traceback_in_the_log(tiny_project):
+    """A TSV test file that the split entry reads as CSV (it inherits the main file's layout)."""
+    write_rows(tiny_project / "train.csv", [["text", "label"], *[[f"w {i}", "ab"[i % 2]] for i in range(20)]])
+    write_rows(tiny_project / "test.tsv", [["text", "label"], ["w x", "a"], ["w y", "b"]], "\t")
+    params = tiny_params()
+    params["text"]["data"] = {"import_from": {"path": "train.csv", "test": {"path": "test.tsv"}}}
+    write_params(tiny_project, params)
+    result = attnflow(tiny_project, "run", "--modality", "text", timeout=300)
+    assert_one_line_error(result, EXIT_BAD_DATA, "test.tsv: missing column", "looks tab-separated: set layout: tsv")
+    log = (tiny_project / ".prefect" / "attnflow.log").read_text()
+    assert "Traceback" in log and "DataImportError" in log
+    assert not (tiny_project / "data" / "text").exists() and not (tiny_project / "data.dvc").exists()
