@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
 from flows.pipeline import attention_pipeline
-from tasks.lineage import code_changes_since
+from tasks.lineage import code_changes_since, environment_changes
 from tasks.modalities import get
 from tasks.params import Params, configurations, load_params, project_root
 from tasks.tracking.mlflow_tracking import connect
@@ -38,14 +38,14 @@ def reproduce(run_id: str, params_path: str = "params.yaml", allow_code_change: 
     recorded_params, dvc_file, tags = read_recorded_run(client, run_id)
     original = client.get_run(run_id).data.metrics
 
-    changed = code_changes_since(root, tags["git_sha"])
+    changed = code_changes_since(root, tags["git_sha"]) + environment_changes(tags)
     if changed and not allow_code_change:
         raise CodeChangedError(
-            f"the code differs from commit {tags['git_sha']}, which made run {run_id}: "
-            f"{', '.join(changed[:10])}; check that commit out, or pass --allow-code-change"
+            f"the code or its environment differs from what made run {run_id} (commit {tags['git_sha']}): "
+            f"{', '.join(changed[:10])}; check that commit out and `make setup`, or pass --allow-code-change"
         )
     if changed:
-        logger.warning("going on although the code differs from commit %s: %s", tags["git_sha"], ", ".join(changed))
+        logger.warning("going on although the code or environment differs from run %s: %s", run_id, ", ".join(changed))
 
     logger.info("restoring data version %s (recorded by run %s)", tags["data_md5"], run_id)
     previous_dvc_file = checkout_data_version(root, dvc_file)

@@ -36,6 +36,15 @@ def code_changes_since(root: Path, sha: str) -> list[str]:
     return sorted(set(changed.split()) | set(untracked.split()))
 
 
+def environment_changes(tags: dict) -> list[str]:
+    """What differs between the environment a run was trained in (its lineage tags) and this one: the torch build.
+    Results match exactly only with the same torch (pyproject pins it; the device machines have the same)."""
+    import torch
+
+    recorded, here = tags.get("torch_version"), str(torch.__version__)
+    return [f"torch {recorded} (the run) vs {here} (here)"] if recorded and recorded != here else []
+
+
 def data_md5(root: Path) -> str:
     """The md5 DVC recorded for data/ in data.dvc."""
     return yaml.safe_load((root / "data.dvc").read_text())["outs"][0]["md5"]

@@ -120,3 +120,16 @@ def test_refuses_non_empty_out_dir(tmp_path):
     (tmp_path / "stale.txt").write_text("old")
     with pytest.raises(ValueError, match="out_dir"):
         generate_speech_dataset(tmp_path, words=["yes"], speakers_per_word=1)
+
+
+# sha256 over the (path, md5) of every file of the SMALL dataset, as this lock builds it.
+SMALL_DATASET_DIGEST = "d1b223319ce835e971e2c0db6f96f318cec0cddf82c72d451bbcbf865515e0d4"
+
+
+def test_the_audio_is_the_same_as_the_locked_espeak_makes_it(small_dataset):
+    """The built-in speech data, and so the md5 in data.dvc, is byte-identical only with the same eSpeak NG build:
+    why pyproject pins espeakng-loader (which ships the library and its voices). Another build (or numpy, scipy or
+    libsndfile changing their output) fails here, before a fresh clone's data stops matching data.dvc."""
+    out_dir, _ = small_dataset
+    digest = hashlib.sha256(repr(sorted(_file_hashes(out_dir).items())).encode()).hexdigest()
+    assert digest == SMALL_DATASET_DIGEST

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from flows.cli import EXIT_CODE_CHANGED, EXIT_MISMATCH, main
+from flows.cli import EXIT_CODE_CHANGED, EXIT_FAILED, main
 from flows.experiments import reproduce
 from flows.pipeline import attention_pipeline
 from tasks.lineage import data_md5
@@ -142,8 +142,22 @@ def test_reproduce_reports_a_mismatch(project, capsys):
     project, first = project
     original = first["modalities"]["image"]["run_id"]
     mlflow_client(project).log_metric(original, "test_macro_f1", 0.123456)  # the record now disagrees
-    assert main(["reproduce", original, "--params", str(project / "params.yaml")]) == EXIT_MISMATCH
+    assert main(["reproduce", original, "--params", str(project / "params.yaml")]) == EXIT_FAILED
     assert "MISMATCH" in capsys.readouterr().out
+
+
+def test_reproduce_stops_when_torch_differs_from_the_runs(project, capsys):
+    """Exact results need the same torch build: why pyproject pins torch."""
+    project, first = project
+    run_id, client = first["modalities"]["text"]["run_id"], mlflow_client(project)
+    recorded = client.get_run(run_id).data.tags["torch_version"]
+    client.set_tag(run_id, "torch_version", "2.10.0+cpu")
+    try:
+        assert main(["reproduce", run_id, "--params", str(project / "params.yaml")]) == EXIT_CODE_CHANGED
+    finally:
+        client.set_tag(run_id, "torch_version", recorded)
+    error = capsys.readouterr().err
+    assert f"torch 2.10.0+cpu (the run) vs {recorded} (here)" in error and "--allow-code-change" in error
 
 
 def test_reproduce_stops_when_the_code_changed(project, capsys):

@@ -149,3 +149,12 @@ def test_the_server_schedules_runs_per_modality(real_server, tiny_project):
         ):
             time.sleep(1)
     assert runs and all(run.state.is_scheduled() and run.expected_start_time.minute == 0 for run in runs)
+
+
+def test_the_server_takes_a_query_without_a_limit(real_server, tiny_project):
+    """Prefect's clients send `limit: null` when no limit is given (`prefect deploy` and `flow.deploy` do); FastAPI
+    0.151 to 0.154 reject it with HTTP 422, which is why pyproject keeps fastapi below 0.151."""
+    with get_client(sync_client=True) as client:
+        deployments = client.read_deployments(limit=None)
+        flow_runs = client.read_flow_runs(limit=None)
+    assert isinstance(deployments, list) and isinstance(flow_runs, list)

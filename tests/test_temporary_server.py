@@ -47,3 +47,19 @@ def processes_with_env(entry: str) -> list[str]:
         except OSError:  # gone, or not ours to read
             pass
     return found
+
+
+def test_it_is_started_exactly_as_prefect_starts_its_own(monkeypatch):
+    """The fast path (tasks/scheduling/server.py) runs Prefect's own temporary-server command without importing the
+    server's code. If a Prefect upgrade changes that command (its factory, flags or environment), this fails: update
+    temporary_server_command to match, or go back to Prefect's SubprocessASGIServer."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    from tasks.scheduling.server import temporary_server_command
+
+    captured = {}
+    monkeypatch.setattr(subprocess, "Popen", lambda args, env, **_: captured.update(args=args, env=env))
+    SubprocessASGIServer(port=4299)._run_uvicorn_command()
+    arguments, environment = temporary_server_command(4299)
+    assert arguments == captured["args"]
+    assert environment == {**captured["env"], "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}

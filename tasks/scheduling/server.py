@@ -56,41 +56,39 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_temporary_server(home: Path) -> tuple[subprocess.Popen, str]:
-    """Prefect's API (no UI) on a free 127.0.0.1 port, started as Prefect starts its own temporary server: uvicorn
-    serving prefect.server.api.server:create_app. Returns at once with the process and its API URL; wait for it with
-    ``wait_until_up`` and stop it with ``stop_server``. Its output goes to home/temporary-server.log."""
-    home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {
+def temporary_server_command(port: int) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of Prefect's own temporary server on port: exactly what Prefect 3.8.8's
+    ``SubprocessASGIServer._run_uvicorn_command`` runs (uvicorn serving prefect.server.api.server:create_app, the UI
+    off, the ephemeral-server flags, the current settings), with analytics off. Built here without importing the
+    server's code (seconds); tests/test_temporary_server.py compares it with Prefect's, so an upgrade that changes
+    Prefect's fails that test instead of this path breaking silently."""
+    import prefect
+    from prefect.settings import get_current_settings
+
+    arguments = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+                 "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level",
+                 "error", "--lifespan", "on"]  # fmt: skip
+    environment = {
         **os.environ,
         "PREFECT_UI_ENABLED": "0",
         "PREFECT__SERVER_EPHEMERAL": "1",
         "PREFECT__SERVER_FINAL": "1",
+        **get_current_settings().to_environment_variables(exclude_unset=True),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
-    env.pop("PREFECT_API_URL", None)
+    return arguments, environment
+
+
+def start_temporary_server(home: Path) -> tuple[subprocess.Popen, str]:
+    """Prefect's API (no UI) on a free 127.0.0.1 port, started as Prefect starts its own temporary server
+    (``temporary_server_command``). Returns at once with the process and its API URL; wait for it with
+    ``wait_until_up`` and stop it with ``stop_server``. Its output goes to home/temporary-server.log."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    arguments, environment = temporary_server_command(port)
     with open(home / "temporary-server.log", "ab") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "prefect.server.api.server:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "error",
-                "--lifespan",
-                "on",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            arguments, env=environment, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
     return process, f"http://127.0.0.1:{port}/api"
 
