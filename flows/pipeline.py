@@ -24,9 +24,11 @@ from tasks.params import Params, load_params, project_root
 from tasks.stages.evaluate import evaluate_model
 from tasks.stages.prepare import data_recipe, dataset_matches, prepare_data
 from tasks.stages.promote import promote_model
+from tasks.stages.report import report_results
 from tasks.stages.train import TRAINING_ENVIRONMENT, train_model
 from tasks.stages.version import version_data
-from tasks.tracking.mlflow_tracking import connect, fail_run, log_metrics, log_params, run_name
+from tasks.tracking.datasets import split_inputs
+from tasks.tracking.mlflow_tracking import connect, fail_run, log_metrics, log_params, run_kind, run_name
 
 
 class PipelineFailed(RuntimeError):
@@ -59,6 +61,7 @@ def modality_pipeline(
     run_id = client.create_run(experiment_id, run_name=run_name(modality, section), tags=run_tags).info.run_id
     client.set_tag(parent_run_id, f"run_id.{modality}", run_id)
     try:
+        client.log_inputs(run_id, datasets=split_inputs(root, modality, section.task, lineage["data_md5"]))
         log_params(client, run_id, section.model_dump())
         client.log_text(
             run_id, yaml.safe_dump(params.model_dump(mode="json", by_alias=True), sort_keys=False), "params.yaml"
@@ -75,6 +78,7 @@ def modality_pipeline(
             evaluate_model, force=force, outputs_exist=lambda r: True, trained=trained, **stage_inputs
         )
         cached_from = None if evaluated["run_id"] == run_id else evaluated["run_id"]
+        client.update_run(run_id, name=f"{run_name(modality, section)} ({run_kind(run_tags, cached_from)})")
         if cached_from:  # every stage came from the cache: point at the run that made (and promoted) the result
             client.set_tag(run_id, "cached_from_run_id", cached_from)
             log_metrics(client, run_id, {name: evaluated[name] for name in metrics})
@@ -151,6 +155,7 @@ def attention_pipeline(
                 failed.append(modality)
         for key in TRAINING_ENVIRONMENT:  # the pipeline run lists those of its modality runs
             client.set_tag(parent_run_id, key, ",".join(sorted({result[key] for result in results.values()})))
+        report_results(params, root, results, failed)  # in the Prefect UI: metrics table, promotions, links
         if failed:
             raise PipelineFailed(f"modalities failed: {', '.join(failed)} (see their MLflow runs and Prefect logs)")
     except BaseException as error:

@@ -23,6 +23,9 @@ from tasks.schema import Section
 class TrackingParams(Section):
     uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db
     experiment: str = "attnflow"
+    # Where the MLflow UI shows this store (links in the Prefect UI point there). None: the tracking URI when it is an
+    # MLflow server (http...), else http://127.0.0.1:5000, where `make ui` serves a local store.
+    ui_url: str | None = None
 
 
 class ScheduleParams(Section):

@@ -95,6 +95,7 @@ def pipeline_runs(tmp_path_factory, prefect_server):
 
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")  # tiny trainings last seconds
         project = make_tiny_project(tmp_path_factory.mktemp("pipelines") / "project")
         params = tiny_params()
         params["image"]["train"].update(epochs=3, max_batches_per_epoch=10, lr=0.005)

@@ -1,10 +1,12 @@
 """The real pipeline on a tiny configuration: temporary Prefect server, temporary MLflow store, real DVC."""
 
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 import sacrebleu
 from mlflow.tracking import MlflowClient
@@ -43,7 +45,7 @@ def test_pipeline_logs_a_finished_run_per_modality_with_everything(pipeline_resu
         epochs = "3" if modality == "image" else "1"
         experiment = client.get_experiment(run.info.experiment_id)  # one experiment per task
         assert experiment.name == f"attnflow-{tags['task']}"
-        assert run.info.run_name.startswith(f"{modality}-") and run.info.run_name.endswith(f"-ep{epochs}")
+        assert run.info.run_name.startswith(f"{modality}-") and run.info.run_name.endswith(f"-ep{epochs} (trained)")
         assert len(tags["test_data_md5"]) == 32 and tags["sweep_id"] == "s1"
         assert tags["data_md5"] == md5
         assert tags["task"] and tags["prefect_flow_run_id"] and len(tags["git_sha"]) == 40
@@ -102,3 +104,92 @@ def test_data_is_versioned_and_dvc_status_is_clean(pipeline_result):
     )
     assert json.loads(cloud.stdout) == {}  # everything was pushed to the default remote
     assert sorted(p.name for p in (project / "data").iterdir()) == sorted(MODALITIES)
+
+
+def dvc_digest(files: list[Path], data_dir: Path) -> str:
+    """DVC's md5 of one file, or of a directory of several (its sorted JSON listing of relpath and md5) + ".dir"."""
+    entries = [{"md5": hashlib.md5(f.read_bytes()).hexdigest(), "relpath": f.relative_to(data_dir).as_posix()}
+               for f in sorted(files)]  # fmt: skip
+    if len(entries) == 1:
+        return entries[0]["md5"]
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
+def test_runs_record_their_datasets_with_dvc_digests(pipeline_result):
+    project, result = pipeline_result
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    listing = json.loads(next((project / ".dvc" / "cache").rglob(result["data_md5"][2:])).read_text())  # DVC's own
+    recorded = {entry["relpath"]: entry["md5"] for entry in listing}
+    for modality, run_result in result["modalities"].items():
+        run = client.get_run(run_result["run_id"])
+        inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+        assert sorted(inputs) == ["test", "train", "val"]
+        for split, dataset in inputs.items():
+            files = get(modality).split_files(project / "data" / modality, split)
+            assert dataset.digest == dvc_digest(files, project / "data"), (modality, split)
+            assert all(recorded[f.relative_to(project / "data").as_posix()] for f in files)  # all in DVC's record
+            assert dataset.source_type == "dvc" and json.loads(dataset.source)["data_md5"] == result["data_md5"]
+            assert dataset.name == f"{run.data.tags['task']}-{split}"
+
+
+def test_registered_versions_carry_their_model_card_and_served_models_a_signature(pipeline_result):
+    project, result = pipeline_result
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    for modality, run_result in result["modalities"].items():
+        spec, promotion = get(modality), run_result["promotion"]
+        version = client.get_model_version(promotion["registered_model"], promotion["version"])
+        assert f"version {promotion['version']} ({promotion['alias']})" in version.description
+        assert f"{spec.primary_metric}` {run_result[spec.primary_metric]:.4f}" in version.description
+        assert result["data_md5"] in version.description and spec.attention_method in version.description
+        model = client.get_registered_model(promotion["registered_model"])
+        assert spec.serving_input in model.description
+        served = mlflow.models.get_model_info(f"models:/{promotion['registered_model']}/{promotion['version']}")
+        assert served.signature.inputs.input_names() == [spec.input_column]
+        assert served.saved_input_example_info is not None
+
+
+def test_experiments_open_in_the_training_view_and_runs_say_what_they_are(pipeline_runs):
+    project, first, _ = pipeline_runs
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    for experiment in client.search_experiments():
+        if experiment.name.startswith("attnflow"):
+            assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    image = client.get_run(first["modalities"]["image"]["run_id"])
+    assert image.info.run_name.endswith("(trained)")
+    assert any(key.startswith("system/cpu_utilization") for key in image.data.metrics)  # MLflow's system metrics
+    translation = client.get_run(first["modalities"]["translation"]["run_id"]).data.tags
+    assert translation["test_bleu.signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+
+
+def test_the_prefect_run_shows_the_results(pipeline_result):
+    """The pipeline's flow run carries a table of every modality's metrics, the promotions and links to MLflow."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    project, result = pipeline_result
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    flow_run_id = client.get_run(result["parent_run_id"]).data.tags["prefect_flow_run_id"]
+    with get_client(sync_client=True) as prefect:
+        artifacts = prefect.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+            any_=[flow_run_id])))  # fmt: skip
+    by_type = {}
+    for artifact in artifacts:
+        by_type.setdefault(artifact.type, []).append(artifact)
+    [table] = by_type["table"]
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert table.key == "attnflow-results" and sorted(row["modality"] for row in rows) == sorted(MODALITIES)
+    image = next(row for row in rows if row["modality"] == "image")
+    assert image["test_accuracy"] == round(result["modalities"]["image"]["test_accuracy"], 4)
+    markdown = [artifact.data for artifact in by_type["markdown"]]  # Prefect stores a link as Markdown, [text](url)
+    [promotions] = [text for text in markdown if text.startswith("# Promotion decisions")]
+    assert "champion" in promotions and "first model" in promotions
+    links = [text for text in markdown if text.startswith("[")]
+    assert len(links) == 2 * len(MODALITIES)  # a run and a registered version each
+    assert any(f"/runs/{result['modalities']['text']['run_id']})" in link for link in links)
+    subflows = [client.get_run(r["run_id"]).data.tags["prefect_flow_run_id"] for r in result["modalities"].values()]
+    with get_client(sync_client=True) as prefect:
+        training = prefect.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+            any_=subflows)))  # fmt: skip
+    progress = [artifact for artifact in training if artifact.type == "progress"]
+    assert len(progress) == len(MODALITIES) and {float(artifact.data) for artifact in progress} == {100.0}

@@ -208,7 +208,7 @@ def synthesize(text: str, speaker: Speaker, sample_rate: int, random_seed: int) 
     return resample_poly(speech, sample_rate // common, espeak.sample_rate // common)
 
 
-def run_in_fresh_library_state(jobs: list[Callable[[], None]]) -> None:
+def run_in_fresh_library_state(jobs: list[Callable[[], None]], description: str = "speech synthesis") -> None:
     """Run each job in its own forked child, one per CPU at a time.
 
     eSpeak keeps hidden state between utterances (pitch-flutter phase, gain
@@ -219,19 +219,24 @@ def run_in_fresh_library_state(jobs: list[Callable[[], None]]) -> None:
     One fork per speaker rather than per clip keeps this cheap even when the
     parent process is large (e.g. has torch loaded).
     """
+    from tasks.progress import progress
+
     get_espeak()  # initialise once in the parent so children inherit it
     max_running = max(len(os.sched_getaffinity(0)), 1)
     running: deque[int] = deque()
     failures = 0
-    for job in jobs:
-        if len(running) >= max_running:
+    with progress(len(jobs), description, "speakers") as bar:  # the parent counts the children that finished
+        for job in jobs:
+            if len(running) >= max_running:
+                failures += not _child_succeeded(running.popleft())
+                bar.update()
+            pid = os.fork()
+            if pid == 0:
+                _run_child(job)
+            running.append(pid)
+        while running:
             failures += not _child_succeeded(running.popleft())
-        pid = os.fork()
-        if pid == 0:
-            _run_child(job)
-        running.append(pid)
-    while running:
-        failures += not _child_succeeded(running.popleft())
+            bar.update()
     if failures:
         raise RuntimeError(f"synthesis failed for {failures} speaker(s); see stderr")
 

@@ -25,6 +25,8 @@ import numpy as np
 import soundfile
 from PIL import Image, UnidentifiedImageError
 
+from tasks.progress import counted
+
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
@@ -225,7 +227,7 @@ def import_images(
     found = fill_splits(found, val_fraction, test_fraction, seed)
     check_splits([(split, label, where) for split, label, _, where in found], source)
     written: dict[Path, str] = {}
-    for split, label, path, where in found:
+    for split, label, path, where in counted(found, "importing images", "images"):
         target = out_dir / split / safe_name(label, where) / (path.stem + ".png")
         if target in written:
             raise DataImportError(
@@ -358,7 +360,7 @@ def import_speech(
     check_splits([(split, label, where) for split, label, _, where in found], source)
     written: dict[str, str] = {}
     lists = {"val": [], "test": []}
-    for split, label, path, where in found:
+    for split, label, path, where in counted(found, "importing clips", "clips"):
         relative = f"{safe_name(label, where)}/{path.stem}.wav"
         if relative in written:
             raise DataImportError(f"{where}: gives the same output file as {written[relative]} ({relative})")

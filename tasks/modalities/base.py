@@ -67,6 +67,10 @@ class Modality:
     generator: ClassVar[str]  # 'module:function(out_dir, **builtin_arguments) -> summary': the built-in data
     importer: ClassVar[str]  # 'module:function(source, out_dir, **import_arguments) -> summary': the user's data
     manifest_layouts: ClassVar[tuple[str, ...]] = ()  # import layouts whose file names other files beside it
+    # For model cards (tasks/tracking/model_card.py): what a request holds, how attention is read, what to mind.
+    serving_input: ClassVar[str]
+    attention_method: ClassVar[str]
+    limits: ClassVar[str]
 
     @property
     def model_module(self) -> str:
@@ -103,8 +107,9 @@ class Modality:
                 paths[split] = resolve(split_file.path, root)
         return paths
 
-    def test_files(self, data_dir: Path) -> list[Path]:
-        """The files of the prepared test split: two test metrics are comparable only when these are the same."""
+    def split_files(self, data_dir: Path, split: str) -> list[Path]:
+        """The files that make up one split (train, val, test) of the prepared data, sorted: the split's identity (its
+        digest as an MLflow dataset input; two test metrics are comparable only when the test files are the same)."""
         raise NotImplementedError
 
     # ---- training -----------------------------------------------------------------------------
@@ -154,6 +159,11 @@ class Modality:
     def serving_config(self, section) -> dict | None:
         """Settings the served model reads (model_config), e.g. how to decode."""
         return None
+
+    def serving_example(self, data_dir: Path, section):
+        """A raw input as a client would send it (the value of ``input_column``), from the test split: the served
+        model's input example."""
+        raise NotImplementedError
 
     # ---- serving ------------------------------------------------------------------------------
     def serve(self, model, checkpoint: dict, tokenizer, config: dict | None, values: list) -> list[dict]:

@@ -10,6 +10,10 @@ from tasks.modalities.base import Evaluation, Modality
 
 class Classifier(Modality):
     metrics = ("test_accuracy", "test_macro_f1")
+    attention_method = (
+        "attention rollout (Abnar & Zuidema, 2020) from the class token over the input tokens: heads averaged, the "
+        "residual path mixed in, multiplied through the layers; rows sum to 1"
+    )
 
     def logits_and_labels(self, model, inputs, targets):
         return model(inputs), targets

@@ -81,12 +81,17 @@ class Image(Classifier):
     generator = "tasks.data.builtin_image:generate_image_dataset"
     importer = "tasks.data.importers:import_images"
     manifest_layouts = ("csv",)
+    serving_input = "a base64 PNG or JPEG, or pixel values 0..255 as an H x W [x C] array; resized to the model's size"
+    limits = (
+        "Images are read at data.image_size with data.channels channels, whatever their size; rollout is per patch, "
+        "coarse on small images, and not a faithful explanation of the decision."
+    )
 
     def builtin_arguments(self, section, seed):
         return super().builtin_arguments(section, seed) | {"image_size": section.data.image_size}
 
-    def test_files(self, data_dir):
-        return sorted(p for p in (data_dir / "test").glob("*/*") if p.is_file())
+    def split_files(self, data_dir, split):
+        return sorted(p for p in (data_dir / split).glob("*/*") if p.is_file())
 
     def load_splits(self, data_dir, section, seed, tokenizer):
         from tasks.data.datasets import LabelledItems, Splits, image_transforms, read_image
@@ -121,6 +126,11 @@ class Image(Classifier):
             dropout=m.dropout,
             stem=m.stem,
         )
+
+    def serving_example(self, data_dir, section):
+        import base64
+
+        return base64.b64encode(self.split_files(data_dir, "test")[0].read_bytes()).decode()
 
     def attention_figure(self, model, inputs, relevance, true, predicted, tokenizer):
         """The image, and the rollout (one value per patch) upsampled over it."""

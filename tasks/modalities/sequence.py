@@ -21,6 +21,10 @@ def output_ids(row, eos_id: int, pad_id: int) -> list[int]:
 
 
 class SequenceTask(Modality):
+    attention_method = (
+        "cross-attention of each output token over the input, averaged over heads and layers (rows sum to 1): the "
+        "alignment of the output with the input"
+    )
     outputs_folder: str  # artifact folder of the test outputs: translations/, transcripts/
     output_field: str  # the answer's field holding the output text: translation, transcript
 
@@ -37,6 +41,10 @@ class SequenceTask(Modality):
         """The test metrics of detokenized outputs, except the greedy one (``metrics[-1]``: the primary metric of
         greedy decoding, which the kind adds)."""
         raise NotImplementedError
+
+    def metric_tags(self, hypotheses: list[str], references: list[str]) -> dict[str, str]:
+        """Tags that say exactly how the metrics were computed (e.g. sacrebleu's signature), to log on the run."""
+        return {}
 
     def source_record(self, source, tokenizer) -> dict:
         """What the alignment record says about the input, e.g. its subword tokens."""
@@ -71,11 +79,13 @@ class SequenceTask(Modality):
         settings: beam_size, length_penalty, max_decode_len, decode_len_ratio, batch_size."""
         import torch
 
+        from tasks.progress import progress
         from tasks.training.loop import to_device
 
         model.eval()
         outputs, size = [], settings["batch_size"]
-        with torch.no_grad():
+        how = "greedy decoding" if settings["beam_size"] == 1 else f"beam search ({settings['beam_size']} beams)"
+        with torch.no_grad(), progress(len(sources), f"{self.name} {how}", self.output_field + "s") as bar:
             for start in range(0, len(sources), size):
                 batch = to_device(self.collate_sources(sources[start : start + size]), device)
                 max_new = model.max_new_tokens(batch, settings["max_decode_len"], settings["decode_len_ratio"])
@@ -84,6 +94,7 @@ class SequenceTask(Modality):
                 else:
                     decoded = model.beam_search(batch, max_new, settings["beam_size"], settings["length_penalty"])
                 outputs += [output_ids(row, model.eos_id, model.pad_id) for row in decoded.cpu()]
+                bar.update(len(decoded))
         return outputs
 
     def alignment(self, model, tokenizer, source, output: list[int]) -> dict:
@@ -119,6 +130,8 @@ class SequenceTask(Modality):
         greedy_score = self.score([e.tokenizer.decode(ids) for ids in greedy], references)[self.primary_metric]
         metrics = self.score(hypotheses, references) | {self.metrics[-1]: greedy_score}
         assert set(metrics) == set(self.metrics), f"{self.name}: score gave {sorted(metrics)}, not {self.metrics}"
+        for key, value in self.metric_tags(hypotheses, references).items():
+            e.client.set_tag(e.run_id, key, value)
 
         folder = self.outputs_folder
         e.client.log_text(e.run_id, "".join(line + "\n" for line in hypotheses), f"{folder}/test_hypotheses.txt")

@@ -74,6 +74,15 @@ def listed(data_dir, split: str) -> list[str]:
     return (data_dir / SPLIT_LISTS[split]).read_text().split()
 
 
+def clips(data_dir) -> list:
+    """Every clip of a class, sorted: the noise recordings and hidden folders are no class."""
+    return sorted(
+        path
+        for path in data_dir.glob("*/*.wav")
+        if path.parent.name not in NOT_WORDS and not path.parent.name.startswith(".")
+    )
+
+
 class Speech(Classifier):
     name, order, params = "speech", 30, SpeechParams
     input_column = "audio"
@@ -81,6 +90,13 @@ class Speech(Classifier):
     generator = "tasks.data.builtin_speech:generate_speech_dataset"
     importer = "tasks.data.importers:import_speech"
     manifest_layouts = ("csv",)
+    serving_input = (
+        "a base64 WAV (resampled to the model's rate) or float samples at that rate; padded or cut to clip_seconds"
+    )
+    limits = (
+        "Clips are cut to data.clip_seconds: a keyword later in a longer clip is lost. Rollout is per encoder frame "
+        "(20 ms), not a faithful explanation of the decision."
+    )
 
     def builtin_arguments(self, section, seed):
         return super().builtin_arguments(section, seed) | {
@@ -91,20 +107,21 @@ class Speech(Classifier):
     def import_arguments(self, section, seed):
         return super().import_arguments(section, seed) | {"sample_rate": section.data.sample_rate}
 
-    def test_files(self, data_dir):
-        return [data_dir / SPLIT_LISTS["test"]] + [data_dir / name for name in sorted(listed(data_dir, "test"))]
+    def split_files(self, data_dir, split):
+        """val and test: their list file and the clips it names; train: every other clip of a class."""
+        if split in SPLIT_LISTS:
+            return [data_dir / SPLIT_LISTS[split]] + [data_dir / name for name in sorted(listed(data_dir, split))]
+        held_out = {name for other in SPLIT_LISTS for name in listed(data_dir, other)}
+        return [path for path in clips(data_dir) if f"{path.parent.name}/{path.name}" not in held_out]
 
     def load_splits(self, data_dir, section, seed, tokenizer):
         from tasks.data.datasets import LabelledItems, Splits, read_clip
 
-        class_names = sorted(
-            p.name for p in data_dir.iterdir() if p.is_dir() and p.name not in NOT_WORDS and not p.name.startswith(".")
-        )
+        class_names = sorted({path.parent.name for path in clips(data_dir)})
         split_of = {name: split for split in SPLIT_LISTS for name in listed(data_dir, split)}
         by_split = {"train": [], "val": [], "test": []}
-        for path in sorted(data_dir.glob("*/*.wav")):
-            if path.parent.name in class_names:
-                by_split[split_of.get(f"{path.parent.name}/{path.name}", "train")].append(path)
+        for path in clips(data_dir):
+            by_split[split_of.get(f"{path.parent.name}/{path.name}", "train")].append(path)
         num_samples = int(section.data.sample_rate * section.data.clip_seconds)
 
         def split(name):
@@ -130,6 +147,12 @@ class Speech(Classifier):
             freq_mask=m.freq_mask,
             time_mask=m.time_mask,
         )
+
+    def serving_example(self, data_dir, section):
+        import base64
+
+        clip = self.split_files(data_dir, "test")[1]  # the first is the list file
+        return base64.b64encode(clip.read_bytes()).decode()
 
     def attention_figure(self, model, inputs, relevance, true, predicted, tokenizer):
         """The log-mel spectrogram with the rollout (one value per encoder frame) as a curve over time."""

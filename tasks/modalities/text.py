@@ -95,9 +95,14 @@ class Text(Classifier):
     model_class = "attn_models.text_classifier:TextTransformer"
     generator = "tasks.data.builtin_text:generate_text_dataset"
     importer = "tasks.data.importers:import_text"
+    serving_input = "a raw string, tokenized with the run's BPE vocabulary (tokenizer.json); longer texts are cut"
+    limits = (
+        "Subwords unseen in training map to [UNK]. Rollout shows which tokens fed the class token, not a faithful "
+        "explanation of the decision."
+    )
 
-    def test_files(self, data_dir):
-        return [data_dir / "test.csv"]
+    def split_files(self, data_dir, split):
+        return [data_dir / f"{split}.csv"]
 
     def learn_tokenizer(self, data_dir, section):
         from tasks.data.datasets import read_text_csv, train_tokenizer
@@ -129,6 +134,11 @@ class Text(Classifier):
             mlp_ratio=m.mlp_ratio,
             dropout=m.dropout,
         )
+
+    def serving_example(self, data_dir, section):
+        from tasks.data.datasets import read_text_csv
+
+        return read_text_csv(data_dir / "test.csv")[0][0]
 
     def attention_figure(self, model, inputs, relevance, true, predicted, tokenizer):
         import matplotlib.pyplot as plt

@@ -77,9 +77,14 @@ class Translation(SequenceTask):
     generator = "tasks.data.builtin_translation:generate_translation_dataset"
     importer = "tasks.data.importers:import_translation"
     outputs_folder, output_field = "translations", "translation"
+    serving_input = "a source sentence; longer than model.max_len subwords is cut"
+    limits = (
+        "Decoding stops at eval.max_decode_len tokens; words outside the joint vocabulary become [UNK]. The "
+        "alignment shows where the decoder looked, not why it chose a word."
+    )
 
-    def test_files(self, data_dir):
-        return sorted(data_dir.glob("test.*"))
+    def split_files(self, data_dir, split):
+        return sorted(data_dir.glob(f"{split}.*"))
 
     def learn_tokenizer(self, data_dir, section):
         """One joint vocabulary for both languages, reversible: the output detokenizes exactly."""
@@ -135,12 +140,28 @@ class Translation(SequenceTask):
 
     def score(self, hypotheses, references):
         """BLEU and chrF (sacrebleu's defaults: 13a tokenization, case-sensitive)."""
-        import sacrebleu
+        bleu, chrf = self.scorers(hypotheses, references)
+        return {"test_bleu": bleu.score, "test_chrf": chrf.score}
 
-        return {
-            "test_bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
-            "test_chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
-        }
+    def metric_tags(self, hypotheses, references):
+        """sacrebleu's signatures (references, case, tokenization, smoothing, version): BLEU figures compare only when
+        these match (Post, 2018)."""
+        bleu, chrf = self.scorers(hypotheses, references, signatures=True)
+        return {"test_bleu.signature": bleu, "test_chrf.signature": chrf}
+
+    @staticmethod
+    def scorers(hypotheses, references, signatures: bool = False):
+        """sacrebleu's corpus BLEU and chrF scores (or, with signatures, the signatures of how they were made)."""
+        from sacrebleu.metrics import BLEU, CHRF
+
+        results = []
+        for metric in (BLEU(), CHRF()):
+            score = metric.corpus_score(hypotheses, [references])
+            results.append(str(metric.get_signature()) if signatures else score)
+        return results
+
+    def serving_example(self, data_dir, section):
+        return self.test_texts(data_dir, section)[0][0]
 
     def source_record(self, source, tokenizer):
         return {"source_tokens": [tokenizer.id_to_token(int(i)) for i in source]}

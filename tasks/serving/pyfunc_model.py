@@ -19,7 +19,16 @@ from tasks.names import CHECKPOINT, SERVING_ARTIFACT, TOKENIZER
 # inference spawns subprocesses for seconds per model and gets it wrong (it lists this project, which no index has,
 # and misses torch for the wrapper). tests/test_serving.py checks that serving imports nothing else.
 MODEL_PACKAGES = ("mlflow", "cloudpickle", "numpy", "torch", "torchaudio")
-SERVING_PACKAGES = (*MODEL_PACKAGES, "pandas", "tokenizers", "pillow", "soundfile", "albumentations", "pydantic")
+SERVING_PACKAGES = (
+    *MODEL_PACKAGES,
+    "pandas",
+    "tokenizers",
+    "pillow",
+    "soundfile",
+    "albumentations",
+    "pydantic",
+    "tqdm",
+)
 
 
 def pinned(packages: tuple[str, ...]) -> list[str]:
@@ -58,11 +67,28 @@ def rows(model_input, column: str) -> list:
     return list(model_input)
 
 
-def log_serving_model(run_id: str, checkpoint: Path, tokenizer: Path | None, config: dict | None = None):
+def log_serving_model(
+    run_id: str,
+    checkpoint: Path,
+    tokenizer: Path | None,
+    config: dict | None,
+    column: str,
+    example,
+    answers: list[dict],
+):
     """Log the pyfunc wrapper as the run's "serving" model, with this project's model and data code. config: what
-    the modality's serving reads (e.g. decoding settings)."""
+    the modality's serving reads (e.g. decoding settings); example: a raw input value of the request field column,
+    and answers: what the model answered it, which give the signature: the field takes any value (a string, or an
+    array of pixels or samples), the answer's fields are those of the example's."""
+    import pandas as pd
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
     import attn_models
     import tasks
+
+    request = pd.DataFrame({column: [example]})
+    signature = ModelSignature(Schema([ColSpec(AnyType(), column)]), infer_signature(request, answers).outputs)
 
     artifacts = {CHECKPOINT: str(checkpoint), **({TOKENIZER: str(tokenizer)} if tokenizer else {})}
     code = [str(Path(attn_models.__file__).parent), str(Path(tasks.__file__).parent)]
@@ -73,5 +99,7 @@ def log_serving_model(run_id: str, checkpoint: Path, tokenizer: Path | None, con
             artifacts=artifacts,
             code_paths=code,
             model_config=config,
+            signature=signature,
+            input_example=request,
             pip_requirements=pinned(SERVING_PACKAGES),
         )

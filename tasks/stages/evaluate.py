@@ -28,7 +28,7 @@ STAGE = Stage(
 def test_split_md5(modality: str, data_dir: Path) -> str:
     """md5 over the test split alone (file names and bytes): two test metrics are comparable only when it matches."""
     digest = hashlib.md5()
-    for path in get(modality).test_files(data_dir):
+    for path in get(modality).split_files(data_dir, "test"):
         digest.update(path.relative_to(data_dir).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
@@ -87,5 +87,15 @@ def evaluate_model(modality: str, params: Params, root: Path, run_id: str, train
         extra_files=extra_files,
         pip_requirements=pinned(MODEL_PACKAGES),
     )
-    log_serving_model(run_id, checkpoint_path, tokenizer_path if tokenizer else None, spec.serving_config(section))
+    example = spec.serving_example(data_dir, section)
+    answers = spec.serve(model, checkpoint, tokenizer, spec.serving_config(section), [example])
+    log_serving_model(
+        run_id,
+        checkpoint_path,
+        tokenizer_path if tokenizer else None,
+        spec.serving_config(section),
+        spec.input_column,
+        example,
+        answers,
+    )
     return {**metrics, "run_id": run_id}

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from tasks.caching import Stage
 from tasks.modalities import get
@@ -22,6 +23,7 @@ STAGE = Stage(
     upstream=("data_recipe",),
     module=__name__,
 )
+SYSTEM_METRICS_SECONDS = 10  # MLflow samples CPU, memory (and GPU) usage this often while a model trains
 TRAINING_ENVIRONMENT = ("device", "torch_version")  # returned by train_model; lineage tags of the modality run
 
 
@@ -30,6 +32,7 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
     """Returns the checkpoint's path, the id of the MLflow run that trained it and where it trained
     (TRAINING_ENVIRONMENT)."""
     import torch
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
     from tasks.reproducibility import resolve_device, set_seeds
     from tasks.training.loop import fit
@@ -61,9 +64,13 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
 
     client, _ = connect(root, params, modality)
     epochs = section.train.epochs
+    progress_artifact = create_progress_artifact(0.0, description=f"{modality}: training, {epochs} epochs")
 
     def report(epoch: int, metrics: dict) -> None:
         log_metrics(client, run_id, metrics, step=epoch)
+        update_progress_artifact(progress_artifact, 100.0 * epoch / epochs,
+                                 description=f"{modality}: epoch {epoch}/{epochs}, val accuracy "
+                                 f"{metrics['val_accuracy']:.3f}")  # fmt: skip
         logger.info(
             "%s epoch %d/%d  train loss %.3f acc %.3f | val loss %.3f acc %.3f | %.0f samples/s",
             modality,
@@ -77,7 +84,12 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
         )
 
     started = time.perf_counter()
-    best = fit(model, splits, section.train, device, seed, report, spec)
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_SECONDS, tracking_uri=client.tracking_uri)
+    monitor.start()  # MLflow's system metrics (system/cpu_utilization_percentage, memory, ...) while it trains
+    try:
+        best = fit(model, splits, section.train, device, seed, report, spec)
+    finally:
+        monitor.finish()
     log_metrics(
         client,
         run_id,

@@ -17,12 +17,29 @@ from tasks.names import MODEL_ARTIFACT
 from tasks.params import Params
 
 ARTIFACTS_DIR = "mlartifacts"
+# The UI opens an experiment of this kind in its model-training view (not the GenAI one).
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def tracking_uri(root: Path, params: Params) -> str:
     """params.yaml's tracking.uri, else $MLFLOW_TRACKING_URI, else a sqlite store in the project."""
     configured = params.global_.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
     return configured or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def ui_url(root: Path, params: Params) -> str:
+    """The MLflow UI of the project's store (global.tracking.ui_url; see TrackingParams)."""
+    uri = tracking_uri(root, params)
+    configured = params.global_.tracking.ui_url or (uri if uri.startswith(("http://", "https://")) else None)
+    return (configured or "http://127.0.0.1:5000").rstrip("/")
+
+
+def run_url(ui: str, experiment_id: str, run_id: str) -> str:
+    return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def model_version_url(ui: str, name: str, version: str) -> str:
+    return f"{ui}/#/models/{name}/versions/{version}"
 
 
 def experiment_name(params: Params, modality: str | None = None) -> str:
@@ -49,10 +66,26 @@ def connect(root: Path, params: Params, modality: str | None = None) -> tuple[Ml
     name = experiment_name(params, modality)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # made before the tag was set
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return client, experiment.experiment_id
     # Artifacts of a local store sit beside it, at an absolute path (never relative to the cwd).
     artifact_location = (root / ARTIFACTS_DIR).resolve().as_uri() if uri.startswith("sqlite:") else None
-    return client, client.create_experiment(name, artifact_location=artifact_location)
+    tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+    return client, client.create_experiment(name, artifact_location=artifact_location, tags=tags)
+
+
+def run_kind(tags: dict, cached_from: str | None) -> str:
+    """What a modality run is, for its name: trained, cached (from which run), a reproduction, a sweep member."""
+    if cached_from:
+        kind = f"cached from {cached_from[:8]}"
+    elif "reproduced_from_run_id" in tags:
+        kind = f"reproduces {tags['reproduced_from_run_id'][:8]}"
+    else:
+        kind = "trained"
+    if "sweep_id" in tags and "sweep_config" in tags:
+        kind += f", sweep {tags['sweep_id']} {tags['sweep_config']}"
+    return kind
 
 
 def flatten(section: dict, prefix: str = "") -> dict[str, str]:

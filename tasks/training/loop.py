@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from tasks.data.datasets import Splits
+from tasks.progress import progress
 from tasks.schema import TrainParams
 
 
@@ -81,19 +82,22 @@ def fit(model, splits: Splits, train: TrainParams, device: torch.device, seed: i
     for epoch in range(1, train.epochs + 1):
         model.train()
         started, examples, seen, loss_sum, correct = time.perf_counter(), 0, 0, 0.0, 0
-        for step, (inputs, targets) in enumerate(train_loader):
-            if step == steps_per_epoch:
-                break
-            loss, logits, labels = spec.training_loss(model, to_device(inputs, device), targets.to(device), train)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            examples += len(targets)
-            seen += len(labels)
-            loss_sum += loss.item() * len(labels)
-            correct += (logits.argmax(-1) == labels).sum().item()
+        with progress(steps_per_epoch, f"{spec.name} epoch {epoch}/{train.epochs}", "batch") as bar:
+            for step, (inputs, targets) in enumerate(train_loader):
+                if step == steps_per_epoch:
+                    break
+                loss, logits, labels = spec.training_loss(model, to_device(inputs, device), targets.to(device), train)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                examples += len(targets)
+                seen += len(labels)
+                loss_sum += loss.item() * len(labels)
+                correct += (logits.argmax(-1) == labels).sum().item()
+                bar.set_postfix_str(f"loss {loss_sum / seen:.3f}", refresh=False)
+                bar.update()
         seconds = time.perf_counter() - started
         metrics = {
             "train_loss": loss_sum / seen,

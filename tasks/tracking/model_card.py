@@ -1,0 +1,45 @@
+"""Model cards: the descriptions the registry shows for a task's registered model and for each of its versions,
+generated from the run that made the version (its tags, metrics, params and dataset inputs) and the modality's
+spec (what a request holds, how attention is read, what to mind)."""
+
+from tasks.modalities import get
+
+PROMOTION_RULE = "tasks/tracking/registry.py"
+
+
+def registered_model_description(task: str, modality: str) -> str:
+    spec = get(modality)
+    return (
+        f"Task **{task}** ({modality}), trained by attnflow. Serving input (field `{spec.input_column}`): "
+        f"{spec.serving_input}. Attention: {spec.attention_method}.\n\n"
+        f"The `champion` alias is the best version on its test data by `{spec.primary_metric}` "
+        f"({'higher' if spec.higher_is_better else 'lower'} is better; the rule is in {PROMOTION_RULE}); "
+        "other versions are `challenger`s. Each version's description is its model card."
+    )
+
+
+def model_card(run, version: str, alias: str, reason: str) -> str:
+    """Markdown for one registered version, from its MLflow run."""
+    tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+    spec = get(tags["modality"])
+    scores = ", ".join(f"`{name}` {metrics[name]:.4f}" for name in spec.metrics if name in metrics)
+    model = ", ".join(f"{key.removeprefix('model.')}={value}" for key, value in sorted(params.items())
+                      if key.startswith("model."))  # fmt: skip
+    datasets = ", ".join(f"{d.dataset.name} `{d.dataset.digest}`" for d in run.inputs.dataset_inputs)
+    return "\n".join([
+        f"## {tags['task']} version {version} ({alias})",
+        "",
+        f"- **Run**: `{run.info.run_id}` ({run.info.run_name}), commit `{tags.get('git_sha', '?')[:12]}`"
+        f"{' (with uncommitted changes)' if tags.get('git_dirty') == 'true' else ''}",
+        f"- **Test metrics**: {scores} (`{spec.primary_metric}` ranks; "
+        f"{'higher' if spec.higher_is_better else 'lower'} is better)",
+        f"- **Promotion**: {alias}: {reason}",
+        f"- **Data**: version `{tags.get('data_md5', '?')}` (data.dvc); splits (DVC digests): "
+        f"{datasets or 'not recorded'}",
+        f"- **Model**: {model}; {int(metrics.get('num_parameters', 0)):,} parameters; trained on "
+        f"{tags.get('device', '?')} with torch {tags.get('torch_version', '?')} "
+        f"in {metrics.get('train_seconds', 0):.0f} s",
+        f"- **Serving input** (field `{spec.input_column}`): {spec.serving_input}",
+        f"- **Attention**: {spec.attention_method}",
+        f"- **Limits**: {spec.limits} Metrics hold for this test split only: compare versions on the same test data.",
+    ])  # fmt: skip
