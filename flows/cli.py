@@ -320,6 +320,7 @@ def configure_logging() -> None:
     Prefect and MLflow are imported."""
     os.environ.setdefault("PREFECT_LOGGING_SETTINGS_PATH", str(Path(__file__).with_name("logging.yml")))
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # MLflow's loggers reach ours, not stderr
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar redrawn per artifact download
     Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser().mkdir(parents=True, exist_ok=True)
     import logging
 

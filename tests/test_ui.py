@@ -110,3 +110,53 @@ def test_compare_view_shows_both_runs_test_accuracy(pipeline_runs, mlflow_ui, tm
     for run in runs:
         assert run.info.run_id in page.url and run.info.run_name in body
         assert f"{round(run.data.metrics['test_accuracy'], 3):g}" in shown.split(" | ")[1:]
+
+
+@pytest.fixture
+def prefect_ui_run(tmp_path):
+    """A real Prefect server with its UI on a free port, and a tiny text-only pipeline run on it; yields the server's
+    address, the pipeline's result and its flow run id."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.pipeline import attention_pipeline
+    from tasks.scheduling.server import start_server, stop_server, wait_until_up
+    from tests.conftest import make_tiny_project, tiny_params, write_params
+
+    port, home = free_port(), tmp_path / "prefect-home"
+    server = start_server(home, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/api", server, home / "server.log")
+        project = make_tiny_project(tmp_path / "project")
+        params = tiny_params()
+        params["global"]["modalities"] = ["text"]
+        write_params(project, params)
+        with temporary_settings(updates={PREFECT_API_URL: f"{url}/api"}), pytest.MonkeyPatch.context() as monkeypatch:
+            monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+            result = attention_pipeline(params_path=str(project / "params.yaml"))
+        client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+        yield url, result, client.get_run(result["parent_run_id"]).data.tags["prefect_flow_run_id"]
+    finally:
+        stop_server(server)
+
+
+def test_prefect_ui_shows_the_results_table_of_a_pipeline_run(prefect_ui_run, tmp_path):
+    """The flow run's page in the Prefect UI, Artifacts tab: the results table with the run's test metrics."""
+    from playwright.sync_api import sync_playwright
+
+    url, result, flow_run_id = prefect_ui_run
+    accuracy = f"{round(result['modalities']['text']['test_accuracy'], 4):g}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{url}/runs/flow-run/{flow_run_id}", timeout=120_000)
+        page.get_by_text("Artifacts", exact=True).click(timeout=60_000)
+        page.get_by_text("attnflow-results").first.wait_for(timeout=60_000)
+        page.screenshot(path=tmp_path / "prefect-artifacts.png", full_page=True)
+        page.get_by_text("attnflow-results").first.click()
+        page.get_by_text("test_accuracy").first.wait_for(timeout=60_000)
+        page.screenshot(path=tmp_path / "prefect-results-table.png", full_page=True)
+        body = page.inner_text("body")
+        browser.close()
+    print(f"screenshots: {tmp_path}")
+    assert "language-id" in body and accuracy in body and result["modalities"]["text"]["run_id"] in body

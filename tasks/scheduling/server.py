@@ -35,9 +35,11 @@ def is_up(api_url: str) -> bool:
 
 
 def start_server(home: Path, port: int) -> subprocess.Popen:
-    """`prefect server start` on 127.0.0.1:port, its state (sqlite database, logs) in home; returns at once."""
+    """`prefect server start` on 127.0.0.1:port, its state (sqlite database, logs) in home; returns at once. Its UI
+    is told where the API is (it would look on the default port, 4200, otherwise)."""
     home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}  # fmt: skip
     env.pop("PREFECT_API_URL", None)
     with open(home / "server.log", "ab") as log:  # own session: Ctrl-C stops `serve` first, which then stops it
         return subprocess.Popen(
