@@ -1,66 +1,21 @@
 """Encoder-decoder Transformer for translation (Vaswani et al., 2017, pre-norm), with greedy and beam-search decoding.
 
-The encoder is the shared ``Encoder``; each decoder block runs causal self-attention over the output so far, then
-cross-attention from the output to the encoded source, both with the shared ``MultiHeadAttention``. Source and
-target share one subword vocabulary, so one embedding table serves the encoder input, the decoder input and the
-output projection (tied weights). Positions are sinusoidal. The cross-attention weights of a decoded output are
-its alignment with the source: ``cross_attention`` returns them, averaged over heads and layers.
+The encoder is the shared ``Encoder`` over the source tokens; the decoder, decoding and the alignment come from
+``EncoderDecoder`` (attn_models/encoder_decoder.py). Source and target share one subword vocabulary, so one
+embedding table serves the encoder input, the decoder input and the output projection (tied weights). Positions
+are sinusoidal. The cross-attention weights of a decoded output are its alignment with the source:
+``cross_attention`` returns them, averaged over heads and layers.
 
-Shapes: B batch, S source tokens, T target tokens, C embedding, V vocabulary, K beams.
+Shapes: B batch, S source tokens, T target tokens, C embedding, V vocabulary.
 """
 
-import math
-
 import torch
-from torch import nn
 
-from attn_models.attention import Encoder, FeedForward, MultiHeadAttention
-
-
-def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
-    """(length, dim): sin on even, cos on odd channels, wavelengths from 2 pi to 10000 * 2 pi."""
-    position = torch.arange(length, dtype=torch.float32)[:, None]
-    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(length, dim)
-    table[:, 0::2] = torch.sin(position * frequency)
-    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
-    return table
+from attn_models.attention import Encoder
+from attn_models.encoder_decoder import DecoderBlock, EncoderDecoder
 
 
-class DecoderBlock(nn.Module):
-    """Pre-norm decoder block: x + SelfAttn(LN(x), causal), x + CrossAttn(LN(x), memory), x + MLP(LN(x))."""
-
-    def __init__(self, embed_dim: int, num_heads: int, mlp_ratio: float, dropout: float):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(embed_dim)
-        self.self_attn = MultiHeadAttention(embed_dim, num_heads)
-        self.norm2 = nn.LayerNorm(embed_dim)
-        self.cross_attn = MultiHeadAttention(embed_dim, num_heads)
-        self.norm3 = nn.LayerNorm(embed_dim)
-        self.mlp = FeedForward(embed_dim, mlp_ratio, dropout)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x, memory, target_padding=None, source_padding=None, need_weights=False):
-        attended, _ = self.self_attn(self.norm1(x), key_padding_mask=target_padding, causal=True)
-        x = x + self.drop(attended)
-        attended, cross_weights = self.cross_attn(
-            self.norm2(x), memory, key_padding_mask=source_padding, need_weights=need_weights
-        )  # weights: (B, H, T, S)
-        x = x + self.drop(attended)
-        return x + self.mlp(self.norm3(x)), cross_weights
-
-    def step(self, x, past, memory, source_padding=None):
-        """The newest position only, x (B, 1, C), given past: this block's normalized inputs at the earlier positions
-        (B, t, C), or None. The self-attention is causal, so this equals forward's last position at a fraction of
-        the cost; returns it and the past extended by it (incremental decoding)."""
-        normed = self.norm1(x)
-        past = normed if past is None else torch.cat([past, normed], dim=1)
-        x = x + self.drop(self.self_attn(normed, past)[0])
-        x = x + self.drop(self.cross_attn(self.norm2(x), memory, key_padding_mask=source_padding)[0])
-        return x + self.mlp(self.norm3(x)), past
-
-
-class TranslationTransformer(nn.Module):
+class TranslationTransformer(EncoderDecoder):
     def __init__(
         self,
         vocab_size: int,
@@ -75,123 +30,17 @@ class TranslationTransformer(nn.Module):
         bos_id: int = 2,
         eos_id: int = 3,
     ):
-        super().__init__()
-        self.pad_id, self.bos_id, self.eos_id, self.max_len = pad_id, bos_id, eos_id, max_len
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        nn.init.normal_(self.embed.weight, std=embed_dim**-0.5)
-        self.register_buffer("positions", sinusoidal_positions(max_len, embed_dim), persistent=False)
-        self.drop = nn.Dropout(dropout)
+        # The decoder blocks are drawn from the random generator after the encoder, as before the decoder moved to
+        # EncoderDecoder, so a seed still gives the same initial weights (and the same trained model).
+        super().__init__(vocab_size, embed_dim, 0, num_heads, mlp_ratio, dropout, max_len, pad_id, bos_id, eos_id)
         self.encoder = Encoder(embed_dim, encoder_depth, num_heads, mlp_ratio, dropout)
-        self.decoder = nn.ModuleList(
-            DecoderBlock(embed_dim, num_heads, mlp_ratio, dropout) for _ in range(decoder_depth)
-        )
-        self.decoder_norm = nn.LayerNorm(embed_dim)
-
-    def embed_tokens(
-        self, ids: torch.Tensor, start: int = 0
-    ) -> torch.Tensor:  # (B, T) at positions start.. -> (B, T, C)
-        positions = self.positions[start : start + ids.shape[1]]
-        return self.drop(self.embed(ids) * math.sqrt(self.embed.embedding_dim) + positions)
+        self.decoder.extend(DecoderBlock(embed_dim, num_heads, mlp_ratio, dropout) for _ in range(decoder_depth))
 
     def encode(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoded source (B, S, C) and its padding mask (B, S)."""
-        source_padding = source == self.pad_id
-        memory, _ = self.encoder(self.embed_tokens(source), source_padding)
+        """Source token ids (B, S) -> encoded source (B, S, C) and its padding mask (B, S)."""
+        source_padding = self.memory_padding(source)
+        memory, _ = self.encoder(self.embed_tokens(source), source_padding)  # the shared (tied) embedding
         return memory, source_padding
 
-    def decode(self, target_in, memory, source_padding, need_weights=False):
-        """Decoder states (B, T, C), one per target position, to project onto the vocabulary with ``logits``; with
-        the per-layer cross-attention weights (B, H, T, S) when asked."""
-        x, cross = self.embed_tokens(target_in), []
-        target_padding = target_in == self.pad_id
-        for block in self.decoder:
-            x, weights = block(x, memory, target_padding, source_padding, need_weights)
-            cross.append(weights)
-        return self.decoder_norm(x), (cross if need_weights else None)
-
-    def logits(self, states: torch.Tensor) -> torch.Tensor:
-        return states @ self.embed.weight.T  # tied output projection: (..., C) -> (..., V)
-
-    def forward(self, source: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: source (B, S) and target_in ([BOS] y1 .. y_{T-1}, (B, T)) -> logits (B, T, V) for
-        y1 .. yT."""
-        return self.logits(self.decode(target_in, *self.encode(source))[0])
-
-    @torch.no_grad()
-    def cross_attention(self, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-        """Alignment of a decoded output with its source: (B, T, S), cross-attention averaged over heads and layers;
-        row t is where the decoder looked to emit output token t (rows of padding sum to 1 too and mean nothing).
-
-        The decoder is causal, so one teacher-forced pass over [BOS] + output gives exactly the weights of decoding.
-        """
-        target_in = torch.cat([torch.full_like(output[:, :1], self.bos_id), output[:, :-1]], dim=1)
-        _, cross = self.decode(target_in, *self.encode(source), need_weights=True)
-        return torch.stack(cross).mean(dim=(0, 2))
-
-    def next_token_logits(self, token, position: int, memory, source_padding, past: list) -> torch.Tensor:
-        """Logits (B, V) of the token that follows `token` (B,), the decoder input at `position`, by one incremental
-        step: past holds each layer's inputs at the earlier positions and is extended in place. Never [PAD] or [BOS]
-        (decoding stops with [EOS])."""
-        x = self.embed_tokens(token[:, None], start=position)
-        for layer, block in enumerate(self.decoder):
-            x, past[layer] = block.step(x, past[layer], memory, source_padding)
-        logits = self.logits(self.decoder_norm(x[:, 0])).float()
-        logits[:, [self.pad_id, self.bos_id]] = float("-inf")
-        return logits
-
-    def max_new_tokens(self, source: torch.Tensor, limit: int, ratio: float) -> int:
-        """How many tokens decoding may emit: ratio * the longest source + 10, at most limit and max_len."""
-        longest = int((source != self.pad_id).sum(dim=1).max())
-        return max(1, min(limit, self.max_len - 1, int(ratio * longest) + 10))
-
-    @torch.no_grad()
-    def greedy_decode(self, source: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
-        """The most likely next token each step: (B, T) ids, ending with EOS then padding (or cut at max_new_tokens)."""
-        memory, source_padding = self.encode(source)
-        sequences = torch.full((source.shape[0], 1), self.bos_id, dtype=torch.long, device=source.device)
-        finished = torch.zeros(source.shape[0], dtype=torch.bool, device=source.device)
-        past = [None] * len(self.decoder)
-        for position in range(max_new_tokens):
-            token = self.next_token_logits(sequences[:, -1], position, memory, source_padding, past).argmax(dim=-1)
-            token = token.masked_fill(finished, self.pad_id)
-            sequences = torch.cat([sequences, token[:, None]], dim=1)
-            finished = finished | (token == self.eos_id)
-            if finished.all():
-                break
-        return sequences[:, 1:]
-
-    @torch.no_grad()
-    def beam_search(
-        self, source: torch.Tensor, max_new_tokens: int, beam_size: int = 4, length_penalty: float = 0.6
-    ) -> torch.Tensor:
-        """Batched beam search; the best finished hypothesis by log-probability / ((5 + length) / 6) ** length_penalty
-        (Wu et al., 2016). Returns (B, T) ids, each ending with EOS then padding (or cut at max_new_tokens).
-        beam_size=1 is greedy decoding."""
-        B, K = source.shape[0], beam_size
-        memory, source_padding = self.encode(source)
-        memory, source_padding = memory.repeat_interleave(K, dim=0), source_padding.repeat_interleave(K, dim=0)
-        sequences = torch.full((B * K, 1), self.bos_id, dtype=torch.long, device=source.device)
-        scores = torch.full((B, K), float("-inf"), device=source.device)
-        scores[:, 0] = 0.0  # all beams start as the same [BOS]; keep one so the first step does not pick duplicates
-        finished = torch.zeros(B * K, dtype=torch.bool, device=source.device)
-        lengths = torch.zeros(B * K, device=source.device)  # tokens emitted up to and including EOS
-        past = [None] * len(self.decoder)
-        for position in range(max_new_tokens):
-            log_probs = self.next_token_logits(sequences[:, -1], position, memory, source_padding, past)
-            log_probs = log_probs.log_softmax(dim=-1)  # (B*K, V)
-            log_probs[finished] = float("-inf")
-            log_probs[finished, self.pad_id] = 0.0  # a finished hypothesis only pads, its score unchanged
-            candidates = (scores.view(B * K, 1) + log_probs).view(B, -1)  # (B, K*V)
-            scores, flat = candidates.topk(K, dim=-1)  # (B, K)
-            beam = (flat // log_probs.shape[-1] + torch.arange(B, device=source.device)[:, None] * K).view(-1)
-            token = (flat % log_probs.shape[-1]).view(-1)
-            sequences = torch.cat([sequences[beam], token[:, None]], dim=1)
-            past = [states[beam] for states in past]  # each hypothesis keeps the history it extends
-            finished, lengths = finished[beam], lengths[beam] + (~finished[beam]).float()
-            finished = finished | (token == self.eos_id)
-            if finished.all():
-                break
-        penalty = ((5.0 + lengths.view(B, K)) / 6.0) ** length_penalty
-        best = (scores / penalty).argmax(dim=-1) + torch.arange(B, device=source.device) * K
-        best_sequences = sequences[best, 1:]
-        return best_sequences[:, : int((best_sequences != self.pad_id).sum(dim=1).max())]  # no column of padding only
+    def memory_padding(self, source: torch.Tensor) -> torch.Tensor:
+        return source == self.pad_id  # one memory position per source token
