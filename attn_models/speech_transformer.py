@@ -12,12 +12,25 @@ from attn_models.attention import ClassTokenClassifier
 
 
 class LogMelFrontEnd(nn.Module):
-    def __init__(self, sample_rate: int, n_mels: int, win_ms: float = 25.0, hop_ms: float = 10.0):
+    """Log-mel frames every hop_ms over win_ms windows. ``center=True`` (torchaudio's default) reflect-pads the clip
+    so frame t is centred on sample t * hop; ``center=False`` frames only real samples, frame t covering samples
+    [t * hop, t * hop + window), so zero padding appended to a clip leaves its frames unchanged (what a recognizer
+    over padded batches of variable-length clips needs)."""
+
+    def __init__(self, sample_rate: int, n_mels: int, win_ms: float = 25.0, hop_ms: float = 10.0, center: bool = True):
         super().__init__()
         self.hop_length = int(sample_rate * hop_ms / 1000)
+        self.n_fft = int(sample_rate * win_ms / 1000)
+        self.center = center
         self.melspec = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=int(sample_rate * win_ms / 1000), hop_length=self.hop_length, n_mels=n_mels
+            sample_rate=sample_rate, n_fft=self.n_fft, hop_length=self.hop_length, n_mels=n_mels, center=center
         )
+
+    def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Frames of clips of num_samples samples (int tensor); clips shorter than one window give one frame."""
+        if self.center:
+            return num_samples // self.hop_length + 1
+        return (num_samples - self.n_fft).clamp(min=0) // self.hop_length + 1
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:  # (B, samples) -> (B, n_mels, frames)
         return torch.log(self.melspec(waveform) + 1e-6)
