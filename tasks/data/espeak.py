@@ -219,6 +219,8 @@ def run_in_fresh_library_state(jobs: list[Callable[[], None]], description: str 
     One fork per speaker rather than per clip keeps this cheap even when the
     parent process is large (e.g. has torch loaded).
     """
+    import scipy.signal  # noqa: F401  (synthesize resamples with it: imported once here, not in every child)
+
     from tasks.progress import progress
 
     get_espeak()  # initialise once in the parent so children inherit it
