@@ -13,7 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from tasks.lineage import data_md5
 from tasks.modalities import get
-from tasks.params import MODALITIES
+from tasks.modalities.sequence import SequenceTask
+from tasks.params import MODALITIES, load_params
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +53,14 @@ def test_pipeline_logs_a_finished_run_per_modality_with_everything(pipeline_resu
         assert params["model.embed_dim"] == "16" and params["train.epochs"] == epochs
         assert {*get(modality).metrics, "train_loss", "val_loss", "train_accuracy", "val_accuracy"} <= set(metrics)
         for name in get(modality).metrics:
-            assert metrics[name] == result["modalities"][modality][name]
-            assert 0.0 <= metrics[name] <= (100.0 if modality == "translation" else 1.0)  # BLEU, chrF: 0..100
+            assert metrics[name] == result["modalities"][modality][name] and metrics[name] >= 0
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         attention = {a.path for a in client.list_artifacts(run.info.run_id, "attention")}
         assert {"attention/sample_00.png", "attention/sample_01.png", "attention/attention_maps.json"} <= attention
         maps = json.loads(Path(client.download_artifacts(run.info.run_id, "attention/attention_maps.json")).read_text())
         assert len(maps) == 2
-        if modality == "translation":
-            check_translation_artifacts(client, run.info.run_id, maps, artifacts, project)
+        if isinstance(get(modality), SequenceTask):
+            check_sequence_artifacts(client, run.info.run_id, get(modality), maps, artifacts, project)
         else:
             assert "confusion_matrix.png" in artifacts and abs(sum(maps[0]["relevance"]) - 1) < 1e-3
         logged = client.search_logged_models(
@@ -69,24 +69,24 @@ def test_pipeline_logs_a_finished_run_per_modality_with_everything(pipeline_resu
         assert sorted(model.name for model in logged) == ["model", "serving"]
 
 
-def check_translation_artifacts(client, run_id: str, maps: list[dict], artifacts: set[str], project) -> None:
-    """Alignment maps (output subwords x source subwords, rows sum to 1), sample and all test translations."""
-    assert "translations" in artifacts and "confusion_matrix.png" not in artifacts
+def check_sequence_artifacts(client, run_id: str, spec, maps: list[dict], artifacts: set[str], project) -> None:
+    """Alignment maps (output tokens x input positions, rows sum to 1), samples and every test output."""
+    assert spec.outputs_folder in artifacts and "confusion_matrix.png" not in artifacts
     for record in maps:
         assert record["source"] and record["reference"] and record["output_tokens"][-1] == "[EOS]"
         assert len(record["alignment"]) == len(record["output_tokens"])
-        for row in record["alignment"]:
-            assert len(row) == len(record["source_tokens"]) and abs(sum(row) - 1) < 1e-3
-    samples = json.loads(Path(client.download_artifacts(run_id, "translations/samples.json")).read_text())
-    assert samples and {"source", "reference", "translation"} == set(samples[0])
-    hypotheses = Path(client.download_artifacts(run_id, "translations/test_hypotheses.txt")).read_text()
-    references = (project / "data" / "translation" / "test.en").read_text()
-    assert hypotheses.count("\n") == references.count("\n") == 20  # one line per test sentence
-    # the logged scores are sacrebleu's on exactly these hypotheses and the raw references
-    metrics = client.get_run(run_id).data.metrics
-    hypotheses, references = hypotheses.splitlines(), references.splitlines()
-    assert metrics["test_bleu"] == pytest.approx(sacrebleu.corpus_bleu(hypotheses, [references]).score, abs=1e-9)
-    assert metrics["test_chrf"] == pytest.approx(sacrebleu.corpus_chrf(hypotheses, [references]).score, abs=1e-9)
+        assert len({len(row) for row in record["alignment"]}) == 1  # one weight per input position
+        assert all(abs(sum(row) - 1) < 1e-3 for row in record["alignment"])
+    samples = json.loads(Path(client.download_artifacts(run_id, f"{spec.outputs_folder}/samples.json")).read_text())
+    assert samples and {"source", "reference", spec.output_field} == set(samples[0])
+    hypotheses = Path(client.download_artifacts(run_id, f"{spec.outputs_folder}/test_hypotheses.txt")).read_text()
+    params = load_params(project / "params.yaml").section(spec.name)
+    _, references = spec.test_texts(project / "data" / spec.name, params)
+    assert hypotheses.count("\n") == len(references)  # one line per test example
+    if spec.name == "translation":  # the logged scores are sacrebleu's on exactly these hypotheses and the references
+        metrics, hypotheses = client.get_run(run_id).data.metrics, hypotheses.splitlines()
+        assert metrics["test_bleu"] == pytest.approx(sacrebleu.corpus_bleu(hypotheses, [references]).score, abs=1e-9)
+        assert metrics["test_chrf"] == pytest.approx(sacrebleu.corpus_chrf(hypotheses, [references]).score, abs=1e-9)
 
 
 def test_data_is_versioned_and_dvc_status_is_clean(pipeline_result):

@@ -107,7 +107,8 @@ def test_pipeline_runs_promote_the_better_and_keep_the_worse_as_challenger(pipel
         good, worse = (client.get_run(r["modalities"][modality]["run_id"]) for r in (first, second))
         assert good.data.tags["promotion"] == CHAMPION and good.data.tags["promotion_reason"].startswith("first model")
         scores = good.data.metrics[metric], worse.data.metrics[metric]
-        expected = CHAMPION if scores[1] > scores[0] else CHALLENGER  # the rule, whatever training gave
+        better = scores[1] > scores[0] if get(modality).higher_is_better else scores[1] < scores[0]
+        expected = CHAMPION if better else CHALLENGER  # the rule, whatever training gave
         assert worse.data.tags["promotion"] == expected
         assert client.get_model_version_by_alias(name, expected).run_id == worse.info.run_id
         assert champion.run_id == (worse if expected == CHAMPION else good).info.run_id

@@ -24,6 +24,7 @@ class Splits:
     test: Dataset
     class_names: list[str]
     collate_fn: object = None  # None: torch's default
+    lengths: list[int] | None = None  # of the train items: when given, training batches hold similar lengths
 
 
 class LabelledItems(Dataset):

@@ -556,11 +556,3 @@ def import_translation(
                 "".join(item[position] + "\n" for item in found if item[0] == split), encoding="utf-8"
             )
     return {"num_pairs": len(found), "splits": {split: sum(item[0] == split for item in found) for split in SPLITS}}
-
-
-IMPORTERS = {"text": import_text, "image": import_images, "speech": import_speech, "translation": import_translation}
-
-
-def import_dataset(modality: str, source: Path, out_dir: Path, arguments: dict) -> dict:
-    """Import one modality's data from source into out_dir (which the caller swaps into data/ on success)."""
-    return IMPORTERS[modality](source, out_dir, **arguments)

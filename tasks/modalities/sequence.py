@@ -83,17 +83,20 @@ class SequenceTask(Modality):
         from tasks.training.loop import to_device
 
         model.eval()
-        outputs, size = [], settings["batch_size"]
+        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # similar lengths: less padding
+        outputs, size = [None] * len(sources), settings["batch_size"]
         how = "greedy decoding" if settings["beam_size"] == 1 else f"beam search ({settings['beam_size']} beams)"
         with torch.no_grad(), progress(len(sources), f"{self.name} {how}", self.output_field + "s") as bar:
             for start in range(0, len(sources), size):
-                batch = to_device(self.collate_sources(sources[start : start + size]), device)
+                index = order[start : start + size]
+                batch = to_device(self.collate_sources([sources[i] for i in index]), device)
                 max_new = model.max_new_tokens(batch, settings["max_decode_len"], settings["decode_len_ratio"])
                 if settings["beam_size"] == 1:
                     decoded = model.greedy_decode(batch, max_new)
                 else:
                     decoded = model.beam_search(batch, max_new, settings["beam_size"], settings["length_penalty"])
-                outputs += [output_ids(row, model.eos_id, model.pad_id) for row in decoded.cpu()]
+                for i, row in zip(index, decoded.cpu()):
+                    outputs[i] = output_ids(row, model.eos_id, model.pad_id)
                 bar.update(len(decoded))
         return outputs
 

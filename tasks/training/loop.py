@@ -26,7 +26,34 @@ def to_device(batch, device: torch.device):
     return batch.to(device)
 
 
+class LengthBatches(torch.utils.data.Sampler):
+    """Batches of items of similar length, so that little of a batch is padding (variable-length audio): each epoch
+    sorts the items by length times 1 + jitter * u (u uniform in [0, 1), seeded by seed and the epoch, so batches
+    differ from epoch to epoch), cuts batches in that order and shuffles them."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, jitter: float = 0.1):
+        self.lengths, self.batch_size, self.seed, self.jitter, self.epoch = lengths, batch_size, seed, jitter, 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        self.epoch += 1
+        keys = torch.tensor(self.lengths, dtype=torch.float64) * (
+            1 + self.jitter * torch.rand(len(self.lengths), generator=generator)
+        )
+        order = torch.argsort(keys, stable=True).tolist()
+        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        for index in torch.randperm(len(batches), generator=generator).tolist():
+            yield batches[index]
+
+
 def make_loader(dataset, splits: Splits, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
+    """Batches of a split; shuffled for training, by similar length when the splits give the train items' lengths."""
+    if shuffle and splits.lengths is not None and dataset is splits.train:
+        return DataLoader(dataset, batch_sampler=LengthBatches(splits.lengths, batch_size, seed),
+                          collate_fn=splits.collate_fn)  # fmt: skip
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=splits.collate_fn
