@@ -19,6 +19,9 @@ import pytest
 import soundfile
 from PIL import Image
 
+from tasks.modalities import MODALITIES, get
+from tasks.params import load_params
+
 TASKS = {"text": "language-id", "image": "digit-classification", "speech": "keyword-spotting"}
 
 
@@ -156,14 +159,15 @@ print(json.dumps({name: mapping.get(name, []) for name in sorted(imported)}))  #
 
 
 def test_serving_imports_only_its_pinned_requirements(pipeline_runs):
-    """The served models of every task, loaded and asked in a fresh process: every package that this project's code
-    imports on the way is one the logged requirements (SERVING_PACKAGES) name."""
+    """The served models of every task, loaded and asked (a test example of each, as a client sends it) in a fresh
+    process: every package that this project's code imports on the way is one the logged requirements
+    (SERVING_PACKAGES) name."""
     from tasks.serving.pyfunc_model import SERVING_PACKAGES
 
     project = pipeline_runs[0]
-    columns = {"speech": "audio"}
-    cases = [(f"attnflow-{task}", columns.get(m, m), raw_inputs(project, m)[-1]) for m, task in TASKS.items()]
-    cases.append(("attnflow-translation-de-en", "text", "Freitag, 5. März 2021"))
+    params = load_params(project / "params.yaml")
+    cases = [(f"attnflow-{params.section(m).task}", get(m).input_column,
+              get(m).serving_example(project / "data" / m, params.section(m))) for m in MODALITIES]  # fmt: skip
     loaded = subprocess.run(
         [sys.executable, "-c", SERVED_IMPORTS, f"sqlite:///{project / 'mlflow.db'}", json.dumps(cases)],
         capture_output=True,
