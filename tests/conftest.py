@@ -34,10 +34,14 @@ def tiny_params() -> dict:
     params["translation"]["data"]["builtin"].update(num_pairs=200, max_phrases=2)
     params["translation"]["model"].update(vocab_size=200, encoder_depth=1, decoder_depth=1, max_len=32)
     params["translation"]["eval"].update(beam_size=2, max_decode_len=12)
+    params["asr"]["data"]["builtin"].update(num_speakers=8, utterances_per_speaker=3, max_words=3,
+                                             val_fraction=0.15, test_fraction=0.15)  # fmt: skip
+    params["asr"]["model"].update(vocab_size=40, n_mels=20)
+    params["asr"]["eval"].update(beam_size=2, max_decode_len=12)
     for modality in MODALITIES:
-        params[modality]["model"].update(
-            embed_dim=16, num_heads=2, **({} if modality == "translation" else {"depth": 1})
-        )
+        model = params[modality]["model"]
+        model.update(embed_dim=16, num_heads=2)
+        model.update({key: 1 for key in ("depth", "encoder_depth", "decoder_depth") if key in model})
         params[modality]["train"].update(epochs=1, max_batches_per_epoch=2, warmup_epochs=0)
         params[modality]["eval"]["attention_maps"] = 2
     return params
