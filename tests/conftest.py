@@ -1,6 +1,7 @@
 """Fixtures that run the real pipeline small: a throw-away project (git + DVC + params.yaml shrunk to
 seconds of work) and a temporary Prefect server."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,18 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.pipeline)
+
+
+@pytest.fixture(autouse=True)
+def mlflow_uri_is_restored():
+    """MLflow keeps the tracking URI per process and in MLFLOW_TRACKING_URI (mlflow.set_tracking_uri sets it, and
+    subprocesses inherit it): put it back after each test, so that no test sees the store of the one before."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def tiny_params() -> dict:

@@ -13,7 +13,8 @@ from tests.test_import import write_rows
 
 
 def attnflow(project, *arguments: str, timeout: int = 60) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_API", "PREFECT_LOGGING"))}
+    own = ("PREFECT_API", "PREFECT_LOGGING", "MLFLOW_")  # as a user's shell has it: none of the test session's own
+    env = {key: value for key, value in os.environ.items() if not key.startswith(own)}
     env.update(PREFECT_HOME=str(project / ".prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONPATH=str(REPO))
     command = [sys.executable, "-m", "flows.cli", *arguments]
     return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=timeout)

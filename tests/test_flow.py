@@ -136,6 +136,8 @@ def test_registered_versions_carry_their_model_card_and_served_models_a_signatur
     project, result = pipeline_result
     uri = f"sqlite:///{project / 'mlflow.db'}"
     client = MlflowClient(uri, registry_uri=uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     for modality, run_result in result["modalities"].items():
         spec, promotion = get(modality), run_result["promotion"]
         version = client.get_model_version(promotion["registered_model"], promotion["version"])

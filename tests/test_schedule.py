@@ -21,6 +21,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.cli import main
 from flows.schedule import deployments
+from tasks.modalities import MODALITIES
 from tasks.scheduling.server import start_server, stop_server, wait_until_up
 from tests.conftest import REPO, tiny_params, write_params
 
@@ -133,7 +134,7 @@ def test_the_server_schedules_runs_per_modality(real_server, tiny_project):
     params["global"]["schedule"] = {"cron": "0 * * * *", "timezone": "UTC", "per_modality": True}
     params_path = write_params(tiny_project, params)
     ids = {deployment.name: deployment.apply() for deployment in deployments(params_path)}
-    assert sorted(ids) == ["scheduled-image", "scheduled-speech", "scheduled-text", "scheduled-translation"]
+    assert sorted(ids) == sorted(f"scheduled-{m}" for m in MODALITIES)
     with get_client(sync_client=True) as client:
         assert client.read_deployment(ids["scheduled-image"]).parameters["modalities"] == ["image"]
         deadline = time.monotonic() + 30

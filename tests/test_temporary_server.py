@@ -13,7 +13,7 @@ pytestmark = pytest.mark.pipeline  # `attnflow run` in a subprocess, with its ow
 
 
 def test_run_without_a_server_starts_and_stops_a_temporary_one(tiny_project):
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_API", "MLFLOW_"))}
     env.update(
         PREFECT_HOME=str(tiny_project / ".prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONPATH=str(REPO)
     )
