@@ -6,13 +6,19 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import attention_pipeline
-from tasks.modalities import MODALITIES
 from tasks.params import load_params
 from tasks.stages.prepare import data_recipe, prepare_data
+from tests.conftest import tiny_params, write_params
 
 
 def test_a_failing_modality_is_failed_in_mlflow_and_the_others_finish(tiny_project, prefect_server):
-    params_path = tiny_project / "params.yaml"
+    edit = tiny_params()
+    edit["global"]["modalities"] = RUN = [
+        "text",
+        "image",
+        "translation",
+    ]  # a classifier, the broken one, a sequence task
+    params_path = write_params(tiny_project, edit)
     params = load_params(params_path)
     prepare_data("image", params, tiny_project, data_recipe("image", params, tiny_project))  # then one file broken
     broken = sorted((tiny_project / "data" / "image" / "test").rglob("*.png"))[0]
@@ -29,7 +35,7 @@ def test_a_failing_modality_is_failed_in_mlflow_and_the_others_finish(tiny_proje
         run.data.tags["modality"]: run
         for run in client.search_runs(experiments, f"tags.pipeline_run_id = '{parent.info.run_id}'")
     }
-    assert {m: r.info.status for m, r in children.items()} == {m: "FINISHED" for m in MODALITIES} | {"image": "FAILED"}
+    assert {m: r.info.status for m, r in children.items()} == {m: "FINISHED" for m in RUN} | {"image": "FAILED"}
     image = children["image"]
     assert "UnidentifiedImageError" in image.data.tags["error"]
     traceback = Path(client.download_artifacts(image.info.run_id, "error_traceback.txt")).read_text()

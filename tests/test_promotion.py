@@ -71,7 +71,7 @@ def test_register_and_promote_moves_aliases_in_a_real_registry(tmp_path):
         run_id = client.create_run(experiment, tags={"test_data_md5": md5}).info.run_id
         client.log_metric(run_id, "test_accuracy", accuracy)
         with mlflow.start_run(run_id=run_id):
-            mlflow.pyfunc.log_model(name="serving", python_model=Constant())
+            mlflow.pyfunc.log_model(name="serving", python_model=Constant(), pip_requirements=[])  # no inference
         return run_id
 
     steps = [
