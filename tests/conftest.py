@@ -20,11 +20,11 @@ SERVER_FIXTURES = {"prefect_server", "real_server"}  # tests using them (directl
 
 
 def pytest_collection_modifyitems(items):
-    """Mark every test that needs a Prefect server (and so, mostly, runs the pipeline) `pipeline`: `make test-fast`
-    leaves them out."""
+    """Mark every test that needs a Prefect server (and so, mostly, runs the pipeline) `integration`: `make test-fast`
+    leaves them out (as it leaves out the modules that mark themselves: the command line run in its own process)."""
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.pipeline)
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,8 @@ from flows.cli import EXIT_BAD_DATA, EXIT_INVALID
 from tests.conftest import REPO, tiny_params, write_params
 from tests.test_import import write_rows
 
+pytestmark = pytest.mark.integration  # the command line, run in its own process as a user runs it
+
 
 def attnflow(project, *arguments: str, timeout: int = 60) -> subprocess.CompletedProcess:
     own = ("PREFECT_API", "PREFECT_LOGGING", "MLFLOW_")  # as a user's shell has it: none of the test session's own
@@ -73,7 +75,7 @@ def test_version_and_help_with_examples(tmp_path):
     assert "examples:" in help_text and "--set image.train.epochs=5" in help_text and "exit codes:" in help_text
 
 
-@pytest.mark.pipeline  # starts the temporary Prefect server and runs the prepare stage
+# starts the temporary Prefect server and runs the prepare stage
 def test_data_an_importer_rejects_is_one_line_with_the_traceback_in_the_log(tiny_project):
     """A TSV test file that the split entry reads as CSV (it inherits the main file's layout)."""
     write_rows(tiny_project / "train.csv", [["text", "label"], *[[f"w {i}", "ab"[i % 2]] for i in range(20)]])

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.pipeline  # `attnflow run` in a subprocess, with its own temporary Prefect server
+pytestmark = pytest.mark.integration  # `attnflow run` in a subprocess, with its own temporary Prefect server
 
 
 def test_run_without_a_server_starts_and_stops_a_temporary_one(tiny_project):
