@@ -58,6 +58,11 @@ class AttentionParams(Section):
     mlp_ratio: float = Field(2.0, gt=0)
     dropout: float = Fraction
 
+    def attention_args(self) -> dict:
+        """The arguments every model in attn_models takes for its attention layers."""
+        return {"embed_dim": self.embed_dim, "num_heads": self.num_heads, "mlp_ratio": self.mlp_ratio,
+                "dropout": self.dropout}  # fmt: skip
+
     @model_validator(mode="after")
     def heads_divide_embedding(self):
         if self.embed_dim % self.num_heads:

@@ -422,12 +422,21 @@ class Asr(SequenceTask):
 
     def model_args(self, section, splits, tokenizer):
         m = section.model
-        return dict(vocab_size=tokenizer.get_vocab_size(), sample_rate=section.data.sample_rate, n_mels=m.n_mels,
-                    embed_dim=m.embed_dim, encoder_depth=m.encoder_depth, decoder_depth=m.decoder_depth,
-                    num_heads=m.num_heads, mlp_ratio=m.mlp_ratio, dropout=m.dropout, max_len=m.max_len,
-                    subsampling_layers=m.subsampling_layers, freq_masks=m.freq_masks, freq_mask=m.freq_mask,
-                    time_masks=m.time_masks, time_mask=m.time_mask, ctc=section.train.ctc_weight > 0,
-                    memory_positions=m.memory_positions)  # fmt: skip
+        return m.attention_args() | dict(
+            vocab_size=tokenizer.get_vocab_size(),
+            sample_rate=section.data.sample_rate,
+            n_mels=m.n_mels,
+            encoder_depth=m.encoder_depth,
+            decoder_depth=m.decoder_depth,
+            max_len=m.max_len,
+            subsampling_layers=m.subsampling_layers,
+            freq_masks=m.freq_masks,
+            freq_mask=m.freq_mask,
+            time_masks=m.time_masks,
+            time_mask=m.time_mask,
+            ctc=section.train.ctc_weight > 0,
+            memory_positions=m.memory_positions,
+        )
 
     def training_loss(self, model, inputs, targets, train):
         """(1 - ctc_weight) * label-smoothed CE of the decoder + ctc_weight * CTC of the encoder (blank = [PAD]) +

@@ -114,16 +114,12 @@ class Image(Classifier):
 
     def model_args(self, section, splits, tokenizer):
         m, data = section.model, section.data
-        return dict(
+        return m.attention_args() | dict(
             num_classes=len(splits.class_names),
             image_size=data.image_size,
             patch_size=m.patch_size,
             in_channels=data.channels,
-            embed_dim=m.embed_dim,
             depth=m.depth,
-            num_heads=m.num_heads,
-            mlp_ratio=m.mlp_ratio,
-            dropout=m.dropout,
             stem=m.stem,
         )
 

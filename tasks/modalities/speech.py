@@ -134,16 +134,12 @@ class Speech(Classifier):
 
     def model_args(self, section, splits, tokenizer):
         m, data = section.model, section.data
-        return dict(
+        return m.attention_args() | dict(
             num_classes=len(splits.class_names),
             sample_rate=data.sample_rate,
             clip_seconds=data.clip_seconds,
             n_mels=m.n_mels,
-            embed_dim=m.embed_dim,
             depth=m.depth,
-            num_heads=m.num_heads,
-            mlp_ratio=m.mlp_ratio,
-            dropout=m.dropout,
             freq_mask=m.freq_mask,
             time_mask=m.time_mask,
         )

@@ -124,15 +124,11 @@ class Text(Classifier):
 
     def model_args(self, section, splits, tokenizer):
         m = section.model
-        return dict(
+        return m.attention_args() | dict(
             vocab_size=tokenizer.get_vocab_size(),
             num_classes=len(splits.class_names),
             max_len=m.max_len,
-            embed_dim=m.embed_dim,
             depth=m.depth,
-            num_heads=m.num_heads,
-            mlp_ratio=m.mlp_ratio,
-            dropout=m.dropout,
         )
 
     def serving_example(self, data_dir, section):

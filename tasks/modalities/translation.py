@@ -117,14 +117,10 @@ class Translation(SequenceTask):
 
     def model_args(self, section, splits, tokenizer):
         m = section.model  # special token ids: the model's defaults, which train_tokenizer's order gives
-        return dict(
+        return m.attention_args() | dict(
             vocab_size=tokenizer.get_vocab_size(),
-            embed_dim=m.embed_dim,
             encoder_depth=m.encoder_depth,
             decoder_depth=m.decoder_depth,
-            num_heads=m.num_heads,
-            mlp_ratio=m.mlp_ratio,
-            dropout=m.dropout,
             max_len=m.max_len,
         )
 
