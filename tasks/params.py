@@ -55,7 +55,7 @@ class ScheduleParams(Section):
 
 
 class GlobalParams(Section):
-    seed: int = Field(42, ge=0)
+    seed: int = Field(42, ge=0, le=2**32 - 1)  # what NumPy's and torch's generators take
     device: Literal["auto", "cpu", "cuda"] = "auto"
     modalities: list[Literal[MODALITIES]] = list(MODALITIES)
     tracking: TrackingParams = TrackingParams()
@@ -107,14 +107,33 @@ def problems(error: ValidationError) -> str:
     )
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_params(path: str | Path) -> Params:
+    """The validated params of a file; any problem with it (unreadable, not UTF-8, not YAML, a duplicate key, nested
+    beyond reason, invalid values) is one ParamsError naming the file and what is wrong."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
     except OSError as error:
         raise ParamsError(f"{path}: cannot read params: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ParamsError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    except RecursionError:
+        raise ParamsError(f"{path}: not valid params: nested too deeply") from None
     try:
         return Params.model_validate(raw or {})
     except ValidationError as error:

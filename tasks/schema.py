@@ -5,14 +5,30 @@ Every section forbids unknown keys and is frozen, so a typo stops the run with t
 change what another reads.
 """
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Fraction = Field(ge=0.0, lt=1.0)
 SplitFraction = Field(gt=0, lt=0.5)  # of the data, held out for a split (val or test)
 
 
+LARGEST_INT = 2**32 - 1  # no count, size or seed in these params is larger (NumPy's seeds stop there)
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Forbids unknown keys, NaN and infinite floats, booleans where a number belongs (YAML reads `yes`, `on` as
+    booleans) and integers beyond LARGEST_INT; frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def numbers_are_numbers(cls, value, info):
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, bool) and annotation in (int, float, int | None, float | None):
+            raise ValueError("a number, not a boolean")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > LARGEST_INT:
+            raise ValueError(f"out of range (at most {LARGEST_INT})")
+        return value
 
 
 def check_range(name: str, low, high) -> None:

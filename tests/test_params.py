@@ -1,5 +1,6 @@
 """params.yaml is validated on load; bad values stop the run with the key named."""
 
+import re
 import subprocess
 import sys
 
@@ -73,6 +74,49 @@ def test_invalid_values_name_the_key(tmp_path, edit, message):
     with pytest.raises(ParamsError, match="invalid params") as error:
         load_params(write_params(tmp_path, params))
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: p["image"]["train"].update(lr=float("nan")), "image.train.lr: Input should be a finite number"),
+        (
+            lambda p: p["text"]["train"].update(weight_decay=float("inf")),
+            "text.train.weight_decay: Input should be a finite",
+        ),
+        (lambda p: p["global"].update(seed=2**32), "global.seed: Value error, out of range (at most 4294967295)"),
+        (lambda p: p["image"]["train"].update(epochs=True), "image.train.epochs: Value error, a number, not a boolean"),
+        (
+            lambda p: p["speech"]["data"].update(sample_rate=False),
+            "speech.data.sample_rate: Value error, a number, not",
+        ),
+        (lambda p: p["text"]["train"].update(batch_size=10**12), "text.train.batch_size: Value error, out of range"),
+    ],
+)
+def test_numbers_are_finite_bounded_and_not_booleans(tmp_path, edit, message):
+    params = tiny_params()
+    edit(params)
+    with pytest.raises(ParamsError, match="invalid params") as error:
+        load_params(write_params(tmp_path, params))
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"global:\n  seed: 1\n  seed: 2\n", "not valid YAML: duplicate key 'seed'"),
+        ("global:\n  seed: 1  # café\n".encode("latin-1"), "not UTF-8 text"),
+        (("a: " + "[" * 5000 + "]" * 5000 + "\n").encode(), "nested too deeply"),
+        (b"- text\n- image\n", "(top level): Input should be a valid dictionary"),
+        (b"global: {seed: [unclosed\n", "not valid YAML"),
+    ],
+    ids=["duplicate-key", "latin-1", "deep", "a-list", "broken"],
+)
+def test_a_malformed_file_is_one_clear_error(tmp_path, content, message):
+    (tmp_path / "params.yaml").write_bytes(content)
+    with pytest.raises(ParamsError, match=re.escape(message)) as error:
+        load_params(tmp_path / "params.yaml")
+    assert str(error.value).startswith(str(tmp_path / "params.yaml")) and "\n" not in str(error.value)
 
 
 def test_a_section_may_be_left_out_only_when_its_modality_is_not_run(tmp_path):
