@@ -14,8 +14,18 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from tasks.lineage import is_commit
 from tasks.modalities import MODALITIES, get
-from tasks.params import ParamsError, configurations, load_params, override, parse_assignment, parse_grid, project_root
+from tasks.params import (
+    ParamsError,
+    configurations,
+    load_params,
+    override,
+    parse_assignment,
+    parse_grid,
+    project_root,
+    redact,
+)
 
 EXIT_FAILED = 1  # the pipeline ran and a modality failed, or `reproduce` found different metrics
 EXIT_INVALID = 2  # bad params, --set, --grid, run id, task or file: nothing ran
@@ -109,7 +119,7 @@ def run(args) -> int:
         )
     from tasks.tracking.mlflow_tracking import tracking_uri
 
-    uri = tracking_uri(project_root(args.params), params)
+    uri = redact(tracking_uri(project_root(args.params), params))
     print("\nResults")
     rows = [
         {
@@ -146,13 +156,17 @@ def check_run_exists(params_path: str, run_id: str) -> None:
 
     uri = tracking_uri(project_root(params_path), load_params(params_path))
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-        raise UserError(f"no run {run_id!r}: there is no MLflow store at {uri} yet (no pipeline has run)")
+        raise UserError(f"no run {run_id!r}: there is no MLflow store at {redact(uri)} yet (no pipeline has run)")
     try:
         run = MlflowClient(uri).get_run(run_id)
     except MlflowException:
-        raise UserError(f"no run {run_id!r} in the MLflow store {uri}") from None
+        raise UserError(f"no run {run_id!r} in the MLflow store {redact(uri)}") from None
     if "modality" not in run.data.tags:
         raise UserError(f"run {run_id} is not a modality run (a pipeline run? pick one of its modality runs)")
+    if not is_commit(run.data.tags.get("git_sha", "")):
+        raise UserError(
+            f"run {run_id} records no commit (git_sha {run.data.tags.get('git_sha')!r}): cannot check the code"
+        )
 
 
 def reproduce(args) -> int:

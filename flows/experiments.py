@@ -34,8 +34,13 @@ def reproduce(run_id: str, params_path: str = "params.yaml", allow_code_change: 
     """Re-run a modality run with its recorded params and data version; compare the test metrics exactly."""
     logger = get_run_logger()
     root = project_root(params_path)
-    client, _ = connect(root, load_params(params_path))
+    current = load_params(params_path)
+    client, _ = connect(root, current)
     recorded_params, dvc_file, tags = read_recorded_run(client, run_id)
+    # the run's params, tracked where this project tracks now (the recorded URI is redacted, and may be elsewhere)
+    recorded_params = recorded_params.model_copy(
+        update={"global_": recorded_params.global_.model_copy(update={"tracking": current.global_.tracking})}
+    )
     original = client.get_run(run_id).data.metrics
 
     changed = code_changes_since(root, tags["git_sha"]) + environment_changes(tags)

@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 from tasks.caching import call_cached
 from tasks.lineage import lineage_tags
 from tasks.modalities import MODALITIES, get
-from tasks.params import Params, load_params, project_root
+from tasks.params import Params, load_params, project_root, public_dump
 from tasks.stages.evaluate import evaluate_model
 from tasks.stages.prepare import data_recipe, dataset_matches, prepare_data
 from tasks.stages.promote import promote_model
@@ -63,9 +63,7 @@ def modality_pipeline(
     try:
         client.log_inputs(run_id, datasets=split_inputs(root, modality, section.task, lineage["data_md5"]))
         log_params(client, run_id, section.model_dump())
-        client.log_text(
-            run_id, yaml.safe_dump(params.model_dump(mode="json", by_alias=True), sort_keys=False), "params.yaml"
-        )
+        client.log_text(run_id, yaml.safe_dump(public_dump(params), sort_keys=False), "params.yaml")
         client.log_text(run_id, (root / "data.dvc").read_text(), "data.dvc")
         stage_inputs = dict(modality=modality, params=params, root=root, run_id=run_id, data_recipe=data_recipe)
         trained = call_cached(
@@ -144,7 +142,7 @@ def attention_pipeline(
     parent_run_id = parent.info.run_id
     results, failed = {}, []
     try:  # whatever goes wrong from here on, the pipeline's MLflow run is closed, never left RUNNING
-        log_params(client, parent_run_id, params.global_.model_dump())
+        log_params(client, parent_run_id, public_dump(params)["global"])
         for modality in selected:
             state = modality_pipeline(
                 modality, params, root, parent_run_id, lineage, recipes[modality], force, tags, return_state=True

@@ -2,6 +2,7 @@
 
 import hashlib
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -27,8 +28,15 @@ def git_dirty(root: Path) -> bool:
     return bool(git(root, "status", "--porcelain", "--", ".", *NOT_CODE))
 
 
+def is_commit(sha: str) -> bool:
+    """A full 40-hex commit id: what may be passed to git (a recorded tag like `--output=x` must never be)."""
+    return re.fullmatch(r"[0-9a-f]{40}", sha or "") is not None
+
+
 def code_changes_since(root: Path, sha: str) -> list[str]:
     """Files whose content differs from commit `sha` (committed or not), other than settings and data pointers."""
+    if not is_commit(sha):
+        raise ValueError(f"{sha!r} is not a commit id (40 hexadecimal digits)")
     changed = git(root, "diff", "--name-only", sha, "--", ".", *NOT_CODE)
     if changed is None:
         raise ValueError(f"commit {sha} is not in the git repository at {root}")

@@ -9,6 +9,7 @@ import itertools
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -195,6 +196,24 @@ def configurations(base: Params, modality: str, grid: dict[str, list]) -> list[t
     """Every combination of a sweep's grid with its validated params (an invalid one raises ParamsError first)."""
     combinations = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     return [(overrides, with_overrides(base, modality, overrides)) for overrides in combinations]
+
+
+def redact(uri: str | None) -> str | None:
+    """A URI with its password replaced by ***: how a tracking URI is printed and logged, never with a secret."""
+    if not uri or "@" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def public_dump(params: Params) -> dict:
+    """The params as a dict to log (the params.yaml artifact, the pipeline run's params): secrets redacted."""
+    raw = params.model_dump(mode="json", by_alias=True)
+    raw["global"]["tracking"]["uri"] = redact(raw["global"]["tracking"]["uri"])
+    return raw
 
 
 def project_root(params_path: str | Path) -> Path:

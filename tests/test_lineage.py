@@ -2,6 +2,8 @@
 
 import subprocess
 
+import pytest
+
 from tasks.lineage import code_changes_since, git_dirty, git_sha
 from tests.conftest import REPO, make_tiny_project
 
@@ -39,3 +41,14 @@ def test_a_fresh_project_is_clean_until_code_changes(tmp_path):
     assert code_changes_since(project, sha) == []
     (project / "new_module.py").write_text("x = 1\n")
     assert git_dirty(project) and code_changes_since(project, sha) == ["new_module.py"]
+
+
+def test_a_recorded_commit_must_be_a_commit_id(tmp_path):
+    """reproduce passes a run's recorded git_sha to git: a tag like `--output=<file>` would make git write a file."""
+    project = make_tiny_project(tmp_path / "project")
+    target = tmp_path / "written-by-git"
+    for sha in (f"--output={target}", "HEAD", git_sha(project)[:12], ""):
+        with pytest.raises(ValueError, match="is not a commit id"):
+            code_changes_since(project, sha)
+    assert not target.exists()
+    assert code_changes_since(project, git_sha(project)) == []

@@ -146,3 +146,23 @@ def test_cli_rejects_invalid_params_before_any_work(tmp_path):
     assert "image.train.batch_size: Input should be greater than or equal to 1" in result.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "mlflow.db").exists()
     assert yaml.safe_load(path.read_text())["image"]["train"]["batch_size"] == 0
+
+
+@pytest.mark.parametrize(
+    "uri, shown",
+    [
+        ("https://alice:s3cret@mlflow.example.com:5000", "https://alice:***@mlflow.example.com:5000"),
+        ("postgresql://ml:pa%40ss@db:5432/mlflow", "postgresql://ml:***@db:5432/mlflow"),
+        ("https://mlflow.example.com", "https://mlflow.example.com"),
+        ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+        (None, None),
+    ],
+)
+def test_credentials_in_a_tracking_uri_are_never_shown(uri, shown):
+    from tasks.params import public_dump, redact
+
+    assert redact(uri) == shown
+    params = load_params(REPO / "params.yaml")
+    params = params.model_copy(update={"global_": params.global_.model_copy(
+        update={"tracking": params.global_.tracking.model_copy(update={"uri": uri})})})  # fmt: skip
+    assert public_dump(params)["global"]["tracking"]["uri"] == shown
