@@ -534,3 +534,53 @@ def test_real_multi30k_slice_plain_and_gzipped(tmp_path):
     assert targets[0] == "Two young, White males are outside near many bushes."
     tokenizer = train_tokenizer(sources + targets, 300, reversible=True)
     assert all(tokenizer.decode(tokenizer.encode(sentence).ids) == sentence for sentence in sources + targets)
+
+
+# ---- hostile input: every case a DataImportError naming the file -------------------------------------------------
+def test_a_decompression_bomb_image_is_refused(tmp_path):
+    source = image_folders(tmp_path / "pics")
+    Image.new("1", (15000, 15000)).save(source / "train" / "cat" / "bomb.png")  # 225M pixels in a few kB
+    with pytest.raises(DataImportError, match="bomb.png: image too large to decode safely"):
+        import_images(source, tmp_path / "out")
+
+
+def test_nul_bytes_and_non_utf8_text_name_the_file(tmp_path):
+    (tmp_path / "nul.csv").write_bytes(b"text,label\nhello,a\nbad\x00row,b\n")
+    with pytest.raises(DataImportError, match=r"nul.csv, row 3: contains a NUL byte"):
+        import_text(tmp_path / "nul.csv", tmp_path / "a")
+    (tmp_path / "files.csv").write_bytes(b"image,label\nx\x00.png,a\n")
+    with pytest.raises(DataImportError, match=r"files.csv, row 2: contains a NUL byte"):
+        import_images(tmp_path / "files.csv", tmp_path / "d", layout="csv")
+    (tmp_path / "latin.csv").write_bytes("text,label\ncafé,a\n".encode("latin-1"))
+    with pytest.raises(DataImportError, match="latin.csv: not UTF-8 text"):
+        import_text(tmp_path / "latin.csv", tmp_path / "b")
+    (tmp_path / "manifest.csv").write_bytes("image,label\ncafé.png,a\n".encode("latin-1"))
+    with pytest.raises(DataImportError, match="manifest.csv: not UTF-8 text"):
+        import_images(tmp_path / "manifest.csv", tmp_path / "c", layout="csv")
+
+
+def test_a_byte_order_mark_is_not_part_of_the_header(tmp_path):
+    rows = [["text", "label"], *[[f"words {i}", "ab"[i % 2]] for i in range(20)]]
+    path = write_rows(tmp_path / "excel.csv", rows)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as spreadsheet programs save UTF-8
+    assert sum(import_text(path, tmp_path / "out")["splits"].values()) == 20
+
+
+def test_clip_names_with_spaces_stay_in_their_split(tmp_path):
+    source = speech_folder(tmp_path / "speech")
+    for word in ("yes", "no"):
+        make_wav(source / word / "my speaker_nohash_0.wav", seed=7)
+    (source / "validation_list.txt").write_text("yes/my speaker_nohash_0.wav\nno/my speaker_nohash_0.wav\n")
+    import_speech(source, tmp_path / "out", sample_rate=8000)
+    val = get("speech").load_splits(tmp_path / "out", section("speech"), 0, None).val
+    assert sorted(p.name for p in val.items) == ["my speaker_nohash_0.wav"] * 2
+
+
+def test_a_gzip_bomb_is_refused(tmp_path, monkeypatch):
+    from tasks.data import importers
+
+    monkeypatch.setattr(importers, "MAX_TEXT_BYTES", 10_000)  # 2 GiB by default
+    source = parallel_folder(tmp_path / "parallel")
+    write_lines(source / "train.de.gz", ["Ein Satz." for _ in range(5000)])  # 50 kB of text in a few hundred bytes
+    with pytest.raises(DataImportError, match="train.de.gz: more than .* of text"):
+        import_translation(source, tmp_path / "out", **TRANSLATION)

@@ -28,6 +28,8 @@ from PIL import Image, UnidentifiedImageError
 from tasks.progress import counted
 
 SPLITS = ("train", "val", "test")
+TEXT_ENCODING = "utf-8-sig"  # UTF-8, and a byte order mark (as spreadsheet programs write) is not part of a column name
+MAX_TEXT_BYTES = 2 * 2**30  # of one text file, decompressed
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 NOT_WORDS = {"_background_noise_"}  # Speech Commands' noise recordings, not a class
@@ -135,25 +137,33 @@ def read_manifest(manifest: Path, columns: dict[str, str | None]) -> list[dict]:
     .tsv; errors name the file and row."""
     require(manifest, "manifest", folder=False)
     layout = "tsv" if manifest.suffix.lower() == ".tsv" else "csv"
-    with manifest.open(newline="", encoding="utf-8") as file:
+    with manifest.open(newline="", encoding=TEXT_ENCODING) as file:
         reader = csv.DictReader(
             file,
             delimiter="\t" if layout == "tsv" else ",",
             quoting=csv.QUOTE_NONE if layout == "tsv" else csv.QUOTE_MINIMAL,
         )
-        header = reader.fieldnames or []
-        missing = [name for name in columns.values() if name is not None and name not in header]
-        if missing:
+        try:
+            header = reader.fieldnames or []
+            missing = [name for name in columns.values() if name is not None and name not in header]
+            if missing:
+                raise DataImportError(
+                    f"{manifest}: missing column(s) {missing} (the header has {header})" + layout_hint(header, layout)
+                )
+            rows = []
+            for number, row in enumerate(reader, start=2):
+                refuse_nul(row.values(), f"{manifest}, row {number}")
+                values = {key: (row[name] or "").strip() if name else None for key, name in columns.items()}
+                for key, value in values.items():
+                    if value is not None and not value:
+                        raise DataImportError(f"{manifest}, row {number}: empty {columns[key]!r}")
+                rows.append(values | {"where": f"{manifest}, row {number}"})
+        except csv.Error as error:
             raise DataImportError(
-                f"{manifest}: missing column(s) {missing} (the header has {header})" + layout_hint(header, layout)
-            )
-        rows = []
-        for number, row in enumerate(reader, start=2):
-            values = {key: (row[name] or "").strip() if name else None for key, name in columns.items()}
-            for key, value in values.items():
-                if value is not None and not value:
-                    raise DataImportError(f"{manifest}, row {number}: empty {columns[key]!r}")
-            rows.append(values | {"where": f"{manifest}, row {number}"})
+                f"{manifest}, row {reader.line_num}: cannot read as {layout.upper()} ({error})"
+            ) from None
+        except UnicodeDecodeError as error:
+            raise DataImportError(f"{manifest}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     return rows
 
 
@@ -172,6 +182,8 @@ def decode_image(path: Path) -> Image.Image:
         with Image.open(path) as image:
             image.load()  # decodes every pixel: truncated or corrupt files fail here
             return image.convert("RGB") if image.mode not in ("L", "RGB") else image.copy()
+    except Image.DecompressionBombError as error:  # more pixels than PIL decodes safely: a decompression bomb
+        raise DataImportError(f"{path}: image too large to decode safely ({error})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise DataImportError(f"{path}: not a readable image ({error})") from None
 
@@ -321,7 +333,11 @@ def speech_sources(source: Path, layout: str, audio_column: str, label_column: s
     for list_name, split in (("validation_list.txt", "val"), ("testing_list.txt", "test")):
         list_path = source / list_name
         if list_path.is_file():
-            for number, line in enumerate(list_path.read_text().splitlines(), start=1):
+            try:
+                lines = list_path.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError as error:
+                raise DataImportError(f"{list_path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+            for number, line in enumerate(lines, start=1):
                 if line.strip():
                     if not (source / line.strip()).is_file():
                         raise DataImportError(f"{list_path}, row {number}: listed file {line.strip()!r} not found")
@@ -377,6 +393,12 @@ def import_speech(
 
 
 # ---- text -------------------------------------------------------------------------------------
+def refuse_nul(cells, where: str) -> None:
+    """A NUL character is no part of text (a binary file read as text, or a path that cannot be opened)."""
+    if any("\0" in (cell or "") for cell in cells):
+        raise DataImportError(f"{where}: contains a NUL byte (binary data, not text)")
+
+
 def layout_hint(cells: list[str], layout: str) -> str:
     """When a header or row read as one column looks like the other delimited layout, say so: a TSV read as CSV
     (the default layout) is one column holding tabs."""
@@ -394,7 +416,7 @@ def text_rows(
 ) -> list[tuple[str, str, str]]:
     """(text, label, where) per row; text columns joined with a space."""
     delimiter = "\t" if layout == "tsv" else ","
-    with path.open(newline="", encoding="utf-8") as file:
+    with path.open(newline="", encoding=TEXT_ENCODING) as file:
         reader = csv.reader(file, delimiter=delimiter, quoting=csv.QUOTE_NONE if layout == "tsv" else csv.QUOTE_MINIMAL)
         try:
             if has_header:
@@ -412,6 +434,7 @@ def text_rows(
             rows = []
             for number, row in enumerate(reader, start=first):
                 where = f"{path}, row {number}"
+                refuse_nul(row, where)
                 if not any(cell.strip() for cell in row):
                     continue  # blank line
                 if max(*positions, label_position) >= len(row):
@@ -426,8 +449,10 @@ def text_rows(
                 if not label:
                     raise DataImportError(f"{where}: empty label")
                 rows.append((text, label, where))
-        except (csv.Error, UnicodeDecodeError) as error:
-            raise DataImportError(f"{path}: cannot read as {layout.upper()} ({error})") from None
+        except csv.Error as error:
+            raise DataImportError(f"{path}, row {reader.line_num}: cannot read as {layout.upper()} ({error})") from None
+        except UnicodeDecodeError as error:
+            raise DataImportError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     if not rows:
         raise DataImportError(f"{path}: no rows")
     return rows
@@ -496,10 +521,20 @@ def parallel_file(folder: Path, stem: str, lang: str) -> Path:
     return plain if plain.is_file() else zipped
 
 
+def read_capped(path: Path) -> bytes:
+    """A file's bytes, decompressed when it ends in .gz, at most MAX_TEXT_BYTES of them: a small file that expands
+    without end (a gzip bomb) stops the import instead of the machine."""
+    with gzip.open(path) if path.suffix == ".gz" else path.open("rb") as file:
+        data = file.read(MAX_TEXT_BYTES + 1)
+    if len(data) > MAX_TEXT_BYTES:
+        raise DataImportError(f"{path}: more than {MAX_TEXT_BYTES // 2**30} GiB of text (decompressed); split it")
+    return data
+
+
 def read_sentences(path: Path) -> list[str]:
     """The lines of a UTF-8 text file (gzipped when it ends in .gz), stripped; an empty line is an error."""
     try:
-        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        data = read_capped(path)
         text = data.decode("utf-8")
     except (OSError, EOFError, zlib.error) as error:
         raise DataImportError(f"{path}: not a readable gzip file ({error})") from None

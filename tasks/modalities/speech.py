@@ -71,7 +71,7 @@ class SpeechParams(ModalityParams):
 
 def listed(data_dir, split: str) -> list[str]:
     """The clips (relative paths) a split list of the prepared data names."""
-    return (data_dir / SPLIT_LISTS[split]).read_text().split()
+    return [line for line in (data_dir / SPLIT_LISTS[split]).read_text(encoding="utf-8").splitlines() if line]
 
 
 def clips(data_dir) -> list:
