@@ -10,6 +10,7 @@ anything logged goes to the log file (flows/logging.yml), never to the terminal.
 import argparse
 import importlib
 import os
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,12 +32,14 @@ EXIT_FAILED = 1  # the pipeline ran and a modality failed, or `reproduce` found 
 EXIT_INVALID = 2  # bad params, --set, --grid, run id, task or file: nothing ran
 EXIT_CODE_CHANGED = 3  # `reproduce`: the code differs from the run's commit (pass --allow-code-change)
 EXIT_BAD_DATA = 4  # an importer rejected the data (the message names the file and row); data/ is unchanged
+EXIT_INTERRUPTED = 130  # SIGTERM or Ctrl-C: the open runs are closed as KILLED, the temporary server stopped
 EXIT_CODES = {
     0: "success",
     EXIT_FAILED: "a modality failed, or reproduce found different metrics",
     EXIT_INVALID: "invalid input (params, --set, --grid, run id, task, file): nothing ran",
     EXIT_CODE_CHANGED: "reproduce: the code differs from the run's commit",
     EXIT_BAD_DATA: "the data was rejected by its importer (file and row named); data/ unchanged",
+    EXIT_INTERRUPTED: "interrupted (SIGTERM, Ctrl-C): open runs closed as KILLED",
 }
 
 EXAMPLES = """examples:
@@ -65,13 +68,27 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 
 
 @contextmanager
-def flows_module(module: str):
-    """Import a flows module (torch, MLflow and Prefect: seconds) and point Prefect at a server for its flows.
+def flows_module(module: str, params_path: str):
+    """Import a flows module (torch, MLflow and Prefect: seconds) and point Prefect at a server for its flows, under
+    the project's lock (tasks/locking.py): a second command in the same project waits here, saying so, before it
+    starts anything (two temporary servers on one Prefect database would race on its migrations).
 
     With no server configured ($PREFECT_API_URL or a profile's api.url) a temporary one is started first, so it
     comes up while the module imports, and it is stopped on exit (Prefect's own temporary server would start
     only at the first flow call, and load the server's code into this process first).
     """
+    from tasks.locking import project_lock
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    with project_lock(project_root(params_path), on_wait=say), prefect_server_for(module) as imported:
+        yield imported
+
+
+@contextmanager
+def prefect_server_for(module: str):
+    """Import module with Prefect pointed at the configured server, or at a temporary one started for it."""
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_HOME,
@@ -109,7 +126,7 @@ def params_with_overrides(args):
 
 def run(args) -> int:
     params, overrides = params_with_overrides(args)  # fail fast, before Prefect starts
-    with flows_module("flows.pipeline") as pipeline:
+    with flows_module("flows.pipeline", args.params) as pipeline:
         result = pipeline.attention_pipeline(
             params_path=args.params,
             modalities=args.modality or None,
@@ -171,7 +188,7 @@ def check_run_exists(params_path: str, run_id: str) -> None:
 
 def reproduce(args) -> int:
     check_run_exists(args.params, args.run_id)
-    with flows_module("flows.experiments") as experiments:
+    with flows_module("flows.experiments", args.params) as experiments:
         try:
             result = experiments.reproduce(
                 args.run_id, params_path=args.params, allow_code_change=args.allow_code_change
@@ -193,7 +210,7 @@ def reproduce(args) -> int:
 def sweep(args) -> int:
     grid = parse_grid(args.grid)
     configurations(load_params(args.params), args.modality, grid)  # every combination valid, before any server
-    with flows_module("flows.experiments") as experiments:
+    with flows_module("flows.experiments", args.params) as experiments:
         result = experiments.sweep(args.modality, grid, params_path=args.params)
     spec = get(args.modality)
     print(f"\nSweep {result['sweep_id']} ({args.modality}), ranked by {spec.primary_metric}")
@@ -341,12 +358,27 @@ def configure_logging() -> None:
     logging.captureWarnings(True)
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (as `timeout` and service managers send it), raised in the main thread like Ctrl-C's
+    KeyboardInterrupt, so that on the way out every open MLflow run is closed (KILLED) and the temporary Prefect
+    server is stopped. During a flow Prefect handles SIGTERM first, then hands it back to this handler."""
+
+
+def on_sigterm(signum, frame):
+    raise Interrupted("SIGTERM")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if "prefect" not in sys.modules:  # a fresh process: the command's own logging (not inside tests or a worker)
+    if "prefect" not in sys.modules:  # a fresh process: the command's own logging and signals (not a test, a worker)
         configure_logging()
+        signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return args.handler(args)
+    except KeyboardInterrupt as error:
+        stopped = "SIGTERM" if isinstance(error, Interrupted) else "Ctrl-C"
+        print(f"error: interrupted by {stopped}; its open MLflow runs are closed as KILLED", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as error:
         code = exit_code(error)
         if code is None:

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 
 from flows.pipeline import attention_pipeline
 from tasks.lineage import code_changes_since, environment_changes
+from tasks.locking import project_lock
 from tasks.modalities import get
 from tasks.params import Params, configurations, load_params, project_root
 from tasks.tracking.mlflow_tracking import connect
@@ -31,9 +32,15 @@ def read_recorded_run(client: MlflowClient, run_id: str) -> tuple[Params, str, d
 
 @flow(name="reproduce")
 def reproduce(run_id: str, params_path: str = "params.yaml", allow_code_change: bool = False) -> dict:
-    """Re-run a modality run with its recorded params and data version; compare the test metrics exactly."""
+    """Re-run a modality run with its recorded params and data version; compare the test metrics exactly. Under the
+    project lock: it checks an old data version out, which no other run may see."""
     logger = get_run_logger()
     root = project_root(params_path)
+    with project_lock(root, on_wait=logger.warning):
+        return reproduce_locked(run_id, params_path, allow_code_change, root, logger)
+
+
+def reproduce_locked(run_id: str, params_path: str, allow_code_change: bool, root: Path, logger) -> dict:
     current = load_params(params_path)
     client, _ = connect(root, current)
     recorded_params, dvc_file, tags = read_recorded_run(client, run_id)
@@ -84,6 +91,15 @@ def reproduce(run_id: str, params_path: str = "params.yaml", allow_code_change: 
 def sweep(modality: str, grid: dict[str, list], params_path: str = "params.yaml") -> dict:
     """Run the pipeline for every combination of the grid; data preparation is shared through the stage cache."""
     sweep_id = uuid.uuid4().hex[:8]
+    with project_lock(project_root(params_path), on_wait=get_run_logger().warning):
+        rows = sweep_configurations(modality, grid, params_path, sweep_id)
+    spec = get(modality)
+    rows.sort(key=lambda row: spec.rank_key(row[spec.primary_metric]))  # best first, in the metric's direction
+    return {"sweep_id": sweep_id, "modality": modality, "keys": list(grid), "rows": rows}
+
+
+def sweep_configurations(modality: str, grid: dict[str, list], params_path: str, sweep_id: str) -> list[dict]:
+    """Each configuration's pipeline run, tagged with the sweep."""
     rows = []
     for overrides, params in configurations(load_params(params_path), modality, grid):  # all validated first
         label = ",".join(f"{key}={value}" for key, value in overrides.items())
@@ -94,6 +110,4 @@ def sweep(modality: str, grid: dict[str, list], params_path: str = "params.yaml"
             tags={"sweep_id": sweep_id, "sweep_config": label},
         )
         rows.append({**overrides, **result["modalities"][modality]})
-    spec = get(modality)
-    rows.sort(key=lambda row: spec.rank_key(row[spec.primary_metric]))  # best first, in the metric's direction
-    return {"sweep_id": sweep_id, "modality": modality, "keys": list(grid), "rows": rows}
+    return rows

@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 
 from tasks.caching import call_cached
 from tasks.lineage import lineage_tags
+from tasks.locking import project_lock
 from tasks.modalities import MODALITIES, get
 from tasks.params import Params, load_params, project_root, public_dump
 from tasks.stages.evaluate import evaluate_model
@@ -28,7 +29,16 @@ from tasks.stages.report import report_results
 from tasks.stages.train import TRAINING_ENVIRONMENT, train_model
 from tasks.stages.version import version_data
 from tasks.tracking.datasets import split_inputs
-from tasks.tracking.mlflow_tracking import connect, fail_run, log_metrics, log_params, run_kind, run_name
+from tasks.tracking.mlflow_tracking import (
+    close_stale_runs,
+    connect,
+    fail_run,
+    log_metrics,
+    log_params,
+    process_tags,
+    run_kind,
+    run_name,
+)
 
 
 class PipelineFailed(RuntimeError):
@@ -55,6 +65,7 @@ def modality_pipeline(
         "modality": modality,
         "task": section.task,
         "prefect_flow_run_id": flow_run.get_id(),
+        **process_tags(root),
         **lineage,
         **(tags or {}),
     }
@@ -119,6 +130,12 @@ def attention_pipeline(
     if unknown:
         raise ValueError(f"unknown modalities {unknown}; choose from {', '.join(MODALITIES)}")
 
+    with project_lock(root, on_wait=logger.warning):  # one pipeline at a time per project (tasks/locking.py)
+        return run_pipeline(params, root, selected, force, tags, logger)
+
+
+def run_pipeline(params: Params, root: Path, selected: list[str], force: bool, tags: dict | None, logger) -> dict:
+    """The pipeline's work, under the project lock."""
     recipes = {
         m: call_cached(
             prepare_data,
@@ -134,10 +151,18 @@ def attention_pipeline(
     lineage = lineage_tags(root, params, version_data(root))
 
     client, experiment_id = connect(root, params)
+    for run_id in close_stale_runs(client, root):
+        logger.warning("closed run %s as KILLED: the process that ran it died without closing it", run_id)
     parent = client.create_run(
         experiment_id,
         run_name="pipeline",
-        tags={"prefect_flow_run_id": flow_run.get_id(), "modalities": ",".join(selected), **lineage, **(tags or {})},
+        tags={
+            "prefect_flow_run_id": flow_run.get_id(),
+            "modalities": ",".join(selected),
+            **process_tags(root),
+            **lineage,
+            **(tags or {}),
+        },  # fmt: skip
     )
     parent_run_id = parent.info.run_id
     results, failed = {}, []

@@ -8,7 +8,9 @@
   process, so that both happen at once (docs/benchmarks.md).
 """
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import httpx
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
 LOCAL_PORT = 4200
+PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a child gets when its parent dies
 STARTUP_TIMEOUT_S = 120
 
 
@@ -32,6 +35,12 @@ def is_up(api_url: str) -> bool:
         return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def die_with_parent() -> None:
+    """In a server's child process, before it runs: ask the kernel to SIGTERM it when the process that started it
+    dies (Linux PR_SET_PDEATHSIG), so that a killed command never leaves its server running."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def start_server(home: Path, port: int) -> subprocess.Popen:
@@ -49,6 +58,7 @@ def start_server(home: Path, port: int) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
 
 
@@ -90,7 +100,12 @@ def start_temporary_server(home: Path) -> tuple[subprocess.Popen, str]:
     arguments, environment = temporary_server_command(port)
     with open(home / "temporary-server.log", "ab") as log:
         process = subprocess.Popen(
-            arguments, env=environment, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            arguments,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
     return process, f"http://127.0.0.1:{port}/api"
 

@@ -5,6 +5,8 @@ work on other threads); only ``log_pytorch_model`` activates a run, because ``lo
 """
 
 import os
+import signal
+import socket
 import time
 import traceback
 from pathlib import Path
@@ -111,13 +113,60 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], st
     client.log_batch(run_id, metrics=[Metric(key, float(value), now, step or 0) for key, value in metrics.items()])
 
 
+def interruption(error: BaseException) -> str | None:
+    """'SIGTERM', 'SIGINT' (Ctrl-C) when the error is the process being stopped, else None."""
+    from prefect.exceptions import TerminationSignal
+
+    if isinstance(error, TerminationSignal):
+        return signal.Signals(error.signal).name
+    if isinstance(error, KeyboardInterrupt):
+        return "SIGTERM" if "SIGTERM" in str(error) else "SIGINT"
+    return None
+
+
 def fail_run(client: MlflowClient, run_id: str, error: BaseException) -> None:
-    """Mark a run FAILED with the error and its traceback, so nothing is left RUNNING."""
+    """Close a run so that nothing is left RUNNING: KILLED when the process was stopped (SIGTERM, Ctrl-C), else FAILED
+    with the error and its traceback."""
+    stopped = interruption(error)
     try:
-        client.set_tag(run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+        client.set_tag(
+            run_id, "error", f"interrupted by {stopped}" if stopped else f"{type(error).__name__}: {error}"[:5000]
+        )
         client.log_text(run_id, "".join(traceback.format_exception(error)), "error_traceback.txt")
     finally:  # even when recording the error fails
-        client.set_terminated(run_id, "FAILED")
+        client.set_terminated(run_id, "KILLED" if stopped else "FAILED")
+
+
+def process_tags(root: Path) -> dict[str, str]:
+    """Which process of which project a run belongs to, so that a later run can close it if that process died."""
+    return {"attnflow_pid": str(os.getpid()), "attnflow_host": socket.gethostname(), "attnflow_project": str(root)}
+
+
+def close_stale_runs(client: MlflowClient, root: Path) -> list[str]:
+    """Close as KILLED the runs of this project that a process on this host left RUNNING and that is gone (killed
+    with SIGKILL, or the machine went down); returns their ids. Called under the project lock, when no other pipeline
+    of the project can be running."""
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    query = (f"attributes.status = 'RUNNING' and tags.attnflow_host = '{socket.gethostname()}' "
+             f"and tags.attnflow_project = '{root}'")  # fmt: skip
+    closed = []
+    for run in client.search_runs(experiments, query, max_results=1000) if experiments else []:
+        pid = int(run.data.tags["attnflow_pid"])
+        if pid != os.getpid() and not alive(pid):
+            client.set_tag(run.info.run_id, "error", f"killed: its process {pid} ended without closing it")
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+    return closed
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, someone else's
+        return True
+    return True
 
 
 def log_pytorch_model(run_id: str, model, *, input_example, signature, code_paths, extra_files, pip_requirements):

@@ -1,0 +1,99 @@
+"""Stopping a run and running two at once, as a user does it: `attnflow run` in its own process, stopped with SIGTERM
+(as `timeout` sends it) or SIGKILL during training, or started twice on one project.
+
+Slow (several real runs): `make test-slow`, and CI."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import REPO, tiny_params, write_params
+from tests.test_temporary_server import processes_with_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def start(project, *arguments: str, log: str = "run.log") -> subprocess.Popen:
+    own = ("PREFECT_API", "PREFECT_LOGGING", "MLFLOW_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(own)}
+    env.update(PREFECT_HOME=str(project / ".prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "flows.cli", "run", "--modality", "image", *arguments]
+    output = (project / log).open("w")
+    return subprocess.Popen(command, cwd=project, env=env, stdout=output, stderr=subprocess.STDOUT)
+
+
+def wait_for(project, text: str, process: subprocess.Popen, log: str = "run.log", timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in (project / log).read_text():
+        assert process.poll() is None and time.monotonic() < deadline, (project / log).read_text()[-3000:]
+        time.sleep(0.2)
+
+
+def runs(project) -> list:
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+@pytest.fixture
+def long_training(tiny_project):
+    """The tiny project, with an image training of many epochs (a minute or more): time to stop it."""
+    params = tiny_params()
+    params["image"]["train"].update(epochs=40, max_batches_per_epoch=None)
+    write_params(tiny_project, params)
+    return tiny_project
+
+
+def test_sigterm_closes_every_run_and_the_server_within_seconds(long_training):
+    project = long_training
+    process = start(project)
+    wait_for(project, "image epoch 1/40", process)
+    stopped = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 130 and time.monotonic() - stopped < 15
+    assert "error: interrupted by SIGTERM" in (project / "run.log").read_text()
+    assert {(run.info.status, run.data.tags["error"]) for run in runs(project)} == {
+        ("KILLED", "interrupted by SIGTERM")
+    }
+    time.sleep(1)
+    assert not processes_with_env(f"PREFECT_HOME={project / '.prefect'}")  # the temporary server is stopped
+
+
+def test_after_sigkill_the_next_run_closes_what_was_left_running(long_training):
+    project = long_training
+    process = start(project)
+    wait_for(project, "image epoch 1/40", process)
+    process.kill()
+    process.wait()
+    time.sleep(2)
+    assert not processes_with_env(f"PREFECT_HOME={project / '.prefect'}")  # the server died with its parent
+    left = {run.info.run_id for run in runs(project) if run.info.status == "RUNNING"}
+    assert len(left) == 2  # the pipeline run and the image run
+    again = start(project, "--set", "image.train.epochs=1", log="again.log")
+    assert again.wait(timeout=300) == 0, (project / "again.log").read_text()[-3000:]
+    closed = {run.info.run_id: run for run in runs(project) if run.info.run_id in left}
+    assert {run.info.status for run in closed.values()} == {"KILLED"}
+    assert all("ended without closing it" in run.data.tags["error"] for run in closed.values())
+    assert not [run for run in runs(project) if run.info.status == "RUNNING"]
+
+
+def test_two_runs_at_once_run_one_after_the_other_and_the_better_is_champion(tiny_project):
+    """The second waits for the project's lock, saying so; both finish; the registry ends with the better model as
+    champion, whichever finished first."""
+    project = tiny_project
+    better = start(project, "--set", "image.train.epochs=3", "--set", "image.train.max_batches_per_epoch=10",
+                   log="better.log")  # fmt: skip
+    time.sleep(1)
+    worse = start(project, "--set", "image.train.lr=0.000001", log="worse.log")
+    assert better.wait(timeout=600) == 0 and worse.wait(timeout=600) == 0
+    logs = (project / "better.log").read_text() + (project / "worse.log").read_text()
+    assert "is busy: waiting for its running pipeline (pid" in logs
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}", registry_uri=f"sqlite:///{project / 'mlflow.db'}")
+    image = [run for run in runs(project) if run.data.tags.get("modality") == "image"]
+    assert len(image) == 2 and {run.info.status for run in runs(project)} == {"FINISHED"}
+    best = max(image, key=lambda run: run.data.metrics["test_accuracy"])
+    assert client.get_model_version_by_alias("attnflow-digit-classification", "champion").run_id == best.info.run_id
