@@ -18,6 +18,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 class ImageBuiltinData(Section):
     """scikit-learn's 8x8 handwritten digits, upscaled (tasks/data/builtin_image.py)."""
 
+    digit_size: int | None = Field(None, ge=8)  # None: the digit fills the image; smaller: placed at random
+    clutter: int = Field(0, ge=0, le=32)  # fragments of other digits scattered over the image
     val_fraction: float = SplitFraction
     test_fraction: float = SplitFraction
 
@@ -64,6 +66,16 @@ class ImageModel(ModelParams):
 class ImageParams(ModalityParams):
     data: ImageData
     model: ImageModel
+
+    @model_validator(mode="after")
+    def digit_fits_image(self):
+        builtin = self.data.builtin
+        if builtin and builtin.digit_size and builtin.digit_size > self.data.image_size:
+            raise ValueError(
+                f"data.builtin.digit_size ({builtin.digit_size}) must be at most data.image_size "
+                f"({self.data.image_size})"
+            )
+        return self
 
     @model_validator(mode="after")
     def patches_tile_image(self):
