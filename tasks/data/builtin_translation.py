@@ -4,8 +4,10 @@ Each sentence joins 1..``max_phrases`` phrases with "; ", and each phrase is a r
 in both languages: a date (``format_date``: full, long or medium, so German and English order day, month and year
 differently: "Freitag, 5. März 2021" / "Friday, March 5, 2021"), an amount of money (German "1.234,50 €" /
 English "€1,234.50"), a quantity with its unit, inflected ("2 Kilowattstunden" / "2 kilowatt-hours"), a country
-or region, or a language name ("Vereinigte Arabische Emirate" / "United Arab Emirates"). The model has to
-translate names, reorder dates, inflect units and rewrite number formats; its cross-attention should align each
+or region, or a language name ("Vereinigte Arabische Emirate" / "United Arab Emirates"), a list of two or three
+of them ("Polen, Japan und Chile" / "Poland, Japan, and Chile"), a time of day ("14:05" / "2:05 PM") or a time
+relative to now ("vor 5 Stunden" / "5 hours ago"). The model has to translate names, reorder dates and relative
+times, inflect units, convert the 24-hour clock and rewrite number formats; its cross-attention should align each
 German phrase with its English rendering.
 
 Deterministic: the values are drawn from ``random.Random(seed)`` and the layout is the one the translation
@@ -42,6 +44,8 @@ UNITS = (
     "energy-kilowatt-hour",
 )
 FIRST_DAY, NUM_DAYS = datetime.date(1950, 1, 1), 100 * 365
+TIME_FORMATS = ("short", "medium")
+RELATIVE_UNITS = {"minutes": 59, "hours": 23, "days": 6, "weeks": 3}  # the largest count each is spoken with
 
 
 def generate_translation_dataset(
@@ -101,7 +105,16 @@ class PhraseMaker:
             code for code in self.en.territories if len(code) == 2 and code.isalpha() and code in self.de.territories
         )
         self.languages = sorted(code for code in self.en.languages if len(code) == 2 and code in self.de.languages)
-        self.makers = (self.date, self.amount, self.quantity, self.territory, self.language)
+        self.makers = (
+            self.date,
+            self.amount,
+            self.quantity,
+            self.territory,
+            self.language,
+            self.name_list,
+            self.time_of_day,
+            self.relative_time,
+        )
 
     def draw(self) -> tuple[str, str]:
         de, en = self.rng.choice(self.makers)()
@@ -140,3 +153,26 @@ class PhraseMaker:
     def language(self):
         code = self.rng.choice(self.languages)
         return self.de.languages[code], self.en.languages[code]
+
+    def name_list(self):
+        from babel.lists import format_list
+
+        names = self.rng.choice((self.territory, self.language))
+        de, en = zip(*(names() for _ in range(self.rng.randint(2, 3))))
+        return format_list(list(de), locale=self.de), format_list(list(en), locale=self.en)
+
+    def time_of_day(self):
+        from babel.dates import format_time
+
+        moment = datetime.time(self.rng.randrange(24), self.rng.randrange(60), self.rng.randrange(60))
+        style = self.rng.choice(TIME_FORMATS)
+        return format_time(moment, style, locale=self.de), format_time(moment, style, locale=self.en)
+
+    def relative_time(self):
+        from babel.dates import format_timedelta
+
+        unit = self.rng.choice(sorted(RELATIVE_UNITS))
+        delta = datetime.timedelta(**{unit: self.rng.choice((-1, 1)) * self.rng.randint(1, RELATIVE_UNITS[unit])})
+        return tuple(
+            format_timedelta(delta, add_direction=True, threshold=1.0, locale=locale) for locale in (self.de, self.en)
+        )

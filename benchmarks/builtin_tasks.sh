@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The built-in tasks on a fresh clone: how long the main command takes (setup, a first run, a second run with
+# nothing changed: every stage cached), and whether each task tells a better model from a worse one (the default
+# configuration's test metric against a deliberately weaker one's, each weaker run a challenger in the registry).
+# Prints two Markdown tables.
+#   usage: [KEEP=1] benchmarks/builtin_tasks.sh [REPO]   (default: this checkout; KEEP=1 keeps the clone)
+set -euo pipefail
+repo=$(cd "${1:-$(dirname "$0")/..}" && pwd)
+work=$(mktemp -d)
+[ -n "${KEEP:-}" ] && echo "keeping $work/clone" >&2 || trap 'rm -rf "$work"' EXIT
+git clone -q "$repo" "$work/clone"
+cd "$work/clone"
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+
+# modality | the weaker configuration (--set arguments) | what it changes
+WEAKER=(
+  "text|--set text.train.epochs=2|2 epochs instead of 15"
+  "image|--set image.train.epochs=5|5 epochs instead of 30"
+  "speech|--set speech.train.epochs=4|4 epochs instead of 20"
+  "translation|--set translation.train.epochs=3|3 epochs instead of 8"
+  "asr|--set asr.train.epochs=1|1 epoch instead of 5"
+)
+
+seconds() { local start=$SECONDS; "$@" > "$work/log" 2>&1 || { cat "$work/log"; exit 1; }; echo $((SECONDS - start)); }
+# The primary test metric of a modality in the last command's results table: "test_accuracy 0.9284".
+metric() { grep -E "^$1 +test_" "$work/log" | awk '{sub(",", "", $3); print $2, $3}'; }
+
+setup=$(seconds make setup)
+first=$(seconds make run)
+declare -A default
+for row in "${WEAKER[@]}"; do default[${row%%|*}]=$(metric "${row%%|*}"); done
+second=$(seconds make run)
+cached=$(grep -c 'Cached(type=COMPLETED)' "$work/log" || true)
+
+echo "| measurement | seconds |"
+echo "| --- | --- |"
+echo "| make setup (uv sync from the lock file) | $setup |"
+echo "| first make run (every built-in task) | $first |"
+echo "| second make run, nothing changed ($cached stages cached) | $second ($((100 * second / first))% of the first) |"
+echo
+echo "| task | default: test metric | weaker configuration | its test metric | training + evaluation (s) |"
+echo "| --- | --- | --- | --- | --- |"
+for row in "${WEAKER[@]}"; do
+  IFS='|' read -r modality arguments change <<< "$row"
+  # shellcheck disable=SC2086
+  took=$(seconds .venv/bin/attnflow run --modality "$modality" $arguments)
+  echo "| $modality | ${default[$modality]} | \`attnflow run --modality $modality $arguments\` ($change) | $(metric "$modality") | $took |"
+done
