@@ -19,6 +19,9 @@ from functools import lru_cache
 from pathlib import Path
 
 CODE_ROOT = Path(__file__).resolve().parents[1]
+# Cached stage results are plain JSON (paths, metrics, recipes): nothing in them is code, and a result file is
+# readable and diffable. Prefect's default, pickle, would run whatever a crafted result file holds when read back.
+RESULT_SERIALIZER = "json"
 PROJECT_PACKAGES = ("attn_models", "flows", "tasks")
 
 

@@ -195,3 +195,20 @@ def test_the_prefect_run_shows_the_results(pipeline_result):
             any_=subflows)))  # fmt: skip
     progress = [artifact for artifact in training if artifact.type == "progress"]
     assert len(progress) == len(MODALITIES) and {float(artifact.data) for artifact in progress} == {100.0}
+
+
+def test_cached_stage_results_are_stored_as_json(pipeline_result):
+    """Prefect persists the cached stages' results as JSON (tasks/caching.py RESULT_SERIALIZER), never a pickle."""
+    from prefect.settings import get_current_settings
+
+    project, _ = pipeline_result
+    storage = Path(get_current_settings().results.local_storage_path).expanduser()
+    since = (project / ".dvc" / "config").stat().st_mtime  # written once, first: this project's results only
+    records = [
+        json.loads(path.read_bytes())
+        for path in storage.iterdir()
+        if path.name.startswith(("prepare-data-", "train-", "evaluate-")) and path.stat().st_mtime >= since
+    ]
+    assert len(records) >= 3 * len(MODALITIES)
+    assert {record["metadata"]["serializer"]["type"] for record in records} == {"json"}
+    assert all(isinstance(record["result"], str) and json.loads(record["result"]) for record in records)

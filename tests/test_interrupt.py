@@ -4,6 +4,7 @@
 Slow (several real runs): `make test-slow`, and CI."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,22 +64,43 @@ def test_sigterm_closes_every_run_and_the_server_within_seconds(long_training):
     assert not processes_with_env(f"PREFECT_HOME={project / '.prefect'}")  # the temporary server is stopped
 
 
-def test_after_sigkill_the_next_run_closes_what_was_left_running(long_training):
-    project = long_training
+def test_after_sigkill_the_next_run_closes_what_was_left_running_and_resumes_training(tiny_project):
+    """Killed during training, the next run closes the runs the dead process left RUNNING, resumes training after its
+    last finished epoch, and ends with the test metrics of an uninterrupted run (trained afterwards with --force)."""
+    project = tiny_project
+    params = tiny_params()
+    params["image"]["train"].update(epochs=6, max_batches_per_epoch=None)
+    write_params(project, params)
     process = start(project)
-    wait_for(project, "image epoch 1/40", process)
+    wait_for(project, "image epoch 3/6", process)
     process.kill()
     process.wait()
     time.sleep(2)
     assert not processes_with_env(f"PREFECT_HOME={project / '.prefect'}")  # the server died with its parent
     left = {run.info.run_id for run in runs(project) if run.info.status == "RUNNING"}
     assert len(left) == 2  # the pipeline run and the image run
-    again = start(project, "--set", "image.train.epochs=1", log="again.log")
+
+    again = start(project, log="again.log")
     assert again.wait(timeout=300) == 0, (project / "again.log").read_text()[-3000:]
+    log = (project / "again.log").read_text()
+    assert re.search(r"image: resuming training after epoch [2-5]/6, saved by an interrupted run", log), log[-3000:]
     closed = {run.info.run_id: run for run in runs(project) if run.info.run_id in left}
     assert {run.info.status for run in closed.values()} == {"KILLED"}
     assert all("ended without closing it" in run.data.tags["error"] for run in closed.values())
     assert not [run for run in runs(project) if run.info.status == "RUNNING"]
+    assert not list((project / "outputs" / "resume").iterdir())  # trained: the saved state is gone
+
+    whole = start(project, "--force", log="whole.log")
+    assert whole.wait(timeout=300) == 0, (project / "whole.log").read_text()[-3000:]
+    finished = [
+        run for run in runs(project) if run.data.tags.get("modality") == "image" and run.info.status == "FINISHED"
+    ]
+    resumed, uninterrupted = sorted(finished, key=lambda run: run.info.start_time)
+    assert resumed.data.tags["resumed_after_epoch"] and "resumed_after_epoch" not in uninterrupted.data.tags
+    test_metrics = ("test_accuracy", "test_macro_f1", "best_val_accuracy", "best_epoch")
+    assert {m: resumed.data.metrics[m] for m in test_metrics} == {
+        m: uninterrupted.data.metrics[m] for m in test_metrics
+    }
 
 
 def test_two_runs_at_once_run_one_after_the_other_and_the_better_is_champion(tiny_project):

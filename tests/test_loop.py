@@ -1,6 +1,17 @@
-"""The training loop's batching: batches of similar length for variable-length inputs."""
+"""The training loop: batches of similar length for variable-length inputs, and training resumed after a kill."""
 
-from tasks.training.loop import LengthBatches
+import pickle
+
+import pytest
+import torch
+
+from tasks.data.builtin_image import generate_image_dataset
+from tasks.modalities import get
+from tasks.params import load_params
+from tasks.reproducibility import set_seeds
+from tasks.training import resume
+from tasks.training.loop import LengthBatches, fit, make_loader
+from tests.conftest import tiny_params, write_params
 
 
 def test_length_batches_cover_every_item_once_with_little_padding():
@@ -13,3 +24,77 @@ def test_length_batches_cover_every_item_once_with_little_padding():
             assert max(lengths[i] for i in batch) <= 1.1 * min(lengths[i] for i in batch) + 10
     assert first != second  # other batches, in another order, every epoch
     assert first == list(LengthBatches(lengths, batch_size=10, seed=3))  # seeded
+
+
+# ---- resuming an interrupted training (tasks/training/resume.py) -----------------------------------------------
+
+
+class Stop(Exception):
+    """Stands for a kill: the process ends after an epoch's report, before its state is saved."""
+
+
+@pytest.fixture(scope="module")
+def image_project(tmp_path_factory):
+    project = tmp_path_factory.mktemp("resume")
+    params = load_params(write_params(project, tiny_params()))
+    generate_image_dataset(project / "data", image_size=params.image.data.image_size, digit_size=26, seed=0)
+    return project, params.image
+
+
+def train_images(project, section, state_file, stop_after: int | None = None):
+    """A fresh process's training of the image model (augmented, shuffled): 3 epochs of 3 batches."""
+    spec = get("image")
+    set_seeds(0)
+    splits = spec.load_splits(project / "data", section, 0, None)
+    model = spec.build_model(spec.model_args(section, splits, None))
+    train = section.train.model_copy(update={"epochs": 3, "max_batches_per_epoch": 3})
+    history, resumed = {}, []
+
+    def on_epoch_end(epoch, metrics):
+        history[epoch] = {name: value for name, value in metrics.items() if name != "train_samples_per_second"}
+        if epoch == stop_after:
+            raise Stop
+
+    try:
+        best = fit(model, splits, train, torch.device("cpu"), 0, on_epoch_end, spec, state_file, resumed.append)
+    except Stop:
+        return None, history, resumed
+    return {"best": best, "weights": model.state_dict()}, history, resumed
+
+
+def test_training_resumed_after_a_kill_ends_exactly_as_an_uninterrupted_one(image_project, tmp_path):
+    project, section = image_project
+    whole, whole_history, _ = train_images(project, section, tmp_path / "whole.pt")
+    state_file = tmp_path / "stopped.pt"
+    _, first_history, _ = train_images(project, section, state_file, stop_after=2)  # epoch 1 saved, 2 lost
+    assert resume.load(state_file)["epoch"] == 1
+    again, again_history, resumed = train_images(project, section, state_file)
+    assert resumed == [1] and sorted(again_history) == [2, 3]
+    assert {**first_history, **again_history} == whole_history  # the same losses and accuracies, epoch by epoch
+    assert again["best"] == whole["best"]
+    assert all(torch.equal(again["weights"][name], weights) for name, weights in whole["weights"].items())
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (print, ("this ran while loading",))
+
+
+def test_a_state_file_crafted_to_run_code_is_refused(tmp_path, capsys):
+    crafted = tmp_path / "state.pt"
+    torch.save({"epoch": 1, "payload": RunsCode()}, crafted)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        resume.load(crafted)
+    assert "this ran while loading" not in capsys.readouterr().out
+
+
+def test_the_length_bucketing_sampler_resumes_at_its_epoch():
+    lengths = list(range(1, 41))
+    splits = type("Splits", (), {"train": lengths, "lengths": lengths, "collate_fn": None})()
+    loader = make_loader(splits.train, splits, 8, shuffle=True, seed=1)
+    list(loader.batch_sampler), list(loader.batch_sampler)
+    state = resume.loader_state(loader)
+    expected = list(loader.batch_sampler)
+    fresh = make_loader(splits.train, splits, 8, shuffle=True, seed=1)
+    resume.set_loader_state(fresh, state)
+    assert list(fresh.batch_sampler) == expected

@@ -28,10 +28,20 @@ class Splits:
 
 
 class LabelledItems(Dataset):
-    """(input, label index) pairs; ``load`` turns a stored item (a path, a text) into the input."""
+    """(input, label index) pairs; ``load`` turns a stored item (a path, a text) into the input.
 
-    def __init__(self, items: list, labels: list[int], load):
-        self.items, self.labels, self.load = items, labels, load
+    augmentation: the seeded random transform ``load`` applies (an albumentations Compose), if any. The training loop
+    calls ``set_epoch`` before each epoch, which reseeds it from its seed and the epoch (like PyTorch's
+    DistributedSampler.set_epoch): an epoch's augmentations then depend on nothing but the epoch, so training
+    resumed after epoch k draws exactly what an uninterrupted run draws."""
+
+    def __init__(self, items: list, labels: list[int], load, augmentation=None):
+        self.items, self.labels, self.load, self.augmentation = items, labels, load, augmentation
+        self.seed = augmentation.seed if augmentation is not None else None
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.augmentation is not None:
+            self.augmentation.set_random_seed(self.seed * 100_003 + epoch)
 
     def __len__(self):
         return len(self.items)

@@ -111,14 +111,15 @@ class Image(Classifier):
         class_names = sorted(p.name for p in (data_dir / "train").iterdir() if p.is_dir())
         size, channels = section.data.image_size, section.data.channels
 
-        def split(name, transform):
+        def split(name, transform, augmented=False):
             paths = sorted(p for p in (data_dir / name).glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
             labels = [class_names.index(p.parent.name) for p in paths]
-            return LabelledItems(paths, labels, lambda p: transform(image=read_image(p, channels, size))["image"])
+            load = lambda p: transform(image=read_image(p, channels, size))["image"]  # noqa: E731
+            return LabelledItems(paths, labels, load, augmentation=transform if augmented else None)
 
         plain = image_transforms(channels)
         return Splits(
-            split("train", image_transforms(channels, section.data.augment, seed)),
+            split("train", image_transforms(channels, section.data.augment, seed), augmented=True),
             split("val", plain),
             split("test", plain),
             class_names,

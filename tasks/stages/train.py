@@ -1,5 +1,10 @@
 """Train stage: fit a modality's model on data/<modality>/ and save a checkpoint that can rebuild it.
 
+Training saves its whole state after every epoch under outputs/resume/, named after this stage's cache key (its
+params, data and code): a run that was stopped goes on from its last finished epoch the next time the same stage
+runs, and ends with the metrics an uninterrupted run has (tasks/training/resume.py). The file goes once the
+checkpoint is written.
+
 The modality's spec (tasks/modalities/) supplies the tokenizer, the data, the model and the loss; the loop
 (tasks/training/loop.py) is the same for all. torch and the data loaders are imported inside the task body: a cached
 run never enters it, and leaving them out of module scope saves seconds of start-up on every run.
@@ -11,7 +16,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from tasks.caching import Stage
+from tasks.caching import RESULT_SERIALIZER, Stage
 from tasks.modalities import get
 from tasks.names import CHECKPOINT, TOKENIZER
 from tasks.params import Params
@@ -25,9 +30,16 @@ STAGE = Stage(
 )
 SYSTEM_METRICS_SECONDS = 10  # MLflow samples CPU, memory (and GPU) usage this often while a model trains
 TRAINING_ENVIRONMENT = ("device", "torch_version")  # returned by train_model; lineage tags of the modality run
+RESUME_DIR = "resume"  # outputs/resume/<stage cache key>.pt: an interrupted training's state (tasks/training/resume.py)
 
 
-@task(name="train", task_run_name="train-{modality}", cache_key_fn=STAGE.cache_key, persist_result=True)
+@task(
+    name="train",
+    task_run_name="train-{modality}",
+    cache_key_fn=STAGE.cache_key,
+    persist_result=True,
+    result_serializer=RESULT_SERIALIZER,
+)
 def train_model(modality: str, params: Params, root: Path, run_id: str, data_recipe: dict) -> dict:
     """Returns the checkpoint's path, the id of the MLflow run that trained it and where it trained
     (TRAINING_ENVIRONMENT)."""
@@ -83,11 +95,18 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
             metrics["train_samples_per_second"],
         )
 
+    def resumed(epoch: int) -> None:
+        logger.info("%s: resuming training after epoch %d/%d, saved by an interrupted run (%s)", modality, epoch,
+                    epochs, state_file.relative_to(root))  # fmt: skip
+        client.set_tag(run_id, "resumed_after_epoch", str(epoch))
+
+    inputs = {"modality": modality, "params": params, "root": root, "data_recipe": data_recipe}
+    state_file = root / "outputs" / RESUME_DIR / f"{STAGE.cache_key(None, inputs)}.pt"  # this stage's inputs only
     started = time.perf_counter()
     monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_SECONDS, tracking_uri=client.tracking_uri)
     monitor.start()  # MLflow's system metrics (system/cpu_utilization_percentage, memory, ...) while it trains
     try:
-        best = fit(model, splits, section.train, device, seed, report, spec)
+        best = fit(model, splits, section.train, device, seed, report, spec, state_file, on_resume=resumed)
     finally:
         monitor.finish()
     log_metrics(
@@ -111,6 +130,7 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
         },
         checkpoint,
     )
+    state_file.unlink()  # trained: nothing left to resume
     # plain str: a cached result holding torch's TorchVersion would import torch when it is read back (seconds)
     return {
         "checkpoint": str(checkpoint),

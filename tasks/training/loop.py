@@ -9,6 +9,7 @@ model), so loss and accuracy are per example or per token accordingly; the train
 import copy
 import math
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader
 from tasks.data.datasets import Splits
 from tasks.progress import progress
 from tasks.schema import TrainParams
+from tasks.training import resume
 
 
 def to_device(batch, device: torch.device):
@@ -94,9 +96,22 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
     return factor
 
 
-def fit(model, splits: Splits, train: TrainParams, device: torch.device, seed: int, on_epoch_end, spec) -> dict:
+def fit(
+    model,
+    splits: Splits,
+    train: TrainParams,
+    device: torch.device,
+    seed: int,
+    on_epoch_end,
+    spec,
+    state_file: Path | None = None,
+    on_resume=None,
+) -> dict:
     """Train, keep the weights of the best validation epoch, and report each epoch to on_epoch_end(epoch, metrics).
-    spec: the modality's (tasks/modalities/): its training_loss trains, its logits_and_labels validates."""
+    spec: the modality's (tasks/modalities/): its training_loss trains, its logits_and_labels validates.
+
+    state_file: where the loop's state is saved after each epoch (tasks/training/resume.py); when it exists at the
+    start, training goes on after its epoch, and on_resume(epoch) is told so first."""
     train_loader = make_loader(splits.train, splits, train.batch_size, shuffle=True, seed=seed)
     val_loader = make_loader(splits.val, splits, train.batch_size)
     steps_per_epoch = min(len(train_loader), train.max_batches_per_epoch or len(train_loader))
@@ -106,7 +121,14 @@ def fit(model, splits: Splits, train: TrainParams, device: torch.device, seed: i
     )
     model.to(device)
     best = {"val_accuracy": -1.0, "epoch": 0, "state": None}
-    for epoch in range(1, train.epochs + 1):
+    finished = 0
+    saved = resume.load(state_file) if state_file is not None else None
+    if saved is not None:
+        finished, best = resume.restore(saved, model, optimizer, schedule, train_loader)
+        on_resume(finished)
+    for epoch in range(finished + 1, train.epochs + 1):
+        if hasattr(splits.train, "set_epoch"):
+            splits.train.set_epoch(epoch)
         model.train()
         started, examples, seen, loss_sum, correct = time.perf_counter(), 0, 0, 0.0, 0
         with progress(steps_per_epoch, f"{spec.name} epoch {epoch}/{train.epochs}", "batch") as bar:
@@ -135,5 +157,7 @@ def fit(model, splits: Splits, train: TrainParams, device: torch.device, seed: i
         if metrics["val_accuracy"] > best["val_accuracy"]:
             best = {"val_accuracy": metrics["val_accuracy"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
         on_epoch_end(epoch, metrics)
+        if state_file is not None:
+            resume.save(state_file, resume.capture(epoch, model, optimizer, schedule, best, train_loader))
     model.load_state_dict(best["state"])
     return {"best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"]}
