@@ -17,7 +17,7 @@ from cronsim import CronSim, CronSimError
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from tasks.modalities import MODALITIES, REGISTRY
-from tasks.schema import Section
+from tasks.schema import Section, ServingLimits
 
 
 # ---- global -------------------------------------------------------------------------------
@@ -61,6 +61,7 @@ class GlobalParams(Section):
     modalities: list[Literal[MODALITIES]] = list(MODALITIES)
     tracking: TrackingParams = TrackingParams()
     schedule: ScheduleParams = ScheduleParams()
+    serving: ServingLimits = ServingLimits()
 
 
 class ParamsBase(Section):

@@ -107,3 +107,12 @@ class DataSection(Section):
         if self.builtin is None and self.import_from is None:
             raise ValueError("give data.builtin (generated data) or data.import_from (your own data)")
         return self
+
+
+class ServingLimits(Section):
+    """What one request to a served model may hold (tasks/data/requests.py); over a limit it gets HTTP 400."""
+
+    max_rows: int = Field(64, ge=1, le=100_000)  # examples per request
+    max_input_mb: float = Field(16.0, gt=0, le=1024)  # one value: a base64 file, a text, an array (as float32)
+    max_image_pixels: int = Field(4096 * 4096, ge=64)  # width x height, read from the image header before decoding
+    max_audio_seconds: float = Field(60.0, gt=0, le=3600)

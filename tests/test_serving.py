@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -132,9 +133,39 @@ def test_mlflow_models_serve_answers_a_json_request(pipeline_runs, tmp_path):
                 assert server.poll() is None and time.time() < deadline, (tmp_path / "serve.log").read_text()
                 time.sleep(1)
         check_answers(json.loads(reply.read())["predictions"], "image", 2)
+        for body, reason in BAD_REQUESTS:
+            status, answer = post(port, body)
+            assert status == 400 and reason in answer["message"], (body[:200], status, answer)
+            assert "stack_trace" not in answer and "Traceback" not in answer["message"]
+            if answer.get("error_class") != "SCHEMA_ENFORCEMENT_FAILED":  # not MLflow's own schema check: ours
+                # MLflow's server puts "Failed to predict data '<the data>'. \nError: " before the reason
+                assert answer["message"].rsplit("\nError: ", 1)[-1].startswith("bad request: "), answer
+                assert "\n" not in answer["message"].rsplit("\nError: ", 1)[-1]
     finally:
         server.terminate()
         server.wait(30)
+
+
+NOT_AN_IMAGE = base64.b64encode(b"just some bytes").decode()
+BAD_REQUESTS = [  # (request body, what the 400's message says): over real HTTP, to the served image model
+    ('{"dataframe_records": []}', "missing inputs ['image']"),  # MLflow's schema enforcement (the signature)
+    ('{"dataframe_records": [{"picture": "abc"}]}', "missing inputs ['image']"),
+    ('{"dataframe_records": [{"image": [[NaN, 1.0], [0.0, 1.0]]}]}', "not finite numbers"),
+    (json.dumps({"dataframe_records": [{"image": NOT_AN_IMAGE}]}), "row 0: the decoded bytes are not a PNG or JPEG"),
+    (json.dumps({"dataframe_records": [{"image": "A" * (17 * 2**20)}]}), "over the limit of 16.0 MB"),
+    (json.dumps({"dataframe_records": [{"image": [[0]]}] * 65}), "65 rows, over the limit of 64"),
+]
+
+
+def post(port: int, body: str) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations", body.encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 SERVED_IMPORTS = """
@@ -183,3 +214,21 @@ def test_serving_imports_only_its_pinned_requirements(pipeline_runs):
         if dists and not {d.lower() for d in dists} & {*SERVING_PACKAGES, "attnflow"}
     }
     assert not unlisted
+
+
+def test_a_wav_at_44101_hz_is_answered_promptly_in_bounded_memory(pipeline_runs):
+    """A rate sharing no divisor with the model's 16 kHz: resampled exactly it needs about 12 GB and 30 s here."""
+    import io
+    import resource
+
+    project = pipeline_runs[0]
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model("models:/attnflow-keyword-spotting@champion")
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.zeros(44101, dtype=np.float32), 44101, format="WAV")
+    before, started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+    answers = model.predict(pd.DataFrame({"audio": [base64.b64encode(buffer.getvalue()).decode()]}))
+    assert time.perf_counter() - started < 10
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 2 * 2**20  # kB: under 2 GiB more
+    check_answers(answers, "speech", 1)

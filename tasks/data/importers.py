@@ -549,6 +549,7 @@ def read_sentences(path: Path) -> list[str]:
         sentence = line.strip()
         if not sentence:
             raise DataImportError(f"{path}, line {number}: empty line (every line is one sentence)")
+        refuse_nul([sentence], f"{path}, line {number}")
         sentences.append(" ".join(sentence.split()))  # tabs, no-break and repeated spaces become one space
     if not sentences:
         raise DataImportError(f"{path}: no sentences")

@@ -350,13 +350,10 @@ def read_waveform(path, sample_rate: int | None = None):
     import soundfile
     import torch
 
-    samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
-    waveform = torch.from_numpy(samples.mean(axis=1))
-    if sample_rate is not None and rate != sample_rate:
-        import torchaudio
+    from tasks.data.datasets import resample
 
-        waveform = torchaudio.functional.resample(waveform, rate, sample_rate)
-    return waveform
+    samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    return resample(torch.from_numpy(samples.mean(axis=1)), rate, sample_rate or rate)
 
 
 def pad_waveforms(waveforms: list) -> tuple:
@@ -513,17 +510,11 @@ class Asr(SequenceTask):
 
         return base64.b64encode((data_dir / read_split(data_dir, "test")[0]["path"]).read_bytes()).decode()
 
-    def request_source(self, value, checkpoint, tokenizer):
-        import base64
-        import io
+    def request_source(self, value, checkpoint, tokenizer, limits):
+        from tasks.data.requests import check_size, read_audio
 
-        import numpy as np
-        import torch
-
-        rate = checkpoint["model_args"]["sample_rate"]
-        if isinstance(value, str):
-            return read_waveform(io.BytesIO(base64.b64decode(value)), rate)
-        return torch.as_tensor(np.asarray(value, dtype=np.float32).reshape(-1))
+        check_size(value, limits)
+        return read_audio(value, checkpoint["model_args"]["sample_rate"], limits)
 
 
 SPEC = Asr()

@@ -27,8 +27,9 @@ class Classifier(Modality):
         """What attention_maps.json records beside the relevance, e.g. the tokens of a text."""
         return {}
 
-    def request_input(self, value, model_args: dict, tokenizer) -> tuple:
-        """One raw request value -> (a batch of one for the model, what else the answer carries)."""
+    def request_input(self, value, model_args: dict, tokenizer, limits: dict) -> tuple:
+        """One raw request value -> (a batch of one for the model, what else the answer carries); a value it cannot
+        take raises tasks.data.requests.BadRequest (limits: the served model's, global.serving)."""
         raise NotImplementedError
 
     # ---- evaluation ---------------------------------------------------------------------------
@@ -99,9 +100,13 @@ class Classifier(Modality):
     def serve(self, model, checkpoint: dict, tokenizer, config, values: list) -> list[dict]:
         import torch
 
-        answers, class_names = [], checkpoint["class_names"]
-        for value in values:
-            inputs, extra = self.request_input(value, checkpoint["model_args"], tokenizer)
+        from tasks.data.requests import each_row, limits_from
+
+        answers, class_names, limits = [], checkpoint["class_names"], limits_from(config)
+        requests = each_row(
+            values, lambda value: self.request_input(value, checkpoint["model_args"], tokenizer, limits)
+        )
+        for inputs, extra in requests:
             with torch.no_grad():
                 probabilities = model(inputs).softmax(-1)[0]
             relevance = model.input_relevance(inputs)[0]

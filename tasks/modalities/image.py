@@ -166,22 +166,13 @@ class Image(Classifier):
         figure.tight_layout()
         return figure
 
-    def request_input(self, value, model_args, tokenizer):
-        import base64
-        import io
-
-        import numpy as np
-        from PIL import Image as PILImage
-
+    def request_input(self, value, model_args, tokenizer, limits):
         from tasks.data.datasets import image_pixels, image_transforms
+        from tasks.data.requests import check_size, open_image
 
         channels, size = model_args["in_channels"], model_args["image_size"]
-        if isinstance(value, str):
-            image = PILImage.open(io.BytesIO(base64.b64decode(value)))
-        else:
-            array = np.asarray(value, dtype=np.float32).clip(0, 255).astype(np.uint8)
-            image = PILImage.fromarray(array.squeeze(-1) if array.ndim == 3 and array.shape[-1] == 1 else array)
-        pixels = image_pixels(image, channels, size)
+        check_size(value, limits)
+        pixels = image_pixels(open_image(value, limits), channels, size)
         return image_transforms(channels)(image=pixels)["image"].unsqueeze(0), {}
 
 

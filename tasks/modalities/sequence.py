@@ -54,8 +54,9 @@ class SequenceTask(Modality):
         """A matplotlib figure of one alignment record (output tokens x input positions)."""
         raise NotImplementedError
 
-    def request_source(self, value, checkpoint: dict, tokenizer):
-        """One raw request value -> one model input (as a split's item holds it)."""
+    def request_source(self, value, checkpoint: dict, tokenizer, limits: dict):
+        """One raw request value -> one model input (as a split's item holds it); a value it cannot take raises
+        tasks.data.requests.BadRequest (limits: the served model's, global.serving)."""
         raise NotImplementedError
 
     # ---- training -----------------------------------------------------------------------------
@@ -166,7 +167,10 @@ class SequenceTask(Modality):
     def serve(self, model, checkpoint: dict, tokenizer, config: dict, values: list) -> list[dict]:
         import torch
 
-        sources = [self.request_source(value, checkpoint, tokenizer) for value in values]
+        from tasks.data.requests import each_row, limits_from
+
+        limits = limits_from(config)
+        sources = each_row(values, lambda value: self.request_source(value, checkpoint, tokenizer, limits))
         outputs = self.decode(model, sources, config, torch.device("cpu"))
         return [
             {self.output_field: tokenizer.decode(output), **self.alignment(model, tokenizer, source, output)}

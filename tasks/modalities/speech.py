@@ -170,21 +170,13 @@ class Speech(Classifier):
         figure.tight_layout()
         return figure
 
-    def request_input(self, value, model_args, tokenizer):
-        import base64
-        import io
+    def request_input(self, value, model_args, tokenizer, limits):
+        from tasks.data.datasets import fit_length
+        from tasks.data.requests import check_size, read_audio
 
-        import numpy as np
-        import torch
-
-        from tasks.data.datasets import fit_length, read_clip
-
+        check_size(value, limits)
         num_samples = int(model_args["sample_rate"] * model_args["clip_seconds"])
-        if isinstance(value, str):
-            clip = read_clip(io.BytesIO(base64.b64decode(value)), num_samples, model_args["sample_rate"])
-        else:
-            clip = fit_length(torch.as_tensor(np.asarray(value, dtype=np.float32).reshape(-1)), num_samples)
-        return clip.unsqueeze(0), {}
+        return fit_length(read_audio(value, model_args["sample_rate"], limits), num_samples).unsqueeze(0), {}
 
 
 SPEC = Speech()

@@ -154,10 +154,11 @@ class Text(Classifier):
     def attention_record(self, item, tokenizer):
         return {"tokens": [tokenizer.id_to_token(int(i)) for i in item]}
 
-    def request_input(self, value, model_args, tokenizer):
+    def request_input(self, value, model_args, tokenizer, limits):
         from tasks.data.datasets import encode_texts
+        from tasks.data.requests import text
 
-        ids = encode_texts(tokenizer, [str(value)], model_args["max_len"])[0]
+        ids = encode_texts(tokenizer, [text(value, limits)], model_args["max_len"])[0]
         return ids.unsqueeze(0), {"tokens": [tokenizer.id_to_token(int(i)) for i in ids]}
 
 

@@ -187,10 +187,11 @@ class Translation(SequenceTask):
         figure.tight_layout()
         return figure
 
-    def request_source(self, value, checkpoint, tokenizer):
+    def request_source(self, value, checkpoint, tokenizer, limits):
         from tasks.data.datasets import encode_texts
+        from tasks.data.requests import text
 
-        return encode_texts(tokenizer, [str(value)], checkpoint["model_args"]["max_len"])[0]
+        return encode_texts(tokenizer, [text(value, limits, "the sentence")], checkpoint["model_args"]["max_len"])[0]
 
 
 SPEC = Translation()

@@ -51,20 +51,54 @@ class AttentionModel(mlflow.pyfunc.PythonModel):
         self.config = context.model_config  # e.g. how a sequence model decodes: the run's eval settings
 
     def predict(self, context, model_input, params=None) -> list[dict]:
-        values = rows(model_input, self.spec.input_column)
-        return self.spec.serve(self.model, self.checkpoint, self.tokenizer, self.config, values)
+        """The answers, one per row; a request it cannot take is an MlflowException with INVALID_PARAMETER_VALUE,
+        which the scoring server answers with HTTP 400 and the one-line reason (tasks/data/requests.py)."""
+        import json
+
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        from tasks.data.requests import BadRequest, limits_from
+
+        try:
+            values = rows(model_input, self.spec.input_column, limits_from(self.config))
+            answers = self.spec.serve(self.model, self.checkpoint, self.tokenizer, self.config, values)
+            json.dumps(answers, allow_nan=False)  # raises ValueError on NaN or infinity: never sent as invalid JSON
+        except BadRequest as error:
+            raise MlflowException(f"bad request: {error}", error_code=INVALID_PARAMETER_VALUE) from None
+        except ValueError as error:
+            if "JSON compliant" not in str(error):
+                raise
+            raise MlflowException(
+                "bad request: the model's answer to it is not finite", INVALID_PARAMETER_VALUE
+            ) from None
+        return answers
 
 
-def rows(model_input, column: str) -> list:
-    """The raw inputs, one per example, from whatever the scoring server or a caller hands in."""
+def rows(model_input, column: str, limits: dict) -> list:
+    """The raw inputs, one per example, from whatever the scoring server or a caller hands in: a DataFrame with the
+    field (``dataframe_records``; or one unnamed column: ``inputs``), a dict of lists, a string or a list; between
+    1 and max_rows of them."""
+    from tasks.data.requests import BadRequest
+
     if hasattr(model_input, "columns"):  # pandas DataFrame
-        return list(model_input[column] if column in model_input.columns else model_input.iloc[:, 0])
-    if isinstance(model_input, dict):  # {"text": [...]}: a list of examples per column
-        values = model_input.get(column, next(iter(model_input.values())))
-        return list(values) if isinstance(values, (list, np.ndarray)) else [values]
-    if isinstance(model_input, str):
-        return [model_input]
-    return list(model_input)
+        named = [name for name in model_input.columns if isinstance(name, str)]
+        if column not in model_input.columns and named:
+            raise BadRequest(f"the request has no {column!r} field (it has {named})")
+        values = list(model_input[column] if column in model_input.columns else model_input.iloc[:, 0])
+    elif isinstance(model_input, dict):  # {"text": [...]}: a list of examples per column
+        if column not in model_input:
+            raise BadRequest(f"the request has no {column!r} field (it has {sorted(map(str, model_input))})")
+        values = model_input[column]
+        values = list(values) if isinstance(values, (list, np.ndarray)) else [values]
+    else:
+        values = [model_input] if isinstance(model_input, str) else list(model_input)
+    if not values:
+        raise BadRequest("the request holds no rows")
+    if len(values) > limits["max_rows"]:
+        raise BadRequest(f"the request holds {len(values)} rows, over the limit of {limits['max_rows']}"
+                         " (global.serving.max_rows)")  # fmt: skip
+    return values
 
 
 def log_serving_model(

@@ -19,7 +19,7 @@ from tasks.tracking.mlflow_tracking import connect, log_metrics, log_pytorch_mod
 
 STAGE = Stage(
     "evaluate",
-    params=("data", "model", "eval", "global.seed", "global.device"),
+    params=("data", "model", "eval", "global.seed", "global.device", "global.serving"),
     upstream=("trained", "data_recipe"),
     module=__name__,
 )
@@ -94,12 +94,13 @@ def evaluate_model(modality: str, params: Params, root: Path, run_id: str, train
         pip_requirements=pinned(MODEL_PACKAGES),
     )
     example = spec.serving_example(data_dir, section)
-    answers = spec.serve(model, checkpoint, tokenizer, spec.serving_config(section), [example])
+    config = {**(spec.serving_config(section) or {}), "limits": params.global_.serving.model_dump()}
+    answers = spec.serve(model, checkpoint, tokenizer, config, [example])
     log_serving_model(
         run_id,
         checkpoint_path,
         tokenizer_path if tokenizer else None,
-        spec.serving_config(section),
+        config,
         spec.input_column,
         example,
         answers,
