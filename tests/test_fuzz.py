@@ -1,6 +1,7 @@
 """Generated malformed inputs, seeded: params files, every importer layout, and serving request values of every
 modality. Each must end in the project's own clear error, one line naming the input (ParamsError: the file and the
-key; DataImportError: the file; BadRequest: the row and what is wrong with it), never another exception.
+key; DataImportError: the file; BadRequest: the row and what is wrong with it), never another exception; a broken
+import, run through the prepare stage, leaves data/ and data.dvc as they were and no scratch folder behind.
 
 FUZZ_CASES per generator (a few hundred in all) run in `make test`; set ATTNFLOW_FUZZ_CASES higher for a longer run
 (`ATTNFLOW_FUZZ_CASES=200 make test-fast`). docs/robustness.md lists the categories and counts.
@@ -13,13 +14,14 @@ import random
 import numpy as np
 import pytest
 import yaml
+from prefect.logging import disable_run_logger
 
 from tasks.data.importers import DataImportError
 from tasks.data.requests import BadRequest, each_row
 from tasks.modalities import get
 from tasks.params import ParamsError, load_params
 from tasks.schema import ServingLimits
-from tasks.stages.prepare import import_data
+from tasks.stages.prepare import SCRATCH_DIR, data_recipe, prepare_data
 from tests.conftest import REPO, tiny_params, write_params
 from tests.test_import import make_png, make_wav, write_lines, write_rows
 
@@ -191,12 +193,26 @@ def test_a_broken_file_in_any_import_layout_is_one_error_naming_it(tmp_path, lay
     params = tiny_params()
     params[modality]["data"]["import_from"] = {"val_fraction": 0.2, "test_fraction": 0.2, **import_from}
     loaded = load_params(write_params(tmp_path, params))
+    kept = tmp_path / "data" / modality / "kept.txt"  # the last good version, as a run before left it
+    kept.parent.mkdir(parents=True)
+    kept.write_text("the last good version")
+    (tmp_path / "data.dvc").write_text("outs: []\n")
+    before = snapshot(tmp_path / "data", tmp_path / "data.dvc")
     try:
-        import_data(modality, loaded, tmp_path, tmp_path / "out")
+        with disable_run_logger():  # the prepare stage's own work, outside a flow run
+            prepare_data.fn(modality, loaded, tmp_path, data_recipe(modality, loaded, tmp_path))
     except DataImportError as error:
         assert one_line(str(error)) and broken.name in str(error), (how, str(error))
     else:
         pytest.fail(f"{layout}: a {how} {broken.name} was imported")
+    assert snapshot(tmp_path / "data", tmp_path / "data.dvc") == before  # nothing lost, nothing half-written
+    assert not any((tmp_path / SCRATCH_DIR).iterdir())
+
+
+def snapshot(*paths) -> dict:
+    """Every file under the paths, with its bytes."""
+    files = [p for path in paths for p in ([path] if path.is_file() else sorted(path.rglob("*"))) if p.is_file()]
+    return {str(p): p.read_bytes() for p in files}
 
 
 # ---- serving request values -----------------------------------------------------------------------------------
