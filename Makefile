@@ -53,10 +53,10 @@ format: setup ## rewrite the code in the project's format (ruff format) and fix 
 test: setup ## run the test suite (slow tests excluded): under 10 minutes on 2 cores
 	$(PY) -m pytest -m "not slow"
 
-test-fast: setup ## run the fast tier: no Prefect server, no pipeline run, no command-line process (under a minute)
+test-fast: setup ## run the fast tier: no Prefect server, no pipeline run, no command-line process (under two minutes)
 	$(PY) -m pytest -m "not slow and not integration"
 
-test-slow: setup ## run only the slow tests (sweep, served model, browser; the browser test needs `make chromium`)
+test-slow: setup ## run only the slow tests (sweep, served model, kills and concurrent runs, browser: needs `make chromium`)
 	$(PY) -m pytest -m slow
 
 benchmark: setup ## quality on a real dataset: make benchmark DATASET=ag_news [ARGS="--set train.epochs=2"]

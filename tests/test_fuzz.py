@@ -3,7 +3,7 @@ modality. Each must end in the project's own clear error, one line naming the in
 key; DataImportError: the file; BadRequest: the row and what is wrong with it), never another exception; a broken
 import, run through the prepare stage, leaves data/ and data.dvc as they were and no scratch folder behind.
 
-FUZZ_CASES per generator (a few hundred in all) run in `make test`; set ATTNFLOW_FUZZ_CASES higher for a longer run
+FUZZ_CASES per generator (200 cases in all) run in `make test`; set ATTNFLOW_FUZZ_CASES higher for a longer run
 (`ATTNFLOW_FUZZ_CASES=200 make test-fast`). docs/robustness.md lists the categories and counts.
 """
 
@@ -25,7 +25,7 @@ from tasks.stages.prepare import SCRATCH_DIR, data_recipe, prepare_data
 from tests.conftest import REPO, tiny_params, write_params
 from tests.test_import import make_png, make_wav, write_lines, write_rows
 
-FUZZ_CASES = int(os.environ.get("ATTNFLOW_FUZZ_CASES", "10"))
+FUZZ_CASES = int(os.environ.get("ATTNFLOW_FUZZ_CASES", "8"))
 LIMITS = ServingLimits().model_dump()
 
 

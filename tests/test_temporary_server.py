@@ -12,6 +12,7 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.integration  # `attnflow run` in a subprocess, with its own temporary Prefect server
 
 
+@pytest.mark.slow  # two `attnflow run` processes: about a minute
 def test_run_without_a_server_starts_and_stops_a_temporary_one(tiny_project):
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_API", "MLFLOW_"))}
     env.update(
