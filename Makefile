@@ -53,8 +53,8 @@ format: setup ## rewrite the code in the project's format (ruff format) and fix 
 test: setup ## run the test suite (slow tests excluded): under 10 minutes on 2 cores
 	$(PY) -m pytest -m "not slow"
 
-test-fast: setup ## run the fast tier: no Prefect server, no pipeline run, no command-line process (under two minutes)
-	$(PY) -m pytest -m "not slow and not integration"
+test-fast: setup ## run the fast tier: no Prefect server, no pipeline run, no command line, no fuzzing (under a minute)
+	$(PY) -m pytest -m "not slow and not integration and not fuzz"
 
 test-slow: setup ## run only the slow tests (sweep, served model, kills and concurrent runs, browser: needs `make chromium`)
 	$(PY) -m pytest -m slow

@@ -25,6 +25,8 @@ from tasks.stages.prepare import SCRATCH_DIR, data_recipe, prepare_data
 from tests.conftest import REPO, tiny_params, write_params
 from tests.test_import import make_png, make_wav, write_lines, write_rows
 
+pytestmark = pytest.mark.fuzz  # hundreds of cases: in `make test`, not in the quick `make test-fast`
+
 FUZZ_CASES = int(os.environ.get("ATTNFLOW_FUZZ_CASES", "8"))
 LIMITS = ServingLimits().model_dump()
 
