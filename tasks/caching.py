@@ -121,6 +121,17 @@ class Stage:
             for path in self.params
         }
 
+    def task_options(self) -> dict:
+        """The Prefect @task options every cached stage shares: named after the stage (one task run per modality),
+        keyed by cache_key, its result persisted as JSON."""
+        return {
+            "name": self.name,
+            "task_run_name": f"{self.name}-{{modality}}",
+            "cache_key_fn": self.cache_key,
+            "persist_result": True,
+            "result_serializer": RESULT_SERIALIZER,
+        }
+
     def cache_key(self, _context, inputs: dict) -> str:
         """Prefect's cache_key_fn: the stage, the modality, the project, what it reads and its code."""
         modality = inputs["modality"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from tasks.caching import RESULT_SERIALIZER, Stage
+from tasks.caching import Stage
 from tasks.modalities import get
 from tasks.names import LABELS, TOKENIZER
 from tasks.params import Params
@@ -33,13 +33,7 @@ def test_split_md5(modality: str, data_dir: Path) -> str:
     return digest.hexdigest()
 
 
-@task(
-    name="evaluate",
-    task_run_name="evaluate-{modality}",
-    cache_key_fn=STAGE.cache_key,
-    persist_result=True,
-    result_serializer=RESULT_SERIALIZER,
-)
+@task(**STAGE.task_options())
 def evaluate_model(modality: str, params: Params, root: Path, run_id: str, trained: dict, data_recipe: dict) -> dict:
     """Returns the test metrics and the id of the MLflow run that holds them with the models and figures."""
     from tokenizers import Tokenizer

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from tasks.caching import RESULT_SERIALIZER, Stage, code_fingerprint, digest
+from tasks.caching import Stage, code_fingerprint, digest
 from tasks.data.importers import DataImportError, source_fingerprint
 from tasks.modalities import get
 from tasks.modalities.base import load_object
@@ -110,16 +110,7 @@ def retry_unless_bad_data(_task, _task_run, state) -> bool:
     return True
 
 
-@task(
-    name="prepare-data",
-    task_run_name="prepare-data-{modality}",
-    retries=1,
-    retry_delay_seconds=2,
-    retry_condition_fn=retry_unless_bad_data,
-    cache_key_fn=STAGE.cache_key,
-    persist_result=True,
-    result_serializer=RESULT_SERIALIZER,
-)
+@task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_unless_bad_data, **STAGE.task_options())
 def prepare_data(modality: str, params: Params, root: Path, recipe: dict) -> dict:
     """Build data/<modality> from its recipe (``data_recipe``, which the caller computes) unless it is built already;
     returns the recipe."""

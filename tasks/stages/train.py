@@ -16,7 +16,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from tasks.caching import RESULT_SERIALIZER, Stage
+from tasks.caching import Stage
 from tasks.modalities import get
 from tasks.names import CHECKPOINT, TOKENIZER
 from tasks.params import Params
@@ -33,13 +33,7 @@ TRAINING_ENVIRONMENT = ("device", "torch_version")  # returned by train_model; l
 RESUME_DIR = "resume"  # outputs/resume/<stage cache key>.pt: an interrupted training's state (tasks/training/resume.py)
 
 
-@task(
-    name="train",
-    task_run_name="train-{modality}",
-    cache_key_fn=STAGE.cache_key,
-    persist_result=True,
-    result_serializer=RESULT_SERIALIZER,
-)
+@task(**STAGE.task_options())
 def train_model(modality: str, params: Params, root: Path, run_id: str, data_recipe: dict) -> dict:
     """Returns the checkpoint's path, the id of the MLflow run that trained it and where it trained
     (TRAINING_ENVIRONMENT)."""
