@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import soundfile
 
+from tasks.data.asr_data import generate_asr_dataset, import_asr, read_split
 from tasks.data.importers import DataImportError
 from tasks.modalities import get
-from tasks.modalities.asr import generate_asr_dataset, import_asr, read_split
 from tests.test_import import write_rows
 
 SMALL = dict(num_speakers=6, utterances_per_speaker=2, min_words=2, max_words=3, val_fraction=0.2, test_fraction=0.2)

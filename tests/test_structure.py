@@ -119,3 +119,17 @@ def test_attn_models_import_only_torch():
 def test_shared_names_are_defined_once(literal):
     holders = [path.relative_to(REPO).as_posix() for path in SOURCES if literal in path.read_text()]
     assert holders in ([], ["tasks/names.py"]), holders
+
+
+@pytest.mark.parametrize("kind", ["generator", "importer"])
+def test_the_data_code_stays_apart_from_the_model_and_serving_code(kind):
+    """The data recipe fingerprints the generator's and importer's modules with all they import: if one imported a
+    modality module, an edit to a model, the training loop or the serving wrapper would rebuild that data and change
+    data.dvc. Data code lives in tasks/data and imports nothing outside it but tasks/progress.py."""
+    from tasks.caching import code_closure
+    from tasks.modalities import discover
+
+    for name, spec in discover().items():
+        files = code_closure(getattr(spec, kind).partition(":")[0])
+        outside = [str(f.relative_to(REPO)) for f in files if f.parent.name not in ("data", "tasks")]
+        assert not outside, f"{name}'s {kind} imports {outside}"

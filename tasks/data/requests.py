@@ -63,6 +63,7 @@ def open_image(value, limits: dict):
     """A PIL image from a base64 PNG/JPEG or an H x W [x C] array of 0..255 values, within max_image_pixels."""
     from PIL import Image, UnidentifiedImageError
 
+    check_size(value, limits)
     if isinstance(value, str):
         try:
             image = Image.open(io.BytesIO(decode_base64(value, "PNG or JPEG image")))
@@ -96,6 +97,7 @@ def read_audio(value, sample_rate: int, limits: dict):
 
     from tasks.data.datasets import resample
 
+    check_size(value, limits)
     seconds_limit = limits["max_audio_seconds"]
     if not isinstance(value, str):
         samples = numbers(value, limits, "the audio").reshape(-1)
