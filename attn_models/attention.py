@@ -168,8 +168,13 @@ class ClassTokenClassifier(nn.Module):
         return (logits, attentions) if return_attention else logits
 
     @torch.no_grad()
-    def input_relevance(self, *inputs) -> torch.Tensor:
-        """How much each input token fed the class token, by attention rollout: (B, T), rows sum to ~1."""
-        _, attentions = self(*inputs, return_attention=True)
+    def predict_with_relevance(self, *inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits (B, num_classes) and how much each input token fed the class token, by attention rollout
+        (B, T; rows sum to ~1), from one forward pass."""
+        logits, attentions = self(*inputs, return_attention=True)
         relevance = attention_rollout(attentions)[:, 0, 1:]  # class-token row, without itself
-        return relevance / relevance.sum(dim=-1, keepdim=True)
+        return logits, relevance / relevance.sum(dim=-1, keepdim=True)
+
+    def input_relevance(self, *inputs) -> torch.Tensor:
+        """The rollout of predict_with_relevance alone: (B, T)."""
+        return self.predict_with_relevance(*inputs)[1]

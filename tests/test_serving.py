@@ -88,6 +88,30 @@ def test_champion_predicts_from_raw_input(pipeline_runs, modality, monkeypatch):
         assert answers[0]["probabilities"] == pytest.approx(answers[1]["probabilities"], abs=1e-4)
 
 
+@pytest.mark.parametrize("modality", list(TASKS))
+def test_a_request_is_one_forward_pass_that_answers_each_row_as_alone(pipeline_runs, modality):
+    """Rows are predicted together (texts of different lengths padded), and padding changes no row's answer."""
+    project = pipeline_runs[0]
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"models:/attnflow-{TASKS[modality]}@champion")
+    column = {"speech": "audio"}.get(modality, modality)
+    values = raw_inputs(project, modality)
+    if modality == "text":
+        values = [values[0], values[0] + " " + values[1], values[1][:3]]  # three lengths
+    passes = []
+    model.unwrap_python_model().model.register_forward_hook(lambda *_: passes.append(1))
+    together = model.predict(pd.DataFrame({column: values}))
+    assert len(passes) == 1
+    alone = [model.predict(pd.DataFrame({column: [value]}))[0] for value in values]
+    if modality == "text":
+        assert len({len(answer["tokens"]) for answer in together}) == 3
+    for row, single in zip(together, alone):
+        assert row["label"] == single["label"] and row.get("tokens") == single.get("tokens")
+        assert row["probabilities"] == pytest.approx(single["probabilities"], abs=1e-5)
+        assert row["attention"] == pytest.approx(single["attention"], abs=1e-5)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

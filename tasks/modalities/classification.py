@@ -32,6 +32,13 @@ class Classifier(Modality):
         take raises tasks.data.requests.BadRequest (limits: the served model's, global.serving)."""
         raise NotImplementedError
 
+    def batch_inputs(self, inputs: list) -> tuple:
+        """The rows' inputs (each a batch of one) as one batch, and each row's length where rows of different lengths
+        were padded (None: all have one shape, as images and fixed-length clips do)."""
+        import torch
+
+        return torch.cat(inputs), None
+
     # ---- evaluation ---------------------------------------------------------------------------
     def evaluate(self, evaluation: Evaluation) -> dict[str, float]:
         """Test accuracy and macro F1, the confusion matrix and attention rollout maps."""
@@ -71,8 +78,8 @@ class Classifier(Modality):
         for number, index in enumerate(np.linspace(0, len(e.splits.test) - 1, count).astype(int)):
             item, label = e.splits.test[index]
             inputs = item.unsqueeze(0)
-            predicted = class_names[e.model(inputs).argmax(-1).item()]
-            relevance = e.model.input_relevance(inputs)[0].numpy()
+            logits, relevance = e.model.predict_with_relevance(inputs)
+            predicted, relevance = class_names[logits.argmax(-1).item()], relevance[0].numpy()
             figure = self.attention_figure(e.model, inputs, relevance, class_names[label], predicted, e.tokenizer)
             e.client.log_figure(e.run_id, figure, f"attention/sample_{number:02d}.png")
             plt.close(figure)
@@ -98,23 +105,23 @@ class Classifier(Modality):
 
     # ---- serving ------------------------------------------------------------------------------
     def serve(self, model, checkpoint: dict, tokenizer, config, values: list) -> list[dict]:
-        import torch
-
+        """The rows' answers, from one forward pass over all of them (at most global.serving.max_rows)."""
         from tasks.data.requests import each_row, limits_from
 
-        answers, class_names, limits = [], checkpoint["class_names"], limits_from(config)
+        class_names, limits = checkpoint["class_names"], limits_from(config)
         requests = each_row(
             values, lambda value: self.request_input(value, checkpoint["model_args"], tokenizer, limits)
         )
-        for inputs, extra in requests:
-            with torch.no_grad():
-                probabilities = model(inputs).softmax(-1)[0]
-            relevance = model.input_relevance(inputs)[0]
+        batch, lengths = self.batch_inputs([inputs for inputs, _ in requests])
+        logits, relevance = model.predict_with_relevance(batch)
+        answers = []
+        for row, (probabilities, (_, extra)) in enumerate(zip(logits.softmax(-1), requests)):
+            attention = relevance[row, : lengths[row]] if lengths else relevance[row]  # padding has none
             answers.append(
                 {
                     "label": class_names[int(probabilities.argmax())],
                     "probabilities": {name: round(float(p), 6) for name, p in zip(class_names, probabilities)},
-                    "attention": [round(float(v), 6) for v in relevance],
+                    "attention": [round(float(v), 6) for v in attention],
                     **extra,
                 }
             )

@@ -161,5 +161,11 @@ class Text(Classifier):
         ids = encode_texts(tokenizer, [text(value, limits)], model_args["max_len"])[0]
         return ids.unsqueeze(0), {"tokens": [tokenizer.id_to_token(int(i)) for i in ids]}
 
+    def batch_inputs(self, inputs):
+        from torch.nn.utils.rnn import pad_sequence
+
+        ids = [row[0] for row in inputs]  # padded with the model's pad id, 0, which attention leaves out
+        return pad_sequence(ids, batch_first=True, padding_value=0), [len(row) for row in ids]
+
 
 SPEC = Text()
