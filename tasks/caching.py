@@ -123,13 +123,16 @@ class Stage:
 
     def task_options(self) -> dict:
         """The Prefect @task options every cached stage shares: named after the stage (one task run per modality),
-        keyed by cache_key, its result persisted as JSON."""
+        keyed by cache_key, its result persisted as JSON in a storage that reads back nothing else."""
+        from tasks.result_storage import RESULT_STORAGE
+
         return {
             "name": self.name,
             "task_run_name": f"{self.name}-{{modality}}",
             "cache_key_fn": self.cache_key,
             "persist_result": True,
             "result_serializer": RESULT_SERIALIZER,
+            "result_storage": RESULT_STORAGE,
         }
 
     def cache_key(self, _context, inputs: dict) -> str:
@@ -146,6 +149,9 @@ class Stage:
 
 def call_cached(stage, *, force: bool, outputs_exist, **inputs):
     """Run a cached stage; run it afresh when forced or when a cached result's outputs are gone."""
+    from tasks.result_storage import save_result_storage
+
+    save_result_storage()  # where Prefect keeps the result: a block it must find on its server
     result = stage.with_options(refresh_cache=force)(**inputs)
     if not outputs_exist(result):
         result = stage.with_options(refresh_cache=True)(**inputs)
