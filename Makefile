@@ -54,7 +54,7 @@ test: setup ## run the test suite (slow tests excluded): under 10 minutes on 2 c
 	$(PY) -m pytest -m "not slow"
 
 test-fast: setup ## run the fast tier: no Prefect server, no pipeline run, no command line, no fuzzing (under a minute)
-	$(PY) -m pytest -m "not slow and not integration and not fuzz"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n auto -m "not slow and not integration and not fuzz"  # a worker per core
 
 test-slow: setup ## run only the slow tests (sweep, served model, kills and concurrent runs, browser: needs `make chromium`)
 	$(PY) -m pytest -m slow
