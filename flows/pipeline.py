@@ -1,4 +1,4 @@
-"""The pipeline: prepare data for the selected modalities, version it with DVC once, then train, evaluate and
+"""The pipeline: prepare data for the selected modalities, version it with DVC once, then train, evaluate, explain and
 promote each modality in its own subflow. MLflow: one "pipeline" run in `tracking.experiment`; each modality's run
 goes to its task's experiment (`<tracking.experiment>-<task>`, where runs of a task are compared) and is linked
 to the pipeline run by the tags `pipeline_run_id` and `mlflow.parentRunId` (the pipeline run holds
@@ -23,6 +23,7 @@ from tasks.locking import project_lock
 from tasks.modalities import MODALITIES, get
 from tasks.params import Params, load_params, project_root, public_dump
 from tasks.stages.evaluate import evaluate_model
+from tasks.stages.explain import explain_model
 from tasks.stages.prepare import data_recipe, dataset_matches, prepare_data
 from tasks.stages.promote import promote_model
 from tasks.stages.report import report_results
@@ -86,6 +87,13 @@ def modality_pipeline(
         evaluated = call_cached(
             evaluate_model, force=force, outputs_exist=lambda r: True, trained=trained, **stage_inputs
         )
+        if get(modality).explainer:
+            explained = call_cached(
+                explain_model, force=force, outputs_exist=lambda r: True, trained=trained, **stage_inputs
+            )
+            if explained["run_id"] != run_id:  # cached: its curves and viewer are in the run that made them
+                log_metrics(client, run_id, explained["metrics"])
+                client.set_tag(run_id, "explained_in_run_id", explained["run_id"])
         cached_from = None if evaluated["run_id"] == run_id else evaluated["run_id"]
         client.update_run(run_id, name=f"{run_name(modality, section)} ({run_kind(run_tags, cached_from)})")
         if cached_from:  # every stage came from the cache: point at the run that made (and promoted) the result

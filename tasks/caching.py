@@ -95,7 +95,7 @@ class Stage:
     params: what it reads of params.yaml: sub-sections of the modality's section ("model"), or "global.<key>";
     upstream: the task arguments that hold earlier stages' results (a data recipe, a trained checkpoint);
     module: the stage's module. The code it runs is that module and, with modality_code, the modality's module and
-    its model's, with all they import.
+    its model's, and the modules the spec names in the spec_code attributes, with all they import.
     """
 
     name: str
@@ -103,6 +103,7 @@ class Stage:
     upstream: tuple[str, ...]
     module: str
     modality_code: bool = True
+    spec_code: tuple[str, ...] = ()  # spec attributes naming more code it runs, 'module:function' (the explainer)
 
     def code_modules(self, modality: str) -> tuple[str, ...]:
         if not self.modality_code:
@@ -110,7 +111,8 @@ class Stage:
         from tasks.modalities import get
 
         spec = get(modality)
-        return self.module, type(spec).__module__, spec.model_module
+        named = [getattr(spec, attribute).partition(":")[0] for attribute in self.spec_code]
+        return self.module, type(spec).__module__, spec.model_module, *named
 
     def param_values(self, params, modality: str) -> dict:
         section = params.section(modality)

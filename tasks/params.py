@@ -17,7 +17,7 @@ from cronsim import CronSim, CronSimError
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from tasks.modalities import MODALITIES, REGISTRY
-from tasks.schema import Section, ServingLimits
+from tasks.schema import ExplainParams, Section, ServingLimits
 
 
 # ---- global -------------------------------------------------------------------------------
@@ -62,6 +62,7 @@ class GlobalParams(Section):
     tracking: TrackingParams = TrackingParams()
     schedule: ScheduleParams = ScheduleParams()
     serving: ServingLimits = ServingLimits()
+    explain: ExplainParams = ExplainParams()
 
 
 class ParamsBase(Section):

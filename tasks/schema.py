@@ -109,6 +109,14 @@ class DataSection(Section):
         return self
 
 
+class ExplainParams(Section):
+    """The explain stage (tasks/stages/explain.py): on how many test examples the attention maps are scored."""
+
+    samples: int = Field(32, ge=1, le=10_000)  # test examples, evenly spaced over the test split
+    steps: int = Field(10, ge=2, le=100)  # points of each deletion and insertion curve after the first
+    viewer_examples: int = Field(8, ge=1, le=64)  # of those, the first shown in the HTML viewer
+
+
 class ServingLimits(Section):
     """What one request to a served model may hold (tasks/data/requests.py); over a limit it gets HTTP 400."""
 

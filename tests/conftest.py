@@ -15,7 +15,7 @@ from tasks.params import MODALITIES
 REPO = Path(__file__).resolve().parents[1]
 
 
-CACHED_STAGES = ("prepare-data-", "train-", "evaluate-")  # task run names: <stage>-<modality>
+CACHED_STAGES = ("prepare-data-", "train-", "evaluate-", "explain-")  # task run names: <stage>-<modality>
 SERVER_FIXTURES = {"prefect_server", "real_server"}  # tests using them (directly or not) run a Prefect server
 
 
@@ -51,6 +51,7 @@ def tiny_params() -> dict:
                                              val_fraction=0.15, test_fraction=0.15)  # fmt: skip
     params["asr"]["model"].update(vocab_size=40, n_mels=20)
     params["asr"]["eval"].update(beam_size=2, max_decode_len=12)
+    params["global"]["explain"].update(samples=4, steps=4, viewer_examples=2)
     for modality in MODALITIES:
         model = params[modality]["model"]
         model.update(embed_dim=16, num_heads=2)
@@ -126,7 +127,7 @@ def pipeline_runs(tmp_path_factory, prefect_server):
 
 
 def stage_states(project: Path, result: dict) -> dict[str, str]:
-    """The state of each cached stage (prepare-data, train, evaluate) of one pipeline run, by task run name
+    """The state of each cached stage (prepare-data, train, evaluate, explain) of one pipeline run, by task run name
     ({"train-image": "Cached", ...}), read from the Prefect server: the tasks of the pipeline's flow run and of its
     modality subflows, whose ids the run's MLflow runs carry (tag prefect_flow_run_id)."""
     from mlflow.tracking import MlflowClient

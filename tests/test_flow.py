@@ -15,6 +15,7 @@ from tasks.lineage import data_md5
 from tasks.modalities import get
 from tasks.modalities.sequence import SequenceTask
 from tasks.params import MODALITIES, load_params
+from tests.conftest import CACHED_STAGES
 
 
 @pytest.fixture(scope="module")
@@ -207,8 +208,38 @@ def test_cached_stage_results_are_stored_as_json(pipeline_result):
     records = [
         json.loads(path.read_bytes())
         for path in storage.iterdir()
-        if path.name.startswith(("prepare-data-", "train-", "evaluate-")) and path.stat().st_mtime >= since
+        if path.name.startswith(CACHED_STAGES) and path.stat().st_mtime >= since
     ]
     assert len(records) >= 3 * len(MODALITIES)
     assert {record["metadata"]["serializer"]["type"] for record in records} == {"json"}
     assert all(isinstance(record["result"], str) and json.loads(record["result"]) for record in records)
+
+
+def test_classifiers_explain_their_attention_with_scores_curves_and_viewer_examples(pipeline_result):
+    """The explain stage's metrics for every method, its curves and the examples the viewer shows; localization
+    where the evidence is known (built-in digits without clutter)."""
+    from attn_models.attribution import METHODS
+
+    project, result = pipeline_result
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    explained = [m for m in MODALITIES if get(m).explainer]
+    assert {"text", "image", "speech"} <= set(explained)
+    for modality in explained:
+        run_id = result["modalities"][modality]["run_id"]
+        metrics = client.get_run(run_id).data.metrics
+        for method in METHODS:
+            assert 0 <= metrics[f"attn_deletion_auc.{method}"] <= 1
+            assert 0 <= metrics[f"attn_insertion_auc.{method}"] <= 1
+            assert metrics[f"attn_deletion_gap.{method}"] == pytest.approx(
+                metrics["attn_deletion_auc.random"] - metrics[f"attn_deletion_auc.{method}"]
+            )
+            assert (f"attn_localization.{method}" in metrics) == (modality == "image")
+        files = {f.path for f in client.list_artifacts(run_id, "explain")}
+        assert files == {"explain/curves.png", "explain/scores.json", "explain/examples.json", "explain/viewer.html"}
+        examples = json.loads(Path(client.download_artifacts(run_id, "explain/examples.json")).read_text())
+        assert examples["methods"] == list(METHODS) and len(examples["examples"]) == 2
+        for example in examples["examples"]:
+            tokens = len(example["maps"]["rollout"])
+            assert set(example["maps"]) == set(METHODS)
+            assert len(example["tokens"]) == tokens if modality == "text" else example["picture"]
+            assert len(example["heads"][0][0]) == tokens

@@ -112,6 +112,27 @@ def test_a_request_is_one_forward_pass_that_answers_each_row_as_alone(pipeline_r
         assert row["attention"] == pytest.approx(single["attention"], abs=1e-5)
 
 
+def test_a_request_can_ask_for_another_attention_map(pipeline_runs):
+    """params {"attention": <method>}: the answer's attention is that map (attn_models/attribution.py), one per input
+    token; an unknown method is a bad request naming the param."""
+    from mlflow.exceptions import MlflowException
+
+    project = pipeline_runs[0]
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"models:/attnflow-{TASKS['image']}@champion")
+    request = pd.DataFrame({"image": raw_inputs(project, "image")})
+    rollout = model.predict(request)
+    weighted = model.predict(request, params={"attention": "gradient_attention"})
+    check_answers(weighted, "image", 2)
+    assert [row["attention_method"] for row in rollout + weighted] == ["rollout"] * 2 + ["gradient_attention"] * 2
+    assert len(weighted[0]["attention"]) == len(rollout[0]["attention"])
+    assert weighted[0]["attention"] != rollout[0]["attention"]
+    assert weighted[0]["probabilities"] == rollout[0]["probabilities"]
+    with pytest.raises(MlflowException, match="params.attention must be one of .*got 'saliency'"):
+        model.predict(request, params={"attention": "saliency"})
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -157,6 +178,9 @@ def test_mlflow_models_serve_answers_a_json_request(pipeline_runs, tmp_path):
                 assert server.poll() is None and time.time() < deadline, (tmp_path / "serve.log").read_text()
                 time.sleep(1)
         check_answers(json.loads(reply.read())["predictions"], "image", 2)
+        asking = json.dumps({**json.loads(request), "params": {"attention": "gradient_attention"}})
+        status, answer = post(port, asking)
+        assert status == 200 and {row["attention_method"] for row in answer["predictions"]} == {"gradient_attention"}
         for body, reason in BAD_REQUESTS:
             status, answer = post(port, body)
             assert status == 400 and reason in answer["message"], (body[:200], status, answer)

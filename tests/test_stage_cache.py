@@ -15,7 +15,7 @@ from tasks import caching
 from tests.conftest import REPO, make_tiny_project, stage_states, tiny_params, write_params
 
 MODALITIES = ("text", "image")
-STAGES = ("prepare-data", "train", "evaluate")
+STAGES = ("prepare-data", "train", "evaluate", "explain")
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +54,16 @@ def expected(rerun: dict[str, set[str]]) -> dict[str, str]:
 
 # Each run edits modules whose stages do not overlap, so one run checks several edits.
 def test_a_generator_reruns_its_data_and_what_follows_and_a_model_its_training(project):
-    """The text generator: text's data (its recipe), so text's training and evaluation; the image model: image's
-    training and evaluation. Nothing else."""
+    """The text generator: text's data (its recipe), so text's training, evaluation and explanation; the image
+    model: image's training, evaluation and explanation. Nothing else."""
     states = rerun_after_editing(*project, "tasks/data/builtin_text.py", "attn_models/vit.py")
-    assert states == expected({"text": {"prepare-data", "train", "evaluate"}, "image": {"train", "evaluate"}})
+    everything_after_data = {"train", "evaluate", "explain"}
+    assert states == expected({"text": {"prepare-data", *everything_after_data}, "image": everything_after_data})
 
 
 def test_the_training_loop_reruns_every_training(project):
     states = rerun_after_editing(*project, "tasks/training/loop.py")
-    assert states == expected({m: {"train", "evaluate"} for m in MODALITIES})
+    assert states == expected({m: {"train", "evaluate", "explain"} for m in MODALITIES})
 
 
 def test_the_prepare_stage_and_the_serving_wrapper_rerun_their_stages_only(project):
@@ -70,3 +71,10 @@ def test_the_prepare_stage_and_the_serving_wrapper_rerun_their_stages_only(proje
     cached); the serving wrapper, which the evaluate stage logs, re-runs every evaluation."""
     states = rerun_after_editing(*project, "tasks/stages/prepare.py", "tasks/serving/pyfunc_model.py")
     assert states == expected({m: {"prepare-data", "evaluate"} for m in MODALITIES})
+
+
+def test_the_scoring_of_attention_maps_reruns_the_explanations_only(project):
+    """The explainer (named by the spec, not imported by it): the explain stages re-run, the evaluations (which log
+    the models) stay cached. (The attribution methods themselves are also served: they re-run both.)"""
+    states = rerun_after_editing(*project, "tasks/evaluation/explain.py")
+    assert states == expected({m: {"explain"} for m in MODALITIES})

@@ -34,3 +34,20 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: list[str], title: s
 def sample_title(true: str, predicted: str) -> str:
     """The title of one test sample's attention figure."""
     return f"true: {true}   predicted: {predicted}"
+
+
+def png_base64(values, flip: bool = False) -> str:
+    """A 2-D array as a grayscale PNG in base64, scaled to 0-255 (flip: the first row at the bottom, as a
+    spectrogram's lowest frequency)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    values = np.asarray(values, dtype=np.float64)
+    span = values.max() - values.min()
+    scaled = np.zeros_like(values) if span == 0 else (values - values.min()) / span
+    buffer = io.BytesIO()
+    pixels = np.round((scaled[::-1] if flip else scaled) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()

@@ -54,6 +54,22 @@ class Evaluation:
     data_dir: Path
 
 
+@dataclass
+class Explanation:
+    """What the explain stage hands a modality's ``explain``."""
+
+    client: Any  # MlflowClient: figures and files go to run_id
+    run_id: str
+    model: Any  # the trained torch module, on the CPU, in eval mode
+    checkpoint: dict
+    splits: Any  # tasks.data.datasets.Splits
+    section: Any  # the modality's params section
+    tokenizer: Any  # tokenizers.Tokenizer, or None
+    settings: Any  # tasks.schema.ExplainParams (global.explain)
+    seed: int  # global.seed: the random maps are drawn from it
+    builtin_data: bool  # the data is the built-in generator's, whose evidence is known by construction
+
+
 class Modality:
     """The spec of one modality. Class attributes say what it is; methods do its specific work."""
 
@@ -152,6 +168,9 @@ class Modality:
         """Compute the test metrics (keys: ``metrics``) and log this modality's figures and files to the run."""
         raise NotImplementedError
 
+    # 'module:function(spec, Explanation) -> attn_* metrics': scores the attention maps in the explain stage, or None
+    explainer: ClassVar[str | None] = None
+
     def model_example(self, model, splits):
         """(input example, signature) for the logged pytorch model, or (None, None) when it has no single input."""
         return None, None
@@ -166,6 +185,9 @@ class Modality:
         raise NotImplementedError
 
     # ---- serving ------------------------------------------------------------------------------
-    def serve(self, model, checkpoint: dict, tokenizer, config: dict | None, values: list) -> list[dict]:
-        """Answers, one per raw input value of a request."""
+    serving_params: ClassVar[dict | None] = None  # what a request's "params" may set, with the defaults
+
+    def serve(self, model, checkpoint: dict, tokenizer, config: dict | None, values: list,
+              params: dict | None = None) -> list[dict]:  # fmt: skip
+        """Answers, one per raw input value of a request (params: the request's, within ``serving_params``)."""
         raise NotImplementedError

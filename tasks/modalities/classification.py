@@ -5,7 +5,7 @@ Evaluation: test accuracy and macro F1, a confusion matrix, and the rollout of `
 drawn by the modality (``attention_figure``). Serving: per input, the label, the class probabilities and the rollout.
 """
 
-from tasks.modalities.base import Evaluation, Modality
+from tasks.modalities.base import Evaluation, Explanation, Modality
 
 
 class Classifier(Modality):
@@ -94,6 +94,20 @@ class Classifier(Modality):
             )
         e.client.log_dict(e.run_id, records, "attention/attention_maps.json")
 
+    # ---- explanation --------------------------------------------------------------------------
+    explainer = "tasks.evaluation.explain:explain_classifier"  # by name: evaluate's code does not include it
+    viewer_kind: str = "tokens"  # how the HTML viewer draws an input: tokens, image or spectrogram
+
+    def localization_target(self, item, e: Explanation):
+        """The share of each input token (T,) that is evidence for the label, known by construction (the ink of a
+        built-in digit), or None when it is not known."""
+        return None
+
+    def viewer_input(self, item, tokens: int, e: Explanation) -> dict:
+        """What the viewer shows of one test input of that many tokens: {"tokens": [...]} or {"picture": base64 PNG,
+        "grid": [rows, cols]} (the token grid laid over the picture)."""
+        raise NotImplementedError
+
     def model_example(self, model, splits):
         import torch
         from mlflow.models import infer_signature
@@ -104,10 +118,18 @@ class Classifier(Modality):
         return example.numpy(), signature
 
     # ---- serving ------------------------------------------------------------------------------
-    def serve(self, model, checkpoint: dict, tokenizer, config, values: list) -> list[dict]:
-        """The rows' answers, from one forward pass over all of them (at most global.serving.max_rows)."""
-        from tasks.data.requests import each_row, limits_from
+    serving_params = {"attention": "rollout"}  # a request's "params": which map answers "attention"
 
+    def serve(self, model, checkpoint: dict, tokenizer, config, values: list, params: dict | None = None) -> list[dict]:
+        """The rows' answers, from one forward pass over all of them (at most global.serving.max_rows). The
+        attention is the rollout of that pass, or the map of another method (attn_models/attribution.py) when the
+        request's params name one: a gradient-weighted map costs a forward and a backward pass per row."""
+        from attn_models.attribution import METHODS, class_token_maps
+        from tasks.data.requests import BadRequest, each_row, limits_from
+
+        method = (params or {}).get("attention") or "rollout"
+        if method not in METHODS:
+            raise BadRequest(f"params.attention must be one of {', '.join(METHODS)}; got {method!r}")
         class_names, limits = checkpoint["class_names"], limits_from(config)
         requests = each_row(
             values, lambda value: self.request_input(value, checkpoint["model_args"], tokenizer, limits)
@@ -115,13 +137,17 @@ class Classifier(Modality):
         batch, lengths = self.batch_inputs([inputs for inputs, _ in requests])
         logits, relevance = model.predict_with_relevance(batch)
         answers = []
-        for row, (probabilities, (_, extra)) in enumerate(zip(logits.softmax(-1), requests)):
-            attention = relevance[row, : lengths[row]] if lengths else relevance[row]  # padding has none
+        for row, (probabilities, (inputs, extra)) in enumerate(zip(logits.softmax(-1), requests)):
+            if method == "rollout":
+                attention = relevance[row, : lengths[row]] if lengths else relevance[row]  # padding has none
+            else:
+                attention = class_token_maps(model, inputs)[method]
             answers.append(
                 {
                     "label": class_names[int(probabilities.argmax())],
                     "probabilities": {name: round(float(p), 6) for name, p in zip(class_names, probabilities)},
                     "attention": [round(float(v), 6) for v in attention],
+                    "attention_method": method,
                     **extra,
                 }
             )

@@ -166,6 +166,23 @@ class Image(Classifier):
         figure.tight_layout()
         return figure
 
+    viewer_kind = "image"
+
+    def localization_target(self, item, e):
+        """On built-in digits drawn without clutter every lit pixel is the digit's ink: each patch's share of ink."""
+        import torch.nn.functional as F
+
+        if not e.builtin_data or e.section.data.builtin.clutter:
+            return None
+        ink = (item > item.min()).any(dim=0).float()  # (H, W): the background is the darkest value
+        return F.avg_pool2d(ink[None, None], e.checkpoint["model_args"]["patch_size"]).flatten()
+
+    def viewer_input(self, item, tokens, e):
+        from tasks.evaluation.plots import png_base64
+
+        grid = e.checkpoint["model_args"]["image_size"] // e.checkpoint["model_args"]["patch_size"]
+        return {"picture": png_base64(item.mean(dim=0).numpy()), "grid": [grid, grid]}
+
     def request_input(self, value, model_args, tokenizer, limits):
         from tasks.data.datasets import image_pixels, image_transforms
         from tasks.data.requests import open_image

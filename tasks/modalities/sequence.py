@@ -164,7 +164,7 @@ class SequenceTask(Modality):
         return metrics
 
     # ---- serving ------------------------------------------------------------------------------
-    def serve(self, model, checkpoint: dict, tokenizer, config: dict, values: list) -> list[dict]:
+    def serve(self, model, checkpoint: dict, tokenizer, config: dict, values: list, params=None) -> list[dict]:
         import torch
 
         from tasks.data.requests import each_row, limits_from

@@ -170,6 +170,15 @@ class Speech(Classifier):
         figure.tight_layout()
         return figure
 
+    viewer_kind = "spectrogram"
+
+    def viewer_input(self, item, tokens, e):
+        """The log-mel spectrogram, under one column per encoder frame (the frames are subsampled)."""
+        from tasks.evaluation.plots import png_base64
+
+        log_mel = e.model.front_end(item[None])[0]  # (n_mels, frames)
+        return {"picture": png_base64(log_mel.detach().numpy(), flip=True), "grid": [1, tokens]}
+
     def request_input(self, value, model_args, tokenizer, limits):
         from tasks.data.datasets import fit_length
         from tasks.data.requests import read_audio

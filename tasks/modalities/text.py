@@ -154,6 +154,9 @@ class Text(Classifier):
     def attention_record(self, item, tokenizer):
         return {"tokens": [tokenizer.id_to_token(int(i)) for i in item]}
 
+    def viewer_input(self, item, tokens, e):
+        return {"tokens": [e.tokenizer.id_to_token(int(i)) for i in item]}
+
     def request_input(self, value, model_args, tokenizer, limits):
         from tasks.data.datasets import encode_texts
         from tasks.data.requests import text

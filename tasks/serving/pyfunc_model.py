@@ -62,7 +62,7 @@ class AttentionModel(mlflow.pyfunc.PythonModel):
 
         try:
             values = rows(model_input, self.spec.input_column, limits_from(self.config))
-            answers = self.spec.serve(self.model, self.checkpoint, self.tokenizer, self.config, values)
+            answers = self.spec.serve(self.model, self.checkpoint, self.tokenizer, self.config, values, params)
             json.dumps(answers, allow_nan=False)  # raises ValueError on NaN or infinity: never sent as invalid JSON
         except BadRequest as error:
             raise MlflowException(f"bad request: {error}", error_code=INVALID_PARAMETER_VALUE) from None
@@ -101,6 +101,14 @@ def rows(model_input, column: str, limits: dict) -> list:
     return values
 
 
+def params_schema(params: dict | None):
+    """The signature's params: MLflow passes a request's "params" to predict, with these defaults, and refuses
+    others."""
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    return ParamSchema([ParamSpec(name, "string", default) for name, default in params.items()]) if params else None
+
+
 def log_serving_model(
     run_id: str,
     checkpoint: Path,
@@ -109,11 +117,13 @@ def log_serving_model(
     column: str,
     example,
     answers: list[dict],
+    params: dict | None = None,
 ):
     """Log the pyfunc wrapper as the run's "serving" model, with this project's model and data code. config: what
     the modality's serving reads (e.g. decoding settings); example: a raw input value of the request field column,
     and answers: what the model answered it, which give the signature: the field takes any value (a string, or an
-    array of pixels or samples), the answer's fields are those of the example's."""
+    array of pixels or samples), the answer's fields are those of the example's; params: what a request's "params"
+    may set (the modality's serving_params), with their defaults."""
     import pandas as pd
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types.schema import AnyType, ColSpec, Schema
@@ -122,7 +132,8 @@ def log_serving_model(
     import tasks
 
     request = pd.DataFrame({column: [example]})
-    signature = ModelSignature(Schema([ColSpec(AnyType(), column)]), infer_signature(request, answers).outputs)
+    outputs = infer_signature(request, answers).outputs
+    signature = ModelSignature(Schema([ColSpec(AnyType(), column)]), outputs, params_schema(params))
 
     artifacts = {CHECKPOINT: str(checkpoint), **({TOKENIZER: str(tokenizer)} if tokenizer else {})}
     code = [str(Path(attn_models.__file__).parent), str(Path(tasks.__file__).parent)]

@@ -98,5 +98,6 @@ def evaluate_model(modality: str, params: Params, root: Path, run_id: str, train
         spec.input_column,
         example,
         answers,
+        spec.serving_params,
     )
     return {**metrics, "run_id": run_id}

@@ -1,0 +1,127 @@
+"""Which input tokens a class-token classifier's prediction rests on, by five methods, and whether removing the
+tokens a map ranks first really changes the prediction (deletion and insertion curves).
+
+The methods, each a map over the input tokens (text subwords, image patches, spectrogram frames) for one example:
+
+- ``attention``: the class token's attention in the last layer, heads averaged (what a plot of "the attention"
+  usually shows);
+- ``rollout``: attention rollout (Abnar & Zuidema, 2020) through all layers;
+- ``gradient_attention``: gradient-weighted attention relevance (Chefer et al., 2021, "Generic Attention-model
+  Explainability"): per layer, the attention times its gradient with respect to the predicted class's logit,
+  positive part, averaged over heads, accumulated across the layers as R <- R + A_bar R from R = I;
+- ``input_x_gradient``: a token's content (its embedding, without the position) times the gradient of the logit
+  with respect to it, summed over the channels, positive part: the usual non-attention baseline;
+- ``random``: a seeded uniform map, the floor any method must beat.
+
+Every map is non-negative and sums to 1 (an all-zero map becomes uniform).
+
+Removing a token (the curves) replaces its content at the encoder's input by nothing: what is left is its position
+embedding, so the sequence keeps its length and every other token keeps its place. The same baseline serves every
+modality (a subword, a patch, a frame), which keeps curves of different modalities comparable.
+
+Pure PyTorch: it reads a ``ClassTokenClassifier``'s encoder input through a forward pre-hook and needs nothing else.
+"""
+
+from contextlib import contextmanager
+
+import torch
+
+from attn_models.attention import ClassTokenClassifier, attention_rollout
+
+METHODS = ("attention", "rollout", "gradient_attention", "input_x_gradient", "random")
+
+
+@contextmanager
+def encoder_input(model: ClassTokenClassifier, removed: torch.Tensor | None = None):
+    """Yield a list that receives the encoder's input (B, 1 + T, C: class token first) on each forward pass; with
+    removed (B, T) bool, the content of those tokens is replaced by nothing (their position embedding stays)."""
+    seen = []
+
+    def hook(_module, args):
+        x = args[0]
+        if removed is not None:
+            positions = model.pos_embed[:, : x.shape[1]].expand_as(x)
+            drop = torch.cat([removed.new_zeros(removed.shape[0], 1), removed], dim=1)[..., None]  # never the class
+            x = torch.where(drop, positions, x)
+        seen.append(x)
+        return (x, *args[1:])
+
+    handle = model.encoder.register_forward_pre_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def normalized(relevance: torch.Tensor) -> torch.Tensor:
+    """Non-negative, summing to 1 (uniform if nothing is left)."""
+    relevance = relevance.clamp(min=0)
+    total = relevance.sum()
+    return relevance / total if total > 0 else torch.full_like(relevance, 1 / relevance.numel())
+
+
+def gradient_weighted_relevance(attentions: list[torch.Tensor], gradients: list[torch.Tensor]) -> torch.Tensor:
+    """Chefer et al. (2021), eq. 5-6 for self-attention: R = I; per layer R <- R + mean_h((grad * A)+) R. (B, T, T)."""
+    relevance = None
+    for weights, gradient in zip(attentions, gradients):
+        layer = (gradient * weights).clamp(min=0).mean(dim=1)  # (B, T, T)
+        if relevance is None:
+            relevance = torch.eye(layer.shape[-1], device=layer.device).expand_as(layer)
+        relevance = relevance + layer @ relevance
+    return relevance
+
+
+def class_token_maps(model: ClassTokenClassifier, inputs, target: int | None = None, seed: int = 0) -> dict:
+    """The maps of every method for one example (inputs: a batch of one), for class target (default: the predicted
+    one), each (T,); "heads": the class token's raw attention per layer and head (layers, heads, T); "logits"."""
+    model.eval()
+    with torch.enable_grad(), encoder_input(model) as seen:
+        logits, attentions = model(inputs, return_attention=True)
+        target = int(logits[0].argmax()) if target is None else target
+        x = seen[0]
+        gradients = torch.autograd.grad(logits[0, target], [*attentions, x])
+    attentions = [weights.detach() for weights in attentions]
+    content = x.detach() - model.pos_embed[:, : x.shape[1]].detach()
+    generator = torch.Generator().manual_seed(seed)
+    tokens = x.shape[1] - 1
+    return {
+        "attention": normalized(attentions[-1][0].mean(dim=0)[0, 1:]),
+        "rollout": normalized(attention_rollout(attentions)[0, 0, 1:]),
+        "gradient_attention": normalized(gradient_weighted_relevance(attentions, gradients[:-1])[0, 0, 1:]),
+        "input_x_gradient": normalized((content * gradients[-1]).sum(dim=-1)[0, 1:]),
+        "random": normalized(torch.rand(tokens, generator=generator)),
+        "heads": torch.stack([weights[0, :, 0, 1:] for weights in attentions]),
+        "logits": logits.detach()[0],
+        "target": target,
+    }
+
+
+def removal_masks(order: torch.Tensor, fractions: torch.Tensor, insertion: bool) -> torch.Tensor:
+    """(steps, T) bool, True where a token is removed: deletion removes the first round(f * T) tokens of order;
+    insertion removes all but those."""
+    tokens = order.numel()
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(tokens)
+    first = rank[None, :] < (fractions[:, None] * tokens).round().long()  # (steps, T): among the first k
+    return ~first if insertion else first
+
+
+@torch.no_grad()
+def removal_curve(model: ClassTokenClassifier, inputs, relevance: torch.Tensor, target: int, steps: int = 10,
+                  insertion: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The probability of class target as the tokens are removed (deletion) or added back (insertion) in the order
+    of relevance, most relevant first, at steps + 1 evenly spaced fractions from 0 to 1, in one batch.
+    Returns (fractions, probabilities)."""
+    model.eval()
+    fractions = torch.linspace(0, 1, steps + 1)
+    order = torch.argsort(relevance, descending=True, stable=True)
+    removed = removal_masks(order, fractions, insertion)
+    batch = inputs.expand(len(fractions), *inputs.shape[1:])
+    with encoder_input(model, removed):
+        probabilities = model(batch).softmax(dim=-1)[:, target]
+    return fractions, probabilities
+
+
+def area_under(fractions: torch.Tensor, values: torch.Tensor) -> float:
+    """The area under a curve over [0, 1] (trapezoid rule)."""
+    return float(torch.trapezoid(values, fractions))

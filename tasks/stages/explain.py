@@ -1,0 +1,67 @@
+"""Explain stage: the trained model's attention maps, by every attribution method, scored for faithfulness
+(deletion and insertion curves) and, on built-in data, localization (the modality's ``explainer``:
+tasks/evaluation/explain.py). Metrics ``attn_*`` and the files under ``explain/`` go to the modality's run.
+
+Cached like the other stages on what it reads: the checkpoint, the data recipe, global.explain and the seed, and its
+code (this module, the modality's, the model's and the modality's explainer, with what they import).
+"""
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from tasks.caching import Stage
+from tasks.modalities import get
+from tasks.names import TOKENIZER
+from tasks.params import Params
+from tasks.tracking.mlflow_tracking import connect, log_metrics
+
+STAGE = Stage(
+    "explain",
+    params=("data", "model", "global.explain", "global.seed"),
+    upstream=("trained", "data_recipe"),
+    module=__name__,
+    spec_code=("explainer",),
+)
+
+
+@task(**STAGE.task_options())
+def explain_model(modality: str, params: Params, root: Path, run_id: str, trained: dict, data_recipe: dict) -> dict:
+    """Returns the attn_* metrics and the id of the MLflow run that holds them with the curves and the viewer."""
+    from tokenizers import Tokenizer
+
+    from tasks.modalities import load_checkpoint
+    from tasks.modalities.base import Explanation, load_object
+
+    spec, section = get(modality), params.section(modality)
+    checkpoint_path = Path(trained["checkpoint"])
+    model, checkpoint = load_checkpoint(checkpoint_path)
+    tokenizer_path = checkpoint_path.parent / TOKENIZER
+    tokenizer = Tokenizer.from_file(str(tokenizer_path)) if tokenizer_path.exists() else None
+    splits = spec.load_splits(root / "data" / modality, section, params.global_.seed, tokenizer)
+    client, _ = connect(root, params, modality)
+    settings = params.global_.explain
+    metrics = load_object(spec.explainer)(
+        spec,
+        Explanation(
+            client,
+            run_id,
+            model,
+            checkpoint,
+            splits,
+            section,
+            tokenizer,
+            settings,
+            params.global_.seed,
+            data_recipe["source"] == "builtin",
+        ),  # fmt: skip
+    )
+    log_metrics(client, run_id, metrics)
+    get_run_logger().info(
+        "%s attention on %d test examples: deletion AUC %s (random %.3f)",
+        modality,
+        min(settings.samples, len(splits.test)),
+        ", ".join(f"{m} {metrics[f'attn_deletion_auc.{m}']:.3f}" for m in ("gradient_attention", "rollout")),
+        metrics["attn_deletion_auc.random"],
+    )
+    return {"metrics": metrics, "run_id": run_id}

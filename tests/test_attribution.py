@@ -1,0 +1,125 @@
+"""The attribution methods on a model built by hand to read one token only, where the right answer is known, and
+their shapes on every classifier; the deletion and insertion curves (attn_models/attribution.py)."""
+
+import pytest
+import torch
+
+from attn_models.attribution import (
+    METHODS,
+    area_under,
+    class_token_maps,
+    removal_curve,
+    removal_masks,
+)
+from attn_models.speech_transformer import SpeechTransformer
+from attn_models.text_classifier import TextTransformer
+from attn_models.vit import VisionTransformer
+
+READ, LENGTH, EMBED = 3, 8, 8  # the model reads token 3 of 8
+
+
+def one_token_reader() -> TextTransformer:
+    """One layer, one head: the class token attends to position READ alone (its position embedding carries a marker
+    that the keys turn into a large score), the values pass the token through, the head reads channels 2-3 of it:
+    token id 5 says class 0, id 6 class 1. Nothing else reaches the logits (the MLP is zeroed)."""
+    model = TextTransformer(vocab_size=10, num_classes=2, max_len=LENGTH, embed_dim=EMBED, depth=1, num_heads=1,
+                            mlp_ratio=1.0, dropout=0.0)  # fmt: skip
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        for norm in (model.encoder.blocks[0].norm1, model.encoder.blocks[0].norm2, model.encoder.norm):
+            norm.weight.fill_(1.0)
+        model.pos_embed[0, 1 + READ, 0] = 10.0  # the marker (channel 0) at the read position
+        model.token_embed.weight[5, 2:4] = torch.tensor([1.0, -1.0])  # a pair that sums to 0: LayerNorm keeps it
+        model.token_embed.weight[6, 2:4] = torch.tensor([-1.0, 1.0])
+        model.token_embed.weight[7:, 4] = 1.0  # filler tokens carry content elsewhere
+        attention = model.encoder.blocks[0].attn
+        attention.q_proj.bias[0] = 1.0  # every query asks for channel 0 ...
+        attention.k_proj.weight[0, 0] = 40.0  # ... which only the marked key has
+        attention.v_proj.weight.copy_(torch.eye(EMBED))
+        attention.out_proj.weight.copy_(torch.eye(EMBED))
+        model.head.weight[0, 2:4] = torch.tensor([5.0, -5.0])  # the pair's difference: no mean in it
+        model.head.weight[1, 2:4] = torch.tensor([-5.0, 5.0])
+    return model.eval()
+
+
+def sentence(key: int) -> torch.Tensor:
+    ids = torch.full((1, LENGTH), 8)
+    ids[0, READ] = key
+    return ids
+
+
+@pytest.mark.parametrize("key, label", [(5, 0), (6, 1)])
+def test_every_attention_method_finds_the_one_token_the_model_reads(key, label):
+    model = one_token_reader()
+    maps = class_token_maps(model, sentence(key))
+    assert maps["target"] == label and maps["logits"].softmax(-1)[label] > 0.9
+    for method in METHODS:
+        assert maps[method].shape == (LENGTH,) and maps[method].min() >= 0
+        assert maps[method].sum() == pytest.approx(1.0, abs=1e-5)
+    for method in ("attention", "rollout", "gradient_attention", "input_x_gradient"):
+        assert int(maps[method].argmax()) == READ, method
+        assert maps[method][READ] > 0.9, method
+    assert maps["heads"].shape == (1, 1, LENGTH)
+
+
+def test_the_random_map_is_seeded():
+    model = one_token_reader()
+    first, again = (class_token_maps(model, sentence(5), seed=3)["random"] for _ in range(2))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, class_token_maps(model, sentence(5), seed=4)["random"])
+
+
+def test_deleting_the_read_token_first_drops_the_prediction_and_random_order_does_worse():
+    model = one_token_reader()
+    maps = class_token_maps(model, sentence(5))
+    fractions, right = removal_curve(model, sentence(5), maps["gradient_attention"], target=0, steps=8)
+    assert right[0] > 0.9 and right[1:].max() < 0.55  # gone at the first step: the class is a coin toss
+    reverse = maps["gradient_attention"].max() - maps["gradient_attention"]  # the read token last
+    _, wrong = removal_curve(model, sentence(5), reverse, target=0, steps=8)
+    assert wrong[:-1].min() > 0.9 and wrong[-1] < 0.55
+    assert area_under(fractions, right) < area_under(fractions, wrong) - 0.3
+    _, inserted = removal_curve(model, sentence(5), maps["gradient_attention"], target=0, steps=8, insertion=True)
+    assert inserted[0] < 0.55 and inserted[1:].min() > 0.9  # back at the first step
+
+
+def test_removal_masks_remove_in_rank_order():
+    order = torch.tensor([2, 0, 3, 1])  # token 2 ranks first
+    deletion = removal_masks(order, torch.tensor([0.0, 0.25, 0.5, 1.0]), insertion=False)
+    assert deletion.tolist() == [[False] * 4, [False, False, True, False], [True, False, True, False], [True] * 4]
+    insertion = removal_masks(order, torch.tensor([0.0, 0.25]), insertion=True)
+    assert insertion.tolist() == [[True] * 4, [True, True, False, True]]
+
+
+@pytest.mark.parametrize(
+    "model, inputs, tokens",
+    [
+        (
+            VisionTransformer(
+                image_size=16, patch_size=4, in_channels=1, num_classes=3, embed_dim=16, depth=2, num_heads=2
+            ),
+            torch.rand(1, 1, 16, 16),
+            16,
+        ),  # fmt: skip
+        (
+            SpeechTransformer(
+                num_classes=3, sample_rate=8000, clip_seconds=0.5, n_mels=16, embed_dim=16, depth=2, num_heads=2
+            ),
+            torch.randn(1, 4000),
+            None,
+        ),  # fmt: skip
+    ],
+    ids=["image patches", "spectrogram frames"],
+)
+def test_every_method_gives_one_map_per_token_on_every_classifier(model, inputs, tokens):
+    model.eval()
+    maps = class_token_maps(model, inputs)
+    count = maps["heads"].shape[-1]
+    assert tokens is None or count == tokens
+    assert maps["heads"].shape == (2, 2, count)
+    for method in METHODS:
+        assert maps[method].shape == (count,) and maps[method].sum() == pytest.approx(1.0, abs=1e-5)
+    _, probabilities = removal_curve(model, inputs, maps["rollout"], maps["target"], steps=4)
+    assert probabilities.shape == (5,)
+    with torch.no_grad():
+        assert probabilities[0] == pytest.approx(float(model(inputs).softmax(-1)[0, maps["target"]]), abs=1e-5)
