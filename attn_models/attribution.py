@@ -15,9 +15,10 @@ The methods, each a map over the input tokens (text subwords, image patches, spe
 
 Every map is non-negative and sums to 1 (an all-zero map becomes uniform).
 
-Removing a token (the curves) replaces its content at the encoder's input by nothing: what is left is its position
-embedding, so the sequence keeps its length and every other token keeps its place. The same baseline serves every
-modality (a subword, a patch, a frame), which keeps curves of different modalities comparable.
+Removing a token (the curves) replaces it at the encoder's input by the same token of a baseline input: a black
+image's patch, a silent clip's frame, an unknown word (the caller chooses; without one, by nothing but its position
+embedding). The sequence keeps its length and every other token its place. Input x gradient is taken relative to
+the same baseline, so both ask what the model makes of the input beyond the baseline.
 
 Pure PyTorch: it reads a ``ClassTokenClassifier``'s encoder input through a forward pre-hook and needs nothing else.
 """
@@ -32,17 +33,18 @@ METHODS = ("attention", "rollout", "gradient_attention", "input_x_gradient", "ra
 
 
 @contextmanager
-def encoder_input(model: ClassTokenClassifier, removed: torch.Tensor | None = None):
+def encoder_input(model: ClassTokenClassifier, removed: torch.Tensor | None = None, reference=None):
     """Yield a list that receives the encoder's input (B, 1 + T, C: class token first) on each forward pass; with
-    removed (B, T) bool, the content of those tokens is replaced by nothing (their position embedding stays)."""
+    removed (B, T) bool, those tokens are replaced by the reference's (1, 1 + T, C; default: the position
+    embeddings alone)."""
     seen = []
 
     def hook(_module, args):
         x = args[0]
         if removed is not None:
-            positions = model.pos_embed[:, : x.shape[1]].expand_as(x)
+            replacement = (model.pos_embed[:, : x.shape[1]] if reference is None else reference).expand_as(x)
             drop = torch.cat([removed.new_zeros(removed.shape[0], 1), removed], dim=1)[..., None]  # never the class
-            x = torch.where(drop, positions, x)
+            x = torch.where(drop, replacement, x)
         seen.append(x)
         return (x, *args[1:])
 
@@ -51,6 +53,17 @@ def encoder_input(model: ClassTokenClassifier, removed: torch.Tensor | None = No
         yield seen
     finally:
         handle.remove()
+
+
+@torch.no_grad()
+def reference_tokens(model: ClassTokenClassifier, baseline=None) -> torch.Tensor:
+    """The encoder's input for the baseline input (a batch of one), or the position embeddings without one."""
+    if baseline is None:
+        return model.pos_embed.detach()
+    model.eval()
+    with encoder_input(model) as seen:
+        model(baseline)
+    return seen[0]
 
 
 def normalized(relevance: torch.Tensor) -> torch.Tensor:
@@ -71,9 +84,11 @@ def gradient_weighted_relevance(attentions: list[torch.Tensor], gradients: list[
     return relevance
 
 
-def class_token_maps(model: ClassTokenClassifier, inputs, target: int | None = None, seed: int = 0) -> dict:
+def class_token_maps(model: ClassTokenClassifier, inputs, target: int | None = None, seed: int = 0,
+                     baseline=None) -> dict:  # fmt: skip
     """The maps of every method for one example (inputs: a batch of one), for class target (default: the predicted
-    one), each (T,); "heads": the class token's raw attention per layer and head (layers, heads, T); "logits"."""
+    one), each (T,); "heads": the class token's raw attention per layer and head (layers, heads, T); "logits".
+    baseline: an input of the same shape that says nothing (input x gradient is taken relative to it)."""
     model.eval()
     with torch.enable_grad(), encoder_input(model) as seen:
         logits, attentions = model(inputs, return_attention=True)
@@ -81,7 +96,7 @@ def class_token_maps(model: ClassTokenClassifier, inputs, target: int | None = N
         x = seen[0]
         gradients = torch.autograd.grad(logits[0, target], [*attentions, x])
     attentions = [weights.detach() for weights in attentions]
-    content = x.detach() - model.pos_embed[:, : x.shape[1]].detach()
+    content = x.detach() - reference_tokens(model, baseline)[:, : x.shape[1]]
     generator = torch.Generator().manual_seed(seed)
     tokens = x.shape[1] - 1
     return {
@@ -108,16 +123,16 @@ def removal_masks(order: torch.Tensor, fractions: torch.Tensor, insertion: bool)
 
 @torch.no_grad()
 def removal_curve(model: ClassTokenClassifier, inputs, relevance: torch.Tensor, target: int, steps: int = 10,
-                  insertion: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+                  insertion: bool = False, baseline=None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """The probability of class target as the tokens are removed (deletion) or added back (insertion) in the order
-    of relevance, most relevant first, at steps + 1 evenly spaced fractions from 0 to 1, in one batch.
-    Returns (fractions, probabilities)."""
+    of relevance, most relevant first, at steps + 1 evenly spaced fractions from 0 to 1, in one batch; a removed
+    token becomes the baseline input's. Returns (fractions, probabilities)."""
     model.eval()
     fractions = torch.linspace(0, 1, steps + 1)
     order = torch.argsort(relevance, descending=True, stable=True)
     removed = removal_masks(order, fractions, insertion)
     batch = inputs.expand(len(fractions), *inputs.shape[1:])
-    with encoder_input(model, removed):
+    with encoder_input(model, removed, reference_tokens(model, baseline)[:, : relevance.numel() + 1]):
         probabilities = model(batch).softmax(dim=-1)[:, target]
     return fractions, probabilities
 

@@ -123,3 +123,15 @@ def test_every_method_gives_one_map_per_token_on_every_classifier(model, inputs,
     assert probabilities.shape == (5,)
     with torch.no_grad():
         assert probabilities[0] == pytest.approx(float(model(inputs).softmax(-1)[0, maps["target"]]), abs=1e-5)
+
+
+def test_a_removed_token_becomes_the_baselines_and_input_x_gradient_is_relative_to_it():
+    """Removing tokens in favour of the input itself changes nothing; with another baseline the read token's
+    removal drops the prediction. Input x gradient against the input itself is all zero (uniform once normalised)."""
+    model = one_token_reader()
+    maps = class_token_maps(model, sentence(5), baseline=sentence(5))
+    assert torch.allclose(maps["input_x_gradient"], torch.full((LENGTH,), 1 / LENGTH))
+    _, same = removal_curve(model, sentence(5), maps["rollout"], target=0, steps=4, baseline=sentence(5))
+    assert torch.allclose(same, same[0].expand_as(same))
+    _, other = removal_curve(model, sentence(5), maps["rollout"], target=0, steps=4, baseline=sentence(6))
+    assert other[0] > 0.9 and other[1:].max() < 0.1  # the read token is now the other class's

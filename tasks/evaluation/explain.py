@@ -4,7 +4,8 @@ For a fixed, evenly spaced sample of test examples and every method of attn_mode
 
 - **deletion AUC** (lower is better): the predicted class's probability as the tokens are removed, most relevant
   first, averaged over the curve; **insertion AUC** (higher is better): the same as they are added back to an input
-  with all tokens removed. Removing a token leaves its position embedding only (attn_models/attribution.py).
+  with all tokens removed. A removed token is the baseline input's (the modality's ``removal_baseline``: a black
+  image, silence, unknown words; attn_models/attribution.py).
 - **deletion gap**: the random map's deletion AUC minus the method's: above 0, the map ranks the tokens the model
   relies on better than chance.
 - **localization** (when the modality knows where the evidence is, ``Classifier.localization_target``): the share of
@@ -31,14 +32,17 @@ def sample_indices(count: int, samples: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, count - 1, min(samples, count))})
 
 
-def score_example(model, inputs, target, steps: int, seed: int) -> dict:
+def score_example(model, inputs, baseline, target, steps: int, seed: int) -> dict:
     """The maps of one example (inputs: a batch of one) and, per method, its curves and localization.
-    target: the evidence's share of each token (T,), or None when unknown."""
-    maps = class_token_maps(model, inputs, seed=seed)
+    baseline: the input that removed tokens are taken from (the modality's ``removal_baseline``); target: the
+    evidence's share of each token (T,), or None when unknown."""
+    maps = class_token_maps(model, inputs, seed=seed, baseline=baseline)
     scores = {}
     for method in METHODS:
-        fractions, deletion = removal_curve(model, inputs, maps[method], maps["target"], steps)
-        _, insertion = removal_curve(model, inputs, maps[method], maps["target"], steps, insertion=True)
+        curve = dict(model=model, inputs=inputs, relevance=maps[method], target=maps["target"], steps=steps,
+                     baseline=baseline)  # fmt: skip
+        fractions, deletion = removal_curve(**curve)
+        _, insertion = removal_curve(**curve, insertion=True)
         scores[method] = {
             "deletion": deletion.numpy(),
             "insertion": insertion.numpy(),
@@ -98,8 +102,9 @@ def explain_classifier(spec, e) -> dict[str, float]:
     examples, shown = [], []
     for index in sample_indices(len(e.splits.test), e.settings.samples):
         item, label = e.splits.test[index]
-        scored = score_example(e.model, item.unsqueeze(0), spec.localization_target(item, e), e.settings.steps,
-                               e.seed + index)  # fmt: skip
+        baseline = spec.removal_baseline(item, e).unsqueeze(0)
+        scored = score_example(e.model, item.unsqueeze(0), baseline, spec.localization_target(item, e),
+                               e.settings.steps, e.seed + index)  # fmt: skip
         examples.append(scored)
         if len(shown) < e.settings.viewer_examples:
             shown.append(viewer_record(spec, index, item, label, scored["maps"], e))

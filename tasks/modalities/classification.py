@@ -98,6 +98,11 @@ class Classifier(Modality):
     explainer = "tasks.evaluation.explain:explain_classifier"  # by name: evaluate's code does not include it
     viewer_kind: str = "tokens"  # how the HTML viewer draws an input: tokens, image or spectrogram
 
+    def removal_baseline(self, item, e: Explanation):
+        """An input like item that carries no evidence: what a token removed in the deletion and insertion curves
+        becomes (tasks/evaluation/explain.py)."""
+        raise NotImplementedError
+
     def localization_target(self, item, e: Explanation):
         """The share of each input token (T,) that is evidence for the label, known by construction (the ink of a
         built-in digit), or None when it is not known."""

@@ -168,6 +168,12 @@ class Image(Classifier):
 
     viewer_kind = "image"
 
+    def removal_baseline(self, item, e):
+        """A black image (pixel 0, -1 once normalised): the built-in digits' background."""
+        import torch
+
+        return torch.full_like(item, -1.0)
+
     def localization_target(self, item, e):
         """On built-in digits drawn without clutter every lit pixel is the digit's ink: each patch's share of ink."""
         import torch.nn.functional as F

@@ -172,6 +172,12 @@ class Speech(Classifier):
 
     viewer_kind = "spectrogram"
 
+    def removal_baseline(self, item, e):
+        """Silence."""
+        import torch
+
+        return torch.zeros_like(item)
+
     def viewer_input(self, item, tokens, e):
         """The log-mel spectrogram, under one column per encoder frame (the frames are subsampled)."""
         from tasks.evaluation.plots import png_base64

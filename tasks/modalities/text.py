@@ -154,6 +154,14 @@ class Text(Classifier):
     def attention_record(self, item, tokenizer):
         return {"tokens": [tokenizer.id_to_token(int(i)) for i in item]}
 
+    def removal_baseline(self, item, e):
+        """As many unknown words."""
+        import torch
+
+        from tasks.data.datasets import UNK
+
+        return torch.full_like(item, e.tokenizer.token_to_id(UNK))
+
     def viewer_input(self, item, tokens, e):
         return {"tokens": [e.tokenizer.id_to_token(int(i)) for i in item]}
 
