@@ -243,3 +243,12 @@ def test_classifiers_explain_their_attention_with_scores_curves_and_viewer_examp
             assert set(example["maps"]) == set(METHODS)
             assert len(example["tokens"]) == tokens if modality == "text" else example["picture"]
             assert len(example["heads"][0][0]) == tokens
+
+
+def test_the_explain_table_lists_every_method_of_the_last_pipeline(pipeline_result):
+    from benchmarks.explain_table import last_pipeline_runs, table
+
+    project, _ = pipeline_result
+    rows = table(last_pipeline_runs(MlflowClient(f"sqlite:///{project / 'mlflow.db'}"))).splitlines()[2:]
+    assert len(rows) == 5 * len([m for m in MODALITIES if get(m).explainer])
+    assert all(row.count("|") == 8 for row in rows) and any("| image | gradient_attention |" in row for row in rows)

@@ -112,6 +112,34 @@ def test_compare_view_shows_both_runs_test_accuracy(pipeline_runs, mlflow_ui, tm
         assert f"{round(run.data.metrics['test_accuracy'], 3):g}" in shown.split(" | ")[1:]
 
 
+def test_the_explain_stages_viewer_opens_from_its_artifact_and_switches_maps(pipeline_runs, mlflow_ui, tmp_path):
+    """The viewer that the explain stage logged for the image run, in the MLflow UI's artifact view: choosing
+    another method shows another map (the view's data-map), and the raw attention's head selector appears."""
+    from playwright.sync_api import sync_playwright
+
+    project, first, _ = pipeline_runs
+    run = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(first["modalities"]["image"]["run_id"])
+    address = f"{mlflow_ui}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/artifactPath/"
+    address += "explain/viewer.html"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        page.goto(address, timeout=120_000)
+        viewer = page.wait_for_selector("iframe.mlflow-html-iframe", timeout=60_000).content_frame()
+        viewer.wait_for_selector("#view[data-map]", timeout=60_000)
+        shown = {}
+        for method in ("rollout", "gradient_attention", "random"):
+            viewer.select_option("#method", method)
+            shown[method] = viewer.get_attribute("#view", "data-map")
+        assert viewer.locator("#head").is_hidden()
+        viewer.select_option("#method", "@heads")
+        assert viewer.locator("#head").is_visible()
+        page.screenshot(path=tmp_path / "viewer.png")
+        browser.close()
+    print(f"screenshot: {tmp_path / 'viewer.png'}")
+    assert len(set(shown.values())) == 3, shown
+
+
 @pytest.fixture
 def prefect_ui_run(tmp_path):
     """A real Prefect server with its UI on a free port, and a tiny text-only pipeline run on it; yields the server's
