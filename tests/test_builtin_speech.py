@@ -36,6 +36,7 @@ def test_layout_and_summary(small_dataset):
         "stop",
         "testing_list.txt",
         "validation_list.txt",
+        "word_spans.tsv",
         "yes",
     ]
     clips = sorted(f"{p.parent.name}/{p.name}" for p in out_dir.glob("*/*.wav"))
@@ -122,8 +123,25 @@ def test_refuses_non_empty_out_dir(tmp_path):
         generate_speech_dataset(tmp_path, words=["yes"], speakers_per_word=1)
 
 
+def test_word_spans_say_where_each_word_is(small_dataset):
+    """word_spans.tsv covers every clip once, each span inside the clip; the clip is louder inside its span than
+    outside (the rest is noise)."""
+    from tasks.data.builtin_speech import read_word_spans
+
+    out_dir, summary = small_dataset
+    spans = read_word_spans(out_dir)
+    assert sorted(spans) == sorted(f"{p.parent.name}/{p.name}" for p in out_dir.glob("*/*.wav"))
+    for clip, (start, end) in spans.items():
+        samples, rate = soundfile.read(out_dir / clip)
+        assert 0 <= start < end <= len(samples) == rate
+        inside = np.sqrt(np.mean(samples[start:end] ** 2))
+        outside = np.sqrt(np.mean(np.concatenate([samples[:start], samples[end:]]) ** 2)) if end - start < rate else 0
+        assert inside > outside, clip
+    assert not (out_dir / ".word_spans").exists()
+
+
 # sha256 over the (path, md5) of every file of the SMALL dataset, as this lock builds it.
-SMALL_DATASET_DIGEST = "d1b223319ce835e971e2c0db6f96f318cec0cddf82c72d451bbcbf865515e0d4"
+SMALL_DATASET_DIGEST = "f8cf1adad236b932b47f0b2e646f3562ee201869b782632c7496e3dee4ecb679"  # with word_spans.tsv
 
 
 def test_the_audio_is_the_same_as_the_locked_espeak_makes_it(small_dataset):

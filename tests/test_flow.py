@@ -233,7 +233,7 @@ def test_classifiers_explain_their_attention_with_scores_curves_and_viewer_examp
             assert metrics[f"attn_deletion_gap.{method}"] == pytest.approx(
                 metrics["attn_deletion_auc.random"] - metrics[f"attn_deletion_auc.{method}"]
             )
-            assert (f"attn_localization.{method}" in metrics) == (modality == "image")
+            assert (f"attn_localization.{method}" in metrics) == (modality in ("image", "speech"))
         files = {f.path for f in client.list_artifacts(run_id, "explain")}
         assert files == {"explain/curves.png", "explain/scores.json", "explain/examples.json", "explain/viewer.html"}
         examples = json.loads(Path(client.download_artifacts(run_id, "explain/examples.json")).read_text())

@@ -9,6 +9,7 @@ on both::
         ...
         validation_list.txt           relative clip paths, sorted, one per line
         testing_list.txt              (every clip in neither list is training)
+        word_spans.tsv                path, start, end: the samples where the word is in each clip
 
 A "speaker" is a seeded draw of an eSpeak voice (accent + variant), speaking
 rate, pitch and pitch range; every speaker says every word once. Splits are by
@@ -51,19 +52,22 @@ from tasks.data.espeak import (
 DEFAULT_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 VALIDATION_LIST = "validation_list.txt"
 TESTING_LIST = "testing_list.txt"
+WORD_SPANS = "word_spans.tsv"  # where each clip's word is: known by construction, for scoring attention maps
+SPAN_PARTS = ".word_spans"  # the children's parts, merged into WORD_SPANS and removed
 
 
 def _render_clip(
     speech: np.ndarray, rng: np.random.Generator, *, clip_samples: int, snr_db_range: tuple[float, float]
-) -> np.ndarray:
-    """The word at a random offset in a clip of clip_samples (cut at a random point if longer), with noise."""
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The word at a random offset in a clip of clip_samples (cut at a random point if longer), with noise; and
+    where the word is (first sample, end sample)."""
     clip = np.zeros(clip_samples)
     if speech.size > clip_samples:
         start = int(rng.integers(speech.size - clip_samples + 1))
         speech = speech[start : start + clip_samples]
     offset = int(rng.integers(clip_samples - speech.size + 1))
     clip[offset : offset + speech.size] = speech
-    return mix_noise(clip, speech, rng, snr_db_range)
+    return mix_noise(clip, speech, rng, snr_db_range), (offset, offset + speech.size)
 
 
 def _clip_path(word: str, speaker: Speaker) -> str:
@@ -71,8 +75,32 @@ def _clip_path(word: str, speaker: Speaker) -> str:
 
 
 def _write_speaker_clips(out_dir: Path, words: list[str], speaker: Speaker, **clip_options) -> None:
+    """In a forked child: the speaker's clips, and where each word is in them (merged by the parent)."""
+    lines = []
     for word in words:
-        _write_clip(out_dir / _clip_path(word, speaker), word, speaker, **clip_options)
+        start, end = _write_clip(out_dir / _clip_path(word, speaker), word, speaker, **clip_options)
+        lines.append(f"{_clip_path(word, speaker)}\t{start}\t{end}\n")
+    (out_dir / SPAN_PARTS / f"{speaker.speaker_id}.tsv").write_text("".join(lines))
+
+
+def _merge_word_spans(out_dir: Path) -> None:
+    """word_spans.tsv: path, start, end (samples) of every clip, sorted, from the children's parts."""
+    parts = sorted((out_dir / SPAN_PARTS).glob("*.tsv"))
+    lines = sorted(line for part in parts for line in part.read_text().splitlines())
+    (out_dir / WORD_SPANS).write_text("path\tstart\tend\n" + "".join(f"{line}\n" for line in lines))
+    for part in parts:
+        part.unlink()
+    (out_dir / SPAN_PARTS).rmdir()
+
+
+def read_word_spans(data_dir: Path) -> dict[str, tuple[int, int]]:
+    """{clip path: (first sample, end sample) of the word}, from a built-in dataset's word_spans.tsv; {} for data
+    without one (imported clips)."""
+    path = Path(data_dir) / WORD_SPANS
+    if not path.exists():
+        return {}
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:]]
+    return {clip: (int(start), int(end)) for clip, start, end in rows}
 
 
 def _write_clip(
@@ -84,12 +112,13 @@ def _write_clip(
     sample_rate: int,
     clip_samples: int,
     snr_db_range: tuple[float, float],
-) -> None:
+) -> tuple[int, int]:
     word_key = stable_int("word", word)
     speech = synthesize(word, speaker, sample_rate, random_seed=stable_int(seed, speaker.index, word_key) % 2**31)
     rng = np.random.default_rng([seed, speaker.index, word_key])
-    clip = _render_clip(speech, rng, clip_samples=clip_samples, snr_db_range=snr_db_range)
+    clip, span = _render_clip(speech, rng, clip_samples=clip_samples, snr_db_range=snr_db_range)
     soundfile.write(path, np.round(clip * 32767).astype(np.int16), sample_rate, subtype="PCM_16", format="WAV")
+    return span
 
 
 def _validate(
@@ -179,6 +208,7 @@ def generate_speech_dataset(
 
     for word in words:
         (out_dir / word).mkdir(parents=True)
+    (out_dir / SPAN_PARTS).mkdir()
     run_in_fresh_library_state(
         [
             functools.partial(
@@ -195,6 +225,7 @@ def generate_speech_dataset(
         ]
     )
 
+    _merge_word_spans(out_dir)
     clip_paths = {speaker.speaker_id: [_clip_path(word, speaker) for word in words] for speaker in speakers}
     validation_ids, testing_ids = split_speakers(
         list(clip_paths), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed

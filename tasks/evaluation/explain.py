@@ -9,8 +9,8 @@ For a fixed, evenly spaced sample of test examples and every method of attn_mode
 - **deletion gap**: the random map's deletion AUC minus the method's: above 0, the map ranks the tokens the model
   relies on better than chance.
 - **localization** (when the modality knows where the evidence is, ``Classifier.localization_target``): the share of
-  the map's mass on the evidence (the ink of a built-in digit), and the **pointing game**: whether the map's top
-  token lies on it.
+  the map's mass on the evidence (the ink of a built-in digit, the frames of a built-in spoken word), and the
+  **pointing game**: whether the map's top token lies on it.
 
 Metric names: ``attn_<score>.<method>``, e.g. ``attn_deletion_auc.gradient_attention``. Files, under explain/:
 curves.png (the mean curves), scores.json (the table), examples.json (the maps of the first examples) and
@@ -18,6 +18,8 @@ viewer.html, the page that shows them (tasks/evaluation/viewer.py). A classifier
 ``explain_classifier`` as its explainer and supplies what is its own: the evidence of an input
 (``localization_target``) and how the viewer shows it (``viewer_input``).
 """
+
+from functools import partial
 
 import numpy as np
 
@@ -32,11 +34,12 @@ def sample_indices(count: int, samples: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, count - 1, min(samples, count))})
 
 
-def score_example(model, inputs, baseline, target, steps: int, seed: int) -> dict:
+def score_example(model, inputs, baseline, localization_target, steps: int, seed: int) -> dict:
     """The maps of one example (inputs: a batch of one) and, per method, its curves and localization.
-    baseline: the input that removed tokens are taken from (the modality's ``removal_baseline``); target: the
-    evidence's share of each token (T,), or None when unknown."""
+    baseline: the input that removed tokens are taken from (the modality's ``removal_baseline``);
+    localization_target(tokens): the evidence's share of each token (T,), or None when unknown."""
     maps = class_token_maps(model, inputs, seed=seed, baseline=baseline)
+    target = localization_target(len(maps["random"]))
     scores = {}
     for method in METHODS:
         curve = dict(model=model, inputs=inputs, relevance=maps[method], target=maps["target"], steps=steps,
@@ -102,9 +105,9 @@ def explain_classifier(spec, e) -> dict[str, float]:
     examples, shown = [], []
     for index in sample_indices(len(e.splits.test), e.settings.samples):
         item, label = e.splits.test[index]
-        baseline = spec.removal_baseline(item, e).unsqueeze(0)
-        scored = score_example(e.model, item.unsqueeze(0), baseline, spec.localization_target(item, e),
-                               e.settings.steps, e.seed + index)  # fmt: skip
+        baseline, inputs = spec.removal_baseline(item, e).unsqueeze(0), item.unsqueeze(0)
+        target = partial(spec.localization_target, index, item, e=e)  # of the tokens: known once the maps are
+        scored = score_example(e.model, inputs, baseline, target, e.settings.steps, e.seed + index)
         examples.append(scored)
         if len(shown) < e.settings.viewer_examples:
             shown.append(viewer_record(spec, index, item, label, scored["maps"], e))

@@ -68,6 +68,7 @@ class Explanation:
     settings: Any  # tasks.schema.ExplainParams (global.explain)
     seed: int  # global.seed: the random maps are drawn from it
     builtin_data: bool  # the data is the built-in generator's, whose evidence is known by construction
+    data_dir: Path
 
 
 class Modality:

@@ -103,9 +103,9 @@ class Classifier(Modality):
         becomes (tasks/evaluation/explain.py)."""
         raise NotImplementedError
 
-    def localization_target(self, item, e: Explanation):
-        """The share of each input token (T,) that is evidence for the label, known by construction (the ink of a
-        built-in digit), or None when it is not known."""
+    def localization_target(self, index: int, item, tokens: int, e: Explanation):
+        """The share of each of the tokens of test example index (item) that is evidence for the label (T,), known by
+        construction (the ink of a built-in digit, the span of a built-in spoken word), or None when not known."""
         return None
 
     def viewer_input(self, item, tokens: int, e: Explanation) -> dict:

@@ -174,7 +174,7 @@ class Image(Classifier):
 
         return torch.full_like(item, -1.0)
 
-    def localization_target(self, item, e):
+    def localization_target(self, index, item, tokens, e):
         """On built-in digits drawn without clutter every lit pixel is the digit's ink: each patch's share of ink."""
         import torch.nn.functional as F
 

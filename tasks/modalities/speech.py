@@ -178,6 +178,21 @@ class Speech(Classifier):
 
         return torch.zeros_like(item)
 
+    def localization_target(self, index, item, tokens, e):
+        """On built-in clips, where the word is (word_spans.tsv): each frame's share of its time that is the word;
+        the frames split the clip evenly."""
+        import torch
+
+        from tasks.data.builtin_speech import read_word_spans
+
+        path = e.splits.test.items[index]
+        span = read_word_spans(e.data_dir).get(path.relative_to(e.data_dir).as_posix()) if e.builtin_data else None
+        if span is None:
+            return None
+        edges = torch.linspace(0, len(item), tokens + 1)
+        overlap = (edges[1:].clamp(max=span[1]) - edges[:-1].clamp(min=span[0])).clamp(min=0)
+        return overlap / (edges[1:] - edges[:-1])
+
     def viewer_input(self, item, tokens, e):
         """The log-mel spectrogram, under one column per encoder frame (the frames are subsampled)."""
         from tasks.evaluation.plots import png_base64

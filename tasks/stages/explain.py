@@ -38,24 +38,14 @@ def explain_model(modality: str, params: Params, root: Path, run_id: str, traine
     model, checkpoint = load_checkpoint(checkpoint_path)
     tokenizer_path = checkpoint_path.parent / TOKENIZER
     tokenizer = Tokenizer.from_file(str(tokenizer_path)) if tokenizer_path.exists() else None
-    splits = spec.load_splits(root / "data" / modality, section, params.global_.seed, tokenizer)
+    data_dir = root / "data" / modality
+    splits = spec.load_splits(data_dir, section, params.global_.seed, tokenizer)
     client, _ = connect(root, params, modality)
-    settings = params.global_.explain
-    metrics = load_object(spec.explainer)(
-        spec,
-        Explanation(
-            client,
-            run_id,
-            model,
-            checkpoint,
-            splits,
-            section,
-            tokenizer,
-            settings,
-            params.global_.seed,
-            data_recipe["source"] == "builtin",
-        ),  # fmt: skip
+    settings, builtin = params.global_.explain, data_recipe["source"] == "builtin"
+    explanation = Explanation(
+        client, run_id, model, checkpoint, splits, section, tokenizer, settings, params.global_.seed, builtin, data_dir
     )
+    metrics = load_object(spec.explainer)(spec, explanation)
     log_metrics(client, run_id, metrics)
     get_run_logger().info(
         "%s attention on %d test examples: deletion AUC %s (random %.3f)",
