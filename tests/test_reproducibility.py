@@ -13,7 +13,7 @@ from flows.cli import EXIT_CODE_CHANGED, EXIT_FAILED, main
 from flows.experiments import reproduce
 from flows.pipeline import attention_pipeline
 from tasks.lineage import data_md5
-from tests.conftest import make_tiny_project, stage_states
+from tests.conftest import CACHED_STAGES, make_tiny_project, stage_states
 
 LINEAGE_TAGS = {
     "git_sha",
@@ -88,7 +88,7 @@ def test_cached_stages_show_as_cached_in_prefect(project, second):
     """Every stage of the second run (and only of that run) is Cached on the Prefect server."""
     project, first = project
     assert stage_states(project, second) == {
-        f"{stage}-{m}": "Cached" for stage in ("prepare-data", "train", "evaluate") for m in ("text", "image")
+        f"{stage}{m}": "Cached" for stage in CACHED_STAGES for m in ("text", "image")
     }
     assert set(stage_states(project, first).values()) == {"Completed"}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import CACHED_STAGES, REPO
 
 pytestmark = pytest.mark.integration  # `attnflow run` in a subprocess, with its own temporary Prefect server
 
@@ -33,7 +33,7 @@ def test_run_without_a_server_starts_and_stops_a_temporary_one(tiny_project):
     again = subprocess.run(command, cwd=tiny_project, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr
     output = again.stdout + again.stderr
-    assert output.count("Cached(type=COMPLETED)") == 3  # prepare, train, evaluate
+    assert output.count("Cached(type=COMPLETED)") == len(CACHED_STAGES)  # prepare, train, evaluate, explain
     assert "Error logging to API" not in output and "View at" not in output  # logs drained; no UI links
     assert (tiny_project / ".prefect" / "temporary-server.log").exists()
     assert not processes_with_env(f"PREFECT_HOME={tiny_project / '.prefect'}")  # no server left behind

@@ -18,16 +18,6 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from tasks.data.espeak import (
-    DEFAULT_VOICES,
-    draw_speaker,
-    get_espeak,
-    mix_noise,
-    run_in_fresh_library_state,
-    split_speakers,
-    stable_int,
-    synthesize,
-)
 from tasks.data.importers import (
     SPLIT_NAMES,
     DataImportError,
@@ -39,6 +29,9 @@ from tasks.data.importers import (
     split_name,
 )
 from tasks.progress import counted
+
+# eSpeak (tasks/data/espeak.py) is imported where it is used: the asr spec imports this module for its layout, and
+# the served model must not load the speech synthesiser.
 
 SPLIT_FILES = {"train": "train.tsv", "val": "val.tsv", "test": "test.tsv"}
 COLUMNS = ("path", "sentence", "speaker")
@@ -71,6 +64,8 @@ def generate_asr_dataset(
     eSpeak call, so words run into each other as in TIDIGITS), with 0.05-0.35 s of silence either side and noise at a
     drawn SNR. Splits are by speaker. Every draw comes from the seed, so the same arguments give the same bytes.
     """
+    from tasks.data.espeak import DEFAULT_VOICES, draw_speaker, run_in_fresh_library_state, split_speakers
+
     out_dir, voices = Path(out_dir), list(voices) or list(DEFAULT_VOICES)
     check_builtin(out_dir, vocabulary, voices)
     speakers = [draw_speaker(i, seed, voices, tuple(rate_range), tuple(pitch_range)) for i in range(num_speakers)]
@@ -98,6 +93,7 @@ def generate_asr_dataset(
 
 
 def check_builtin(out_dir: Path, vocabulary, voices) -> None:
+    from tasks.data.espeak import get_espeak
 
     if len(set(vocabulary)) != len(vocabulary) or any(not w.strip() or len(w.split()) != 1 for w in vocabulary):
         raise ValueError(f"vocabulary must be distinct single words, got {list(vocabulary)!r}")
@@ -109,6 +105,7 @@ def check_builtin(out_dir: Path, vocabulary, voices) -> None:
 
 
 def utterances(speaker, seed: int, count: int, min_words: int, max_words: int, vocabulary) -> list[str]:
+    from tasks.data.espeak import stable_int
 
     rng = np.random.default_rng([seed, stable_int("sentences"), speaker.index])
     lengths = rng.integers(min_words, max_words + 1, size=count)
@@ -122,6 +119,8 @@ def clip_path(speaker_id: str, number: int) -> str:
 def write_utterances(out_dir: Path, speaker, sentences: list[str], *, seed: int, sample_rate: int,
                      snr_db_range: tuple[float, float]) -> None:  # fmt: skip
     """In a forked child (one per speaker): synthesise and write one speaker's utterances, in order."""
+    from tasks.data.espeak import mix_noise, stable_int, synthesize
+
     for number, sentence in enumerate(sentences):
         speech = synthesize(
             sentence, speaker, sample_rate, stable_int(seed, speaker.index, "utterance", number) % 2**31
