@@ -85,10 +85,11 @@ def gradient_weighted_relevance(attentions: list[torch.Tensor], gradients: list[
 
 
 def class_token_maps(model: ClassTokenClassifier, inputs, target: int | None = None, seed: int = 0,
-                     baseline=None) -> dict:  # fmt: skip
+                     reference=None) -> dict:  # fmt: skip
     """The maps of every method for one example (inputs: a batch of one), for class target (default: the predicted
     one), each (T,); "heads": the class token's raw attention per layer and head (layers, heads, T); "logits".
-    baseline: an input of the same shape that says nothing (input x gradient is taken relative to it)."""
+    reference: ``reference_tokens`` of a baseline input that says nothing (input x gradient is taken relative to
+    it; default: the position embeddings)."""
     model.eval()
     with torch.enable_grad(), encoder_input(model) as seen:
         logits, attentions = model(inputs, return_attention=True)
@@ -96,7 +97,8 @@ def class_token_maps(model: ClassTokenClassifier, inputs, target: int | None = N
         x = seen[0]
         gradients = torch.autograd.grad(logits[0, target], [*attentions, x])
     attentions = [weights.detach() for weights in attentions]
-    content = x.detach() - reference_tokens(model, baseline)[:, : x.shape[1]]
+    reference = reference_tokens(model) if reference is None else reference
+    content = x.detach() - reference[:, : x.shape[1]]
     generator = torch.Generator().manual_seed(seed)
     tokens = x.shape[1] - 1
     return {
@@ -123,16 +125,18 @@ def removal_masks(order: torch.Tensor, fractions: torch.Tensor, insertion: bool)
 
 @torch.no_grad()
 def removal_curve(model: ClassTokenClassifier, inputs, relevance: torch.Tensor, target: int, steps: int = 10,
-                  insertion: bool = False, baseline=None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+                  insertion: bool = False, reference=None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """The probability of class target as the tokens are removed (deletion) or added back (insertion) in the order
     of relevance, most relevant first, at steps + 1 evenly spaced fractions from 0 to 1, in one batch; a removed
-    token becomes the baseline input's. Returns (fractions, probabilities)."""
+    token becomes the reference's (``reference_tokens`` of a baseline input, computed once per example by the
+    caller; default: the position embeddings). Returns (fractions, probabilities)."""
     model.eval()
     fractions = torch.linspace(0, 1, steps + 1)
     order = torch.argsort(relevance, descending=True, stable=True)
     removed = removal_masks(order, fractions, insertion)
     batch = inputs.expand(len(fractions), *inputs.shape[1:])
-    with encoder_input(model, removed, reference_tokens(model, baseline)[:, : relevance.numel() + 1]):
+    reference = reference_tokens(model) if reference is None else reference
+    with encoder_input(model, removed, reference[:, : relevance.numel() + 1]):
         probabilities = model(batch).softmax(dim=-1)[:, target]
     return fractions, probabilities
 

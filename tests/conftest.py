@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,34 @@ def stage_states(project: Path, result: dict) -> dict[str, str]:
     with get_client(sync_client=True) as prefect:
         task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_runs)), limit=200)
     return {run.name: run.state_name for run in task_runs if run.name.startswith(CACHED_STAGES)}
+
+
+@contextmanager
+def mlflow_command(tmp_path: Path, command: str, *arguments: str):
+    """`mlflow <command>` (ui, server) on a free loopback port with one worker, its log in tmp_path, until its /health
+    answers (at most 3 minutes); yields its address and stops it after."""
+    import time
+    import urllib.request
+
+    from tests.test_serving import free_port
+
+    log_file = tmp_path / f"mlflow-{command}.log"
+    port, log = free_port(), log_file.open("w")
+    executable = str(Path(sys.executable).parent / "mlflow")
+    server = subprocess.Popen(
+        [executable, command, "--host", "127.0.0.1", "--port", str(port), "--workers", "1", *arguments],
+        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=os.environ,
+    )  # fmt: skip
+    url, deadline = f"http://127.0.0.1:{port}", time.time() + 180
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=5)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, log_file.read_text()
+                time.sleep(1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)

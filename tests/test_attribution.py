@@ -8,6 +8,7 @@ from attn_models.attribution import (
     METHODS,
     area_under,
     class_token_maps,
+    reference_tokens,
     removal_curve,
     removal_masks,
 )
@@ -129,9 +130,10 @@ def test_a_removed_token_becomes_the_baselines_and_input_x_gradient_is_relative_
     """Removing tokens in favour of the input itself changes nothing; with another baseline the read token's
     removal drops the prediction. Input x gradient against the input itself is all zero (uniform once normalised)."""
     model = one_token_reader()
-    maps = class_token_maps(model, sentence(5), baseline=sentence(5))
+    itself, other = reference_tokens(model, sentence(5)), reference_tokens(model, sentence(6))
+    maps = class_token_maps(model, sentence(5), reference=itself)
     assert torch.allclose(maps["input_x_gradient"], torch.full((LENGTH,), 1 / LENGTH))
-    _, same = removal_curve(model, sentence(5), maps["rollout"], target=0, steps=4, baseline=sentence(5))
+    _, same = removal_curve(model, sentence(5), maps["rollout"], target=0, steps=4, reference=itself)
     assert torch.allclose(same, same[0].expand_as(same))
-    _, other = removal_curve(model, sentence(5), maps["rollout"], target=0, steps=4, baseline=sentence(6))
+    _, other = removal_curve(model, sentence(5), maps["rollout"], target=0, steps=4, reference=other)
     assert other[0] > 0.9 and other[1:].max() < 0.1  # the read token is now the other class's

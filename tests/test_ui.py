@@ -6,15 +6,11 @@ Needs Chromium (`make chromium`: apt-get install chromium); skipped without it. 
 
 import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.conftest import mlflow_command
 from tests.test_serving import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -47,39 +43,8 @@ ROW_TEXT = """name => {
 @pytest.fixture
 def mlflow_ui(pipeline_runs, tmp_path):
     """`mlflow ui` (as `make ui` runs it, one worker) on the pipeline runs' store; yields its address."""
-    project, port = pipeline_runs[0], free_port()
-    log = (tmp_path / "mlflow-ui.log").open("w")
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "ui",
-            "--backend-store-uri",
-            f"sqlite:///{project / 'mlflow.db'}",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=os.environ,
-    )
-    url, deadline = f"http://127.0.0.1:{port}", time.time() + 180
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=5)
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, (tmp_path / "mlflow-ui.log").read_text()
-                time.sleep(1)
+    with mlflow_command(tmp_path, "ui", "--backend-store-uri", f"sqlite:///{pipeline_runs[0] / 'mlflow.db'}") as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def test_compare_view_shows_both_runs_metrics(pipeline_runs, mlflow_ui, tmp_path):

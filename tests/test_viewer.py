@@ -11,17 +11,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tasks.evaluation.viewer import viewer_html
+from tests.conftest import mlflow_command
 
 # As in tests/test_ui.py, copied: importing it loads mlflow, seconds the quick tests here need not wait.
 CHROMIUM = "/usr/bin/chromium"
@@ -243,26 +239,9 @@ def test_viewer_in_a_browser_from_a_file(tmp_path):
 @pytest.fixture
 def mlflow_server(tmp_path):
     """`mlflow server` on a free loopback port, a sqlite store and artifacts under tmp_path; yields its address."""
-    from tests.test_serving import free_port
-
-    port, log = free_port(), (tmp_path / "mlflow-server.log").open("w")
-    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--workers", "1"]
-    command += ["--artifacts-destination", str(tmp_path / "artifacts")]
-    server = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
-    url, deadline = f"http://127.0.0.1:{port}", time.time() + 180
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=5)
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, (tmp_path / "mlflow-server.log").read_text()
-                time.sleep(1)
+    store = ("--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow_command(tmp_path, "server", *store, "--artifacts-destination", str(tmp_path / "artifacts")) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 @pytest.mark.slow

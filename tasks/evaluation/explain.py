@@ -23,7 +23,7 @@ from functools import partial
 
 import numpy as np
 
-from attn_models.attribution import METHODS, area_under, class_token_maps, removal_curve
+from attn_models.attribution import METHODS, area_under, class_token_maps, reference_tokens, removal_curve
 from tasks.evaluation.viewer import viewer_html
 
 SCORES = ("deletion_auc", "insertion_auc", "deletion_gap", "localization", "pointing")
@@ -38,12 +38,13 @@ def score_example(model, inputs, baseline, localization_target, steps: int, seed
     """The maps of one example (inputs: a batch of one) and, per method, its curves and localization.
     baseline: the input that removed tokens are taken from (the modality's ``removal_baseline``);
     localization_target(tokens): the evidence's share of each token (T,), or None when unknown."""
-    maps = class_token_maps(model, inputs, seed=seed, baseline=baseline)
+    reference = reference_tokens(model, baseline)  # once: every map and curve of the example takes it
+    maps = class_token_maps(model, inputs, seed=seed, reference=reference)
     target = localization_target(len(maps["random"]))
     scores = {}
     for method in METHODS:
         curve = dict(model=model, inputs=inputs, relevance=maps[method], target=maps["target"], steps=steps,
-                     baseline=baseline)  # fmt: skip
+                     reference=reference)  # fmt: skip
         fractions, deletion = removal_curve(**curve)
         _, insertion = removal_curve(**curve, insertion=True)
         scores[method] = {

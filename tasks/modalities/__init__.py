@@ -6,6 +6,7 @@ params schema, the stages, the command line and the served model find it through
 
 import importlib
 import pkgutil
+from pathlib import Path
 
 from tasks.modalities.base import Modality
 
@@ -42,3 +43,17 @@ def load_checkpoint(path) -> tuple:
     model = get(checkpoint["modality"]).build_model(checkpoint["model_args"])
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), checkpoint
+
+
+def load_trained(checkpoint_path: Path, data_dir: Path, section, seed: int) -> tuple:
+    """What the stages after training read: (model, checkpoint, tokenizer or None, the tokenizer's path, the prepared
+    splits), the tokenizer being the one saved beside the checkpoint."""
+    from tokenizers import Tokenizer
+
+    from tasks.names import TOKENIZER
+
+    model, checkpoint = load_checkpoint(checkpoint_path)
+    tokenizer_path = Path(checkpoint_path).parent / TOKENIZER
+    tokenizer = Tokenizer.from_file(str(tokenizer_path)) if tokenizer_path.exists() else None
+    splits = get(checkpoint["modality"]).load_splits(data_dir, section, seed, tokenizer)
+    return model, checkpoint, tokenizer, tokenizer_path, splits

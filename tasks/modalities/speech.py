@@ -7,6 +7,8 @@ the log-mel spectrogram. Served input: ``{"audio": ...}``, a base64 WAV (resampl
 model's sample rate; padded or cut to the clip length.
 """
 
+import functools
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -183,10 +185,8 @@ class Speech(Classifier):
         the frames split the clip evenly."""
         import torch
 
-        from tasks.data.builtin_speech import read_word_spans
-
         path = e.splits.test.items[index]
-        span = read_word_spans(e.data_dir).get(path.relative_to(e.data_dir).as_posix()) if e.builtin_data else None
+        span = word_spans(e.data_dir).get(path.relative_to(e.data_dir).as_posix()) if e.builtin_data else None
         if span is None:
             return None
         edges = torch.linspace(0, len(item), tokens + 1)
@@ -206,6 +206,22 @@ class Speech(Classifier):
 
         num_samples = int(model_args["sample_rate"] * model_args["clip_seconds"])
         return fit_length(read_audio(value, model_args["sample_rate"], limits), num_samples).unsqueeze(0), {}
+
+
+def word_spans(data_dir) -> dict:
+    """The built-in data's word spans, read once per version of the file (the explain stage asks per example)."""
+    from tasks.data.builtin_speech import WORD_SPANS
+
+    path = Path(data_dir) / WORD_SPANS
+    stat = path.stat() if path.exists() else None
+    return _word_spans(path, stat and (stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _word_spans(path: Path, version) -> dict:
+    from tasks.data.builtin_speech import read_word_spans
+
+    return read_word_spans(path.parent)
 
 
 SPEC = Speech()

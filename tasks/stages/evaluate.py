@@ -13,7 +13,7 @@ from prefect import get_run_logger, task
 
 from tasks.caching import Stage
 from tasks.modalities import get
-from tasks.names import LABELS, TOKENIZER
+from tasks.names import LABELS
 from tasks.params import Params
 from tasks.tracking.mlflow_tracking import connect, log_metrics, log_pytorch_model
 
@@ -36,21 +36,17 @@ def test_split_md5(modality: str, data_dir: Path) -> str:
 @task(**STAGE.task_options())
 def evaluate_model(modality: str, params: Params, root: Path, run_id: str, trained: dict, data_recipe: dict) -> dict:
     """Returns the test metrics and the id of the MLflow run that holds them with the models and figures."""
-    from tokenizers import Tokenizer
-
     import attn_models
-    from tasks.modalities import load_checkpoint
+    from tasks.modalities import load_trained
     from tasks.modalities.base import Evaluation
     from tasks.reproducibility import resolve_device
     from tasks.serving.pyfunc_model import MODEL_PACKAGES, log_serving_model, pinned
 
     spec, section = get(modality), params.section(modality)
-    checkpoint_path = Path(trained["checkpoint"])
-    model, checkpoint = load_checkpoint(checkpoint_path)
-    tokenizer_path = checkpoint_path.parent / TOKENIZER
-    tokenizer = Tokenizer.from_file(str(tokenizer_path)) if tokenizer_path.exists() else None
-    data_dir = root / "data" / modality
-    splits = spec.load_splits(data_dir, section, params.global_.seed, tokenizer)
+    checkpoint_path, data_dir = Path(trained["checkpoint"]), root / "data" / modality
+    model, checkpoint, tokenizer, tokenizer_path, splits = load_trained(
+        checkpoint_path, data_dir, section, params.global_.seed
+    )
     client, _ = connect(root, params, modality)
     metrics = spec.evaluate(
         Evaluation(

@@ -12,7 +12,6 @@ from prefect import get_run_logger, task
 
 from tasks.caching import Stage
 from tasks.modalities import get
-from tasks.names import TOKENIZER
 from tasks.params import Params
 from tasks.tracking.mlflow_tracking import connect, log_metrics
 
@@ -28,18 +27,12 @@ STAGE = Stage(
 @task(**STAGE.task_options())
 def explain_model(modality: str, params: Params, root: Path, run_id: str, trained: dict, data_recipe: dict) -> dict:
     """Returns the attn_* metrics and the id of the MLflow run that holds them with the curves and the viewer."""
-    from tokenizers import Tokenizer
-
-    from tasks.modalities import load_checkpoint
+    from tasks.modalities import load_trained
     from tasks.modalities.base import Explanation, load_object
 
     spec, section = get(modality), params.section(modality)
-    checkpoint_path = Path(trained["checkpoint"])
-    model, checkpoint = load_checkpoint(checkpoint_path)
-    tokenizer_path = checkpoint_path.parent / TOKENIZER
-    tokenizer = Tokenizer.from_file(str(tokenizer_path)) if tokenizer_path.exists() else None
-    data_dir = root / "data" / modality
-    splits = spec.load_splits(data_dir, section, params.global_.seed, tokenizer)
+    checkpoint_path, data_dir = Path(trained["checkpoint"]), root / "data" / modality
+    model, checkpoint, tokenizer, _, splits = load_trained(checkpoint_path, data_dir, section, params.global_.seed)
     client, _ = connect(root, params, modality)
     settings, builtin = params.global_.explain, data_recipe["source"] == "builtin"
     explanation = Explanation(
