@@ -17,6 +17,11 @@ class MultiHeadAttention(nn.Module):
     - need_weights=False: torch's fused ``scaled_dot_product_attention`` (fast, no weights);
     - need_weights=True: an explicit softmax(QK^T / sqrt(D)) V that also returns the
       attention weights (B, H, Tq, Tk), which is what the pipeline logs as attention maps.
+
+    ``head_mask`` (H,), None by default, scales each head's output before out_proj: 0 silences a head, and a mask of
+    ones that requires grad gives each head's importance as the gradient of a loss with respect to it (Michel et al.,
+    2019; attn_models/compression.py). ``prune_heads`` removes heads for good: the mask is not in the state dict, and
+    a pruned layer's smaller q, k, v and out_proj are rebuilt from the kept heads' indices before its state dict loads.
     """
 
     def __init__(self, embed_dim: int, num_heads: int):
@@ -29,6 +34,20 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(embed_dim, embed_dim)
         self.v_proj = nn.Linear(embed_dim, embed_dim)
         self.out_proj = nn.Linear(embed_dim, embed_dim)
+        self.head_mask: torch.Tensor | None = None
+
+    def prune_heads(self, keep: list[int]) -> None:
+        """Keep only the heads in ``keep`` (structured pruning): the rows of q, k and v that compute the other heads
+        and the columns of out_proj that read them are removed, so the layer is smaller and faster, and the kept
+        heads compute exactly what they did (head_dim is unchanged)."""
+        if not keep or len(set(keep)) != len(keep) or not all(0 <= head < self.num_heads for head in keep):
+            raise ValueError(f"keep must name distinct heads among 0..{self.num_heads - 1}; got {keep}")
+        rows = torch.cat([torch.arange(head * self.head_dim, (head + 1) * self.head_dim) for head in sorted(keep)])
+        self.q_proj, self.k_proj, self.v_proj = (
+            _rows(layer, rows) for layer in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        self.out_proj = _columns(self.out_proj, rows)
+        self.num_heads, self.head_mask = len(keep), None
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
@@ -57,9 +76,25 @@ class MultiHeadAttention(nn.Module):
         else:
             weights = None
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        if self.head_mask is not None:
+            out = out * self.head_mask.view(1, -1, 1, 1)  # a head's contribution, scaled (0: silenced)
 
         out = out.transpose(1, 2).reshape(query.shape[0], query.shape[1], -1)  # (B, Tq, C)
         return self.out_proj(out), weights
+
+
+def _rows(layer: nn.Linear, rows: torch.Tensor) -> nn.Linear:
+    """A Linear computing only these output features of layer."""
+    kept = nn.Linear(layer.in_features, len(rows), device=layer.weight.device, dtype=layer.weight.dtype)
+    kept.weight.data, kept.bias.data = layer.weight.data[rows].clone(), layer.bias.data[rows].clone()
+    return kept
+
+
+def _columns(layer: nn.Linear, columns: torch.Tensor) -> nn.Linear:
+    """A Linear reading only these input features of layer (the others are taken as 0)."""
+    kept = nn.Linear(len(columns), layer.out_features, device=layer.weight.device, dtype=layer.weight.dtype)
+    kept.weight.data, kept.bias.data = layer.weight.data[:, columns].clone(), layer.bias.data.clone()
+    return kept
 
 
 def _allowed_mask(tq, tk, key_padding_mask, causal, device) -> torch.Tensor | None:

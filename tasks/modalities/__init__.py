@@ -36,11 +36,15 @@ def load_checkpoint(path) -> tuple:
     """The trained model of a checkpoint (on the CPU, in eval mode), built by its modality's spec, and the checkpoint.
 
     Read with ``weights_only=True``: a checkpoint holds tensors and plain values only, so a crafted file cannot run
-    code when it is loaded."""
+    code when it is loaded. A pruned model's checkpoint names the heads each attention layer kept (``kept_heads``)."""
     import torch  # here: a cached run never loads a checkpoint
 
     checkpoint = torch.load(path, weights_only=True, map_location="cpu")
     model = get(checkpoint["modality"]).build_model(checkpoint["model_args"])
+    if checkpoint.get("kept_heads"):  # a pruned variant (the compress stage): its smaller layers first
+        from attn_models.compression import prune_heads
+
+        prune_heads(model, checkpoint["kept_heads"])
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), checkpoint
 

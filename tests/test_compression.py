@@ -1,0 +1,121 @@
+"""Compression, pure: the head mask silences a head, pruning removes exactly the masked heads, head importance is the
+gradient it should be, int8 stays close to float, a pruned checkpoint loads."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attn_models.attention import MultiHeadAttention
+from attn_models.compression import (
+    attention_layers,
+    head_importance,
+    heads_to_keep,
+    prune_heads,
+    quantize_int8,
+    state_dict_bytes,
+)
+from attn_models.text_classifier import TextTransformer
+from attn_models.translation_transformer import TranslationTransformer
+
+torch.manual_seed(0)
+
+
+def test_a_zero_mask_silences_the_head_whatever_its_weights():
+    attention = MultiHeadAttention(16, 4).eval()
+    x = torch.randn(2, 5, 16)
+    attention.head_mask = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    masked, _ = attention(x)
+    with torch.no_grad():  # head 1's query, key and value rows: its whole computation
+        for layer in (attention.q_proj, attention.k_proj, attention.v_proj):
+            layer.weight[4:8] = torch.randn(4, 16) * 10
+    assert torch.allclose(attention(x)[0], masked, atol=1e-6)
+    attention.head_mask = None
+    assert not torch.allclose(attention(x)[0], masked, atol=1e-3)  # unmasked, the changed head shows
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_pruning_removes_exactly_the_masked_heads(need_weights):
+    attention = MultiHeadAttention(16, 4).eval()
+    x, memory = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    attention.head_mask = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    masked, _ = attention(x, memory, need_weights=need_weights)
+    attention.prune_heads([0, 2])
+    pruned, weights = attention(x, memory, need_weights=need_weights)
+    assert torch.allclose(pruned, masked, atol=1e-6)
+    assert attention.num_heads == 2 and attention.q_proj.out_features == 8 and attention.out_proj.in_features == 8
+    if need_weights:
+        assert weights.shape == (2, 2, 5, 7)
+
+
+@pytest.mark.parametrize("keep", [[], [0, 0], [4]])
+def test_pruning_refuses_bad_heads(keep):
+    with pytest.raises(ValueError, match="distinct heads"):
+        MultiHeadAttention(16, 4).prune_heads(keep)
+
+
+def test_head_importance_is_the_gradient_of_the_loss_wrt_the_mask_summed_over_batches():
+    model = TextTransformer(vocab_size=30, num_classes=3, max_len=8, embed_dim=16, depth=2, num_heads=4).eval()
+    batches = [(torch.randint(1, 30, (4, 8)), torch.randint(0, 3, (4,))) for _ in range(2)]
+
+    def loss(model, batch):
+        return F.cross_entropy(model(batch[0]), batch[1])
+
+    importance = head_importance(model, batches, loss)
+    assert all(layer.head_mask is None for layer in attention_layers(model).values())  # left as it was
+    name = "encoder.blocks.1.attn"
+    layer, by_hand = attention_layers(model)[name], torch.zeros(4)
+    for batch in batches:  # the same gradient, from a mask set by hand
+        layer.head_mask = torch.ones(4, requires_grad=True)
+        by_hand += torch.autograd.grad(loss(model, batch), layer.head_mask)[0].abs()
+    layer.head_mask = None
+    assert torch.allclose(importance[name], by_hand / by_hand.norm(), atol=1e-5)
+    assert sorted(importance) == ["encoder.blocks.0.attn", "encoder.blocks.1.attn"]
+
+
+def test_heads_to_keep_drops_the_least_important_in_each_layer_and_keeps_one():
+    importance = {"a": torch.tensor([0.1, 0.9, 0.5, 0.2]), "b": torch.tensor([0.3, 0.3])}
+    assert heads_to_keep(importance, 0.5) == {"a": [1, 2], "b": [0]}  # a tie goes to the lower index
+    assert heads_to_keep(importance, 0.99) == {"a": [1], "b": [0]}
+    assert heads_to_keep(importance, 0.1) == {"a": [0, 1, 2, 3], "b": [0, 1]}
+
+
+def test_a_pruned_translation_model_decodes_and_aligns_like_its_masked_self():
+    """Encoder self-attention, decoder self- and cross-attention are all pruned; the decoder's incremental steps and
+    the alignment (heads averaged per layer) work on the smaller layers."""
+    model = TranslationTransformer(vocab_size=40, embed_dim=16, encoder_depth=1, decoder_depth=2, num_heads=4,
+                                   dropout=0.0, max_len=16).eval()  # fmt: skip
+    kept = {name: [0, 3] for name in attention_layers(model)}
+    assert len(kept) == 5
+    source = torch.randint(4, 40, (2, 6))
+    for layer in attention_layers(model).values():
+        layer.head_mask = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    masked = model.greedy_decode(source, 8)
+    pruned = prune_heads(copy.deepcopy(model), kept)
+    assert torch.equal(pruned.greedy_decode(source, 8), masked)
+    assert pruned.cross_attention(source, masked).shape == (2, masked.shape[1], 6)
+    assert state_dict_bytes(pruned) < state_dict_bytes(model)
+
+
+def test_int8_is_close_to_float_and_smaller():
+    model = TextTransformer(vocab_size=30, num_classes=3, max_len=16, embed_dim=64, depth=2, num_heads=4).eval()
+    tokens = torch.randint(1, 30, (8, 16))
+    quantized = quantize_int8(model)
+    float_probabilities, int8_probabilities = model(tokens).softmax(-1), quantized(tokens).softmax(-1)
+    assert (float_probabilities - int8_probabilities).abs().max() < 0.05
+    assert state_dict_bytes(quantized) < 0.5 * state_dict_bytes(model)
+    assert isinstance(model.head, torch.nn.Linear)  # a copy: the float model is unchanged
+
+
+def test_a_pruned_checkpoint_loads_with_its_smaller_layers(tmp_path):
+    from tasks.modalities import load_checkpoint
+
+    args = {"vocab_size": 30, "num_classes": 3, "max_len": 8, "embed_dim": 16, "depth": 1, "num_heads": 4}
+    model = prune_heads(TextTransformer(**args).eval(), {"encoder.blocks.0.attn": [1, 2]})
+    path = tmp_path / "compact.pt"
+    torch.save({"modality": "text", "model_args": args, "state_dict": model.state_dict(),
+                "kept_heads": {"encoder.blocks.0.attn": [1, 2]}}, path)  # fmt: skip
+    loaded, _ = load_checkpoint(path)
+    tokens = torch.randint(1, 30, (2, 8))
+    assert torch.equal(loaded(tokens), model(tokens))
