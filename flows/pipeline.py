@@ -1,8 +1,8 @@
-"""The pipeline: prepare data for the selected modalities, version it with DVC once, then train, evaluate, explain and
-promote each modality in its own subflow. MLflow: one "pipeline" run in `tracking.experiment`; each modality's run
-goes to its task's experiment (`<tracking.experiment>-<task>`, where runs of a task are compared) and is linked
-to the pipeline run by the tags `pipeline_run_id` and `mlflow.parentRunId` (the pipeline run holds
-`run_id.<modality>` tags back).
+"""The pipeline: prepare data for the selected modalities, version it with DVC once, then train, evaluate, explain,
+compress and promote each modality in its own subflow (and register the compact model of a new champion). MLflow:
+one "pipeline" run in `tracking.experiment`; each modality's run goes to its task's experiment
+(`<tracking.experiment>-<task>`, where runs of a task are compared) and is linked to the pipeline run by the tags
+`pipeline_run_id` and `mlflow.parentRunId` (the pipeline run holds `run_id.<modality>` tags back).
 
 Stages are cached across flow runs (see tasks/caching.py): unchanged stages show as Cached in
 Prefect, and the modality run records which run produced the result (tag ``cached_from_run_id``).
@@ -22,6 +22,7 @@ from tasks.lineage import lineage_tags
 from tasks.locking import project_lock
 from tasks.modalities import MODALITIES, get
 from tasks.params import Params, load_params, project_root, public_dump
+from tasks.stages.compress import compress_model, register_compact_model
 from tasks.stages.evaluate import evaluate_model
 from tasks.stages.explain import explain_model
 from tasks.stages.prepare import data_recipe, dataset_matches, prepare_data
@@ -94,6 +95,16 @@ def modality_pipeline(
             if explained["run_id"] != run_id:  # cached: its curves and viewer are in the run that made them
                 log_metrics(client, run_id, explained["metrics"])
                 client.set_tag(run_id, "explained_in_run_id", explained["run_id"])
+        compressed = None
+        if params.global_.compress.enabled:
+            compressed = call_cached(
+                compress_model, force=force, outputs_exist=lambda r: True, trained=trained, **stage_inputs
+            )
+            if compressed["run_id"] != run_id:  # cached: its table, plot and compact model are in the run that made it
+                log_metrics(client, run_id, compressed["metrics"])
+                client.set_tag(run_id, "compressed_in_run_id", compressed["run_id"])
+                client.set_tag(run_id, "compact_variant", compressed["variant"])
+                client.set_tag(run_id, "compact_reason", compressed["reason"])
         cached_from = None if evaluated["run_id"] == run_id else evaluated["run_id"]
         client.update_run(run_id, name=f"{run_name(modality, section)} ({run_kind(run_tags, cached_from)})")
         if cached_from:  # every stage came from the cache: point at the run that made (and promoted) the result
@@ -102,6 +113,8 @@ def modality_pipeline(
             promotion = None
         else:
             promotion = promote_model(modality, params, root, run_id)
+        if compressed:  # tagged either way; registered with the alias `compact` when this run's model is champion
+            register_compact_model(modality, params, root, run_id, compressed, promotion)
     except BaseException as error:
         fail_run(client, run_id, error)
         raise

@@ -1,9 +1,11 @@
 """Names shared by the stages, the served model and the tests: each file and artifact name is defined here once."""
 
 CHECKPOINT = "checkpoint.pt"  # outputs/<run id>/: the trained weights and what rebuilds the model
+COMPACT_CHECKPOINT = "compact.pt"  # outputs/<run id>/: the compress stage's chosen variant (tasks/stages/compress.py)
 TOKENIZER = "tokenizer.json"  # outputs/<run id>/: the subword vocabulary of token-based modalities
 LABELS = "labels.json"  # beside the checkpoint: class names, logged with the pytorch model
 RECIPE_FILE = "dataset.json"  # data/<modality>/: the recipe the data was built from
 
 MODEL_ARTIFACT = "model"  # the mlflow.pytorch model of a run
 SERVING_ARTIFACT = "serving"  # the mlflow.pyfunc model a run registers and serves (raw inputs in)
+COMPACT_ARTIFACT = "compact"  # the served model of the compress stage's chosen variant; also its registry alias

@@ -17,7 +17,7 @@ from cronsim import CronSim, CronSimError
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from tasks.modalities import MODALITIES, REGISTRY
-from tasks.schema import ExplainParams, Section, ServingLimits
+from tasks.schema import CompressParams, ExplainParams, Section, ServingLimits
 
 
 # ---- global -------------------------------------------------------------------------------
@@ -63,6 +63,7 @@ class GlobalParams(Section):
     schedule: ScheduleParams = ScheduleParams()
     serving: ServingLimits = ServingLimits()
     explain: ExplainParams = ExplainParams()
+    compress: CompressParams = CompressParams()
 
 
 class ParamsBase(Section):

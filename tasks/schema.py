@@ -5,6 +5,8 @@ Every section forbids unknown keys and is frozen, so a typo stops the run with t
 change what another reads.
 """
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Fraction = Field(ge=0.0, lt=1.0)
@@ -124,3 +126,33 @@ class ServingLimits(Section):
     max_input_mb: float = Field(16.0, gt=0, le=1024)  # one value: a base64 file, a text, an array (as float32)
     max_image_pixels: int = Field(4096 * 4096, ge=64)  # width x height, read from the image header before decoding
     max_audio_seconds: float = Field(60.0, gt=0, le=3600)
+
+
+# The compress stage's variants: name -> (heads pruned, Linear layers quantized to int8). "float" is the trained model,
+# the reference every other variant's metric is compared with.
+VARIANTS = {"float": (False, False), "int8": (False, True), "pruned": (True, False), "pruned+int8": (True, True)}
+REFERENCE_VARIANT = "float"
+
+
+class CompressParams(Section):
+    """The compress stage (tasks/stages/compress.py): which smaller variants of the trained model are measured, and
+    how much worse than the float model the one registered as `compact` may be."""
+
+    enabled: bool = True
+    variants: list[Literal[tuple(VARIANTS)]] = list(VARIANTS)
+    prune_fraction: float = Field(0.5, gt=0, lt=1)  # of each layer's heads, the least important (one always stays)
+    importance_batches: int = Field(4, ge=1, le=1000)  # validation batches the head importance is summed over
+    finetune_steps: int = Field(0, ge=0, le=100_000)  # training steps after pruning (0: none)
+    # relative to the float model's metric, in its direction: 0.02 = at most 2% worse (a metric of 0 allows no drop)
+    max_metric_drop: float = Field(0.02, ge=0, le=1)
+    latency_repeats: int = Field(20, ge=1, le=10_000)  # timed calls per variant and batch size (after one warm-up)
+    threads: int = Field(1, ge=1, le=256)  # torch CPU threads while timing
+
+    @field_validator("variants")
+    @classmethod
+    def float_once_and_each_once(cls, variants: list[str]) -> list[str]:
+        if REFERENCE_VARIANT not in variants:
+            raise ValueError(f"must include {REFERENCE_VARIANT!r}: the other variants are compared with it")
+        if len(set(variants)) != len(variants):
+            raise ValueError(f"names a variant twice: {variants}")
+        return variants

@@ -16,7 +16,7 @@ from tasks.params import MODALITIES
 REPO = Path(__file__).resolve().parents[1]
 
 
-CACHED_STAGES = ("prepare-data-", "train-", "evaluate-", "explain-")  # task run names: <stage>-<modality>
+CACHED_STAGES = ("prepare-data-", "train-", "evaluate-", "explain-", "compress-")  # task run names: <stage>-<modality>
 SERVER_FIXTURES = {"prefect_server", "real_server"}  # tests using them (directly or not) run a Prefect server
 
 
@@ -53,6 +53,7 @@ def tiny_params() -> dict:
     params["asr"]["model"].update(vocab_size=40, n_mels=20)
     params["asr"]["eval"].update(beam_size=2, max_decode_len=12)
     params["global"]["explain"].update(samples=4, steps=4, viewer_examples=2)
+    params["global"]["compress"].update(latency_repeats=2, importance_batches=1, finetune_steps=1)
     for modality in MODALITIES:
         model = params[modality]["model"]
         model.update(embed_dim=16, num_heads=2)

@@ -1,7 +1,8 @@
 """Compression, pure: the head mask silences a head, pruning removes exactly the masked heads, head importance is the
-gradient it should be, int8 stays close to float, a pruned checkpoint loads."""
+gradient it should be, int8 stays close to float, a pruned checkpoint loads; and the rule that picks `compact`."""
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,6 +19,8 @@ from attn_models.compression import (
 )
 from attn_models.text_classifier import TextTransformer
 from attn_models.translation_transformer import TranslationTransformer
+from tasks.evaluation.compress import percentiles_ms
+from tasks.tracking.compact import choose, relative_drop
 
 torch.manual_seed(0)
 
@@ -119,3 +122,55 @@ def test_a_pruned_checkpoint_loads_with_its_smaller_layers(tmp_path):
     loaded, _ = load_checkpoint(path)
     tokens = torch.randint(1, 30, (2, 8))
     assert torch.equal(loaded(tokens), model(tokens))
+
+
+def test_percentiles_are_of_the_timed_calls():
+    calls = []
+    p50, p95 = percentiles_ms(lambda: calls.append(1), repeats=5)
+    assert len(calls) == 6  # one warm-up
+    assert 0 <= p50 <= p95
+
+
+def row(variant, p50, size, metric):
+    return SimpleNamespace(variant=variant, p50_ms_b32=p50, size_mb=size, metric=metric)
+
+
+def test_choose_the_fastest_within_the_allowed_drop():
+    rows = [row("float", 10, 4.0, 0.90), row("int8", 5, 1.0, 0.89), row("pruned", 4, 3.0, 0.80)]
+    choice = choose(rows, 0.02, "test_accuracy")
+    assert choice.variant == "int8"  # pruned is faster but 11% worse
+    assert "too much worse: pruned" in choice.reason and "slower: float" in choice.reason
+    assert choose(rows, 0.2, "test_accuracy").variant == "pruned"
+    assert choose(rows, 0.0, "test_accuracy").variant == "float"
+
+
+def test_choose_breaks_a_latency_tie_by_size_and_follows_error_rates():
+    rows = [row("float", 10, 4.0, 0.10), row("int8", 5, 1.0, 0.12), row("pruned+int8", 5, 0.5, 0.105)]
+    assert choose(rows, 0.1, "test_wer", higher_is_better=False).variant == "pruned+int8"  # 5% worse, smaller
+    assert choose(rows, 0.01, "test_wer", higher_is_better=False).variant == "float"  # int8 20%, pruned+int8 5%
+
+
+def test_relative_drop():
+    assert relative_drop(0.8, 0.9, True) == pytest.approx(1 / 9)
+    assert relative_drop(0.95, 0.9, True) == 0.0
+    assert relative_drop(0.3, 0.2, False) == pytest.approx(0.5)
+    assert relative_drop(0.0, 0.0, True) == 0.0 and relative_drop(0.1, 0.0, False) == float("inf")
+
+
+def test_a_quantized_classifier_answers_rollout_and_refuses_gradient_maps():
+    """int8 layers pass no gradients, so a compact int8 model's served answer is rollout only; a request for another
+    map is a bad request naming why."""
+    import numpy as np
+
+    from attn_models.vit import VisionTransformer
+    from tasks.data.requests import BadRequest
+    from tasks.modalities import get
+
+    args = dict(num_classes=3, image_size=16, patch_size=4, in_channels=1, embed_dim=16, depth=1, num_heads=2)
+    model = quantize_int8(VisionTransformer(**args).eval())
+    checkpoint, config = {"class_names": ["a", "b", "c"], "model_args": args}, {"quantize": True}
+    image = np.zeros((16, 16), dtype=np.uint8).tolist()
+    [answer] = get("image").serve(model, checkpoint, None, config, [image])
+    assert answer["attention_method"] == "rollout" and abs(sum(answer["attention"]) - 1) < 1e-3
+    with pytest.raises(BadRequest, match="quantized to int8"):
+        get("image").serve(model, checkpoint, None, config, [image], {"attention": "gradient_attention"})

@@ -252,3 +252,40 @@ def test_the_explain_table_lists_every_method_of_the_last_pipeline(pipeline_resu
     rows = table(last_pipeline_runs(MlflowClient(f"sqlite:///{project / 'mlflow.db'}"))).splitlines()[2:]
     assert len(rows) == 5 * len([m for m in MODALITIES if get(m).explainer])
     assert all(row.count("|") == 8 for row in rows) and any("| image | gradient_attention |" in row for row in rows)
+
+
+def test_every_modality_compresses_and_its_champion_gets_a_compact_version(pipeline_result):
+    """The compress stage's table, metrics, plot and decision on every run; the float row's metric is the evaluate
+    stage's (classifiers: test accuracy; sequence tasks: greedy decoding); the first runs are champions, so each
+    task's `compact` alias holds a version from its run, serving the chosen variant."""
+    from tasks.schema import VARIANTS
+
+    project, result = pipeline_result
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    for modality, run_result in result["modalities"].items():
+        spec, run_id = get(modality), run_result["run_id"]
+        run = client.get_run(run_id)
+        metrics, tags = run.data.metrics, run.data.tags
+        table = json.loads(Path(client.download_artifacts(run_id, "compress/variants.json")).read_text())
+        assert table["metric"] == spec.compress_metric and [row["variant"] for row in table["variants"]] == list(
+            VARIANTS
+        )
+        for row in table["variants"]:
+            key = row["variant"].replace("+", "_")
+            assert metrics[f"compress_metric.{key}"] == pytest.approx(row["metric"])
+            assert row["size_mb"] > 0 and 0 < row["p50_ms_b1"] <= row["p95_ms_b1"]
+            assert 0 < row["p50_ms_b32"] <= row["p95_ms_b32"]
+            assert row["change"] == pytest.approx(row["metric"] - table["variants"][0]["metric"])
+        assert metrics["compress_metric.float"] == pytest.approx(metrics[spec.compress_metric], abs=1e-9)
+        files = {f.path for f in client.list_artifacts(run_id, "compress")}
+        assert {"compress/variants.json", "compress/tradeoff.png", "compress/pruning.json"} <= files
+        pruning = json.loads(Path(client.download_artifacts(run_id, "compress/pruning.json")).read_text())
+        assert pruning["kept_heads"] and all(len(heads) == 1 for heads in pruning["kept_heads"].values())  # 1 of 2
+        assert tags["compact_variant"] in VARIANTS and tags["compact_reason"].startswith(tags["compact_variant"] + " (")
+        name = run_result["promotion"]["registered_model"]
+        compact = client.get_model_version_by_alias(name, "compact")
+        assert compact.run_id == run_id and tags["compact_version"] == compact.version
+        assert tags["compact_variant"] in compact.description
+        config = mlflow.models.get_model_info(f"models:/{name}@compact").flavors["python_function"]["config"]
+        assert config["variant"] == tags["compact_variant"] and config["quantize"] == VARIANTS[config["variant"]][1]

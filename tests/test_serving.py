@@ -280,3 +280,26 @@ def test_a_wav_at_44101_hz_is_answered_promptly_in_bounded_memory(pipeline_runs)
     assert time.perf_counter() - started < 10
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 2 * 2**20  # kB: under 2 GiB more
     check_answers(answers, "speech", 1)
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_the_compact_model_answers_as_its_variant_was_measured(pipeline_runs, modality):
+    """`compact` rebuilds the chosen variant at load (the float weights, the kept heads, int8 when it says so) and
+    answers the input example as the compress stage's in-memory variant did; its answers have the champion's fields."""
+    project = pipeline_runs[0]
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow.db'}")
+    spec, section = get(modality), load_params(project / "params.yaml").section(modality)
+    name = f"attnflow-{section.task}"
+    version = mlflow.MlflowClient().get_model_version_by_alias(name, "compact")
+    logged = Path(mlflow.MlflowClient().download_artifacts(version.run_id, "compress/compact_example_answers.json"))
+    request = pd.DataFrame({spec.input_column: [spec.serving_example(project / "data" / modality, section)]})
+    [compact] = mlflow.pyfunc.load_model(f"models:/{name}@compact").predict(request)
+    [champion] = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(request)
+    [expected] = json.loads(logged.read_text())
+    assert set(compact) == set(champion) == set(expected)
+    if "label" in expected:
+        assert compact["label"] == expected["label"]
+        assert compact["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-4)
+    else:
+        assert compact[spec.output_field] == expected[spec.output_field]

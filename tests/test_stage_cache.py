@@ -9,13 +9,14 @@ it): the code that runs is unchanged, so the edit is a comment, and what is test
 import shutil
 
 import pytest
+import yaml
 
 from flows.pipeline import attention_pipeline
 from tasks import caching
 from tests.conftest import REPO, make_tiny_project, stage_states, tiny_params, write_params
 
 MODALITIES = ("text", "image")
-STAGES = ("prepare-data", "train", "evaluate", "explain")
+STAGES = ("prepare-data", "train", "evaluate", "explain", "compress")
 
 
 @pytest.fixture(scope="module")
@@ -54,23 +55,24 @@ def expected(rerun: dict[str, set[str]]) -> dict[str, str]:
 
 # Each run edits modules whose stages do not overlap, so one run checks several edits.
 def test_a_generator_reruns_its_data_and_what_follows_and_a_model_its_training(project):
-    """The text generator: text's data (its recipe), so text's training, evaluation and explanation; the image
-    model: image's training, evaluation and explanation. Nothing else."""
+    """The text generator: text's data (its recipe), so text's training, evaluation, explanation and compression; the
+    image model: image's training, evaluation, explanation and compression. Nothing else."""
     states = rerun_after_editing(*project, "tasks/data/builtin_text.py", "attn_models/vit.py")
-    everything_after_data = {"train", "evaluate", "explain"}
+    everything_after_data = {"train", "evaluate", "explain", "compress"}
     assert states == expected({"text": {"prepare-data", *everything_after_data}, "image": everything_after_data})
 
 
 def test_the_training_loop_reruns_every_training(project):
     states = rerun_after_editing(*project, "tasks/training/loop.py")
-    assert states == expected({m: {"train", "evaluate", "explain"} for m in MODALITIES})
+    assert states == expected({m: {"train", "evaluate", "explain", "compress"} for m in MODALITIES})
 
 
 def test_the_prepare_stage_and_the_serving_wrapper_rerun_their_stages_only(project):
     """The prepare stage's code re-runs every prepare (which finds its data up to date: same recipe, so training is
-    cached); the serving wrapper, which the evaluate stage logs, re-runs every evaluation."""
+    cached); the serving wrapper, which the evaluate and compress stages log, re-runs every evaluation and
+    compression."""
     states = rerun_after_editing(*project, "tasks/stages/prepare.py", "tasks/serving/pyfunc_model.py")
-    assert states == expected({m: {"prepare-data", "evaluate"} for m in MODALITIES})
+    assert states == expected({m: {"prepare-data", "evaluate", "compress"} for m in MODALITIES})
 
 
 def test_the_scoring_of_attention_maps_reruns_the_explanations_only(project):
@@ -78,3 +80,17 @@ def test_the_scoring_of_attention_maps_reruns_the_explanations_only(project):
     the models) stay cached. (The attribution methods themselves are also served: they re-run both.)"""
     states = rerun_after_editing(*project, "tasks/evaluation/explain.py")
     assert states == expected({m: {"explain"} for m in MODALITIES})
+
+
+def test_the_compression_code_and_its_params_rerun_the_compressions_only(project):
+    """The variants' measuring code re-runs every compression; so does a change to global.compress (the rule's
+    allowed drop), and nothing else."""
+    states = rerun_after_editing(*project, "tasks/evaluation/compress.py")
+    assert states == expected({m: {"compress"} for m in MODALITIES})
+    project_dir, _ = project
+    params = yaml.safe_load((project_dir / "params.yaml").read_text())
+    params["global"]["compress"]["max_metric_drop"] = 0.5
+    write_params(project_dir, params)
+    assert stage_states(project_dir, attention_pipeline(params_path=str(project_dir / "params.yaml"))) == expected(
+        {m: {"compress"} for m in MODALITIES}
+    )

@@ -185,6 +185,21 @@ class Modality:
         model's input example."""
         raise NotImplementedError
 
+    # ---- compression (tasks/stages/compress.py) ------------------------------------------------
+    # The test metric each compressed variant is scored on (a cheaper one than evaluation's where that is slow), in
+    # the direction of higher_is_better.
+    compress_metric: ClassVar[str]
+
+    def compress_score(self, evaluation: Evaluation) -> float:
+        """The compress_metric of evaluation.model (a variant of the trained model, on the CPU) on the test split;
+        nothing is logged."""
+        raise NotImplementedError
+
+    def timed_call(self, model, inputs, section) -> None:
+        """What one latency measurement runs on a batch of test inputs (as a test loader gives them): the work of
+        answering a request for them."""
+        raise NotImplementedError
+
     # ---- serving ------------------------------------------------------------------------------
     serving_params: ClassVar[dict | None] = None  # what a request's "params" may set, with the defaults
 

@@ -43,20 +43,12 @@ class Classifier(Modality):
     def evaluate(self, evaluation: Evaluation) -> dict[str, float]:
         """Test accuracy and macro F1, the confusion matrix and attention rollout maps."""
         import matplotlib.pyplot as plt
-        from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+        from sklearn.metrics import confusion_matrix
 
         from tasks.evaluation import plots
-        from tasks.training.loop import make_loader, predict
 
         e = evaluation
-        loader = make_loader(e.splits.test, e.splits, e.section.eval.batch_size)
-        logits, labels = predict(e.model.to(e.device), loader, e.device)
-        e.model.cpu()
-        predictions = logits.argmax(-1).numpy()
-        metrics = {
-            "test_accuracy": float(accuracy_score(labels, predictions)),  # plain floats in the cached result
-            "test_macro_f1": float(f1_score(labels, predictions, average="macro")),
-        }
+        metrics, labels, predictions = self.test_predictions(e)
         class_names = e.splits.class_names
         matrix = confusion_matrix(labels, predictions, labels=range(len(class_names)))
         figure = plots.confusion_matrix_figure(
@@ -66,6 +58,31 @@ class Classifier(Modality):
         plt.close(figure)
         self.log_attention_maps(e)
         return metrics
+
+    def test_predictions(self, e: Evaluation) -> tuple[dict[str, float], object, object]:
+        """(test accuracy and macro F1, the labels, the predictions) of e.model on the test split, on e.device."""
+        from sklearn.metrics import accuracy_score, f1_score
+
+        from tasks.training.loop import make_loader, predict
+
+        loader = make_loader(e.splits.test, e.splits, e.section.eval.batch_size)
+        logits, labels = predict(e.model.to(e.device), loader, e.device)
+        e.model.cpu()
+        predictions = logits.argmax(-1).numpy()
+        metrics = {
+            "test_accuracy": float(accuracy_score(labels, predictions)),  # plain floats in the cached result
+            "test_macro_f1": float(f1_score(labels, predictions, average="macro")),
+        }
+        return metrics, labels, predictions
+
+    # ---- compression --------------------------------------------------------------------------
+    compress_metric = "test_accuracy"
+
+    def compress_score(self, evaluation: Evaluation) -> float:
+        return self.test_predictions(evaluation)[0][self.compress_metric]  # as the evaluate stage computes it
+
+    def timed_call(self, model, inputs, section) -> None:
+        model(inputs)
 
     def log_attention_maps(self, e: Evaluation) -> None:
         """Draw and log the rollout of eval.attention_maps evenly spaced test samples; the numbers go in
@@ -135,6 +152,9 @@ class Classifier(Modality):
         method = (params or {}).get("attention") or "rollout"
         if method not in METHODS:
             raise BadRequest(f"params.attention must be one of {', '.join(METHODS)}; got {method!r}")
+        if method != "rollout" and (config or {}).get("quantize"):  # the other maps need the gradients of one pass
+            raise BadRequest(f"params.attention: this model is quantized to int8 (no gradients): only rollout, not "
+                             f"{method!r}")  # fmt: skip
         class_names, limits = checkpoint["class_names"], limits_from(config)
         requests = each_row(
             values, lambda value: self.request_input(value, checkpoint["model_args"], tokenizer, limits)

@@ -128,10 +128,9 @@ class SequenceTask(Modality):
         settings = e.section.eval.decode_settings()
         e.model.to(e.device)
         beam = self.decode(e.model, sources, settings, e.device)
-        greedy = self.decode(e.model, sources, settings | {"beam_size": 1}, e.device)
+        greedy_score = self.greedy_score(e.model, sources, references, settings, e.tokenizer, e.device)
         e.model.cpu()
         hypotheses = [e.tokenizer.decode(ids) for ids in beam]
-        greedy_score = self.score([e.tokenizer.decode(ids) for ids in greedy], references)[self.primary_metric]
         metrics = self.score(hypotheses, references) | {self.metrics[-1]: greedy_score}
         assert set(metrics) == set(self.metrics), f"{self.name}: score gave {sorted(metrics)}, not {self.metrics}"
         for key, value in self.metric_tags(hypotheses, references).items():
@@ -162,6 +161,30 @@ class SequenceTask(Modality):
             records.append(record)
         e.client.log_dict(e.run_id, records, "attention/attention_maps.json")
         return metrics
+
+    def greedy_score(self, model, sources: list, references: list[str], settings: dict, tokenizer, device) -> float:
+        """The primary metric of greedy decoding (the kind's last metric, e.g. test_bleu_greedy)."""
+        greedy = self.decode(model, sources, settings | {"beam_size": 1}, device)
+        return self.score([tokenizer.decode(ids) for ids in greedy], references)[self.primary_metric]
+
+    # ---- compression --------------------------------------------------------------------------
+    @property
+    def compress_metric(self) -> str:
+        """Greedy decoding's primary metric: a fraction of beam search's cost, and what the latency times."""
+        return self.metrics[-1]
+
+    def compress_score(self, evaluation: Evaluation) -> float:
+        e = evaluation
+        sources = [e.splits.test[i][0] for i in range(len(e.splits.test))]
+        _, references = self.test_texts(e.data_dir, e.section)
+        return self.greedy_score(e.model, sources, references, e.section.eval.decode_settings(), e.tokenizer, e.device)
+
+    def timed_call(self, model, inputs, section) -> None:
+        """Greedy decoding of the batch, as far as the eval settings let it run."""
+        settings = section.eval.decode_settings()
+        model.greedy_decode(
+            inputs, model.max_new_tokens(inputs, settings["max_decode_len"], settings["decode_len_ratio"])
+        )
 
     # ---- serving ------------------------------------------------------------------------------
     def serve(self, model, checkpoint: dict, tokenizer, config: dict, values: list, params=None) -> list[dict]:

@@ -49,6 +49,10 @@ class AttentionModel(mlflow.pyfunc.PythonModel):
         tokenizer = context.artifacts.get(TOKENIZER)
         self.tokenizer = Tokenizer.from_file(tokenizer) if tokenizer else None
         self.config = context.model_config  # e.g. how a sequence model decodes: the run's eval settings
+        if (self.config or {}).get("quantize"):  # a compact variant: int8 is a deterministic function of the weights
+            from attn_models.compression import quantize_int8
+
+            self.model = quantize_int8(self.model)
 
     def predict(self, context, model_input, params=None) -> list[dict]:
         """The answers, one per row; a request it cannot take is an MlflowException with INVALID_PARAMETER_VALUE,
@@ -118,12 +122,14 @@ def log_serving_model(
     example,
     answers: list[dict],
     params: dict | None = None,
+    name: str = SERVING_ARTIFACT,
 ):
-    """Log the pyfunc wrapper as the run's "serving" model, with this project's model and data code. config: what
-    the modality's serving reads (e.g. decoding settings); example: a raw input value of the request field column,
-    and answers: what the model answered it, which give the signature: the field takes any value (a string, or an
-    array of pixels or samples), the answer's fields are those of the example's; params: what a request's "params"
-    may set (the modality's serving_params), with their defaults."""
+    """Log the pyfunc wrapper as the run's "serving" model (or under name: the compress stage's "compact"), with this
+    project's model and data code. config: what the modality's serving reads (e.g. decoding settings; "quantize":
+    the compact int8 variants); example: a raw input value of the request field column, and answers: what the model
+    answered it, which give the signature: the field takes any value (a string, or an array of pixels or samples),
+    the answer's fields are those of the example's; params: what a request's "params" may set (the modality's
+    serving_params), with their defaults."""
     import pandas as pd
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types.schema import AnyType, ColSpec, Schema
@@ -139,7 +145,7 @@ def log_serving_model(
     code = [str(Path(attn_models.__file__).parent), str(Path(tasks.__file__).parent)]
     with mlflow.start_run(run_id=run_id, nested=True):
         return mlflow.pyfunc.log_model(
-            name=SERVING_ARTIFACT,
+            name=name,
             python_model=AttentionModel(),
             artifacts=artifacts,
             code_paths=code,
