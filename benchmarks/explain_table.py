@@ -18,15 +18,15 @@ from attn_models.attribution import METHODS
 COLUMNS = ("deletion_auc", "deletion_gap", "insertion_auc", "localization", "pointing")
 
 
-def last_pipeline_runs(client: MlflowClient) -> list:
-    """The modality runs (with attn_* metrics) of the newest pipeline run."""
+def last_pipeline_runs(client: MlflowClient, metric: str = "attn_deletion_auc.random") -> list:
+    """The modality runs of the newest pipeline run that logged metric (default: the explain stage's)."""
     experiments = [experiment.experiment_id for experiment in client.search_experiments()]
     parents = client.search_runs(experiments, "tags.mlflow.runName = 'pipeline'", order_by=["start_time DESC"],
                                  max_results=1)  # fmt: skip
     if not parents:
         raise SystemExit("no pipeline run in this project: run `make run` first")
     children = client.search_runs(experiments, f"tags.pipeline_run_id = '{parents[0].info.run_id}'")
-    return sorted((run for run in children if "attn_deletion_auc.random" in run.data.metrics),
+    return sorted((run for run in children if metric in run.data.metrics),
                   key=lambda run: run.data.tags["modality"])  # fmt: skip
 
 

@@ -291,3 +291,17 @@ def test_every_modality_compresses_and_its_champion_gets_a_compact_version(pipel
         assert client.get_model_version_by_alias(name, "compact").run_id == champion.run_id
         config = mlflow.models.get_model_info(f"models:/{name}/{compact.version}").flavors["python_function"]["config"]
         assert config["variant"] == tags["compact_variant"] and config["quantize"] == VARIANTS[config["variant"]][1]
+
+
+def test_the_compress_table_lists_every_variant_of_the_last_pipeline(pipeline_result):
+    from benchmarks.compress_table import table
+    from benchmarks.explain_table import last_pipeline_runs
+    from tasks.schema import VARIANTS
+
+    project, _ = pipeline_result
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    rows = table(client, last_pipeline_runs(client, "compress_metric.float")).splitlines()[2:]
+    assert len(rows) == len(VARIANTS) * len(MODALITIES)
+    assert all(row.count("|") == 14 for row in rows)
+    assert sum(row.endswith("| yes |") for row in rows) == len(MODALITIES)  # one compact variant per modality
+    assert any(row.startswith("| translation | int8 |") and "test_bleu_greedy" in row for row in rows)
