@@ -113,8 +113,8 @@ def modality_pipeline(
             promotion = None
         else:
             promotion = promote_model(modality, params, root, run_id)
-        if compressed:  # tagged either way; registered with the alias `compact` when this run's model is champion
-            register_compact_model(modality, params, root, run_id, compressed, promotion)
+        if compressed:  # tagged either way; registered with the alias `compact` when it compresses the champion
+            register_compact_model(modality, params, root, run_id, compressed, evaluated["run_id"])
     except BaseException as error:
         fail_run(client, run_id, error)
         raise

@@ -117,7 +117,7 @@ def test_pipeline_runs_promote_the_better_and_keep_the_worse_as_challenger(pipel
         assert f"{metric} {scores[1]:.4f}" in worse.data.tags["promotion_reason"]
         assert client.get_model_version_by_alias(name, "compact").run_id == champion.run_id  # compact follows it
         registration = worse.data.tags["compact_registration"]
-        assert registration.startswith("registered" if expected == CHAMPION else "not registered: the run's model is")
+        assert registration.startswith("registered" if expected == CHAMPION else "not registered: the model it")
     image = client.get_run(second["modalities"]["image"]["run_id"])  # designed to be clearly worse
     assert image.data.tags["promotion"] == CHALLENGER
     assert image.data.tags["promotion_reason"].startswith("worse on the same test data")

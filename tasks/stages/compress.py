@@ -7,7 +7,7 @@ and the decision (tags compact_variant, compact_reason).
 
 Cached like the other stages on the checkpoint, the data recipe, global.compress, the data, model and eval sections
 (the metric decodes with the eval settings, the served model carries them) and its code. ``register_compact`` (not
-cached) then registers the compact model with the alias `compact` when the run's model became the champion.
+cached) then registers the compact model with the alias `compact` when the model it compresses is the champion.
 """
 
 from pathlib import Path
@@ -112,14 +112,15 @@ def log_compact_model(root, params, modality, run_id, checkpoint, tokenizer_path
 
 @task(name="register-compact", task_run_name="register-compact-{modality}")
 def register_compact_model(modality: str, params: Params, root: Path, run_id: str, compressed: dict,
-                           promotion: dict | None) -> str | None:  # fmt: skip
-    """Register the compact model as a version with the alias `compact` when the run's model became champion."""
+                           model_run_id: str) -> str | None:  # fmt: skip
+    """Register the compact model as a version with the alias `compact` when the model it compresses (the one
+    model_run_id evaluated and registered) is the champion."""
     from tasks.tracking.compact import register_compact
     from tasks.tracking.registry import registered_model_name
 
     client, _ = connect(root, params, modality)
     name = registered_model_name(params, modality)
-    version = register_compact(client, name, run_id, compressed, promotion)
+    version = register_compact(client, name, run_id, compressed, model_run_id)
     get_run_logger().info(
         "%s: %s", modality, f"{name} version {version} is compact" if version else "compact model not registered"
     )
