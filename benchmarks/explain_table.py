@@ -1,6 +1,6 @@
 """The explain stage's scores of the last pipeline run in a project, as a Markdown table: one row per modality and
 attribution method, with deletion AUC (lower is better), its gap to the random map (higher is better), insertion
-AUC (higher is better), localization and pointing game (built-in digits only).
+AUC (higher is better), localization and pointing game (where the evidence is known: docs/explain.md).
 
     usage: python benchmarks/explain_table.py [PROJECT]     (default: this checkout; run `make run` first)
 

@@ -217,7 +217,7 @@ def test_cached_stage_results_are_stored_as_json(pipeline_result):
 
 def test_classifiers_explain_their_attention_with_scores_curves_and_viewer_examples(pipeline_result):
     """The explain stage's metrics for every method, its curves and the examples the viewer shows; localization
-    where the evidence is known (built-in digits without clutter)."""
+    where the evidence is known (built-in digits without clutter, built-in spoken words)."""
     from attn_models.attribution import METHODS
 
     project, result = pipeline_result
@@ -233,7 +233,8 @@ def test_classifiers_explain_their_attention_with_scores_curves_and_viewer_examp
             assert metrics[f"attn_deletion_gap.{method}"] == pytest.approx(
                 metrics["attn_deletion_auc.random"] - metrics[f"attn_deletion_auc.{method}"]
             )
-            assert (f"attn_localization.{method}" in metrics) == (modality in ("image", "speech"))
+            if modality in ("image", "speech"):  # text's needs the tiny model to predict a joined text's class
+                assert f"attn_localization.{method}" in metrics
         files = {f.path for f in client.list_artifacts(run_id, "explain")}
         assert files == {"explain/curves.png", "explain/scores.json", "explain/examples.json", "explain/viewer.html"}
         examples = json.loads(Path(client.download_artifacts(run_id, "explain/examples.json")).read_text())

@@ -10,7 +10,9 @@ For a fixed, evenly spaced sample of test examples and every method of attn_mode
   relies on better than chance.
 - **localization** (when the modality knows where the evidence is, ``Classifier.localization_target``): the share of
   the map's mass on the evidence (the ink of a built-in digit, the frames of a built-in spoken word), and the
-  **pointing game**: whether the map's top token lies on it.
+  **pointing game**: whether the map's top token lies on it. Where the evidence is the whole input (every word of a
+  sentence says its language), the modality joins the example with one of another class instead
+  (``Classifier.spliced_example``) and scores the maps of the joined input on the part of the class it predicts.
 
 Metric names: ``attn_<score>.<method>``, e.g. ``attn_deletion_auc.gradient_attention``. Files, under explain/:
 curves.png (the mean curves), scores.json (the table), examples.json (the maps of the first examples) and
@@ -59,15 +61,32 @@ def score_example(model, inputs, baseline, localization_target, steps: int, seed
     return {"maps": maps, "scores": scores}
 
 
+def spliced_localization(model, inputs, baseline, evidence: dict, seed: int) -> dict | None:
+    """Localization and pointing of every method on an input joined from examples of different classes (inputs: a
+    batch of one; evidence: {class: (T,) share of each token that is evidence for it}), for the class the model
+    predicts on it; None when that is none of the joined examples' classes."""
+    maps = class_token_maps(model, inputs, seed=seed, reference=reference_tokens(model, baseline))
+    target = evidence.get(maps["target"])
+    if target is None:
+        return None
+    return {
+        method: {
+            "localization": float((maps[method] * target).sum()),
+            "pointing": float(target[int(maps[method].argmax())] > 0),
+        }
+        for method in METHODS
+    }
+
+
 def summary(examples: list[dict]) -> dict[str, dict[str, float]]:
-    """{method: {score: mean over the examples}}, the deletion gap included."""
+    """{method: {score: mean over the examples that have it}}, the deletion gap included."""
     table = {}
     for method in METHODS:
         scores = [example["scores"][method] for example in examples]
         table[method] = {
-            key: float(np.mean([score[key] for score in scores]))
+            key: float(np.mean([score[key] for score in scores if key in score]))
             for key in ("deletion_auc", "insertion_auc", "localization", "pointing")
-            if key in scores[0]
+            if any(key in score for score in scores)
         }
     for method in METHODS:
         table[method]["deletion_gap"] = table["random"]["deletion_auc"] - table[method]["deletion_auc"]
@@ -109,6 +128,13 @@ def explain_classifier(spec, e) -> dict[str, float]:
         baseline, inputs = spec.removal_baseline(item, e).unsqueeze(0), item.unsqueeze(0)
         target = partial(spec.localization_target, index, item, e=e)  # of the tokens: known once the maps are
         scored = score_example(e.model, inputs, baseline, target, e.settings.steps, e.seed + index)
+        spliced = spec.spliced_example(index, item, label, e)
+        if spliced is not None:
+            joined, evidence = spliced
+            baseline = spec.removal_baseline(joined, e).unsqueeze(0)
+            located = spliced_localization(e.model, joined.unsqueeze(0), baseline, evidence, e.seed + index)
+            for method, scores in (located or {}).items():
+                scored["scores"][method].update(scores)
         examples.append(scored)
         if len(shown) < e.settings.viewer_examples:
             shown.append(viewer_record(spec, index, item, label, scored["maps"], e))

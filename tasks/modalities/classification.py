@@ -108,6 +108,13 @@ class Classifier(Modality):
         construction (the ink of a built-in digit, the span of a built-in spoken word), or None when not known."""
         return None
 
+    def spliced_example(self, index: int, item, label: int, e: Explanation):
+        """For a classifier whose evidence is spread over the whole input (every word of a sentence): an input made
+        of test example index and another of a different class, with the span of each, (input, {class: (T,) share
+        of each token that is evidence for it}); the maps over it are scored for localization in place of
+        ``localization_target``. None: no such check."""
+        return None
+
     def viewer_input(self, item, tokens: int, e: Explanation) -> dict:
         """What the viewer shows of one test input of that many tokens: {"tokens": [...]} or {"picture": base64 PNG,
         "grid": [rows, cols]} (the token grid laid over the picture)."""
