@@ -189,12 +189,20 @@ class Recording:
 
 
 def request_rows(model, data) -> list:
-    """The raw input of each row of an answered request, as the served wrapper read them (pyfunc_model.rows)."""
+    """The raw input of each row of an answered request, as the served wrapper reads them (pyfunc_model.rows), in
+    plain Python types: data is the request as MLflow parsed it (a DataFrame; for ``inputs`` and ``instances`` a dict
+    of arrays or a list of records, which MLflow's schema enforcement makes a DataFrame before the model sees it)."""
+    import numpy as np
+    import pandas as pd
+
     from tasks.data.requests import limits_from
     from tasks.serving.pyfunc_model import rows
 
+    if isinstance(data, list) and all(isinstance(row, dict) for row in data):
+        data = pd.DataFrame(data)
     wrapper = model.unwrap_python_model()
-    return rows(data, wrapper.spec.input_column, limits_from(wrapper.config))
+    values = rows(data, wrapper.spec.input_column, limits_from(wrapper.config))
+    return [value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value for value in values]
 
 
 def bearer_ok(header: str | None, token: str) -> bool:
