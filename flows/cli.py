@@ -49,6 +49,7 @@ EXAMPLES = """examples:
   attnflow sweep --modality text --grid model.depth=1,2 --grid train.lr=0.001,0.003
   attnflow compare --task digit-classification --markdown runs.md
   attnflow reproduce 3f2c...                     a modality run's id, from the MLflow UI or `attnflow run`
+  ATTNFLOW_SERVE_TOKEN=... attnflow serve-model --task digit-classification --host 0.0.0.0 [--variant compact]
 
 exit codes:
 """ + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
@@ -402,7 +403,9 @@ def parser() -> argparse.ArgumentParser:
     serve_model_parser.add_argument(
         "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}; another needs a token)"
     )
-    serve_model_parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"(default {DEFAULT_PORT})")
+    serve_model_parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})"
+    )
     serve_model_parser.add_argument(
         "--token-file", metavar="FILE", help=f"a file holding the bearer token (instead of ${TOKEN_ENV})"
     )
