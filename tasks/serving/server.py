@@ -71,14 +71,18 @@ def read_token(token_file: str | None, environ: dict) -> str | None:
         token, source = environ.get(TOKEN_ENV), TOKEN_ENV
     else:
         try:
-            token, source = Path(token_file).read_text().strip(), f"--token-file {token_file}"
+            token, source = Path(token_file).read_text(), f"--token-file {token_file}"
         except (OSError, UnicodeDecodeError) as error:
-            raise ServeError(f"--token-file {token_file}: cannot read it ({error.strerror or error})") from None
-    if token is not None and not token.strip():
+            reason = getattr(error, "strerror", None) or error
+            raise ServeError(f"--token-file {token_file}: cannot read it ({reason})") from None
+    if token is None:
+        return None
+    token = token.strip()  # a file's final newline
+    if not token:
         raise ServeError(f"{source}: the token is empty")
-    if token is not None and any(character.isspace() for character in token.strip()):
+    if any(character.isspace() for character in token):
         raise ServeError(f"{source}: the token holds white space (an HTTP header cannot carry it)")
-    return token.strip() if token is not None else None
+    return token
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
