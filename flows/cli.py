@@ -12,7 +12,7 @@ import importlib
 import os
 import signal
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from tasks.lineage import is_commit
@@ -27,6 +27,7 @@ from tasks.params import (
     project_root,
     redact,
 )
+from tasks.serving.server import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV
 
 EXIT_FAILED = 1  # the pipeline ran and a modality failed, or `reproduce` found different metrics
 EXIT_INVALID = 2  # bad params, --set, --grid, run id, task or file: nothing ran
@@ -48,6 +49,7 @@ EXAMPLES = """examples:
   attnflow sweep --modality text --grid model.depth=1,2 --grid train.lr=0.001,0.003
   attnflow compare --task digit-classification --markdown runs.md
   attnflow reproduce 3f2c...                     a modality run's id, from the MLflow UI or `attnflow run`
+  ATTNFLOW_SERVE_TOKEN=... attnflow serve-model --task digit-classification --host 0.0.0.0 [--variant compact]
 
 exit codes:
 """ + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
@@ -246,15 +248,55 @@ def status(args) -> int:
     return 0
 
 
+def modality_of(params, task: str) -> str:
+    """The modality of a task named in params.yaml (digit-classification, ...) or of a modality's own name."""
+    modality = next((m for m in params.present_modalities() if task in (m, params.section(m).task)), None)
+    if modality is None:
+        tasks = ", ".join(params.section(m).task for m in params.present_modalities())
+        raise UserError(f"unknown task {task!r}; choose from {tasks} (or a modality)")
+    return modality
+
+
+def serve_model(args) -> int:
+    """Serve a registered version of a task's model (tasks/serving/server.py). Everything a user can get wrong (the
+    task, the address without a token, the token file, the port, the store, the alias) is checked before the model
+    loads, and each ends in one line."""
+    from tasks.serving import server
+    from tasks.tracking.mlflow_tracking import tracking_uri
+    from tasks.tracking.registry import CHAMPION, registered_model_name
+
+    params = load_params(args.params)
+    name, alias = registered_model_name(params, modality_of(params, args.task)), args.variant or CHAMPION
+    try:
+        token = server.read_token(args.token_file, os.environ)
+        server.check_bind(args.host, token)
+        uri = tracking_uri(project_root(args.params), params)
+        check_store_exists(uri)
+        sock = server.listening_socket(args.host, args.port)
+        model, info = server.load_registered(uri, name, alias)
+    except server.ServeError as error:
+        raise UserError(str(error)) from None
+    guard = "bearer token required; /health open" if token else "no token: open to this machine only"
+    print(f"serving {name} v{info['version']} ({alias}, run {info['run_id']}) on "
+          f"http://{args.host}:{args.port} ({guard})", flush=True)  # fmt: skip
+    with suppress(KeyboardInterrupt):  # uvicorn finished the open requests, then handed the signal back: a stop
+        server.run_server(server.create_app(model, info, token), sock)
+    print(f"stopped serving {name} v{info['version']}", flush=True)
+    return 0
+
+
+def check_store_exists(uri: str) -> None:
+    """A local store that is not there yet: say so (MLflow would create an empty one)."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise UserError(f"there is no MLflow store at {redact(uri)} yet (no pipeline has run)")
+
+
 def compare(args) -> int:
     from tasks.tracking import compare as comparison
     from tasks.tracking.mlflow_tracking import connect
 
     params = load_params(args.params)
-    modality = next((m for m in params.present_modalities() if args.task in (m, params.section(m).task)), None)
-    if modality is None:
-        tasks = ", ".join(params.section(m).task for m in params.present_modalities())
-        raise UserError(f"unknown task {args.task!r}; choose from {tasks} (or a modality)")
+    modality = modality_of(params, args.task)
     client, experiment_id = connect(project_root(args.params), params, modality)
     rows = comparison.compare_runs(client, experiment_id, modality, args.sweep)
     print(comparison.as_table(rows))
@@ -342,6 +384,32 @@ def parser() -> argparse.ArgumentParser:
     compare_parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     compare_parser.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
     compare_parser.set_defaults(handler=compare)
+
+    serve_model_parser = commands.add_parser(
+        "serve-model",
+        parents=[common],
+        help=f"serve a task's registered model over HTTP (bearer token from ${TOKEN_ENV} or --token-file; "
+        "/invocations, /metrics, /version, /health)",
+    )
+    serve_model_parser.add_argument(
+        "--task", required=True, help="a task from params.yaml (e.g. digit-classification) or a modality"
+    )
+    serve_model_parser.add_argument(
+        "--variant",
+        metavar="ALIAS",
+        help="the registered model's alias to serve: the champion when left out, or challenger, compact (the "
+        "compressed variant)",
+    )
+    serve_model_parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}; another needs a token)"
+    )
+    serve_model_parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})"
+    )
+    serve_model_parser.add_argument(
+        "--token-file", metavar="FILE", help=f"a file holding the bearer token (instead of ${TOKEN_ENV})"
+    )
+    serve_model_parser.set_defaults(handler=serve_model)
     return root
 
 
