@@ -229,11 +229,11 @@ class Translation(SequenceTask):
 def token_phrases(text: str, spans: list[list[int]], tokenizer) -> list[int | None]:
     """The phrase (its index in spans, character ranges [start, end) of text) of each subword of text: the one that
     holds the subword's first character that is not a space (a Metaspace piece's offsets may take the space before
-    it); None for a subword in no phrase."""
+    it), or, for a space alone, the space; None for a subword in no phrase (the "; " between phrases)."""
     phrases = []
     for start, end in tokenizer.encode(text).offsets:
-        first = next((c for c in range(start, end) if not text[c].isspace()), None)
-        phrases.append(next((i for i, (a, b) in enumerate(spans) if first is not None and a <= first < b), None))
+        first = next((c for c in range(start, end) if not text[c].isspace()), start)
+        phrases.append(next((i for i, (a, b) in enumerate(spans) if a <= first < b), None))
     return phrases
 
 
