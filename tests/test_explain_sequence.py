@@ -77,3 +77,19 @@ def test_localization_scores_the_share_on_the_evidence_and_whether_the_top_unit_
         assert right[method]["localization"] > 0.9 and right[method]["pointing"] == 1.0
         assert wrong[method]["localization"] < 0.1 and wrong[method]["pointing"] == 0.0
     assert localization(model, SOURCE, TARGET, reference, torch.zeros(6, 6), seed=0) == {}
+
+
+def test_the_methods_the_stage_prints_and_compare_shows_are_ones_the_explainer_measures():
+    """explain_headline names two methods of the spec's own kind: the classifiers' have no cross_attention, the
+    sequence tasks' no rollout, and a name of the other kind would make the stage's log line fail."""
+    from attn_models.attribution import METHODS
+    from attn_models.sequence_attribution import SEQUENCE_METHODS
+    from tasks.modalities import discover
+    from tasks.modalities.sequence import SequenceTask
+    from tasks.tracking.compare import explain_metrics
+
+    for name, spec in discover().items():
+        methods = SEQUENCE_METHODS if isinstance(spec, SequenceTask) else METHODS
+        assert len(spec.explain_headline) == 2 and set(spec.explain_headline) <= set(methods), name
+        assert [metric.split(".")[1] for metric in explain_metrics(spec)] == list(spec.explain_headline)
+    assert "attn_deletion_gap.cross_attention" in explain_metrics(get("translation"))
