@@ -29,6 +29,7 @@ from attn_models.attribution import METHODS, area_under, class_token_maps, refer
 from tasks.evaluation.viewer import viewer_html
 
 SCORES = ("deletion_auc", "insertion_auc", "deletion_gap", "localization", "pointing")
+SUMMED = ("deletion_auc", "insertion_auc", "logprob_drop", "localization", "pointing")  # averaged over examples
 
 
 def sample_indices(count: int, samples: int) -> list[int]:
@@ -78,17 +79,17 @@ def spliced_localization(model, inputs, baseline, evidence: dict, seed: int) -> 
     }
 
 
-def summary(examples: list[dict]) -> dict[str, dict[str, float]]:
+def summary(examples: list[dict], methods=METHODS) -> dict[str, dict[str, float]]:
     """{method: {score: mean over the examples that have it}}, the deletion gap included."""
     table = {}
-    for method in METHODS:
+    for method in methods:
         scores = [example["scores"][method] for example in examples]
         table[method] = {
             key: float(np.mean([score[key] for score in scores if key in score]))
-            for key in ("deletion_auc", "insertion_auc", "localization", "pointing")
+            for key in SUMMED
             if any(key in score for score in scores)
         }
-    for method in METHODS:
+    for method in methods:
         table[method]["deletion_gap"] = table["random"]["deletion_auc"] - table[method]["deletion_auc"]
     return table
 
@@ -97,20 +98,21 @@ def as_metrics(table: dict[str, dict[str, float]]) -> dict[str, float]:
     return {f"attn_{score}.{method}": value for method, scores in table.items() for score, value in scores.items()}
 
 
-def curves_figure(examples: list[dict], steps: int, title: str):
+def curves_figure(examples: list[dict], steps: int, title: str, methods=METHODS,
+                  ylabel: str = "probability of the predicted class"):  # fmt: skip
     """The mean deletion and insertion curve of each method, side by side."""
     import matplotlib.pyplot as plt
 
     fractions = np.linspace(0, 1, steps + 1)
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
     for curve, ax in zip(("deletion", "insertion"), axes):
-        for method in METHODS:
+        for method in methods:
             mean = np.mean([example["scores"][method][curve] for example in examples], axis=0)
             ax.plot(fractions, mean, label=method, linestyle=":" if method == "random" else "-")
         ax.set(title=f"{curve} (tokens {'removed' if curve == 'deletion' else 'added'}, most relevant first)",
                xlabel="fraction of tokens", ylim=(0, 1.02))  # fmt: skip
         ax.title.set_fontsize(9)
-    axes[0].set_ylabel("probability of the predicted class")
+    axes[0].set_ylabel(ylabel)
     axes[1].legend(fontsize=7)
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()

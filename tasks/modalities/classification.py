@@ -96,6 +96,7 @@ class Classifier(Modality):
 
     # ---- explanation --------------------------------------------------------------------------
     explainer = "tasks.evaluation.explain:explain_classifier"  # by name: evaluate's code does not include it
+    explain_headline = ("gradient_attention", "rollout")
     viewer_kind: str = "tokens"  # how the HTML viewer draws an input: tokens, image or spectrogram
 
     def removal_baseline(self, item, e: Explanation):
