@@ -1,4 +1,4 @@
-"""Command line: `attnflow run | reproduce | sweep | compare | serve | status` (see `attnflow -h`).
+"""Command line: `attnflow run | reproduce | sweep | compare | serve | status | monitor` (see `attnflow -h`).
 
 Each command imports what it needs when it runs: `attnflow run` starts Prefect's server first, so the server comes
 up while MLflow, Prefect and the pipeline import (seconds each). A user's mistake (bad params, a bad --set or --grid,
@@ -28,14 +28,14 @@ from tasks.params import (
     redact,
 )
 
-EXIT_FAILED = 1  # the pipeline ran and a modality failed, or `reproduce` found different metrics
+EXIT_FAILED = 1  # a modality failed, `reproduce` found different metrics, or `monitor` found drift
 EXIT_INVALID = 2  # bad params, --set, --grid, run id, task or file: nothing ran
 EXIT_CODE_CHANGED = 3  # `reproduce`: the code differs from the run's commit (pass --allow-code-change)
 EXIT_BAD_DATA = 4  # an importer rejected the data (the message names the file and row); data/ is unchanged
 EXIT_INTERRUPTED = 130  # SIGTERM or Ctrl-C: the open runs are closed as KILLED, the temporary server stopped
 EXIT_CODES = {
     0: "success",
-    EXIT_FAILED: "a modality failed, or reproduce found different metrics",
+    EXIT_FAILED: "a modality failed, reproduce found different metrics, or monitor found drift",
     EXIT_INVALID: "invalid input (params, --set, --grid, run id, task, file): nothing ran",
     EXIT_CODE_CHANGED: "reproduce: the code differs from the run's commit",
     EXIT_BAD_DATA: "the data was rejected by its importer (file and row named); data/ unchanged",
@@ -48,6 +48,7 @@ EXAMPLES = """examples:
   attnflow sweep --modality text --grid model.depth=1,2 --grid train.lr=0.001,0.003
   attnflow compare --task digit-classification --markdown runs.md
   attnflow reproduce 3f2c...                     a modality run's id, from the MLflow UI or `attnflow run`
+  attnflow monitor --task digit-classification   compare served answers with the model's test split
 
 exit codes:
 """ + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
@@ -246,6 +247,27 @@ def status(args) -> int:
     return 0
 
 
+def monitor(args) -> int:
+    """Check the served classifiers' request logs for drift (flows/monitor.py); drift exits with EXIT_FAILED."""
+    params = load_params(args.params)  # fail fast, before a server starts
+    from flows.monitor import DriftDetected, monitored
+
+    try:
+        monitored(params, args.task)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    with prefect_server_for("flows.monitor") as module:
+        try:
+            result = module.monitor(params_path=args.params, task=args.task)
+        except DriftDetected as error:
+            raise UserError(f"drift: {error}", EXIT_FAILED) from None
+    for entry in result["models"]:
+        served = f"{entry['model']} v{entry['version']} ({entry['alias']})" if "version" in entry else entry["model"]
+        run = f"  [MLflow run {entry['monitoring_run_id']}]" if entry.get("monitoring_run_id") else ""
+        print(f"{served}: {entry['status']}: {entry['reason']}{run}")
+    return 0
+
+
 def compare(args) -> int:
     from tasks.tracking import compare as comparison
     from tasks.tracking.mlflow_tracking import connect
@@ -342,6 +364,12 @@ def parser() -> argparse.ArgumentParser:
     compare_parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     compare_parser.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
     compare_parser.set_defaults(handler=compare)
+
+    monitor_parser = commands.add_parser(
+        "monitor", parents=[common], help="compare the served classifiers' answers with their test split (drift)"
+    )
+    monitor_parser.add_argument("--task", help="one task from params.yaml (e.g. digit-classification) or a modality")
+    monitor_parser.set_defaults(handler=monitor)
     return root
 
 

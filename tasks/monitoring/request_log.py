@@ -103,11 +103,6 @@ class RequestLog:
             )
 
 
-def request_log(folder: Path, model_name: str, max_rows: int | None, max_days: float | None) -> RequestLog:
-    """The log of registered model model_name in folder (global.monitor.request_log, resolved from the project)."""
-    return RequestLog(Path(folder) / f"{model_name}.sqlite", max_rows, max_days)
-
-
 def log_answers(store: RequestLog, model_info: dict, rows: list, answers: list[dict]) -> int:
     """Append one row per classifier answer (those that carry an ``input_summary``; a sequence model's answers are
     not monitored yet) and return how many. model_info: the served version's name, version, alias and run_id (as the
@@ -122,3 +117,15 @@ def log_answers(store: RequestLog, model_info: dict, rows: list, answers: list[d
     if records:
         store.append(records)
     return len(records)
+
+
+def request_log_for(params, root: Path, model_name: str) -> RequestLog:
+    """The log of registered model model_name as params.yaml's global.monitor sets it (request_log: a folder, relative
+    to the project root unless absolute; max_log_rows, max_log_days)."""
+    settings = params.global_.monitor
+    folder = Path(settings.request_log).expanduser()
+    return RequestLog(
+        (folder if folder.is_absolute() else root / folder) / f"{model_name}.sqlite",
+        settings.max_log_rows,
+        settings.max_log_days,
+    )
