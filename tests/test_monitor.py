@@ -97,6 +97,7 @@ def test_monitor_passes_held_out_digits_and_names_the_drift_of_inverted_ones(pip
     assert drift.data.metrics["requests"] == 150 and drift.data.metrics["psi.pixel_mean"] >= 0.2
     assert ok.data.metrics["psi.pixel_mean"] < 0.2 and ok.data.metrics["ks_pvalue.pixel_mean"] >= 0.01
     assert "pixel_mean" in drift.data.tags["drifted"].split(",")
+    assert "pixel_std" not in drift.data.tags["drifted"].split(",")  # an inverted image keeps its contrast
     assert {a.path for a in client.list_artifacts(drift.info.run_id)} == {"drift.json", "drift.png"}
     figures = {"held_out": ok.data.metrics, "inverted": drift.data.metrics, "reason": str(drifted.value)}
     (tmp_path / "figures.json").write_text(json.dumps(figures, indent=1))  # for the record: what the checks saw

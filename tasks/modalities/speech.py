@@ -208,14 +208,13 @@ class Speech(Classifier):
         """The clip's level (RMS, dB of full scale) and the share of its frames (a hundredth of the clip each) that are
         near silence: louder noise, a quieter microphone, or clips much shorter than the model's length (padded with
         silence) move them."""
-        import torch
-
-        count = min(SILENCE_FRAMES, len(inputs))
-        frames = inputs[: len(inputs) // count * count].reshape(count, -1)
+        samples = inputs.double()  # the square of a loud float32 sample may overflow float32
+        count = min(SILENCE_FRAMES, len(samples))
+        frames = samples[: len(samples) // count * count].reshape(count, -1)
         frame_level = frames.pow(2).mean(dim=1).sqrt()
         return {
-            "rms_db": decibels(float(inputs.pow(2).mean().sqrt())),
-            "silent_share": float((frame_level < 10 ** (SILENCE_DB / 20)).to(torch.float32).mean()),
+            "rms_db": decibels(float(samples.pow(2).mean().sqrt())),
+            "silent_share": float((frame_level < 10 ** (SILENCE_DB / 20)).double().mean()),
         }
 
     def reference_request(self, split, index, tokenizer):
