@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from tasks.lineage import data_md5
 from tasks.modalities import get
 from tasks.modalities.sequence import SequenceTask
+from tasks.names import MONITOR_REFERENCE
 from tasks.params import MODALITIES, load_params
 from tests.conftest import CACHED_STAGES
 
@@ -64,6 +65,10 @@ def test_pipeline_logs_a_finished_run_per_modality_with_everything(pipeline_resu
             check_sequence_artifacts(client, run.info.run_id, get(modality), maps, artifacts, project)
         else:
             assert "confusion_matrix.png" in artifacts and abs(sum(maps[0]["relevance"]) - 1) < 1e-3
+            reference = json.loads(Path(client.download_artifacts(run.info.run_id, MONITOR_REFERENCE)).read_text())
+            assert reference["count"] > 0 and sum(reference["predictions"].values()) == reference["count"]
+            assert {"confidence", "attention_entropy"} < set(reference["features"])  # and the input's summary
+            assert {len(values) for values in reference["features"].values()} == {reference["count"]}
         logged = client.search_logged_models(
             [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
         )

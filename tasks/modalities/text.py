@@ -189,6 +189,16 @@ class Text(Classifier):
         ids = encode_texts(tokenizer, [text(value, limits)], model_args["max_len"])[0]
         return ids.unsqueeze(0), {"tokens": [tokenizer.id_to_token(int(i)) for i in ids]}
 
+    def input_features(self, inputs, tokenizer):
+        """How many subwords (up to the model's length) and the share of them unknown to the vocabulary: text in
+        another language or script, or garbage, is mostly unknown subwords."""
+        from tasks.data.datasets import UNK
+
+        return {
+            "token_count": float(len(inputs)),
+            "unknown_rate": float((inputs == tokenizer.token_to_id(UNK)).float().mean()),
+        }
+
     def batch_inputs(self, inputs):
         from torch.nn.utils.rnn import pad_sequence
 
