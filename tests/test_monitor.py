@@ -1,14 +1,13 @@
-"""The monitor on a served champion: its answers to held-out inputs of the test distribution pass, its answers to
-inverted images fail naming the drifted features, the webhook block hears of it, and the request log holds no input."""
+"""The monitor on the champion served by `attnflow serve-model`: its answers to held-out inputs of the test
+distribution pass, its answers to inverted images fail naming the drifted features, the webhook block hears of it,
+and the request log that the server keeps holds no input."""
 
 import base64
 import http.server
 import json
 import threading
 
-import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -16,9 +15,10 @@ from PIL import Image
 
 from flows.cli import main
 from flows.monitor import DriftDetected, monitor
-from tasks.monitoring.request_log import log_answers, request_log_for
+from tasks.monitoring.request_log import request_log_for
 from tasks.params import load_params
 from tests.conftest import write_params
+from tests.test_model_server import TOKEN, call, served_command
 
 NAME = "attnflow-digit-classification"
 
@@ -51,14 +51,14 @@ def webhook():
     server.shutdown()
 
 
-def ask(model, info: dict, store, values: list) -> list[dict]:
-    """The served model's answers to values, 64 per request as the server takes them, logged as its observer would."""
+def ask(port: int, values: list) -> list[dict]:
+    """The model server's answers to values, 64 per request (global.serving.max_rows), with the token."""
     answers = []
     for start in range(0, len(values), 64):
-        chunk = values[start : start + 64]
-        answered = model.predict(pd.DataFrame({"image": chunk}))
-        log_answers(store, info, chunk, answered)
-        answers += answered
+        body = json.dumps({"dataframe_records": [{"image": value} for value in values[start : start + 64]]})
+        status, text = call(port, "/invocations", body, token=TOKEN)
+        assert status == 200, text
+        answers += json.loads(text)["predictions"]
     return answers
 
 
@@ -71,21 +71,18 @@ def test_monitor_passes_held_out_digits_and_names_the_drift_of_inverted_ones(pip
     params_path = write_params(tmp_path, params)
     client = MlflowClient(uri)
     version = client.get_model_version_by_alias(NAME, "champion")
-    info = {"name": NAME, "version": version.version, "alias": "champion", "run_id": version.run_id}
-    mlflow.set_registry_uri(uri)
-    model = mlflow.pyfunc.load_model(f"models:/{NAME}/{version.version}")
     store = request_log_for(load_params(params_path), tmp_path, NAME)
 
     held_out = sorted((project / "data" / "image" / "val").glob("*/*.png"))  # same generator, not the reference's
     encoded = [base64.b64encode(path.read_bytes()).decode() for path in held_out]
-    answers = ask(model, info, store, encoded)
-    assert {"pixel_mean", "pixel_std"} == set(answers[0]["input_summary"])
-    assert main(["monitor", "--params", str(params_path), "--task", "digit-classification"]) == 0
-    out = capsys.readouterr().out
-    assert f"{NAME} v{version.version} (champion): ok: no drift in 5 features over {len(held_out)} requests" in out
-
     inverted = [(255 - np.asarray(Image.open(path))).tolist() for path in held_out[:150]]
-    ask(model, info, store, inverted)
+    with served_command(project, tmp_path, "--params", str(params_path)) as port:  # logs through its observer
+        answers = ask(port, encoded)
+        assert main(["monitor", "--params", str(params_path), "--task", "digit-classification"]) == 0
+        out = capsys.readouterr().out
+        ask(port, inverted)
+    assert {"pixel_mean", "pixel_std"} == set(answers[0]["input_summary"])
+    assert f"{NAME} v{version.version} (champion): ok: no drift in 5 features over {len(held_out)} requests" in out
     with pytest.raises(DriftDetected, match=r"drift in .*pixel_mean") as drifted:
         monitor(params_path=str(params_path), task="image")
     assert Webhook.received and "pixel_mean" in Webhook.received[0]["text"]
