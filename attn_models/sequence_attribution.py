@@ -43,7 +43,7 @@ from contextlib import contextmanager
 
 import torch
 
-from attn_models.attribution import removal_masks
+from attn_models.attribution import pre_hook, removal_masks
 from attn_models.encoder_decoder import EncoderDecoder
 
 SEQUENCE_METHODS = ("cross_attention", "last_layer_attention", "gradient_attention", "input_x_gradient", "random")
@@ -67,11 +67,8 @@ def encoder_input(model: EncoderDecoder, rows: int | None = None, removed: torch
         seen.append(x)
         return (x, padding, *args[2:])
 
-    handle = model.encoder.register_forward_pre_hook(hook)
-    try:
+    with pre_hook(model.encoder, hook):
         yield seen
-    finally:
-        handle.remove()
 
 
 @torch.no_grad()
