@@ -220,6 +220,15 @@ def test_cached_stage_results_are_stored_as_json(pipeline_result):
     assert all(isinstance(record["result"], str) and json.loads(record["result"]) for record in records)
 
 
+def check_faithfulness_metrics(metrics: dict, method: str) -> None:
+    """A method's deletion and insertion AUCs are probabilities' areas, and its gap is measured from random's."""
+    assert 0 <= metrics[f"attn_deletion_auc.{method}"] <= 1
+    assert 0 <= metrics[f"attn_insertion_auc.{method}"] <= 1
+    assert metrics[f"attn_deletion_gap.{method}"] == pytest.approx(
+        metrics["attn_deletion_auc.random"] - metrics[f"attn_deletion_auc.{method}"]
+    )
+
+
 def test_classifiers_explain_their_attention_with_scores_curves_and_viewer_examples(pipeline_result):
     """The explain stage's metrics for every method, its curves and the examples the viewer shows; localization
     where the evidence is known (built-in digits without clutter, built-in spoken words)."""
@@ -234,11 +243,7 @@ def test_classifiers_explain_their_attention_with_scores_curves_and_viewer_examp
         run_id = result["modalities"][modality]["run_id"]
         metrics = client.get_run(run_id).data.metrics
         for method in METHODS:
-            assert 0 <= metrics[f"attn_deletion_auc.{method}"] <= 1
-            assert 0 <= metrics[f"attn_insertion_auc.{method}"] <= 1
-            assert metrics[f"attn_deletion_gap.{method}"] == pytest.approx(
-                metrics["attn_deletion_auc.random"] - metrics[f"attn_deletion_auc.{method}"]
-            )
+            check_faithfulness_metrics(metrics, method)
             if modality in ("image", "speech"):  # text's needs the tiny model to predict a joined text's class
                 assert f"attn_localization.{method}" in metrics
         files = {f.path for f in client.list_artifacts(run_id, "explain")}
@@ -266,11 +271,7 @@ def test_sequence_tasks_explain_each_output_token_with_scores_curves_and_an_alig
         run_id = result["modalities"][modality]["run_id"]
         metrics = client.get_run(run_id).data.metrics
         for method in SEQUENCE_METHODS:
-            assert 0 <= metrics[f"attn_deletion_auc.{method}"] <= 1
-            assert 0 <= metrics[f"attn_insertion_auc.{method}"] <= 1
-            assert metrics[f"attn_deletion_gap.{method}"] == pytest.approx(
-                metrics["attn_deletion_auc.random"] - metrics[f"attn_deletion_auc.{method}"]
-            )
+            check_faithfulness_metrics(metrics, method)
             assert metrics[f"attn_logprob_drop.{method}"] >= 0
             assert (f"attn_localization.{method}" in metrics) == (modality == "translation")
             assert (f"attn_pointing.{method}" in metrics) == (modality == "translation")
