@@ -72,9 +72,8 @@ ui: setup ## open the MLflow UI on this project's store at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri "$(TRACKING_URI)" --host 127.0.0.1 --port 5000
 
 TASK ?= digit-classification
-serve-model: setup ## serve the champion of TASK (default digit-classification) on http://127.0.0.1:5001
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI="$(TRACKING_URI)" mlflow models serve \
-	    -m "models:/attnflow-$(TASK)@champion" --env-manager local -h 127.0.0.1 -p 5001
+serve-model: setup ## serve TASK's champion (VARIANT=compact: the compressed one) on 127.0.0.1:5001; README, Deploy
+	$(VENV)/bin/attnflow serve-model --task "$(TASK)" $(if $(VARIANT),--variant "$(VARIANT)") $(ARGS)
 
 clean: ## remove runs, outputs and local state (keeps data/ and the DVC cache)
 	rm -rf outputs mlflow.db mlartifacts .prefect .attnflow-tmp

@@ -33,6 +33,16 @@ METHODS = ("attention", "rollout", "gradient_attention", "input_x_gradient", "ra
 
 
 @contextmanager
+def pre_hook(module: torch.nn.Module, hook):
+    """module.register_forward_pre_hook(hook) for the duration of a with block."""
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextmanager
 def encoder_input(model: ClassTokenClassifier, removed: torch.Tensor | None = None, reference=None):
     """Yield a list that receives the encoder's input (B, 1 + T, C: class token first) on each forward pass; with
     removed (B, T) bool, those tokens are replaced by the reference's (1, 1 + T, C; default: the position
@@ -48,11 +58,8 @@ def encoder_input(model: ClassTokenClassifier, removed: torch.Tensor | None = No
         seen.append(x)
         return (x, *args[1:])
 
-    handle = model.encoder.register_forward_pre_hook(hook)
-    try:
+    with pre_hook(model.encoder, hook):
         yield seen
-    finally:
-        handle.remove()
 
 
 @torch.no_grad()

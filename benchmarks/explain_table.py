@@ -1,11 +1,12 @@
 """The explain stage's scores of the last pipeline run in a project, as a Markdown table: one row per modality and
 attribution method, with deletion AUC (lower is better), its gap to the random map (higher is better), insertion
-AUC (higher is better), localization and pointing game (built-in digits only).
+AUC (higher is better), the log-probability drop (sequence tasks; higher is better), localization and pointing game
+(where the evidence is known: docs/explain.md).
 
     usage: python benchmarks/explain_table.py [PROJECT]     (default: this checkout; run `make run` first)
 
 It reads the modality runs of the newest "pipeline" run in the project's MLflow store (mlflow.db), the metrics
-attn_<score>.<method> that tasks/evaluation/explain.py logs.
+attn_<score>.<method> that tasks/evaluation/explain.py and explain_sequence.py log.
 """
 
 import sys
@@ -14,8 +15,9 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from attn_models.attribution import METHODS
+from attn_models.sequence_attribution import SEQUENCE_METHODS
 
-COLUMNS = ("deletion_auc", "deletion_gap", "insertion_auc", "localization", "pointing")
+COLUMNS = ("deletion_auc", "deletion_gap", "insertion_auc", "logprob_drop", "localization", "pointing")
 
 
 def last_pipeline_runs(client: MlflowClient, metric: str = "attn_deletion_auc.random") -> list:
@@ -30,11 +32,17 @@ def last_pipeline_runs(client: MlflowClient, metric: str = "attn_deletion_auc.ra
                   key=lambda run: run.data.tags["modality"])  # fmt: skip
 
 
+def methods_of(metrics: dict) -> tuple[str, ...]:
+    """The classifiers' methods or the sequence tasks', whichever the run's metrics hold, in their order."""
+    return next(methods for methods in (METHODS, SEQUENCE_METHODS)
+                if all(f"attn_deletion_auc.{method}" in metrics for method in methods))  # fmt: skip
+
+
 def table(runs: list) -> str:
     lines = ["| modality | method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
     for run in runs:
         metrics = run.data.metrics
-        for method in METHODS:
+        for method in methods_of(metrics):
             cells = [metrics.get(f"attn_{score}.{method}") for score in COLUMNS]
             shown = ["" if value is None else f"{value:.3f}" for value in cells]
             lines.append(f"| {run.data.tags['modality']} | {method} | " + " | ".join(shown) + " |")

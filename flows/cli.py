@@ -1,4 +1,4 @@
-"""Command line: `attnflow run | reproduce | sweep | compare | serve | status` (see `attnflow -h`).
+"""Command line: `attnflow run | reproduce | sweep | compare | serve | status | monitor` (see `attnflow -h`).
 
 Each command imports what it needs when it runs: `attnflow run` starts Prefect's server first, so the server comes
 up while MLflow, Prefect and the pipeline import (seconds each). A user's mistake (bad params, a bad --set or --grid,
@@ -12,7 +12,7 @@ import importlib
 import os
 import signal
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from tasks.lineage import is_commit
@@ -27,15 +27,16 @@ from tasks.params import (
     project_root,
     redact,
 )
+from tasks.serving.server import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV
 
-EXIT_FAILED = 1  # the pipeline ran and a modality failed, or `reproduce` found different metrics
+EXIT_FAILED = 1  # a modality failed, `reproduce` found different metrics, or `monitor` found drift
 EXIT_INVALID = 2  # bad params, --set, --grid, run id, task or file: nothing ran
 EXIT_CODE_CHANGED = 3  # `reproduce`: the code differs from the run's commit (pass --allow-code-change)
 EXIT_BAD_DATA = 4  # an importer rejected the data (the message names the file and row); data/ is unchanged
 EXIT_INTERRUPTED = 130  # SIGTERM or Ctrl-C: the open runs are closed as KILLED, the temporary server stopped
 EXIT_CODES = {
     0: "success",
-    EXIT_FAILED: "a modality failed, or reproduce found different metrics",
+    EXIT_FAILED: "a modality failed, reproduce found different metrics, or monitor found drift",
     EXIT_INVALID: "invalid input (params, --set, --grid, run id, task, file): nothing ran",
     EXIT_CODE_CHANGED: "reproduce: the code differs from the run's commit",
     EXIT_BAD_DATA: "the data was rejected by its importer (file and row named); data/ unchanged",
@@ -48,6 +49,8 @@ EXAMPLES = """examples:
   attnflow sweep --modality text --grid model.depth=1,2 --grid train.lr=0.001,0.003
   attnflow compare --task digit-classification --markdown runs.md
   attnflow reproduce 3f2c...                     a modality run's id, from the MLflow UI or `attnflow run`
+  ATTNFLOW_SERVE_TOKEN=... attnflow serve-model --task digit-classification --host 0.0.0.0 [--variant compact]
+  attnflow monitor --task digit-classification   compare served answers with the model's test split
 
 exit codes:
 """ + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
@@ -246,15 +249,82 @@ def status(args) -> int:
     return 0
 
 
+def modality_of(params, task: str) -> str:
+    """The modality of a task named in params.yaml (digit-classification, ...) or of a modality's own name."""
+    modality = next((m for m in params.present_modalities() if task in (m, params.section(m).task)), None)
+    if modality is None:
+        tasks = ", ".join(params.section(m).task for m in params.present_modalities())
+        raise UserError(f"unknown task {task!r}; choose from {tasks} (or a modality)")
+    return modality
+
+
+def serve_model(args) -> int:
+    """Serve a registered version of a task's model (tasks/serving/server.py). Everything a user can get wrong (the
+    task, the address without a token, the token file, the port, the store, the alias) is checked before the model
+    loads, and each ends in one line."""
+    from functools import partial
+
+    from tasks.monitoring.request_log import log_answers, request_log_for
+    from tasks.serving import server
+    from tasks.tracking.mlflow_tracking import tracking_uri
+    from tasks.tracking.registry import CHAMPION, registered_model_name
+
+    params = load_params(args.params)
+    name, alias = registered_model_name(params, modality_of(params, args.task)), args.variant or CHAMPION
+    try:
+        token = server.read_token(args.token_file, os.environ)
+        server.check_bind(args.host, token)
+        uri = tracking_uri(project_root(args.params), params)
+        check_store_exists(uri)
+        sock = server.listening_socket(args.host, args.port)
+        model, info = server.load_registered(uri, name, alias)
+    except server.ServeError as error:
+        raise UserError(str(error)) from None
+    guard = "bearer token required; /health open" if token else "no token: open to this machine only"
+    print(f"serving {name} v{info['version']} ({alias}, run {info['run_id']}) on "
+          f"http://{args.host}:{args.port} ({guard})", flush=True)  # fmt: skip
+    store = request_log_for(params, project_root(args.params), name)  # summaries of the answers, never the inputs
+    print(f"request log: {store.path}", flush=True)
+    app = server.create_app(model, info, token, on_answers=partial(log_answers, store))
+    with suppress(KeyboardInterrupt):  # uvicorn finished the open requests, then handed the signal back: a stop
+        server.run_server(app, sock)
+    print(f"stopped serving {name} v{info['version']}", flush=True)
+    return 0
+
+
+def check_store_exists(uri: str) -> None:
+    """A local store that is not there yet: say so (MLflow would create an empty one)."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise UserError(f"there is no MLflow store at {redact(uri)} yet (no pipeline has run)")
+
+
+def monitor(args) -> int:
+    """Check the served classifiers' request logs for drift (flows/monitor.py); drift exits with EXIT_FAILED."""
+    params = load_params(args.params)  # fail fast, before a server starts
+    from flows.monitor import DriftDetected, monitored
+
+    try:
+        monitored(params, args.task)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    with prefect_server_for("flows.monitor") as module:
+        try:
+            result = module.monitor(params_path=args.params, task=args.task)
+        except DriftDetected as error:
+            raise UserError(f"drift: {error}", EXIT_FAILED) from None
+    for entry in result["models"]:
+        served = f"{entry['model']} v{entry['version']} ({entry['alias']})" if "version" in entry else entry["model"]
+        run = f"  [MLflow run {entry['monitoring_run_id']}]" if entry.get("monitoring_run_id") else ""
+        print(f"{served}: {entry['status']}: {entry['reason']}{run}")
+    return 0
+
+
 def compare(args) -> int:
     from tasks.tracking import compare as comparison
     from tasks.tracking.mlflow_tracking import connect
 
     params = load_params(args.params)
-    modality = next((m for m in params.present_modalities() if args.task in (m, params.section(m).task)), None)
-    if modality is None:
-        tasks = ", ".join(params.section(m).task for m in params.present_modalities())
-        raise UserError(f"unknown task {args.task!r}; choose from {tasks} (or a modality)")
+    modality = modality_of(params, args.task)
     client, experiment_id = connect(project_root(args.params), params, modality)
     rows = comparison.compare_runs(client, experiment_id, modality, args.sweep)
     print(comparison.as_table(rows))
@@ -342,6 +412,37 @@ def parser() -> argparse.ArgumentParser:
     compare_parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     compare_parser.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
     compare_parser.set_defaults(handler=compare)
+
+    serve_model_parser = commands.add_parser(
+        "serve-model",
+        parents=[common],
+        help=f"serve a task's registered model over HTTP (bearer token from ${TOKEN_ENV} or --token-file; "
+        "/invocations, /metrics, /version, /health)",
+    )
+    serve_model_parser.add_argument(
+        "--task", required=True, help="a task from params.yaml (e.g. digit-classification) or a modality"
+    )
+    serve_model_parser.add_argument(
+        "--variant",
+        metavar="ALIAS",
+        help="the registered model's alias to serve: the champion when left out, or challenger, compact (the "
+        "compressed variant)",
+    )
+    serve_model_parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}; another needs a token)"
+    )
+    serve_model_parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})"
+    )
+    serve_model_parser.add_argument(
+        "--token-file", metavar="FILE", help=f"a file holding the bearer token (instead of ${TOKEN_ENV})"
+    )
+    serve_model_parser.set_defaults(handler=serve_model)
+    monitor_parser = commands.add_parser(
+        "monitor", parents=[common], help="compare the served classifiers' answers with their test split (drift)"
+    )
+    monitor_parser.add_argument("--task", help="one task from params.yaml (e.g. digit-classification) or a modality")
+    monitor_parser.set_defaults(handler=monitor)
     return root
 
 

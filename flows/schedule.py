@@ -1,11 +1,13 @@
 """Scheduled runs: the same `attention_pipeline` flow, served as Prefect deployment(s) on params.yaml's
-global.schedule, against a real Prefect server (tasks/scheduling/server.py)."""
+global.schedule, and the `monitor` flow on global.monitor.cron, against a real Prefect server
+(tasks/scheduling/server.py)."""
 
 from pathlib import Path
 
 from prefect import serve
 from prefect.schedules import Cron
 
+from flows.monitor import monitor
 from flows.pipeline import attention_pipeline
 from tasks.params import load_params, project_root
 from tasks.scheduling.server import prefect_server
@@ -15,7 +17,8 @@ DEPLOYMENT = "scheduled"
 
 
 def deployments(params_path: str | Path) -> list:
-    """One deployment running every modality, or with schedule.per_modality one per modality (modalities=[m])."""
+    """One deployment running every modality, or with schedule.per_modality one per modality (modalities=[m]); and the
+    monitor's, on global.monitor.cron (in the schedule's timezone)."""
     params_path = Path(params_path).resolve()
     params = load_params(params_path)
     schedule = params.global_.schedule
@@ -31,6 +34,14 @@ def deployments(params_path: str | Path) -> list:
             description=f"attention_pipeline on {params_path}",
         )
         for name, modalities in groups.items()
+    ] + [
+        monitor.to_deployment(
+            name=DEPLOYMENT,
+            schedules=[Cron(params.global_.monitor.cron, timezone=schedule.timezone)],
+            tags=["attnflow"],
+            parameters={"params_path": str(params_path)},
+            description=f"monitor of the served models of {params_path}",
+        )
     ]
 
 
@@ -43,4 +54,4 @@ def serve_pipeline(params_path: str | Path) -> None:
 
 def pipeline_status(params_path: str | Path) -> list[dict]:
     with prefect_server(project_root(params_path), start=False):
-        return schedule_status(attention_pipeline.name)
+        return schedule_status(attention_pipeline.name) + schedule_status(monitor.name)

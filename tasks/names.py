@@ -8,4 +8,5 @@ RECIPE_FILE = "dataset.json"  # data/<modality>/: the recipe the data was built 
 
 MODEL_ARTIFACT = "model"  # the mlflow.pytorch model of a run
 SERVING_ARTIFACT = "serving"  # the mlflow.pyfunc model a run registers and serves (raw inputs in)
+MONITOR_REFERENCE = "monitoring/reference.json"  # a classifier run: its answers' features over the test split
 COMPACT_ARTIFACT = "compact"  # the served model of the compress stage's chosen variant; also its registry alias

@@ -29,6 +29,14 @@ class TrackingParams(Section):
     ui_url: str | None = None
 
 
+def checked_cron(cron: str) -> str:
+    try:
+        CronSim(cron, datetime(2000, 1, 1))
+    except CronSimError as error:
+        raise ValueError(f"not a cron schedule: {error}") from None
+    return cron
+
+
 class ScheduleParams(Section):
     """When `attnflow serve` runs the pipeline: a cron string read in an IANA timezone."""
 
@@ -39,11 +47,7 @@ class ScheduleParams(Section):
     @field_validator("cron")
     @classmethod
     def valid_cron(cls, cron: str) -> str:
-        try:
-            CronSim(cron, datetime(2000, 1, 1))
-        except CronSimError as error:
-            raise ValueError(f"not a cron schedule: {error}") from None
-        return cron
+        return checked_cron(cron)
 
     @field_validator("timezone")
     @classmethod
@@ -55,6 +59,25 @@ class ScheduleParams(Section):
         return timezone
 
 
+class MonitorParams(Section):
+    """The served classifiers' request logs and the monitor that compares them with each model's reference
+    (tasks/monitoring/, flows/monitor.py)."""
+
+    request_log: str = Field("outputs/requests", min_length=1)  # folder of the logs, one sqlite file per model
+    max_log_rows: int | None = Field(100_000, ge=1)  # per log: the oldest rows beyond it are deleted (None: all kept)
+    max_log_days: float | None = Field(30.0, gt=0)  # and the rows older than this
+    psi_threshold: float = Field(0.2, gt=0)  # a feature drifted when its PSI is at or above this,
+    ks_pvalue: float = Field(0.01, gt=0, lt=1)  # or its KS test's p-value below this
+    min_requests: int = Field(100, ge=1)  # fewer answers since the last check: "not enough requests", passes
+    cron: str = "0 * * * *"  # the monitor's deployment, read in global.schedule.timezone
+    notify_block: str | None = None  # a Prefect notification block ("<block type>/<name>") told of drift
+
+    @field_validator("cron")
+    @classmethod
+    def valid_cron(cls, cron: str) -> str:
+        return checked_cron(cron)
+
+
 class GlobalParams(Section):
     seed: int = Field(42, ge=0, le=2**32 - 1)  # what NumPy's and torch's generators take
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -63,6 +86,7 @@ class GlobalParams(Section):
     schedule: ScheduleParams = ScheduleParams()
     serving: ServingLimits = ServingLimits()
     explain: ExplainParams = ExplainParams()
+    monitor: MonitorParams = MonitorParams()
     compress: CompressParams = CompressParams()
 
 

@@ -137,3 +137,31 @@ def test_a_removed_token_becomes_the_baselines_and_input_x_gradient_is_relative_
     assert torch.allclose(same, same[0].expand_as(same))
     _, other = removal_curve(model, sentence(5), maps["rollout"], target=0, steps=4, reference=other)
     assert other[0] > 0.9 and other[1:].max() < 0.1  # the read token is now the other class's
+
+
+def test_a_joined_input_is_localized_on_the_part_of_the_predicted_class():
+    """The reader reads token 3: joined from a first part (tokens 0-3, class 0) and a second (4-7, class 1), every
+    attention method's mass lies on the first part, where the class it predicts (0) has its evidence."""
+    from tasks.evaluation.explain import spliced_localization
+
+    model, first = one_token_reader(), (torch.arange(LENGTH) < 4).float()
+    baseline = torch.full((1, LENGTH), 8)
+    located = spliced_localization(model, sentence(5), baseline, {0: first, 1: 1 - first}, seed=0)
+    for method in ("attention", "rollout", "gradient_attention", "input_x_gradient"):
+        assert located[method]["localization"] > 0.9 and located[method]["pointing"] == 1.0, method
+    assert spliced_localization(model, sentence(5), baseline, {1: 1 - first}, seed=0) is None  # predicts neither
+
+
+def test_a_text_is_joined_with_the_next_test_text_of_another_class():
+    from types import SimpleNamespace
+
+    from tasks.modalities import get
+
+    test = [(torch.tensor([1, 2]), 0), (torch.tensor([3]), 0), (torch.tensor([4, 5, 6]), 1)]
+    e = SimpleNamespace(splits=SimpleNamespace(test=test), checkpoint={"model_args": {"max_len": 4}})
+    ids, evidence = get("text").spliced_example(0, *test[0], e)  # even index: its own text first
+    assert ids.tolist() == [1, 2, 4, 5]  # cut at max_len
+    assert evidence[0].tolist() == [1, 1, 0, 0] and evidence[1].tolist() == [0, 0, 1, 1]
+    ids, evidence = get("text").spliced_example(1, *test[1], e)  # odd: the other class's text first
+    assert ids.tolist() == [4, 5, 6, 3] and evidence[0].tolist() == [0, 0, 0, 1]
+    assert get("text").spliced_example(0, *test[0], SimpleNamespace(splits=SimpleNamespace(test=test[:2]))) is None

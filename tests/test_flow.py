@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from tasks.lineage import data_md5
 from tasks.modalities import get
 from tasks.modalities.sequence import SequenceTask
+from tasks.names import MONITOR_REFERENCE
 from tasks.params import MODALITIES, load_params
 from tests.conftest import CACHED_STAGES
 
@@ -64,6 +65,10 @@ def test_pipeline_logs_a_finished_run_per_modality_with_everything(pipeline_resu
             check_sequence_artifacts(client, run.info.run_id, get(modality), maps, artifacts, project)
         else:
             assert "confusion_matrix.png" in artifacts and abs(sum(maps[0]["relevance"]) - 1) < 1e-3
+            reference = json.loads(Path(client.download_artifacts(run.info.run_id, MONITOR_REFERENCE)).read_text())
+            assert reference["count"] > 0 and sum(reference["predictions"].values()) == reference["count"]
+            assert {"confidence", "attention_entropy"} < set(reference["features"])  # and the input's summary
+            assert {len(values) for values in reference["features"].values()} == {reference["count"]}
         logged = client.search_logged_models(
             [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
         )
@@ -215,25 +220,32 @@ def test_cached_stage_results_are_stored_as_json(pipeline_result):
     assert all(isinstance(record["result"], str) and json.loads(record["result"]) for record in records)
 
 
+def check_faithfulness_metrics(metrics: dict, method: str) -> None:
+    """A method's deletion and insertion AUCs are probabilities' areas, and its gap is measured from random's."""
+    assert 0 <= metrics[f"attn_deletion_auc.{method}"] <= 1
+    assert 0 <= metrics[f"attn_insertion_auc.{method}"] <= 1
+    assert metrics[f"attn_deletion_gap.{method}"] == pytest.approx(
+        metrics["attn_deletion_auc.random"] - metrics[f"attn_deletion_auc.{method}"]
+    )
+
+
 def test_classifiers_explain_their_attention_with_scores_curves_and_viewer_examples(pipeline_result):
     """The explain stage's metrics for every method, its curves and the examples the viewer shows; localization
-    where the evidence is known (built-in digits without clutter)."""
+    where the evidence is known (built-in digits without clutter, built-in spoken words)."""
     from attn_models.attribution import METHODS
+    from tasks.modalities.classification import Classifier
 
     project, result = pipeline_result
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    explained = [m for m in MODALITIES if get(m).explainer]
+    explained = [m for m in MODALITIES if get(m).explainer and isinstance(get(m), Classifier)]
     assert {"text", "image", "speech"} <= set(explained)
     for modality in explained:
         run_id = result["modalities"][modality]["run_id"]
         metrics = client.get_run(run_id).data.metrics
         for method in METHODS:
-            assert 0 <= metrics[f"attn_deletion_auc.{method}"] <= 1
-            assert 0 <= metrics[f"attn_insertion_auc.{method}"] <= 1
-            assert metrics[f"attn_deletion_gap.{method}"] == pytest.approx(
-                metrics["attn_deletion_auc.random"] - metrics[f"attn_deletion_auc.{method}"]
-            )
-            assert (f"attn_localization.{method}" in metrics) == (modality in ("image", "speech"))
+            check_faithfulness_metrics(metrics, method)
+            if modality in ("image", "speech"):  # text's needs the tiny model to predict a joined text's class
+                assert f"attn_localization.{method}" in metrics
         files = {f.path for f in client.list_artifacts(run_id, "explain")}
         assert files == {"explain/curves.png", "explain/scores.json", "explain/examples.json", "explain/viewer.html"}
         examples = json.loads(Path(client.download_artifacts(run_id, "explain/examples.json")).read_text())
@@ -245,13 +257,45 @@ def test_classifiers_explain_their_attention_with_scores_curves_and_viewer_examp
             assert len(example["heads"][0][0]) == tokens
 
 
+def test_sequence_tasks_explain_each_output_token_with_scores_curves_and_an_alignment_viewer(pipeline_result):
+    """Translation and asr: every sequence method's faithfulness metrics; localization on the built-in translation
+    phrases only (asr has no ground truth); an alignment (output tokens x source units) per method in the viewer."""
+    from attn_models.sequence_attribution import SEQUENCE_METHODS
+    from tasks.modalities.sequence import SequenceTask
+
+    project, result = pipeline_result
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    explained = [m for m in MODALITIES if isinstance(get(m), SequenceTask)]
+    assert {"translation", "asr"} <= set(explained) and all(get(m).explainer for m in explained)
+    for modality in explained:
+        run_id = result["modalities"][modality]["run_id"]
+        metrics = client.get_run(run_id).data.metrics
+        for method in SEQUENCE_METHODS:
+            check_faithfulness_metrics(metrics, method)
+            assert metrics[f"attn_logprob_drop.{method}"] >= 0
+            assert (f"attn_localization.{method}" in metrics) == (modality == "translation")
+            assert (f"attn_pointing.{method}" in metrics) == (modality == "translation")
+        files = {f.path for f in client.list_artifacts(run_id, "explain")}
+        assert files == {"explain/curves.png", "explain/scores.json", "explain/examples.json", "explain/viewer.html"}
+        examples = json.loads(Path(client.download_artifacts(run_id, "explain/examples.json")).read_text())
+        assert examples["kind"] == "alignment" and examples["methods"] == list(SEQUENCE_METHODS)
+        assert len(examples["examples"]) == 2
+        for example in examples["examples"]:
+            for method in SEQUENCE_METHODS:
+                rows = example["maps"][method]
+                assert len(rows) == len(example["output_tokens"]) and example["output_tokens"][-1] == "[EOS]"
+                assert {len(row) for row in rows} == {len(example["source_tokens"])}
+                assert all(sum(row) == pytest.approx(1, abs=1e-3) for row in rows)
+
+
 def test_the_explain_table_lists_every_method_of_the_last_pipeline(pipeline_result):
     from benchmarks.explain_table import last_pipeline_runs, table
 
     project, _ = pipeline_result
     rows = table(last_pipeline_runs(MlflowClient(f"sqlite:///{project / 'mlflow.db'}"))).splitlines()[2:]
     assert len(rows) == 5 * len([m for m in MODALITIES if get(m).explainer])
-    assert all(row.count("|") == 8 for row in rows) and any("| image | gradient_attention |" in row for row in rows)
+    assert all(row.count("|") == 9 for row in rows) and any("| image | gradient_attention |" in row for row in rows)
+    assert any("| translation | cross_attention |" in row for row in rows)
 
 
 def test_every_modality_compresses_and_its_champion_gets_a_compact_version(pipeline_result):

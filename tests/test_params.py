@@ -39,6 +39,9 @@ def test_the_repository_params_are_valid():
             lambda p: p["global"]["schedule"].update(every="day"),
             "global.schedule.every: Extra inputs are not permitted",
         ),
+        (lambda p: p["global"]["monitor"].update(cron="every hour"), "global.monitor.cron: Value error, not a cron"),
+        (lambda p: p["global"]["monitor"].update(ks_pvalue=1.5), "global.monitor.ks_pvalue: Input should be less"),
+        (lambda p: p["global"]["monitor"].update(min_requests=0), "global.monitor.min_requests: Input should be"),
         (
             lambda p: p["translation"]["model"].update(decoder_depth=0),
             "translation.model.decoder_depth: Input should be",

@@ -26,6 +26,7 @@ from tasks.scheduling.server import start_server, stop_server, wait_until_up
 from tests.conftest import REPO, tiny_params, write_params
 
 DEPLOYMENT = "attention-pipeline/scheduled"
+MONITOR_DEPLOYMENT = "monitor/scheduled"
 
 
 def free_port() -> int:
@@ -123,9 +124,15 @@ def test_served_deployment_has_the_schedule_and_its_run_is_the_pipeline(serving,
         assert run.data.tags["data_md5"] == parent.data.tags["data_md5"]
         assert len(run.data.tags["git_sha"]) == 40
 
+    with get_client(sync_client=True) as prefect:
+        monitoring = prefect.read_deployment_by_name(MONITOR_DEPLOYMENT)  # served beside the pipeline
+    assert monitoring.parameters == {"params_path": str(params_path)}
+    assert [s.schedule.cron for s in monitoring.schedules] == ["0 * * * *"]
+
     assert main(["status", "--params", str(params_path)]) == 0
     out = capsys.readouterr().out
     assert DEPLOYMENT in out and "30 4 * * * (Europe/Berlin)" in out and "next run:" in out
+    assert "monitor/scheduled" in out and "0 * * * * (Europe/Berlin)" in out
     assert "Completed" in out and flow_run.name in out
 
 
@@ -133,10 +140,12 @@ def test_the_server_schedules_runs_per_modality(real_server, tiny_project):
     params = tiny_params()
     params["global"]["schedule"] = {"cron": "0 * * * *", "timezone": "UTC", "per_modality": True}
     params_path = write_params(tiny_project, params)
-    ids = {deployment.name: deployment.apply() for deployment in deployments(params_path)}
-    assert sorted(ids) == sorted(f"scheduled-{m}" for m in MODALITIES)
+    ids = {f"{deployment.flow_name}/{deployment.name}": deployment.apply() for deployment in deployments(params_path)}
+    assert sorted(ids) == sorted([*(f"{DEPLOYMENT}-{m}" for m in MODALITIES), MONITOR_DEPLOYMENT])
     with get_client(sync_client=True) as client:
-        assert client.read_deployment(ids["scheduled-image"]).parameters["modalities"] == ["image"]
+        assert client.read_deployment(ids[f"{DEPLOYMENT}-image"]).parameters["modalities"] == ["image"]
+        [schedule] = client.read_deployment(ids[MONITOR_DEPLOYMENT]).schedules  # global.monitor.cron, the default
+        assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 * * * *", "UTC")
         deadline = time.monotonic() + 30
         while (
             not (

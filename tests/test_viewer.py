@@ -86,6 +86,22 @@ def tokens_explained() -> dict:
     return {**base, "examples": [example(0, len(tokens), 2, 5, tokens=tokens)]}
 
 
+SEQUENCE_METHODS = ["cross_attention", "last_layer_attention", "gradient_attention", "input_x_gradient", "random"]
+
+
+def alignment_explained() -> dict:
+    """A translation example of 3 output tokens over 4 source subwords: cross_attention aligns output token t with
+    source subword t, gradient_attention with subword 3 - t; a source token tries to break out of the page."""
+    sources, outputs = ["▁Polen", ATTACK, "▁und", "▁Chile"], ["▁Poland", "▁and", "▁Chile"]
+    maps = {method: [peaked(4, (t + 2) % 4) for t in range(3)] for method in SEQUENCE_METHODS}
+    maps["cross_attention"] = [peaked(4, t) for t in range(3)]
+    maps["gradient_attention"] = [peaked(4, 3 - t) for t in range(3)]
+    example = {"index": 5, "true": "Poland and Chile", "predicted": "Poland and Chile", "source_tokens": sources,
+               "output_tokens": outputs, "maps": maps}  # fmt: skip
+    base = {"modality": "translation", "kind": "alignment", "methods": SEQUENCE_METHODS, "layers": 0, "heads": 0}
+    return {**base, "examples": [example], "scores": SCORES}
+
+
 class Scripts(HTMLParser):
     """The page's <script> elements as an HTML tokenizer splits them: (attributes, text)."""
 
@@ -114,14 +130,14 @@ def scripts(page: str) -> list[tuple[dict, str]]:
 
 
 def test_page_loads_nothing_from_the_network():
-    for explained in (image_explained(), tokens_explained()):
+    for explained in (image_explained(), tokens_explained(), alignment_explained()):
         page = viewer_html(explained)
         assert not re.search(r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:)?//""", page, re.IGNORECASE)
         assert not re.search(r"https?://|@import|url\(", page), "a fetch, font or stylesheet from elsewhere"
 
 
-def test_embedded_data_round_trips_and_a_script_token_cannot_break_out():
-    explained = tokens_explained()
+@pytest.mark.parametrize("explained", [tokens_explained(), alignment_explained()], ids=["tokens", "alignment"])
+def test_embedded_data_round_trips_and_a_script_token_cannot_break_out(explained):
     found = scripts(viewer_html(explained))
     assert [attributes.get("id") for attributes, _ in found] == ["data", None]  # the data, the code: nothing else
     assert found[0][0]["type"] == "application/json"
@@ -201,6 +217,25 @@ def check_tokens_view(page):
     assert page.title() == "text: attention and relevance maps" and page.inner_text("#scores") == ""
 
 
+def check_alignment_view(page):
+    """The view of `alignment_explained`: an output tokens x source subwords heatmap whose rows follow the method;
+    switching the method moves each row's peak."""
+    page.select_option("#method", "cross_attention")
+    assert page.locator("#layer-box").is_hidden() and page.locator("#method option").count() == 5  # no raw heads
+    headers = page.locator("#view table.alignment tr").first.locator("th.source")
+    assert headers.all_inner_texts() == alignment_explained()["examples"][0]["source_tokens"]
+    assert page.locator("#view table.alignment tr").count() == 4  # the header, then one row per output token
+    aligned = shown(page)
+    assert [argmax(row) for row in aligned] == [0, 1, 2] and all(max(row) == 1.0 for row in aligned)
+    cell = page.locator("#view table.alignment tr").nth(2).locator("td").nth(1)  # "▁and" over the attack token
+    assert cell.get_attribute("title") == f"▁and <- {ATTACK}: 1"
+    assert "rgba(230, 30, 20, 0.9)" in cell.get_attribute("style")
+    page.select_option("#method", "gradient_attention")
+    assert [argmax(row) for row in shown(page)] == [3, 2, 1]
+    assert "rgba(230, 30, 20, 0.09" in cell.get_attribute("style")  # the same cell, now 0.1 of its row's peak
+    assert page.title() == "translation: attention and relevance maps" and "0.310" in page.inner_text("#scores")
+
+
 def browse(playwright, failures: list[str], source=lambda place: True):
     """A headless Chromium page that records into `failures` the console errors, uncaught errors and dialogs that
     `source` accepts: it is given the error's URL or stack, to tell the viewer's errors from its host page's."""
@@ -221,6 +256,8 @@ def test_viewer_in_a_browser_from_a_file(tmp_path):
     image.write_text(viewer_html(image_explained()))
     spectrogram.write_text(viewer_html(spectrogram_explained()))
     text.write_text(viewer_html(tokens_explained()))
+    alignment = tmp_path / "alignment.html"
+    alignment.write_text(viewer_html(alignment_explained()))
     failures = []
     with sync_playwright() as playwright:
         browser, page = browse(playwright, failures)
@@ -232,6 +269,9 @@ def test_viewer_in_a_browser_from_a_file(tmp_path):
         check_spectrogram_view(page)
         page.goto(text.as_uri())
         check_tokens_view(page)
+        page.goto(alignment.as_uri())
+        check_alignment_view(page)
+        page.screenshot(path=tmp_path / "alignment.png")
         browser.close()
     assert failures == []
 

@@ -13,17 +13,25 @@ German phrase with its English rendering.
 Deterministic: the values are drawn from ``random.Random(seed)`` and the layout is the one the translation
 importer writes (``{train,val,test}.{de,en}``, one sentence per line, line-aligned, UTF-8). The splits are
 disjoint (no German sentence is in two splits). Non-breaking spaces from CLDR become plain spaces.
+
+Phrase i of a German sentence renders the same value as phrase i of its English one, so the right alignment is
+known by construction at the phrase level; the generator records it for the test split in ``test_phrases.jsonl``
+(one JSON line per test line: the character spans [start, end) of each phrase in the source and in the target),
+which the explain stage scores cross-attention maps against. The name keeps it out of the test split's files
+(``test.*``), so the split's identity (its digest) is the sentences alone.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import random
 from pathlib import Path
 
 SOURCE_LANG, TARGET_LANG = "de", "en"
 SPLIT_NAMES = ("train", "val", "test")
 PHRASE_SEPARATOR = "; "
+PHRASES = "test_phrases.jsonl"  # the phrase alignment of each test line (see the module docstring)
 DATE_FORMATS = ("full", "long", "medium")
 CURRENCIES = ("EUR", "USD", "GBP", "CHF", "JPY", "SEK", "CAD", "AUD")
 UNITS = (
@@ -57,7 +65,8 @@ def generate_translation_dataset(
     test_fraction: float = 0.1,
     seed: int = 0,
 ) -> dict:
-    """Write {train,val,test}.de and .en to out_dir; returns {"num_pairs", "splits": {split: pairs}}."""
+    """Write {train,val,test}.de and .en and the test split's phrase alignment (PHRASES) to out_dir; returns
+    {"num_pairs", "splits": {split: pairs}}."""
     if num_pairs < 3 or max_phrases < 1:
         raise ValueError(f"num_pairs must be >= 3 and max_phrases >= 1, got {num_pairs} and {max_phrases}")
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -66,16 +75,16 @@ def generate_translation_dataset(
             "and sum to less than 1"
         )
     phrases = PhraseMaker(random.Random(seed))
-    pairs: dict[str, str] = {}  # German -> English; a German sentence occurs once
+    pairs: dict[str, list[tuple[str, str]]] = {}  # German sentence -> its phrases; a German sentence occurs once
     attempts = 0
     while len(pairs) < num_pairs:
         attempts += 1
         if attempts > 20 * num_pairs:
             raise ValueError(f"num_pairs={num_pairs}: could not draw that many distinct sentences")
         parts = [phrases.draw() for _ in range(phrases.rng.randint(1, max_phrases))]
-        source = PHRASE_SEPARATOR.join(de for de, _ in parts)
-        pairs.setdefault(source, PHRASE_SEPARATOR.join(en for _, en in parts))
-    rows = list(pairs.items())  # in drawing order, which the seed fixes
+        pairs.setdefault(PHRASE_SEPARATOR.join(de for de, _ in parts), parts)
+    # in drawing order, which the seed fixes: (German, English, the phrases)
+    rows = [(source, PHRASE_SEPARATOR.join(en for _, en in parts), parts) for source, parts in pairs.items()]
     num_test, num_val = max(1, round(num_pairs * test_fraction)), max(1, round(num_pairs * val_fraction))
     splits = {"test": rows[:num_test], "val": rows[num_test : num_test + num_val], "train": rows[num_test + num_val :]}
     out_dir = Path(out_dir)
@@ -85,7 +94,31 @@ def generate_translation_dataset(
             (out_dir / f"{split}.{lang}").write_text(
                 "".join(row[position] + "\n" for row in split_rows), encoding="utf-8"
             )
+    lines = [json.dumps(phrase_spans(parts)) + "\n" for _, _, parts in splits["test"]]
+    (out_dir / PHRASES).write_text("".join(lines), encoding="utf-8")
     return {"num_pairs": len(rows), "splits": {split: len(splits[split]) for split in SPLIT_NAMES}}
+
+
+def spans(texts: list[str]) -> list[list[int]]:
+    """The character spans [start, end) of texts joined with PHRASE_SEPARATOR."""
+    result, start = [], 0
+    for text in texts:
+        result.append([start, start + len(text)])
+        start += len(text) + len(PHRASE_SEPARATOR)
+    return result
+
+
+def phrase_spans(parts: list[tuple[str, str]]) -> dict[str, list[list[int]]]:
+    """{"source": spans of the German phrases, "target": spans of the English ones}: phrase i renders phrase i."""
+    return {"source": spans([de for de, _ in parts]), "target": spans([en for _, en in parts])}
+
+
+def read_phrases(data_dir: Path) -> list[dict] | None:
+    """The phrase spans of each test line (``phrase_spans``), or None for data without them (imported corpora)."""
+    path = Path(data_dir) / PHRASES
+    if not path.exists():
+        return None
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def plain_spaces(text: str) -> str:

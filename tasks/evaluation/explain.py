@@ -10,7 +10,9 @@ For a fixed, evenly spaced sample of test examples and every method of attn_mode
   relies on better than chance.
 - **localization** (when the modality knows where the evidence is, ``Classifier.localization_target``): the share of
   the map's mass on the evidence (the ink of a built-in digit, the frames of a built-in spoken word), and the
-  **pointing game**: whether the map's top token lies on it.
+  **pointing game**: whether the map's top token lies on it. Where the evidence is the whole input (every word of a
+  sentence says its language), the modality joins the example with one of another class instead
+  (``Classifier.spliced_example``) and scores the maps of the joined input on the part of the class it predicts.
 
 Metric names: ``attn_<score>.<method>``, e.g. ``attn_deletion_auc.gradient_attention``. Files, under explain/:
 curves.png (the mean curves), scores.json (the table), examples.json (the maps of the first examples) and
@@ -27,6 +29,7 @@ from attn_models.attribution import METHODS, area_under, class_token_maps, refer
 from tasks.evaluation.viewer import viewer_html
 
 SCORES = ("deletion_auc", "insertion_auc", "deletion_gap", "localization", "pointing")
+SUMMED = ("deletion_auc", "insertion_auc", "logprob_drop", "localization", "pointing")  # averaged over examples
 
 
 def sample_indices(count: int, samples: int) -> list[int]:
@@ -59,17 +62,34 @@ def score_example(model, inputs, baseline, localization_target, steps: int, seed
     return {"maps": maps, "scores": scores}
 
 
-def summary(examples: list[dict]) -> dict[str, dict[str, float]]:
-    """{method: {score: mean over the examples}}, the deletion gap included."""
+def spliced_localization(model, inputs, baseline, evidence: dict, seed: int) -> dict | None:
+    """Localization and pointing of every method on an input joined from examples of different classes (inputs: a
+    batch of one; evidence: {class: (T,) share of each token that is evidence for it}), for the class the model
+    predicts on it; None when that is none of the joined examples' classes."""
+    maps = class_token_maps(model, inputs, seed=seed, reference=reference_tokens(model, baseline))
+    target = evidence.get(maps["target"])
+    if target is None:
+        return None
+    return {
+        method: {
+            "localization": float((maps[method] * target).sum()),
+            "pointing": float(target[int(maps[method].argmax())] > 0),
+        }
+        for method in METHODS
+    }
+
+
+def summary(examples: list[dict], methods=METHODS) -> dict[str, dict[str, float]]:
+    """{method: {score: mean over the examples that have it}}, the deletion gap included."""
     table = {}
-    for method in METHODS:
+    for method in methods:
         scores = [example["scores"][method] for example in examples]
         table[method] = {
-            key: float(np.mean([score[key] for score in scores]))
-            for key in ("deletion_auc", "insertion_auc", "localization", "pointing")
-            if key in scores[0]
+            key: float(np.mean([score[key] for score in scores if key in score]))
+            for key in SUMMED
+            if any(key in score for score in scores)
         }
-    for method in METHODS:
+    for method in methods:
         table[method]["deletion_gap"] = table["random"]["deletion_auc"] - table[method]["deletion_auc"]
     return table
 
@@ -78,20 +98,21 @@ def as_metrics(table: dict[str, dict[str, float]]) -> dict[str, float]:
     return {f"attn_{score}.{method}": value for method, scores in table.items() for score, value in scores.items()}
 
 
-def curves_figure(examples: list[dict], steps: int, title: str):
+def curves_figure(examples: list[dict], steps: int, title: str, methods=METHODS,
+                  ylabel: str = "probability of the predicted class"):  # fmt: skip
     """The mean deletion and insertion curve of each method, side by side."""
     import matplotlib.pyplot as plt
 
     fractions = np.linspace(0, 1, steps + 1)
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
     for curve, ax in zip(("deletion", "insertion"), axes):
-        for method in METHODS:
+        for method in methods:
             mean = np.mean([example["scores"][method][curve] for example in examples], axis=0)
             ax.plot(fractions, mean, label=method, linestyle=":" if method == "random" else "-")
         ax.set(title=f"{curve} (tokens {'removed' if curve == 'deletion' else 'added'}, most relevant first)",
                xlabel="fraction of tokens", ylim=(0, 1.02))  # fmt: skip
         ax.title.set_fontsize(9)
-    axes[0].set_ylabel("probability of the predicted class")
+    axes[0].set_ylabel(ylabel)
     axes[1].legend(fontsize=7)
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
@@ -109,6 +130,13 @@ def explain_classifier(spec, e) -> dict[str, float]:
         baseline, inputs = spec.removal_baseline(item, e).unsqueeze(0), item.unsqueeze(0)
         target = partial(spec.localization_target, index, item, e=e)  # of the tokens: known once the maps are
         scored = score_example(e.model, inputs, baseline, target, e.settings.steps, e.seed + index)
+        spliced = spec.spliced_example(index, item, label, e)
+        if spliced is not None:
+            joined, evidence = spliced
+            baseline = spec.removal_baseline(joined, e).unsqueeze(0)
+            located = spliced_localization(e.model, joined.unsqueeze(0), baseline, evidence, e.seed + index)
+            for method, scores in (located or {}).items():
+                scored["scores"][method].update(scores)
         examples.append(scored)
         if len(shown) < e.settings.viewer_examples:
             shown.append(viewer_record(spec, index, item, label, scored["maps"], e))

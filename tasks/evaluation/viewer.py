@@ -7,18 +7,24 @@ as base64 PNGs, the code is plain JavaScript), so it opens from a file:// URL, o
 artifact view, which shows HTML in a sandboxed iframe (scripts allowed; no storage, no same origin, no navigation).
 
 What `explained` holds (built by the explain stage; `tests/test_viewer.py` builds examples by hand):
-- `modality` (shown in the title), `kind` ("tokens", "image" or "spectrogram"), `methods` (the map names, in order),
-  `layers` and `heads` (the shape of each example's `heads`), `grid` ([rows, cols] of patches for "image",
+- `modality` (shown in the title), `kind` ("tokens", "image", "spectrogram" or "alignment"), `methods` (the map
+  names, in order), `layers` and `heads` (the shape of each example's `heads`; 0 when there is no raw attention to
+  show, as for "alignment"), `grid` ([rows, cols] of patches for "image",
   [1, frames] for "spectrogram"; absent for "tokens"), `scores` (optional: {method: {score name: value}});
 - `examples`: each with `index` (in the test set), `true`, `predicted`, `tokens` ("tokens" only) or `picture` (a
   base64 PNG: the grayscale image, or the spectrogram with time on the x axis), `maps` ({method: one value per
   token, patch in row-major order, or frame}) and `heads` (per layer, per head: the class token's attention to each
   of the same tokens, patches or frames).
+- "alignment" (sequence tasks: tasks/evaluation/explain_sequence.py): each example has `source_tokens` (a label per
+  source unit: subwords, or encoder frames by their start time), `output_tokens`, and `maps` ({method: per output
+  token, one value per source unit}), drawn as an output tokens x source units heatmap; no `heads`.
 
 The view element `#view` carries the map it shows as `data-map`: a JSON array of the values divided by the largest
 absolute value of that map for that example (so in [-1, 1], 0 where the map is all zeros), the numbers that colour
-it; each token's tooltip gives the raw value. The selectors' values: `#example` the example's position in the list,
-`#method` a method's name or "@heads" (the raw attention), `#layer` and `#head` counted from 1 as shown (or "mean").
+it; each token's tooltip gives the raw value. For "alignment" it is the matrix (one array per output token), each row
+divided by its own largest absolute value (each output token has its own map). The selectors' values: `#example`
+the example's position in the list, `#method` a method's name or "@heads" (the raw attention), `#layer` and `#head`
+counted from 1 as shown (or "mean").
 """
 
 import json
@@ -39,6 +45,9 @@ TEMPLATE = """<!DOCTYPE html>
   canvas { image-rendering: pixelated; border: 1px solid #ccc; }
   table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
   .legend { color: #666; font-size: 12px; }
+  table.alignment td { width: 1.4em; height: 1.3em; padding: 0; border: 1px solid #eee; }
+  table.alignment th { font-weight: normal; font-size: 12px; padding: 0 4px; }
+  table.alignment th.source { writing-mode: vertical-rl; text-align: left; }
 </style>
 </head>
 <body>
@@ -112,6 +121,27 @@ function drawTokens(view, example, raw, values) {
   });
 }
 
+function drawAlignment(view, example, raw, values) {  // rows: output tokens, columns: source units
+  const table = document.createElement("table"), header = table.insertRow();
+  table.className = "alignment";
+  header.appendChild(document.createElement("th"));
+  example.source_tokens.forEach(token => {
+    const cell = header.appendChild(document.createElement("th"));
+    cell.className = "source";
+    cell.textContent = token;
+  });
+  example.output_tokens.forEach((token, t) => {
+    const row = table.insertRow();
+    row.appendChild(document.createElement("th")).textContent = token;
+    values[t].forEach((value, s) => {
+      const cell = row.insertCell();
+      cell.title = `${token} <- ${example.source_tokens[s]}: ${raw[t][s]}`;
+      cell.style.background = colour(value, 0.9);
+    });
+  });
+  view.appendChild(table);
+}
+
 function drawPicture(view, picture, values) {
   const canvas = document.createElement("canvas");
   const scale = Math.max(1, Math.round(480 / Math.max(picture.width, picture.height)));
@@ -130,11 +160,12 @@ function drawPicture(view, picture, values) {
 
 function render() {
   const which = Number($("example").value), example = data.examples[which], view = $("view");
-  const raw = shownMap(example), values = normalised(raw);
+  const raw = shownMap(example), values = data.kind === "alignment" ? raw.map(normalised) : normalised(raw);
   $("layer-box").hidden = $("head-box").hidden = $("method").value !== RAW;
   view.replaceChildren();
   view.dataset.map = JSON.stringify(values);
   if (data.kind === "tokens") return drawTokens(view, example, raw, values);
+  if (data.kind === "alignment") return drawAlignment(view, example, raw, values);
   const picture = pictures[which];
   if (picture.complete && picture.naturalWidth) drawPicture(view, picture, values);
 }

@@ -269,6 +269,19 @@ class Asr(SequenceTask):
         figure.tight_layout()
         return figure
 
+    def removal_baseline(self, source, e):
+        """A silent clip of the same length: a removed encoder frame keeps its position and hears silence. (No
+        alignment_evidence: the built-in generator speaks each digit string in one eSpeak call, so where each word
+        is spoken is not known.)"""
+        import torch
+
+        return torch.zeros_like(source)
+
+    def viewer_source(self, source, units, e):
+        """One label per encoder frame: the time it starts at (the frames split the clip evenly)."""
+        seconds = len(source) / e.section.data.sample_rate
+        return {"source_tokens": [f"{unit * seconds / units:.2f}s" for unit in range(units)]}
+
     def serving_example(self, data_dir, section):
         import base64
 

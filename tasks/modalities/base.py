@@ -171,6 +171,8 @@ class Modality:
 
     # 'module:function(spec, Explanation) -> attn_* metrics': scores the attention maps in the explain stage, or None
     explainer: ClassVar[str | None] = None
+    # The two methods whose deletion AUC the explain stage prints and whose deletion gap `attnflow compare` shows.
+    explain_headline: ClassVar[tuple[str, ...]] = ()
 
     def model_example(self, model, splits):
         """(input example, signature) for the logged pytorch model, or (None, None) when it has no single input."""

@@ -2,10 +2,12 @@
 rollout from the class token over the input tokens (text subwords, image patches, spectrogram frames).
 
 Evaluation: test accuracy and macro F1, a confusion matrix, and the rollout of ``eval.attention_maps`` test samples
-drawn by the modality (``attention_figure``). Serving: per input, the label, the class probabilities and the rollout.
+drawn by the modality (``attention_figure``), and the reference of the served model's monitor (``log_reference``).
+Serving: per input, the label, the class probabilities, the rollout and a summary of the input (``input_features``).
 """
 
 from tasks.modalities.base import Evaluation, Explanation, Modality
+from tasks.names import MONITOR_REFERENCE
 
 
 class Classifier(Modality):
@@ -32,6 +34,19 @@ class Classifier(Modality):
         take raises tasks.data.requests.BadRequest (limits: the served model's, global.serving)."""
         raise NotImplementedError
 
+    def input_features(self, inputs, tokenizer) -> dict[str, float]:
+        """Summary features of one decoded input (what request_input returns, unbatched: the same as a test split
+        item) that tell whether served inputs still look like the test split (text: its length and share of unknown
+        subwords; image: its brightness and contrast; audio: its level and silence), and carry none of the input
+        itself: they go to the request log and the monitor compares them with the run's reference."""
+        raise NotImplementedError
+
+    def reference_request(self, split, index: int, tokenizer) -> tuple:
+        """Test example index of split as a decoded request (a batch of one, what else the answer carries), for the
+        reference the monitor compares served answers with; a modality adds what its request_input records of the
+        raw value (a clip's duration before it is padded or cut)."""
+        return split[index][0].unsqueeze(0), {}
+
     def batch_inputs(self, inputs: list) -> tuple:
         """The rows' inputs (each a batch of one) as one batch, and each row's length where rows of different lengths
         were padded (None: all have one shape, as images and fixed-length clips do)."""
@@ -57,7 +72,23 @@ class Classifier(Modality):
         e.client.log_figure(e.run_id, figure, "confusion_matrix.png")
         plt.close(figure)
         self.log_attention_maps(e)
+        self.log_reference(e)
         return metrics
+
+    def log_reference(self, e: Evaluation) -> None:
+        """What the served model's answers will be compared with (tasks/evaluation/monitoring.py): the features of its
+        answers to the whole test split, answered as served (rollout, one pass per eval.batch_size examples)."""
+        import torch
+
+        from tasks.evaluation.monitoring import reference
+
+        test, size, answers = e.splits.test, e.section.eval.batch_size, []
+        with torch.no_grad():
+            for start in range(0, len(test), size):
+                indices = range(start, min(start + size, len(test)))
+                requests = [self.reference_request(test, index, e.tokenizer) for index in indices]
+                answers += self.answer(e.model, e.splits.class_names, e.tokenizer, requests)
+        e.client.log_dict(e.run_id, reference(answers, e.splits.class_names), MONITOR_REFERENCE)
 
     def test_predictions(self, e: Evaluation) -> tuple[dict[str, float], object, object]:
         """(test accuracy and macro F1, the labels, the predictions) of e.model on the test split, on e.device."""
@@ -113,6 +144,7 @@ class Classifier(Modality):
 
     # ---- explanation --------------------------------------------------------------------------
     explainer = "tasks.evaluation.explain:explain_classifier"  # by name: evaluate's code does not include it
+    explain_headline = ("gradient_attention", "rollout")
     viewer_kind: str = "tokens"  # how the HTML viewer draws an input: tokens, image or spectrogram
 
     def removal_baseline(self, item, e: Explanation):
@@ -123,6 +155,13 @@ class Classifier(Modality):
     def localization_target(self, index: int, item, tokens: int, e: Explanation):
         """The share of each of the tokens of test example index (item) that is evidence for the label (T,), known by
         construction (the ink of a built-in digit, the span of a built-in spoken word), or None when not known."""
+        return None
+
+    def spliced_example(self, index: int, item, label: int, e: Explanation):
+        """For a classifier whose evidence is spread over the whole input (every word of a sentence): an input made
+        of test example index and another of a different class, with the span of each, (input, {class: (T,) share
+        of each token that is evidence for it}); the maps over it are scored for localization in place of
+        ``localization_target``. None: no such check."""
         return None
 
     def viewer_input(self, item, tokens: int, e: Explanation) -> dict:
@@ -146,7 +185,7 @@ class Classifier(Modality):
         """The rows' answers, from one forward pass over all of them (at most global.serving.max_rows). The
         attention is the rollout of that pass, or the map of another method (attn_models/attribution.py) when the
         request's params name one: a gradient-weighted map costs a forward and a backward pass per row."""
-        from attn_models.attribution import METHODS, class_token_maps
+        from attn_models.attribution import METHODS
         from tasks.data.requests import BadRequest, each_row, limits_from
 
         method = (params or {}).get("attention") or "rollout"
@@ -155,10 +194,18 @@ class Classifier(Modality):
         if method != "rollout" and (config or {}).get("quantize"):  # the other maps need the gradients of one pass
             raise BadRequest(f"params.attention: this model is quantized to int8 (no gradients): only rollout, not "
                              f"{method!r}")  # fmt: skip
-        class_names, limits = checkpoint["class_names"], limits_from(config)
+        limits = limits_from(config)
         requests = each_row(
             values, lambda value: self.request_input(value, checkpoint["model_args"], tokenizer, limits)
         )
+        return self.answer(model, checkpoint["class_names"], tokenizer, requests, method)
+
+    def answer(self, model, class_names: list[str], tokenizer, requests: list[tuple], method: str = "rollout"):
+        """The answers to decoded requests ((a batch of one, what else the answer carries) each, as request_input
+        gives them), from one forward pass: the label, the class probabilities, the attention map and the input's
+        summary (``input_features``: what the request log keeps, in place of the input)."""
+        from attn_models.attribution import class_token_maps
+
         batch, lengths = self.batch_inputs([inputs for inputs, _ in requests])
         logits, relevance = model.predict_with_relevance(batch)
         answers = []
@@ -167,6 +214,7 @@ class Classifier(Modality):
                 attention = relevance[row, : lengths[row]] if lengths else relevance[row]  # padding has none
             else:
                 attention = class_token_maps(model, inputs)[method]
+            summary = self.input_features(inputs[0], tokenizer) | extra.get("input_summary", {})
             answers.append(
                 {
                     "label": class_names[int(probabilities.argmax())],
@@ -174,6 +222,7 @@ class Classifier(Modality):
                     "attention": [round(float(v), 6) for v in attention],
                     "attention_method": method,
                     **extra,
+                    "input_summary": {name: round(float(value), 6) for name, value in summary.items()},
                 }
             )
         return answers

@@ -189,6 +189,11 @@ class Image(Classifier):
         grid = e.checkpoint["model_args"]["image_size"] // e.checkpoint["model_args"]["patch_size"]
         return {"picture": png_base64(item.mean(dim=0).numpy()), "grid": [grid, grid]}
 
+    def input_features(self, inputs, tokenizer):
+        """Brightness and contrast of the input as the model sees it (normalised: -1 black, 1 white): inverted, darker,
+        washed-out or differently sized pictures move them."""
+        return {"pixel_mean": float(inputs.mean()), "pixel_std": float(inputs.std())}
+
     def request_input(self, value, model_args, tokenizer, limits):
         from tasks.data.datasets import image_pixels, image_transforms
         from tasks.data.requests import open_image

@@ -3,12 +3,14 @@ input, e.g. a translation or a transcript; its cross-attention over the input is
 
 Training: teacher forcing, one label per target token. Evaluation: the test split decoded with beam search and
 greedily, detokenized, scored by the modality (``score``) against the raw references; the hypotheses, sample
-outputs and the alignment of ``eval.attention_maps`` test inputs, drawn by the modality. Serving: per input, the
-output text and its alignment. Decoding settings come from the eval section (tasks/schema.py DecodeParams), so
+outputs and the alignment of ``eval.attention_maps`` test inputs, drawn by the modality. Explanation (the explain
+stage): per output token, maps over the input by five methods, scored for faithfulness and, where the modality
+knows the right alignment, localization (tasks/evaluation/explain_sequence.py). Serving: per input, the output text
+and its alignment. Decoding settings come from the eval section (tasks/schema.py DecodeParams), so
 evaluation and serving decode the same way.
 """
 
-from tasks.modalities.base import Evaluation, Modality
+from tasks.modalities.base import Evaluation, Explanation, Modality
 
 
 def output_ids(row, eos_id: int, pad_id: int) -> list[int]:
@@ -185,6 +187,26 @@ class SequenceTask(Modality):
         model.greedy_decode(
             inputs, model.max_new_tokens(inputs, settings["max_decode_len"], settings["decode_len_ratio"])
         )
+
+    # ---- explanation --------------------------------------------------------------------------
+    explainer = "tasks.evaluation.explain_sequence:explain_sequence"  # by name: evaluate's code does not include it
+    explain_headline = ("gradient_attention", "cross_attention")
+
+    def removal_baseline(self, source, e: Explanation):
+        """An input like source (one model input, as a split holds it) that carries no evidence: what a source unit
+        removed in the deletion and insertion curves becomes (attn_models/sequence_attribution.py)."""
+        raise NotImplementedError
+
+    def alignment_evidence(self, index: int, source, target, e: Explanation):
+        """The right alignment of test example index (source; target: its reference output ids, [BOS] .. [EOS]), known
+        by construction: (T, S) with T = len(target) - 1 rows (the teacher-forced tokens) and one column per source
+        unit, 1 where unit s is the evidence of token t and 0 elsewhere (all-zero rows are not scored); or None when
+        it is not known."""
+        return None
+
+    def viewer_source(self, source, units: int, e: Explanation) -> dict:
+        """What the viewer shows of a source of that many units: {"source_tokens": one label per unit}."""
+        raise NotImplementedError
 
     # ---- serving ------------------------------------------------------------------------------
     def serve(self, model, checkpoint: dict, tokenizer, config: dict, values: list, params=None) -> list[dict]:

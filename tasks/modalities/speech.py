@@ -8,6 +8,7 @@ model's sample rate; padded or cut to the clip length.
 """
 
 import functools
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,9 @@ from tasks.schema import DataSection, ModalityParams, ModelParams, Section, Spli
 
 NOT_WORDS = {"_background_noise_"}  # Speech Commands' noise recordings; _silence_ and _unknown_ are classes
 SPLIT_LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
+SILENCE_FRAMES = 100  # a clip's input summary counts silence in this many frames (10 ms each in a 1 s clip)
+SILENCE_DB = -50.0  # dB of full scale: a frame quieter than this is near silence
+SILENCE_FLOOR_DB = -120.0  # the level of digital silence (no log of 0)
 
 
 class SpeechBuiltinData(Section):
@@ -200,12 +204,40 @@ class Speech(Classifier):
         log_mel = e.model.front_end(item[None])[0]  # (n_mels, frames)
         return {"picture": png_base64(log_mel.detach().numpy(), flip=True), "grid": [1, tokens]}
 
+    def input_features(self, inputs, tokenizer):
+        """The clip's level (RMS, dB of full scale) and the share of its frames (a hundredth of the clip each) that are
+        near silence: louder noise, a quieter microphone, or clips much shorter than the model's length (padded with
+        silence) move them."""
+        samples = inputs.double()  # the square of a loud float32 sample may overflow float32
+        count = min(SILENCE_FRAMES, len(samples))
+        frames = samples[: len(samples) // count * count].reshape(count, -1)
+        frame_level = frames.pow(2).mean(dim=1).sqrt()
+        return {
+            "rms_db": decibels(float(samples.pow(2).mean().sqrt())),
+            "silent_share": float((frame_level < 10 ** (SILENCE_DB / 20)).double().mean()),
+        }
+
+    def reference_request(self, split, index, tokenizer):
+        """With the clip's duration, as request_input records it."""
+        import soundfile
+
+        inputs, extra = super().reference_request(split, index, tokenizer)
+        return inputs, {"input_summary": {"duration_s": soundfile.info(split.items[index]).duration}}
+
     def request_input(self, value, model_args, tokenizer, limits):
+        """The clip padded or cut to the model's length; its duration before that goes in the answer's summary."""
         from tasks.data.datasets import fit_length
         from tasks.data.requests import read_audio
 
         num_samples = int(model_args["sample_rate"] * model_args["clip_seconds"])
-        return fit_length(read_audio(value, model_args["sample_rate"], limits), num_samples).unsqueeze(0), {}
+        clip = read_audio(value, model_args["sample_rate"], limits)
+        duration = {"input_summary": {"duration_s": len(clip) / model_args["sample_rate"]}}
+        return fit_length(clip, num_samples).unsqueeze(0), duration
+
+
+def decibels(rms: float) -> float:
+    """An RMS level in dB of full scale, silence floored at SILENCE_FLOOR_DB (log of 0)."""
+    return max(SILENCE_FLOOR_DB, 20 * math.log10(rms)) if rms > 0 else SILENCE_FLOOR_DB
 
 
 def word_spans(data_dir) -> dict:

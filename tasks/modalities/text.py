@@ -162,6 +162,23 @@ class Text(Classifier):
 
         return torch.full_like(item, e.tokenizer.token_to_id(UNK))
 
+    def spliced_example(self, index, item, label, e):
+        """Test example index joined with the next test example of another class (after it when index is even,
+        before it when odd), cut at the model's length: whichever class the model predicts, the evidence for it
+        is the tokens of that class's text. Fits any text classification (languages, topics)."""
+        import torch
+
+        test = e.splits.test
+        following = ((index + step) % len(test) for step in range(1, len(test)))
+        partner = next((test[i] for i in following if test[i][1] != label), None)
+        if partner is None:  # one class in the test split: nothing to tell apart
+            return None
+        parts = [(item, label), partner] if index % 2 == 0 else [partner, (item, label)]
+        ids = torch.cat([tokens for tokens, _ in parts])[: e.checkpoint["model_args"]["max_len"]]
+        first = min(len(parts[0][0]), len(ids))
+        evidence = {parts[0][1]: torch.arange(len(ids)) < first, parts[1][1]: torch.arange(len(ids)) >= first}
+        return ids, {cls: span.float() for cls, span in evidence.items()}
+
     def viewer_input(self, item, tokens, e):
         return {"tokens": [e.tokenizer.id_to_token(int(i)) for i in item]}
 
@@ -171,6 +188,16 @@ class Text(Classifier):
 
         ids = encode_texts(tokenizer, [text(value, limits)], model_args["max_len"])[0]
         return ids.unsqueeze(0), {"tokens": [tokenizer.id_to_token(int(i)) for i in ids]}
+
+    def input_features(self, inputs, tokenizer):
+        """How many subwords (up to the model's length) and the share of them unknown to the vocabulary: text in
+        another language or script, or garbage, is mostly unknown subwords."""
+        from tasks.data.datasets import UNK
+
+        return {
+            "token_count": float(len(inputs)),
+            "unknown_rate": float((inputs == tokenizer.token_to_id(UNK)).float().mean()),
+        }
 
     def batch_inputs(self, inputs):
         from torch.nn.utils.rnn import pad_sequence

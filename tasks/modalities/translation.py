@@ -187,11 +187,54 @@ class Translation(SequenceTask):
         figure.tight_layout()
         return figure
 
+    def removal_baseline(self, source, e):
+        """As many unknown words: a removed subword keeps its position and loses its word."""
+        import torch
+
+        from tasks.data.datasets import UNK
+
+        return torch.full_like(source, e.tokenizer.token_to_id(UNK))
+
+    def alignment_evidence(self, index, source, target, e):
+        """On the built-in corpus (its test_phrases.jsonl), for sentences of two phrases or more: 1 where source
+        subword s lies in the phrase that reference subword t renders (phrase i of the source renders phrase i of the
+        target), by the tokenizer's character offsets. Subwords of no phrase (the "; " between them) and [EOS] get
+        all-zero rows."""
+        import torch
+
+        from tasks.data.builtin_translation import read_phrases
+
+        phrases = read_phrases(e.data_dir) if e.builtin_data else None
+        if phrases is None or len(phrases[index]["source"]) < 2:
+            return None
+        sources, references = self.test_texts(e.data_dir, e.section)
+        source_phrases = token_phrases(sources[index], phrases[index]["source"], e.tokenizer)[: len(source)]
+        target_phrases = token_phrases(references[index], phrases[index]["target"], e.tokenizer)[: len(target) - 2]
+        evidence = torch.zeros(len(target) - 1, len(source))
+        for row, phrase in enumerate(target_phrases):
+            if phrase is not None:
+                evidence[row] = torch.tensor([float(p == phrase) for p in source_phrases])
+        return evidence
+
+    def viewer_source(self, source, units, e):
+        return self.source_record(source, e.tokenizer)
+
     def request_source(self, value, checkpoint, tokenizer, limits):
         from tasks.data.datasets import encode_texts
         from tasks.data.requests import text
 
         return encode_texts(tokenizer, [text(value, limits, "the sentence")], checkpoint["model_args"]["max_len"])[0]
+
+
+def token_phrases(text: str, spans: list[list[int]], tokenizer) -> list[int | None]:
+    """The phrase (its index in spans, character ranges [start, end) of text) of each subword of text: the one that
+    holds the subword's first character that is not a space (a Metaspace piece's offsets may take the space before
+    it), or, for a space alone, the space; None for a subword in no phrase (the "; " between phrases)."""
+    phrases = []
+    for start, end in tokenizer.encode(text).offsets:
+        first = next((c for c in range(start, end) if not text[c].isspace()), start)
+        phrases.append(next((i for i, (a, b) in enumerate(spans) if a <= first < b), None))
+    return phrases
 
 
 SPEC = Translation()

@@ -44,7 +44,7 @@ def explain_model(modality: str, params: Params, root: Path, run_id: str, traine
         "%s attention on %d test examples: deletion AUC %s (random %.3f)",
         modality,
         min(settings.samples, len(splits.test)),
-        ", ".join(f"{m} {metrics[f'attn_deletion_auc.{m}']:.3f}" for m in ("gradient_attention", "rollout")),
+        ", ".join(f"{m} {metrics[f'attn_deletion_auc.{m}']:.3f}" for m in spec.explain_headline),
         metrics["attn_deletion_auc.random"],
     )
     return {"metrics": metrics, "run_id": run_id}

@@ -8,14 +8,19 @@ from mlflow.tracking import MlflowClient
 from tasks.modalities import get
 
 TRAINING_METRICS = ("best_val_accuracy", "num_parameters")
-# How much better than a random map the attention explains the model (tasks/evaluation/explain.py): where it has one.
-EXPLAIN_METRICS = ("attn_deletion_gap.gradient_attention", "attn_deletion_gap.rollout")
+
+
+def explain_metrics(spec) -> tuple[str, ...]:
+    """How much better than a random map the attention explains the model (the explain stage), where it has one:
+    the deletion gaps of the spec's two headline methods (classifiers: the gradient-weighted map and rollout;
+    sequence tasks: the gradient-weighted and the plain cross-attention)."""
+    return tuple(f"attn_deletion_gap.{method}" for method in spec.explain_headline) if spec.explainer else ()
 
 
 def compare_runs(client: MlflowClient, experiment_id: str, modality: str, sweep: str | None = None) -> list[dict]:
     """One row per finished run, sorted by the modality's primary test metric (best first, in its direction)."""
     spec = get(modality)
-    metrics = (*spec.metrics, *TRAINING_METRICS, *(EXPLAIN_METRICS if spec.explainer else ()))  # the first ranks
+    metrics = (*spec.metrics, *TRAINING_METRICS, *explain_metrics(spec))  # the first ranks
     query = "attributes.status = 'FINISHED'" + (f" AND tags.sweep_id = '{sweep}'" if sweep else "")
     runs = client.search_runs([experiment_id], query, max_results=1000)
     differing = sorted(

@@ -59,13 +59,16 @@ def run_name(modality: str, section) -> str:
     return f"{modality}-{get(modality).describe_model(section)}-lr{t.lr:g}-ep{t.epochs}"
 
 
-def connect(root: Path, params: Params, modality: str | None = None) -> tuple[MlflowClient, str]:
-    """Point MLflow at the project's store; return a client and the id of the pipeline's (or a task's) experiment."""
+def connect(
+    root: Path, params: Params, modality: str | None = None, experiment: str | None = None
+) -> tuple[MlflowClient, str]:
+    """Point MLflow at the project's store; return a client and the id of the pipeline's (or a task's, or the named)
+    experiment."""
     uri = tracking_uri(root, params)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri)
-    name = experiment_name(params, modality)
+    name = experiment or experiment_name(params, modality)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # made before the tag was set
