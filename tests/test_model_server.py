@@ -225,6 +225,18 @@ def test_an_address_beyond_loopback_without_a_token_is_refused_before_anything_l
 
 def test_an_alias_the_model_lacks_is_refused_naming_its_aliases(pipeline_runs, monkeypatch):
     monkeypatch.delenv(TOKEN_ENV, raising=False)
-    result = attnflow(pipeline_runs[0], "serve-model", "--task", "digit-classification", "--variant", "compact")
-    assert_one_line_error(result, EXIT_INVALID, f"model {MODEL} has no version with the alias 'compact'",
-                          "its aliases: challenger (v", "champion (v1)")  # fmt: skip
+    result = attnflow(pipeline_runs[0], "serve-model", "--task", "digit-classification", "--variant", "staging")
+    assert_one_line_error(result, EXIT_INVALID, f"model {MODEL} has no version with the alias 'staging'",
+                          "its aliases: challenger (v", "champion (v1)", "compact (v2)")  # fmt: skip
+
+
+def test_the_compact_variant_loads_as_serve_model_loads_it_and_answers(pipeline_runs):
+    """`--variant compact`: the compress stage's variant of the champion, rebuilt at load (tasks/stages/compress.py)."""
+    import pandas as pd
+
+    project = pipeline_runs[0]
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    model, info = load_registered(uri, MODEL, "compact")
+    registered = MlflowClient(uri, registry_uri=uri).get_model_version_by_alias(MODEL, "compact")
+    assert (info["version"], info["run_id"], info["alias"]) == (int(registered.version), registered.run_id, "compact")
+    check_answers(model.predict(pd.DataFrame({"image": raw_inputs(project, "image")})), "image", 2)
