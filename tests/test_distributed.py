@@ -59,6 +59,25 @@ def test_the_length_bucketed_batches_are_shared_out_whole():
         assert len(set(first) & set(second)) == len(batch) % 2
 
 
+def check_averaged_gradients(events, ranks: Ranks) -> None:
+    """Each rank's half of a batch, gradients averaged: the gradients of the whole batch in one process; a layer no
+    rank used keeps none."""
+    torch.manual_seed(0)
+    used, unused, inputs = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3), torch.randn(8, 4)
+    model = torch.nn.ModuleList([used, unused])
+    used(inputs).square().mean().backward()
+    whole = used.weight.grad.clone()
+    model.zero_grad(set_to_none=True)
+    used(inputs[ranks.rank :: ranks.world]).square().mean().backward()
+    ranks.average_gradients(model)
+    torch.testing.assert_close(used.weight.grad, whole)
+    assert unused.weight.grad is None
+
+
+def test_averaged_gradients_are_those_of_the_global_batch():
+    launch(2, CPU, check_averaged_gradients, (), lambda *event: None)  # a failed check raises here
+
+
 def fail_on_rank_one(events, ranks: Ranks) -> None:
     """A training whose second rank breaks while the first waits for it at an all-reduce."""
     if ranks.rank == 1:
