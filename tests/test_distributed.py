@@ -36,6 +36,7 @@ def train_in_two_processes(project, params, name: str) -> tuple[dict, list]:
     return torch.load(out_dir / CHECKPOINT, weights_only=False), events
 
 
+@pytest.mark.integration  # spawns processes: seconds each, kept out of `make test-fast`
 def test_two_processes_train_the_same_checkpoint_twice(image_project):
     project, params = image_project
     first, events = train_in_two_processes(project, params, "first")
@@ -74,6 +75,7 @@ def check_averaged_gradients(events, ranks: Ranks) -> None:
     assert unused.weight.grad is None
 
 
+@pytest.mark.integration  # spawns processes: seconds each, kept out of `make test-fast`
 def test_averaged_gradients_are_those_of_the_global_batch():
     launch(2, CPU, check_averaged_gradients, (), lambda *event: None)  # a failed check raises here
 
@@ -85,6 +87,7 @@ def fail_on_rank_one(events, ranks: Ranks) -> None:
     ranks.sum(1.0, device=CPU)
 
 
+@pytest.mark.integration  # spawns processes: seconds each, kept out of `make test-fast`
 def test_a_failed_rank_fails_the_training_with_its_error():
     with pytest.raises(ProcessRaisedException, match="rank one broke"):
         launch(2, CPU, fail_on_rank_one, (), lambda *event: None)
