@@ -38,6 +38,12 @@ def check_range(name: str, low, high) -> None:
         raise ValueError(f"{name}: the low end ({low}) is above the high end ({high})")
 
 
+class DistributedParams(Section):
+    """How many processes train one model together (tasks/training/distributed.py); 1 trains in the stage's own."""
+
+    nproc: int = Field(1, ge=1, le=1024)
+
+
 class TrainParams(Section):
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
@@ -46,6 +52,16 @@ class TrainParams(Section):
     warmup_epochs: int = Field(1, ge=0)
     label_smoothing: float = Fraction
     max_batches_per_epoch: int | None = Field(None, ge=1)  # shrinks epochs for smoke tests
+    distributed: DistributedParams = DistributedParams()
+
+    @model_validator(mode="after")
+    def processes_split_the_batch(self):
+        """Each process takes batch_size / nproc examples of every batch, so the global batch (and with it the
+        learning-rate schedule's meaning) stays what one process trains on."""
+        nproc = self.distributed.nproc
+        if self.batch_size % nproc:
+            raise ValueError(f"batch_size ({self.batch_size}) must be divisible by distributed.nproc ({nproc})")
+        return self
 
 
 class EvalParams(Section):

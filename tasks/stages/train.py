@@ -18,7 +18,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from tasks.caching import Stage
 from tasks.modalities import get
-from tasks.names import CHECKPOINT, TOKENIZER
+from tasks.names import CHECKPOINT
 from tasks.params import Params
 from tasks.tracking.mlflow_tracking import connect, log_metrics
 
@@ -36,41 +36,35 @@ RESUME_DIR = "resume"  # outputs/resume/<stage cache key>.pt: an interrupted tra
 @task(**STAGE.task_options())
 def train_model(modality: str, params: Params, root: Path, run_id: str, data_recipe: dict) -> dict:
     """Returns the checkpoint's path, the id of the MLflow run that trained it and where it trained
-    (TRAINING_ENVIRONMENT)."""
+    (TRAINING_ENVIRONMENT). With train.distributed.nproc above 1 the training runs in that many processes
+    (tasks/training/distributed.py), whose rank 0 reports here: this process alone logs to MLflow and Prefect."""
     import torch
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-    from tasks.reproducibility import resolve_device, set_seeds
-    from tasks.training.loop import fit
+    from tasks.reproducibility import resolve_device
+    from tasks.training import distributed
+    from tasks.training.job import train_and_save
 
     logger = get_run_logger()
-    spec, section, seed = get(modality), params.section(modality), params.global_.seed
-    set_seeds(seed)
+    spec, section = get(modality), params.section(modality)
     device = resolve_device(params.global_.device)
-    data_dir = root / "data" / modality
+    nproc = section.train.distributed.nproc
+    distributed.check_devices(nproc, device, f"{modality}.train.distributed.nproc")
     out_dir = root / "outputs" / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    tokenizer = spec.learn_tokenizer(data_dir, section)
-    if tokenizer is not None:
-        tokenizer.save(str(out_dir / TOKENIZER))
-    splits = spec.load_splits(data_dir, section, seed, tokenizer)
-    args = spec.model_args(section, splits, tokenizer)
-    model = spec.build_model(args)
-    n_params = sum(p.numel() for p in model.parameters())
-    logger.info(
-        "%s: %s with %.2fM parameters, %d train / %d val samples on %s",
-        modality,
-        type(model).__name__,
-        n_params / 1e6,
-        len(splits.train),
-        len(splits.val),
-        device,
-    )
 
     client, _ = connect(root, params, modality)
     epochs = section.train.epochs
     progress_artifact = create_progress_artifact(0.0, description=f"{modality}: training, {epochs} epochs")
+    inputs = {"modality": modality, "params": params, "root": root, "data_recipe": data_recipe}
+    state_file = root / "outputs" / RESUME_DIR / f"{STAGE.cache_key(None, inputs)}.pt"  # this stage's inputs only
+    trained = {}
+
+    def started(built: dict) -> None:
+        trained.update(built, started=time.perf_counter())
+        logger.info("%s: %s with %.2fM parameters, %d train / %d val samples on %s%s", modality, built["model"],
+                    built["num_parameters"] / 1e6, built["train"], built["val"], device,
+                    f", {nproc} processes" if nproc > 1 else "")  # fmt: skip
 
     def report(epoch: int, metrics: dict) -> None:
         log_metrics(client, run_id, metrics, step=epoch)
@@ -94,40 +88,34 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
                     epochs, state_file.relative_to(root))  # fmt: skip
         client.set_tag(run_id, "resumed_after_epoch", str(epoch))
 
-    inputs = {"modality": modality, "params": params, "root": root, "data_recipe": data_recipe}
-    state_file = root / "outputs" / RESUME_DIR / f"{STAGE.cache_key(None, inputs)}.pt"  # this stage's inputs only
-    started = time.perf_counter()
+    handlers = {"started": started, "epoch": report, "resumed": resumed, "finished": trained.update}
+
+    def on_event(name: str, *args) -> None:
+        handlers[name](*args)
+
     monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_SECONDS, tracking_uri=client.tracking_uri)
     monitor.start()  # MLflow's system metrics (system/cpu_utilization_percentage, memory, ...) while it trains
     try:
-        best = fit(model, splits, section.train, device, seed, report, spec, state_file, on_resume=resumed)
+        if nproc == 1:
+            train_and_save(spec, params, root, out_dir, state_file, distributed.Events(handler=on_event))
+        else:  # not resumable yet: each rank's random state would have to be saved with the rest
+            distributed.launch(nproc, device, train_and_save, (spec, params, root, out_dir, None), on_event)
     finally:
         monitor.finish()
     log_metrics(
         client,
         run_id,
         {
-            "best_val_accuracy": best["best_val_accuracy"],
-            "best_epoch": best["best_epoch"],
-            "num_parameters": n_params,
-            "train_seconds": time.perf_counter() - started,
+            "best_val_accuracy": trained["best_val_accuracy"],
+            "best_epoch": trained["best_epoch"],
+            "num_parameters": trained["num_parameters"],
+            "train_seconds": time.perf_counter() - trained["started"],
         },
     )
-    checkpoint = out_dir / CHECKPOINT
-    torch.save(
-        {
-            "modality": modality,
-            "model_args": args,
-            "state_dict": model.cpu().state_dict(),
-            "class_names": splits.class_names,
-            **best,
-        },
-        checkpoint,
-    )
-    state_file.unlink()  # trained: nothing left to resume
+    state_file.unlink(missing_ok=True)  # trained: nothing left to resume
     # plain str: a cached result holding torch's TorchVersion would import torch when it is read back (seconds)
     return {
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(out_dir / CHECKPOINT),
         "run_id": run_id,
         "device": str(device),
         "torch_version": str(torch.__version__),

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from tasks.data.datasets import Splits
 from tasks.progress import progress
 from tasks.schema import TrainParams
 from tasks.training import resume
+from tasks.training.distributed import ONE_PROCESS, Ranks
 
 
 def to_device(batch, device: torch.device):
@@ -31,10 +32,15 @@ def to_device(batch, device: torch.device):
 class LengthBatches(torch.utils.data.Sampler):
     """Batches of items of similar length, so that little of a batch is padding (variable-length audio): each epoch
     sorts the items by length times 1 + jitter * u (u uniform in [0, 1), seeded by seed and the epoch, so batches
-    differ from epoch to epoch), cuts batches in that order and shuffles them."""
+    differ from epoch to epoch), cuts batches in that order and shuffles them.
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, jitter: float = 0.1):
+    ranks: in a training of several processes, each rank takes every world-th item of each of these batches (the
+    last batch repeats items so that every rank gets as many), so the global batches are the ones one process
+    trains on."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, jitter: float = 0.1, ranks: Ranks = ONE_PROCESS):
         self.lengths, self.batch_size, self.seed, self.jitter, self.epoch = lengths, batch_size, seed, jitter, 0
+        self.ranks = ranks
 
     def __len__(self) -> int:
         return math.ceil(len(self.lengths) / self.batch_size)
@@ -48,14 +54,31 @@ class LengthBatches(torch.utils.data.Sampler):
         order = torch.argsort(keys, stable=True).tolist()
         batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
         for index in torch.randperm(len(batches), generator=generator).tolist():
-            yield batches[index]
+            yield self.shard(batches[index])
+
+    def shard(self, batch: list[int]) -> list[int]:
+        world = self.ranks.world
+        if world == 1:
+            return batch
+        padded = [batch[i % len(batch)] for i in range(math.ceil(len(batch) / world) * world)]
+        return padded[self.ranks.rank :: world]
 
 
-def make_loader(dataset, splits: Splits, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
-    """Batches of a split; shuffled for training, by similar length when the splits give the train items' lengths."""
+def make_loader(
+    dataset, splits: Splits, batch_size: int, shuffle: bool = False, seed: int = 0, ranks: Ranks = ONE_PROCESS
+) -> DataLoader:
+    """Batches of a split; shuffled for training, by similar length when the splits give the train items' lengths.
+    batch_size is the global batch's: each of several ranks loads batch_size / world of it, from its shard of the
+    split (DistributedSampler, seeded, for training; every world-th item for validation)."""
     if shuffle and splits.lengths is not None and dataset is splits.train:
-        return DataLoader(dataset, batch_sampler=LengthBatches(splits.lengths, batch_size, seed),
+        return DataLoader(dataset, batch_sampler=LengthBatches(splits.lengths, batch_size, seed, ranks=ranks),
                           collate_fn=splits.collate_fn)  # fmt: skip
+    if ranks.world > 1 and shuffle:
+        sampler = DistributedSampler(dataset, num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=seed)
+        return DataLoader(dataset, batch_size=batch_size // ranks.world, sampler=sampler,
+                          collate_fn=splits.collate_fn)  # fmt: skip
+    if ranks.world > 1:
+        dataset = Subset(dataset, range(ranks.rank, len(dataset), ranks.world))
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=splits.collate_fn
@@ -74,8 +97,9 @@ def predict(model, loader: DataLoader, device: torch.device) -> tuple[torch.Tens
 
 
 @torch.no_grad()
-def validate(model, loader: DataLoader, device: torch.device, logits_and_labels) -> dict:
-    """Mean loss and accuracy over every label of a loader (examples, or target tokens of a sequence)."""
+def validate(model, loader: DataLoader, device: torch.device, logits_and_labels, ranks: Ranks = ONE_PROCESS) -> dict:
+    """Mean loss and accuracy over every label of a loader (examples, or target tokens of a sequence); with several
+    ranks, over every rank's shard."""
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
     for inputs, targets in loader:
@@ -83,6 +107,7 @@ def validate(model, loader: DataLoader, device: torch.device, logits_and_labels)
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(-1) == labels).sum().item()
         count += len(labels)
+    loss_sum, correct, count = ranks.sum(loss_sum, correct, count, device=device)
     return {"val_loss": loss_sum / count, "val_accuracy": correct / count}
 
 
@@ -106,20 +131,26 @@ def fit(
     spec,
     state_file: Path | None = None,
     on_resume=None,
+    ranks: Ranks = ONE_PROCESS,
 ) -> dict:
     """Train, keep the weights of the best validation epoch, and report each epoch to on_epoch_end(epoch, metrics).
     spec: the modality's (tasks/modalities/): its training_loss trains, its logits_and_labels validates.
 
     state_file: where the loop's state is saved after each epoch (tasks/training/resume.py); when it exists at the
-    start, training goes on after its epoch, and on_resume(epoch) is told so first."""
-    train_loader = make_loader(splits.train, splits, train.batch_size, shuffle=True, seed=seed)
-    val_loader = make_loader(splits.val, splits, train.batch_size)
+    start, training goes on after its epoch, and on_resume(epoch) is told so first.
+
+    ranks: this process's place in a training of several (tasks/training/distributed.py): it trains on its shard
+    of each batch, and the metrics are the whole epoch's."""
+    train_loader = make_loader(splits.train, splits, train.batch_size, shuffle=True, seed=seed, ranks=ranks)
+    val_loader = make_loader(splits.val, splits, train.batch_size, ranks=ranks)
     steps_per_epoch = min(len(train_loader), train.max_batches_per_epoch or len(train_loader))
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(train.epochs * steps_per_epoch, train.warmup_epochs * steps_per_epoch)
     )
     model.to(device)
+    ranks.share_weights(model)
+    ranks.seed(seed)
     best = {"val_accuracy": -1.0, "epoch": 0, "state": None}
     finished = 0
     saved = resume.load(state_file) if state_file is not None else None
@@ -129,6 +160,8 @@ def fit(
     for epoch in range(finished + 1, train.epochs + 1):
         if hasattr(splits.train, "set_epoch"):
             splits.train.set_epoch(epoch)
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)
         model.train()
         started, examples, seen, loss_sum, correct = time.perf_counter(), 0, 0, 0.0, 0
         with progress(steps_per_epoch, f"{spec.name} epoch {epoch}/{train.epochs}", "batch") as bar:
@@ -138,6 +171,7 @@ def fit(
                 loss, logits, labels = spec.training_loss(model, to_device(inputs, device), targets.to(device), train)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                ranks.average_gradients(model)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 schedule.step()
@@ -148,10 +182,11 @@ def fit(
                 bar.set_postfix_str(f"loss {loss_sum / seen:.3f}", refresh=False)
                 bar.update()
         seconds = time.perf_counter() - started
+        loss_sum, correct, seen, examples = ranks.sum(loss_sum, correct, seen, examples, device=device)
         metrics = {
             "train_loss": loss_sum / seen,
             "train_accuracy": correct / seen,
-            **validate(model, val_loader, device, spec.logits_and_labels),
+            **validate(model, val_loader, device, spec.logits_and_labels, ranks),
             "train_samples_per_second": examples / seconds,
         }
         if metrics["val_accuracy"] > best["val_accuracy"]:

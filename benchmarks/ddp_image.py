@@ -1,0 +1,89 @@
+"""The default built-in image model trained in one process and in several (train.distributed.nproc), with the same
+epochs and global batch size: test accuracy and wall time of each (docs/benchmarks.md, "Distributed training").
+
+    python benchmarks/ddp_image.py                       # params.yaml's image section: 30 epochs, nproc 1 and 2
+    python benchmarks/ddp_image.py --epochs 10 --nproc 1 2 4 --seed 7
+
+It generates the built-in digits into a temporary folder and trains through the train stage's own code
+(tasks/training/job.py, tasks/training/distributed.py), without Prefect or MLflow; the test accuracy is the evaluate
+stage's (argmax over the test split). It prints a Markdown table.
+"""
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tasks.data.builtin_image import generate_image_dataset  # noqa: E402
+from tasks.modalities import get  # noqa: E402
+from tasks.names import CHECKPOINT  # noqa: E402
+from tasks.params import load_params, override  # noqa: E402
+from tasks.reproducibility import resolve_device  # noqa: E402
+from tasks.training.distributed import Events, launch  # noqa: E402
+from tasks.training.job import train_and_save  # noqa: E402
+from tasks.training.loop import make_loader, predict  # noqa: E402
+
+MODALITY = "image"
+
+
+def train(params, root: Path, nproc: int) -> tuple[Path, float]:
+    """The checkpoint trained with nproc processes, and the seconds it took."""
+    out_dir = root / "outputs" / f"nproc{nproc}"
+    out_dir.mkdir(parents=True)
+    spec, started = get(MODALITY), time.perf_counter()
+    if nproc == 1:
+        train_and_save(spec, params, root, out_dir, None, Events(handler=lambda *event: None))
+    else:
+        device = resolve_device(params.global_.device)
+        launch(nproc, device, train_and_save, (spec, params, root, out_dir, None), lambda *event: None)
+    return out_dir / CHECKPOINT, time.perf_counter() - started
+
+
+def test_accuracy(params, root: Path, checkpoint_path: Path) -> float:
+    spec, section = get(MODALITY), params.section(MODALITY)
+    checkpoint = torch.load(checkpoint_path, weights_only=False)
+    model = spec.build_model(checkpoint["model_args"])
+    model.load_state_dict(checkpoint["state_dict"])
+    splits = spec.load_splits(root / "data" / MODALITY, section, params.global_.seed, None)
+    logits, labels = predict(model, make_loader(splits.test, splits, section.eval.batch_size), torch.device("cpu"))
+    return (logits.argmax(-1) == labels).float().mean().item()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, help="instead of params.yaml's image.train.epochs")
+    parser.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seed", type=int, help="instead of params.yaml's global.seed (data, weights, batches)")
+    options = parser.parse_args()
+    base = load_params(REPO / "params.yaml")
+    if options.epochs:
+        base = override(base, {f"{MODALITY}.train.epochs": options.epochs})
+    if options.seed is not None:
+        base = override(base, {"global.seed": options.seed})
+    section = base.section(MODALITY)
+    print(f"image: {section.train.epochs} epochs, global batch {section.train.batch_size}, seed {base.global_.seed}, "
+          f"{len(os.sched_getaffinity(0))} cores, {platform.processor() or platform.machine()}, torch "
+          f"{torch.__version__}", flush=True)  # fmt: skip
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        spec = get(MODALITY)
+        generator_arguments = spec.builtin_arguments(section, base.global_.seed)
+        generate_image_dataset(root / "data" / MODALITY, **generator_arguments)
+        print("| nproc | batch per process | test accuracy | wall time (s) |\n| --- | --- | --- | --- |")
+        for nproc in options.nproc:
+            params = override(base, {f"{MODALITY}.train.distributed.nproc": nproc})
+            checkpoint, seconds = train(params, root, nproc)
+            accuracy = test_accuracy(params, root, checkpoint)
+            print(f"| {nproc} | {section.train.batch_size // nproc} | {accuracy:.4f} | {seconds:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

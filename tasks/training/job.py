@@ -1,0 +1,42 @@
+"""One training from the data to the checkpoint, the same in the train stage's own process and in each rank of a
+training of several (tasks/training/distributed.py): every rank builds the tokenizer, the data and the model the
+same way from the seed, rank 0 alone writes the tokenizer and the checkpoint.
+
+What it reports goes to ``events(name, *args)``: "started" (what it trains, on what), "resumed" (epoch), "epoch"
+(epoch, metrics) and "finished" (the best epoch); the stage logs them. It takes the modality's spec as an argument
+rather than importing the registry: tasks/modalities imports this package, not the other way round.
+"""
+
+from pathlib import Path
+
+import torch
+
+from tasks.names import CHECKPOINT, TOKENIZER
+from tasks.reproducibility import resolve_device, set_seeds
+from tasks.training.distributed import ONE_PROCESS, Ranks
+from tasks.training.loop import fit
+
+
+def train_and_save(
+    spec, params, root: Path, out_dir: Path, state_file: Path | None, events, ranks: Ranks = ONE_PROCESS
+) -> None:
+    """Train the modality's model on data/<modality>/ and write out_dir/CHECKPOINT (and its tokenizer). params: the
+    whole tasks.params.Params (not imported here: it imports every modality)."""
+    section, seed = params.section(spec.name), params.global_.seed
+    set_seeds(seed)
+    device = ranks.place(resolve_device(params.global_.device))
+    data_dir = root / "data" / spec.name
+    tokenizer = spec.learn_tokenizer(data_dir, section)
+    if tokenizer is not None and ranks.main:
+        tokenizer.save(str(out_dir / TOKENIZER))
+    splits = spec.load_splits(data_dir, section, seed, tokenizer)
+    args = spec.model_args(section, splits, tokenizer)
+    model = spec.build_model(args)
+    events("started", {"model": type(model).__name__, "num_parameters": sum(p.numel() for p in model.parameters()),
+                       "train": len(splits.train), "val": len(splits.val), "device": str(device)})  # fmt: skip
+    best = fit(model, splits, section.train, device, seed, lambda epoch, metrics: events("epoch", epoch, metrics),
+               spec, state_file, on_resume=lambda epoch: events("resumed", epoch), ranks=ranks)  # fmt: skip
+    if ranks.main:
+        torch.save({"modality": spec.name, "model_args": args, "state_dict": model.cpu().state_dict(),
+                    "class_names": splits.class_names, **best}, out_dir / CHECKPOINT)  # fmt: skip
+    events("finished", best)
