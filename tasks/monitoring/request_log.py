@@ -37,6 +37,22 @@ CREATE TABLE IF NOT EXISTS watermarks (run_id TEXT PRIMARY KEY, last_id INTEGER 
 COLUMNS = ("id", "time", "model", "version", "alias", "run_id", "prediction", "features")
 
 
+def wal_mode(db) -> None:
+    """Put the file in WAL mode (it stays so). Switching takes an exclusive lock that sqlite does not wait for: when
+    several processes open a new file at once, all but one get "database is locked" at once, so retry until
+    BUSY_TIMEOUT_S. A file already in WAL mode needs no switch."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 @dataclass(frozen=True)
 class RequestLog:
     """One served model's log file and how much of it to keep (None: no limit)."""
@@ -53,7 +69,7 @@ class RequestLog:
         """A connection in autocommit mode (transactions are explicit), the file in WAL mode and its tables made."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as db:
-            db.execute("PRAGMA journal_mode=WAL")
+            wal_mode(db)
             db.executescript(SCHEMA)
             yield db
 
