@@ -5,6 +5,8 @@ import json
 import math
 import multiprocessing
 import sqlite3
+import traceback
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,21 +144,29 @@ def test_rotation_keeps_the_newest_rows_and_the_watermark_survives_it(tmp_path):
 
 
 def append_many(path: str, writer: int, count: int) -> None:
-    store = RequestLog(path)
-    for number in range(count):
-        log_answers(store, MODEL, [], [answer("a", {"writer": float(writer), "n": float(number)})])
+    """One writer process; its error, if any, goes to <path>.<writer>.error for the test to show."""
+    try:
+        store = RequestLog(path)
+        for number in range(count):
+            log_answers(store, MODEL, [], [answer("a", {"writer": float(writer), "n": float(number)})])
+    except BaseException:
+        Path(f"{path}.{writer}.error").write_text(traceback.format_exc())
+        raise
 
 
 def test_concurrent_writers_lose_no_row(tmp_path):
-    """Four processes (server replicas on one host) append to one log at once."""
+    """Four processes (server replicas on one host) append to one log at once. Started fresh ("spawn"), as replicas
+    are: forked from this test process, which earlier tests leave with threads and after-fork hooks, a child could
+    exit with 1 before it ran a line of the writer (seen after tests/test_monitor.py)."""
     path = tmp_path / "log.sqlite"
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")
     writers = [context.Process(target=append_many, args=(str(path), writer, 40)) for writer in range(4)]
     for process in writers:
         process.start()
-    for process in writers:
+    for writer, process in enumerate(writers):
         process.join(60)
-        assert process.exitcode == 0
+        error = Path(f"{path}.{writer}.error")
+        assert process.exitcode == 0, error.read_text() if error.exists() else f"writer {writer}: no error written"
     rows = RequestLog(path).since(0)
     assert len(rows) == 160 and len({r["id"] for r in rows}) == 160
     assert sorted(json.dumps(r["features"], sort_keys=True) for r in rows) == sorted(
