@@ -16,6 +16,7 @@ and the others are stopped; a collective that waits longer than COLLECTIVE_TIMEO
 
 import os
 import socket
+import traceback
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,6 +25,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)  # a rank waits at most this long for the others at any all-reduce
+FAILED = "rank failed"  # the event a rank sends the launcher with its error
 POLL_SECONDS = 0.5  # how often the launcher looks for rank 0's events and for a rank that ended
 
 
@@ -127,13 +129,34 @@ def launch(nproc: int, device: torch.device, target, args: tuple, on_event) -> N
         join=False,
         start_method="spawn",
     )
+    failures = []  # (rank, pid, traceback) in the order the ranks failed
+
+    def receive(name, *args):
+        if name == FAILED:
+            failures.append(args)
+        else:
+            on_event(name, *args)
+
     try:
         while not context.join(timeout=POLL_SECONDS):
-            forward(queue, on_event)
-        forward(queue, on_event)
+            forward(queue, receive)
+        forward(queue, receive)
+    except mp.ProcessRaisedException as error:
+        stop(context)
+        forward(queue, receive)
+        raise first_failure(failures) or error from None
     except BaseException:
         stop(context)
         raise
+
+
+def first_failure(failures: list) -> mp.ProcessRaisedException | None:
+    """The error of the rank that failed first. When one rank fails, the others fail next in their collectives
+    ("Connection reset by peer"), and torch reports whichever process it sees first: that may be the consequence."""
+    if not failures:
+        return None
+    rank, pid, trace = failures[0]
+    return mp.ProcessRaisedException(f"\n\n-- Process {rank} terminated with the following error:\n{trace}", rank, pid)
 
 
 def forward(queue, on_event) -> None:
@@ -161,5 +184,8 @@ def run_rank(rank: int, world: int, port: int, backend: str, threads: int, targe
                             timeout=COLLECTIVE_TIMEOUT)  # fmt: skip
     try:
         target(*args, Events(queue if rank == 0 else None), Ranks(rank, world))
+    except BaseException:
+        queue.put((FAILED, (rank, os.getpid(), traceback.format_exc())))  # before the others fail because of it
+        raise
     finally:
         dist.destroy_process_group()
