@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_time ON requests (time);
 CREATE TABLE IF NOT EXISTS watermarks (run_id TEXT PRIMARY KEY, last_id INTEGER NOT NULL, time REAL NOT NULL);
 """
+PREPARED: set[Path] = set()  # log files this process has put in WAL mode with their tables made
 COLUMNS = ("id", "time", "model", "version", "alias", "run_id", "prediction", "features")
 
 
@@ -66,11 +67,16 @@ class RequestLog:
 
     @contextmanager
     def connection(self):
-        """A connection in autocommit mode (transactions are explicit), the file in WAL mode and its tables made."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """A connection in autocommit mode (transactions are explicit); the first in this process also puts the file
+        in WAL mode and makes its tables (both persist in the file), not every request's."""
+        fresh = self.path not in PREPARED or not self.path.exists()  # a file removed since is made again
+        if fresh:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as db:
-            wal_mode(db)
-            db.executescript(SCHEMA)
+            if fresh:
+                wal_mode(db)
+                db.executescript(SCHEMA)
+                PREPARED.add(self.path)
             yield db
 
     def append(self, records: list[tuple]) -> None:
