@@ -13,6 +13,7 @@ from tasks.locking import project_lock
 from tasks.modalities import get
 from tasks.params import Params, configurations, load_params, project_root
 from tasks.tracking.mlflow_tracking import connect
+from tasks.training.budget import replay_plan
 from tasks.versioning.dvc import checkout_data_version, run_dvc
 
 
@@ -49,6 +50,7 @@ def reproduce_locked(run_id: str, params_path: str, allow_code_change: bool, roo
         update={"global_": recorded_params.global_.model_copy(update={"tracking": current.global_.tracking})}
     )
     original = client.get_run(run_id).data.metrics
+    recorded_params = replay_plan(recorded_params, tags["modality"], original)  # a time budget's epochs, as trained
 
     changed = code_changes_since(root, tags["git_sha"]) + environment_changes(tags)
     if changed and not allow_code_change:

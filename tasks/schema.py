@@ -52,6 +52,9 @@ class TrainParams(Section):
     warmup_epochs: int = Field(1, ge=0)
     label_smoothing: float = Fraction
     max_batches_per_epoch: int | None = Field(None, ge=1)  # shrinks epochs for smoke tests
+    # minutes of training: the epochs that fit are planned from the first one (tasks/training/budget.py), and
+    # `epochs` is then the most it may train
+    budget_minutes: float | None = Field(None, gt=0, le=10080)
     distributed: DistributedParams = DistributedParams()
 
     @model_validator(mode="after")
@@ -61,6 +64,14 @@ class TrainParams(Section):
         nproc = self.distributed.nproc
         if self.batch_size % nproc:
             raise ValueError(f"batch_size ({self.batch_size}) must be divisible by distributed.nproc ({nproc})")
+        return self
+
+    @model_validator(mode="after")
+    def budget_is_planned_in_warmup(self):
+        """The budget's plan is made after the first epoch; when that epoch is warm-up, its learning rates do not
+        depend on the plan, so the run is the same as one of that many epochs (tasks/training/budget.py)."""
+        if self.budget_minutes is not None and self.warmup_epochs < 1:
+            raise ValueError("budget_minutes needs warmup_epochs >= 1 (the plan is made after the first epoch)")
         return self
 
 

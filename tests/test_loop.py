@@ -41,13 +41,14 @@ def image_project(tmp_path_factory):
     return project, params.image
 
 
-def train_images(project, section, state_file, stop_after: int | None = None):
-    """A fresh process's training of the image model (augmented, shuffled): 3 epochs of 3 batches."""
+def train_images(project, section, state_file, stop_after: int | None = None, plans: list | None = None, **train):
+    """A fresh process's training of the image model (augmented, shuffled): 3 epochs of 3 batches unless train says
+    otherwise; a time budget's plan (epochs, first epoch's seconds) is appended to plans."""
     spec = get("image")
     set_seeds(0)
     splits = spec.load_splits(project / "data", section, 0, None)
     model = spec.build_model(spec.model_args(section, splits, None))
-    train = section.train.model_copy(update={"epochs": 3, "max_batches_per_epoch": 3})
+    train = section.train.model_copy(update={"epochs": 3, "max_batches_per_epoch": 3, **train})
     history, resumed = {}, []
 
     def on_epoch_end(epoch, metrics):
@@ -56,7 +57,8 @@ def train_images(project, section, state_file, stop_after: int | None = None):
             raise Stop
 
     try:
-        best = fit(model, splits, train, torch.device("cpu"), 0, on_epoch_end, spec, state_file, resumed.append)
+        best = fit(model, splits, train, torch.device("cpu"), 0, on_epoch_end, spec, state_file, resumed.append,
+                   on_plan=lambda *plan: plans.append(plan))  # fmt: skip
     except Stop:
         return None, history, resumed
     return {"best": best, "weights": model.state_dict()}, history, resumed
@@ -98,3 +100,42 @@ def test_the_length_bucketing_sampler_resumes_at_its_epoch():
     fresh = make_loader(splits.train, splits, 8, shuffle=True, seed=1)
     resume.set_loader_state(fresh, state)
     assert list(fresh.batch_sampler) == expected
+
+
+# ---- time-budgeted training (tasks/training/budget.py) ----------------------------------------------------------
+
+
+def same_weights(one: dict, other: dict) -> bool:
+    return all(torch.equal(one[name], weights) for name, weights in other.items())
+
+
+def test_a_budgeted_training_is_the_training_of_the_epochs_it_planned(image_project, tmp_path):
+    project, section = image_project
+    timed = []
+    train_images(project, section, None, plans=timed, epochs=1, budget_minutes=1.0, warmup_epochs=1)
+    epoch_seconds = timed[0][2]
+    plans = []  # a budget of about four epochs, under a cap of ten
+    budgeted, history, _ = train_images(project, section, None, plans=plans, epochs=10, warmup_epochs=1,
+                                        budget_minutes=4 * epoch_seconds / 60)  # fmt: skip
+    [(epochs, _, _)] = plans
+    assert 1 <= epochs < 10 and sorted(history) == list(range(1, epochs + 1))  # the plan, not the cap, was trained
+    fixed, fixed_history, _ = train_images(project, section, None, epochs=epochs, warmup_epochs=1)
+    assert fixed_history == history and fixed["best"] == budgeted["best"]
+    assert same_weights(fixed["weights"], budgeted["weights"])  # learning rates sized to the plan from the start
+
+
+def test_a_resumed_budgeted_training_keeps_its_plan(image_project, tmp_path):
+    project, section = image_project
+    state_file, plans = tmp_path / "budgeted.pt", []
+    budget = {
+        "epochs": 4,
+        "budget_minutes": 60.0,
+        "warmup_epochs": 1,
+    }  # a plan of the cap, 4 epochs, so a stop after 2 leaves 2
+    train_images(project, section, state_file, stop_after=2, plans=plans, **budget)
+    assert [epochs for epochs, *_ in plans] == [4]
+    fast = {**budget, "budget_minutes": 1e-6}  # the same stage run again would plan 1 epoch; it resumes instead
+    again, history, resumed = train_images(project, section, state_file, plans=plans, **fast)
+    assert resumed == [1] and sorted(history) == [2, 3, 4] and len(plans) == 1  # no new plan
+    whole, _, _ = train_images(project, section, None, epochs=4, warmup_epochs=1)
+    assert same_weights(whole["weights"], again["weights"])

@@ -21,6 +21,7 @@ from tasks.modalities import get
 from tasks.names import CHECKPOINT
 from tasks.params import Params
 from tasks.tracking.mlflow_tracking import connect, log_metrics
+from tasks.training.budget import EPOCH_SECONDS, FIRST_EPOCH_SECONDS, PLANNED_EPOCHS, describe_plan
 
 STAGE = Stage(
     "train",
@@ -54,8 +55,9 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
     out_dir.mkdir(parents=True, exist_ok=True)
 
     client, _ = connect(root, params, modality)
-    epochs = section.train.epochs
-    progress_artifact = create_progress_artifact(0.0, description=f"{modality}: training, {epochs} epochs")
+    epochs, budget = section.train.epochs, section.train.budget_minutes
+    planning = f"for {budget:g} minutes" if budget is not None else f"{epochs} epochs"
+    progress_artifact = create_progress_artifact(0.0, description=f"{modality}: training, {planning}")
     inputs = {"modality": modality, "params": params, "root": root, "data_recipe": data_recipe}
     state_file = root / "outputs" / RESUME_DIR / f"{STAGE.cache_key(None, inputs)}.pt"  # this stage's inputs only
     trained = {}
@@ -88,7 +90,16 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
                     epochs, state_file.relative_to(root))  # fmt: skip
         client.set_tag(run_id, "resumed_after_epoch", str(epoch))
 
-    handlers = {"started": started, "epoch": report, "resumed": resumed, "finished": trained.update}
+    def planned(planned_epochs: int, first_epoch_seconds: float, epoch_seconds: float) -> None:
+        nonlocal epochs
+        epochs = planned_epochs
+        plan = describe_plan(budget, first_epoch_seconds, epoch_seconds, planned_epochs, section.train.epochs)
+        logger.info("%s: %s", modality, plan)
+        client.set_tag(run_id, "train_schedule", plan)
+        log_metrics(client, run_id, {PLANNED_EPOCHS: planned_epochs, FIRST_EPOCH_SECONDS: first_epoch_seconds,
+                                     EPOCH_SECONDS: epoch_seconds})  # fmt: skip
+
+    handlers = {"started": started, "planned": planned, "epoch": report, "resumed": resumed, "finished": trained.update}
 
     def on_event(name: str, *args) -> None:
         handlers[name](*args)

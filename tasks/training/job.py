@@ -2,9 +2,10 @@
 training of several (tasks/training/distributed.py): every rank builds the tokenizer, the data and the model the
 same way from the seed, rank 0 alone writes the tokenizer and the checkpoint.
 
-What it reports goes to ``events(name, *args)``: "started" (what it trains, on what), "resumed" (epoch), "epoch"
-(epoch, metrics) and "finished" (the best epoch); the stage logs them. It takes the modality's spec as an argument
-rather than importing the registry: tasks/modalities imports this package, not the other way round.
+What it reports goes to ``events(name, *args)``: "started" (what it trains, on what), "resumed" (epoch), "planned"
+(epochs, the first epoch's seconds, the next ones': a time budget's plan), "epoch" (epoch, metrics) and "finished"
+(the best epoch); the stage logs them. It takes the modality's spec as an argument rather than importing the registry:
+tasks/modalities imports this package, not the other way round.
 """
 
 from pathlib import Path
@@ -35,7 +36,8 @@ def train_and_save(
     events("started", {"model": type(model).__name__, "num_parameters": sum(p.numel() for p in model.parameters()),
                        "train": len(splits.train), "val": len(splits.val), "device": str(device)})  # fmt: skip
     best = fit(model, splits, section.train, device, seed, lambda epoch, metrics: events("epoch", epoch, metrics),
-               spec, state_file, on_resume=lambda epoch: events("resumed", epoch), ranks=ranks)  # fmt: skip
+               spec, state_file, on_resume=lambda epoch: events("resumed", epoch), ranks=ranks,
+               on_plan=lambda *plan: events("planned", *plan))  # fmt: skip
     if ranks.main:
         torch.save({"modality": spec.name, "model_args": args, "state_dict": model.cpu().state_dict(),
                     "class_names": splits.class_names, **best}, out_dir / CHECKPOINT)  # fmt: skip

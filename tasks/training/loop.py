@@ -19,6 +19,7 @@ from tasks.data.datasets import Splits
 from tasks.progress import progress
 from tasks.schema import TrainParams
 from tasks.training import resume
+from tasks.training.budget import WarmupCosine, planned_epochs, steady_epoch_seconds
 from tasks.training.distributed import ONE_PROCESS, Ranks
 
 
@@ -111,16 +112,6 @@ def validate(model, loader: DataLoader, device: torch.device, logits_and_labels,
     return {"val_loss": loss_sum / count, "val_accuracy": correct / count}
 
 
-def warmup_cosine(total_steps: int, warmup_steps: int):
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
 def fit(
     model,
     splits: Splits,
@@ -132,6 +123,7 @@ def fit(
     state_file: Path | None = None,
     on_resume=None,
     ranks: Ranks = ONE_PROCESS,
+    on_plan=None,
 ) -> dict:
     """Train, keep the weights of the best validation epoch, and report each epoch to on_epoch_end(epoch, metrics).
     spec: the modality's (tasks/modalities/): its training_loss trains, its logits_and_labels validates.
@@ -140,14 +132,17 @@ def fit(
     start, training goes on after its epoch, and on_resume(epoch) is told so first.
 
     ranks: this process's place in a training of several (tasks/training/distributed.py): it trains on its shard
-    of each batch, and the metrics are the whole epoch's."""
+    of each batch, and the metrics are the whole epoch's.
+
+    With train.budget_minutes, the number of epochs is planned after the first (tasks/training/budget.py) and
+    on_plan(epochs, the first epoch's seconds, the pace planned for the others) is told it; train.epochs is then
+    the most it may train."""
     train_loader = make_loader(splits.train, splits, train.batch_size, shuffle=True, seed=seed, ranks=ranks)
     val_loader = make_loader(splits.val, splits, train.batch_size, ranks=ranks)
     steps_per_epoch = min(len(train_loader), train.max_batches_per_epoch or len(train_loader))
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(train.epochs * steps_per_epoch, train.warmup_epochs * steps_per_epoch)
-    )
+    plan = WarmupCosine(train.epochs * steps_per_epoch, train.warmup_epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, plan)
     model.to(device)
     ranks.share_weights(model)
     ranks.seed(seed)
@@ -157,17 +152,22 @@ def fit(
     if saved is not None:
         finished, best = resume.restore(saved, model, optimizer, schedule, train_loader)
         on_resume(finished)
-    for epoch in range(finished + 1, train.epochs + 1):
+    epochs = plan.total_steps // steps_per_epoch  # train.epochs, or a budget's plan restored with the schedule
+    epoch = finished
+    while epoch < epochs:
+        epoch += 1
         if hasattr(splits.train, "set_epoch"):
             splits.train.set_epoch(epoch)
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
         model.train()
         started, examples, seen, loss_sum, correct = time.perf_counter(), 0, 0, 0.0, 0
-        with progress(steps_per_epoch, f"{spec.name} epoch {epoch}/{train.epochs}", "batch") as bar:
+        with progress(steps_per_epoch, f"{spec.name} epoch {epoch}/{epochs}", "batch") as bar:
             for step, (inputs, targets) in enumerate(train_loader):
                 if step == steps_per_epoch:
                     break
+                if step == steps_per_epoch // 2:
+                    halfway = time.perf_counter() - started
                 loss, logits, labels = spec.training_loss(model, to_device(inputs, device), targets.to(device), train)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -191,6 +191,13 @@ def fit(
         }
         if metrics["val_accuracy"] > best["val_accuracy"]:
             best = {"val_accuracy": metrics["val_accuracy"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+        if epoch == 1 and train.budget_minutes is not None:
+            validated = time.perf_counter() - started
+            pace = steady_epoch_seconds(steps_per_epoch, halfway, seconds, validated)
+            first, pace = (total / ranks.world for total in ranks.sum(validated, pace, device=device))  # all alike
+            epochs = planned_epochs(train.budget_minutes * 60, first, pace, train.epochs)
+            plan.total_steps = epochs * steps_per_epoch
+            on_plan(epochs, first, pace)
         on_epoch_end(epoch, metrics)
         if state_file is not None:
             resume.save(state_file, resume.capture(epoch, model, optimizer, schedule, best, train_loader))

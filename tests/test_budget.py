@@ -1,0 +1,55 @@
+"""Time-budgeted training's plan (tasks/training/budget.py) and its params; the loop's side is in tests/test_loop.py."""
+
+import pytest
+import torch
+
+from tasks.params import ParamsError, override
+from tasks.training.budget import PLANNED_EPOCHS, WarmupCosine, planned_epochs, replay_plan, steady_epoch_seconds
+from tests.conftest import tiny_params
+
+
+def test_the_plan_fills_the_budget_to_the_nearest_epoch_within_its_bounds():
+    assert planned_epochs(600, 38.6, 38.6, most=100) == 16  # 1 + round(561.4 / 38.6 = 14.5)
+    assert planned_epochs(600, 40.0, 40.0, most=100) == 15  # exactly 15 epochs of 40 s
+    assert planned_epochs(600, 60.0, 30.0, most=100) == 19  # a slow first epoch, then 18 of 30 s
+    assert planned_epochs(600, 38.6, 38.6, most=10) == 10  # the cap (train.epochs)
+    assert planned_epochs(60, 200.0, 100.0, most=10) == 1  # the first epoch alone is over the budget
+
+
+def test_the_pace_leaves_out_what_the_first_batches_cost_once():
+    # 10 batches: the first five took 8 s (start-up), the last five 5 s; validation 1 s
+    assert steady_epoch_seconds(10, halfway=8.0, trained=13.0, validated=14.0) == 11.0
+    assert steady_epoch_seconds(1, halfway=0.0, trained=3.0, validated=4.0) == 4.0  # one batch: all of it
+
+
+def test_the_schedule_warms_up_then_decays_to_zero_and_its_plan_is_saved_with_it():
+    plan = WarmupCosine(total_steps=100, warmup_steps=10)
+    assert [plan(step) for step in (0, 9)] == [0.1, 1.0]
+    assert plan(55) == pytest.approx(0.5) and plan(100) == pytest.approx(0.0)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, plan)
+    plan.total_steps = 40  # a budget's plan
+    restored = WarmupCosine(total_steps=100, warmup_steps=10)
+    torch.optim.lr_scheduler.LambdaLR(optimizer, restored).load_state_dict(schedule.state_dict())
+    assert restored.total_steps == 40
+
+
+def tiny():
+    from tasks.params import Params
+
+    return Params.model_validate(tiny_params())
+
+
+def test_a_budget_needs_a_warmup_epoch_and_a_positive_number_of_minutes():
+    with pytest.raises(ParamsError, match=r"image\.train.*warmup_epochs >= 1"):
+        override(tiny(), {"image.train.budget_minutes": 10, "image.train.warmup_epochs": 0})
+    with pytest.raises(ParamsError, match=r"image\.train\.budget_minutes"):
+        override(tiny(), {"image.train.budget_minutes": 0})
+
+
+def test_reproduce_trains_the_recorded_plan_without_the_budget():
+    budget = {"image.train.budget_minutes": 10, "image.train.epochs": 100, "image.train.warmup_epochs": 1}
+    budgeted = override(tiny(), budget)
+    replayed = replay_plan(budgeted, "image", {PLANNED_EPOCHS: 16.0, "test_accuracy": 0.9})
+    assert (replayed.image.train.epochs, replayed.image.train.budget_minutes) == (16, None)
+    assert replay_plan(tiny(), "image", {PLANNED_EPOCHS: 16.0}) == tiny()  # no budget: as recorded
