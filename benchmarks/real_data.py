@@ -105,6 +105,7 @@ def newest_run(workspace: Path, params: dict, modality: str, since_ms: int) -> d
         "run_id": run.info.run_id,
         "metrics": {k: round(v, 4) for k, v in run.data.metrics.items() if k.startswith("test_")},
         "train_seconds": round(trained_by.data.metrics["train_seconds"], 1),
+        "schedule": trained_by.data.tags.get("train_schedule"),  # a time budget's plan (tasks/training/budget.py)
         "data_md5": run.data.tags["data_md5"],
         "git_sha": run.data.tags["git_sha"],
         "device": run.data.tags["device"],
@@ -112,9 +113,12 @@ def newest_run(workspace: Path, params: dict, modality: str, since_ms: int) -> d
 
 
 def write_table(results: list[dict]) -> None:
-    newest = {}
-    for result in results:  # the newest result per config and device
-        newest[(result["config"], result["hardware"]["device"])] = result
+    newest, budgeted = {}, {}
+    for result in results:  # the newest result per config and device (and budget, in a table of their own)
+        if result.get("budget_minutes") is None:
+            newest[(result["config"], result["hardware"]["device"])] = result
+        else:
+            budgeted[(result["config"], result["hardware"]["device"], result["budget_minutes"])] = result
     lines = [
         "# Quality on real datasets",
         "",
@@ -130,7 +134,7 @@ def write_table(results: list[dict]) -> None:
     for result in sorted(newest.values(), key=lambda r: (r["dataset"], r["config"])):
         value = result["metrics"].get(result["metric"])
         met = "yes" if value is not None and value >= result["target"] else "no"
-        where = result["hardware"]["gpu"] or f"{result['hardware']['cpu_cores']}-core CPU ({result['hardware']['cpu']})"
+        where = hardware_name(result)
         lines.append(
             f"| {result['dataset']} | {result['metric']} | {value} | >= {result['target']} | {met} | "
             f"{result['train_seconds'] / 60:.1f} min | {result['total_seconds'] / 60:.1f} min | {where} | "
@@ -139,7 +143,37 @@ def write_table(results: list[dict]) -> None:
     notes = [r for r in newest.values() if r.get("note")]
     if notes:
         lines += ["", "Notes:", ""] + [f"- **{r['config']}**: {r['note']}" for r in notes]
+    if budgeted:
+        lines += budget_table(budgeted.values())
     TABLE.write_text("\n".join(lines) + "\n")
+
+
+def hardware_name(result: dict) -> str:
+    return result["hardware"]["gpu"] or f"{result['hardware']['cpu_cores']}-core CPU ({result['hardware']['cpu']})"
+
+
+def budget_table(results) -> list[str]:
+    """Runs with train.budget_minutes: the plan each made and how close its training came to the budget."""
+    lines = [
+        "",
+        "## Time-budgeted training",
+        "",
+        "Runs with `train.budget_minutes` (README, *Training for a time budget*): the plan the train stage made after",
+        'the first epoch, and its training time ("train": the train stage\'s training, from the built model to the',
+        "saved checkpoint) against the budget. `train.epochs` is then only a cap.",
+        "",
+        "| dataset | budget | plan | train | train / budget | metric | result | hardware | commit | command |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for result in sorted(results, key=lambda r: (r["dataset"], r["budget_minutes"])):
+        share = result["train_seconds"] / (60 * result["budget_minutes"])
+        lines.append(
+            f"| {result['dataset']} | {result['budget_minutes']:g} min | {result['schedule']} | "
+            f"{result['train_seconds'] / 60:.1f} min | {share:.2f} | {result['metric']} | "
+            f"{result['metrics'].get(result['metric'])} | {hardware_name(result)} | {result['git_sha'][:8]} | "
+            f"`{result['command']}` |"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "hardware": hardware(),
         "total_seconds": round(total, 1),
+        "budget_minutes": params[modality]["train"].get("budget_minutes"),
         "workspace": str(workspace),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         **newest_run(workspace, params, modality, since_ms),
