@@ -110,10 +110,37 @@ def prefect_server_for(module: str):
     try:
         imported = importlib.import_module(module)
         wait_until_up(api_url, process, home / "temporary-server.log")
-        with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_UI_URL: ""}):  # no UI: no "View at" links
+        with (
+            temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_UI_URL: ""}),
+            everywhere(api_url),
+        ):
             yield imported
     finally:
         stop_server(process)  # drains this process's logs first
+
+
+@contextmanager
+def everywhere(api_url: str):
+    """The temporary server for every thread and child process of this one, not only this thread's context.
+
+    temporary_settings holds for the contexts that copy this thread's; a thread started with a context of its own
+    (Prefect restarts its log worker after a failed send, as it did under heavy load) reads Prefect's process-global
+    settings, and a child process its environment. Finding no server configured, either would start Prefect's own
+    temporary server, on another database, and leave it running. So the settings become the process-global ones too
+    (as Prefect's own test harness does, prefect.testing.utilities.prefect_test_harness), and PREFECT_API_URL is set
+    in the environment; both are put back on the way out."""
+    from prefect.context import _temporary_global_settings_context, get_settings_context
+
+    before = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = api_url
+    try:
+        with _temporary_global_settings_context(get_settings_context()):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before
 
 
 def params_with_overrides(args):

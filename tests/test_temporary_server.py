@@ -64,3 +64,34 @@ def test_it_is_started_exactly_as_prefect_starts_its_own(monkeypatch):
     arguments, environment = temporary_server_command(4299)
     assert arguments == captured["args"]
     assert environment == {**captured["env"], "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+CHECK_THREADS_AND_CHILDREN = """
+import os, subprocess, sys, threading
+from prefect.settings import get_current_settings
+from flows.cli import prefect_server_for
+
+seen = {}
+with prefect_server_for("json"):
+    inside = get_current_settings().api.url
+    thread = threading.Thread(target=lambda: seen.update(url=get_current_settings().api.url))
+    thread.start()
+    thread.join()
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.environ['PREFECT_API_URL'])"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+print(inside, seen["url"], child, os.environ.get("PREFECT_API_URL"), get_current_settings().api.url)
+"""
+
+
+def test_threads_and_child_processes_use_it_too(tmp_path):
+    """Prefect restarts its log worker in a thread of its own after a failed send; that thread does not see this
+    thread's settings context, nor does a child process: without the server in the process-global settings and the
+    environment, either would start Prefect's own temporary server. In a process of its own, with no server set."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_API", "MLFLOW_"))}
+    env.update(PREFECT_HOME=str(tmp_path / ".prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONPATH=str(REPO))
+    checked = subprocess.run([sys.executable, "-c", CHECK_THREADS_AND_CHILDREN], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    inside, thread, child, env_after, settings_after = checked.stdout.split()[-5:]
+    assert inside.startswith("http://127.0.0.1:") and thread == child == inside
+    assert env_after == settings_after == "None"  # put back on the way out
