@@ -1,4 +1,4 @@
-"""Command line: `attnflow run | reproduce | sweep | compare | serve | status | monitor` (see `attnflow -h`).
+"""Command line: `attnflow run | reproduce | sweep | compare | serve | deploy | status | monitor` (see `attnflow -h`).
 
 Each command imports what it needs when it runs: `attnflow run` starts Prefect's server first, so the server comes
 up while MLflow, Prefect and the pipeline import (seconds each). A user's mistake (bad params, a bad --set or --grid,
@@ -48,6 +48,7 @@ EXAMPLES = """examples:
   attnflow run --modality image --set image.train.epochs=5 --set global.seed=7
   attnflow sweep --modality text --grid model.depth=1,2 --grid train.lr=0.001,0.003
   attnflow compare --task digit-classification --markdown runs.md
+  PREFECT_API_URL=http://SERVER:4200/api attnflow deploy --pool attnflow   workers run the schedule
   attnflow reproduce 3f2c...                     a modality run's id, from the MLflow UI or `attnflow run`
   ATTNFLOW_SERVE_TOKEN=... attnflow serve-model --task digit-classification --host 0.0.0.0 [--variant compact]
   attnflow monitor --task digit-classification   compare served answers with the model's test split
@@ -229,6 +230,24 @@ def serve(args) -> int:
     return 0
 
 
+def deploy(args) -> int:
+    """The scheduled deployments on a work pool of the Prefect server, for its workers (README, *Scaling out*)."""
+    from flows.schedule import WorkPoolMissing, deploy_to_pool
+    from tasks.scheduling.server import ServerUnavailable
+
+    load_params(args.params)  # fail fast, before the server is asked
+    try:
+        api_url, names = deploy_to_pool(args.params, args.pool)
+    except ServerUnavailable as error:
+        raise UserError(str(error), EXIT_FAILED) from None
+    except WorkPoolMissing as error:
+        raise UserError(str(error)) from None
+    for name in names:
+        print(f"deployed {name} to the work pool {args.pool!r} on {api_url}")
+    print(f"start a worker where this checkout is (same path): prefect worker start --pool {args.pool}")
+    return 0
+
+
 def status(args) -> int:
     from flows.schedule import pipeline_status
     from tasks.scheduling.server import ServerUnavailable
@@ -397,6 +416,15 @@ def parser() -> argparse.ArgumentParser:
         "global.schedule (starts a local Prefect server unless PREFECT_API_URL is set)",
     )
     serve_parser.set_defaults(handler=serve)
+    deploy_parser = commands.add_parser(
+        "deploy",
+        parents=[common],
+        help="put the pipeline's scheduled deployments on a work pool of the Prefect server at PREFECT_API_URL, for "
+        "`prefect worker start --pool NAME` to run",
+    )
+    deploy_parser.add_argument("--pool", required=True, help="the work pool (create it: prefect work-pool create NAME "
+                               "--type process)")  # fmt: skip
+    deploy_parser.set_defaults(handler=deploy)
     status_parser = commands.add_parser(
         "status", parents=[common], help="list the pipeline's deployments, next and last runs"
     )
