@@ -81,3 +81,18 @@ def test_the_pipeline_logs_runs_artifacts_and_models_to_a_tracking_server(
     model, info = load_registered(url, name, CHAMPION)
     assert info["run_id"] == run_id and info["modality"] == MODALITY
     assert len(model.predict(pd.DataFrame({"text": ["hello world", "bonjour le monde"]}))) == 2
+
+
+@pytest.mark.parametrize("command", [["run"], ["sweep", "--modality", "text", "--grid", "train.lr=0.001"],
+                                     ["compare", "--task", "text"], ["serve-model", "--task", "text"]])  # fmt: skip
+def test_a_tracking_server_that_does_not_answer_is_named_at_once(command, tiny_project, monkeypatch, capsys):
+    """Before anything starts: MLflow itself would retry for minutes, then end in a traceback."""
+    from flows.cli import EXIT_INVALID, main
+    from tasks.scheduling.server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    assert main([*command, "--params", str(tiny_project / "params.yaml")]) == EXIT_INVALID
+    err = capsys.readouterr().err
+    assert f"no MLflow tracking server answers at {url}" in err and "MLFLOW_TRACKING_URI" in err, err
+    assert "Traceback" not in err and not (tiny_project / "mlflow.db").exists()
