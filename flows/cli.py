@@ -258,6 +258,8 @@ def deploy(args) -> int:
     from tasks.scheduling.server import ServerUnavailable
 
     load_params(args.params)  # fail fast, before the server is asked
+    if not args.pool.strip():
+        raise UserError("--pool needs the name of a work pool (make deploy POOL=NAME)")
     try:
         api_url, names = deploy_to_pool(args.params, args.pool)
     except ServerUnavailable as error:

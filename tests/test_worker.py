@@ -110,3 +110,5 @@ def test_deploy_names_a_missing_work_pool(prefect_server, tiny_project, capsys):
     err = capsys.readouterr().err
     assert "no work pool 'no-such-pool'" in err and "prefect work-pool create no-such-pool --type process" in err
     assert "Traceback" not in err
+    assert main(["deploy", "--params", str(params_path), "--pool", ""]) == EXIT_INVALID  # `make deploy` without POOL
+    assert "--pool needs the name of a work pool" in capsys.readouterr().err
