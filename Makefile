@@ -15,7 +15,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 # The pipeline's own default store; $MLFLOW_TRACKING_URI wins when set.
 TRACKING_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
-.PHONY: help setup run serve status lint format test test-fast test-slow test-ui chromium ui serve-model benchmark clean
+.PHONY: help setup run serve deploy status lint format test test-fast test-slow test-ui chromium ui serve-model benchmark clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ run: setup ## run the whole pipeline on the built-in data (every task in params.
 
 serve: setup ## serve the pipeline on params.yaml's global.schedule (local Prefect server + UI on :4200)
 	$(VENV)/bin/attnflow serve
+
+deploy: setup ## put the scheduled deployments on work pool POOL of the server at PREFECT_API_URL (README, Scaling out)
+	$(VENV)/bin/attnflow deploy --pool "$(POOL)"
 
 status: setup ## list the scheduled deployments, their next run and last runs
 	$(VENV)/bin/attnflow status

@@ -1,4 +1,4 @@
-"""Command line: `attnflow run | reproduce | sweep | compare | serve | status | monitor` (see `attnflow -h`).
+"""Command line: `attnflow run | reproduce | sweep | compare | serve | deploy | status | monitor` (see `attnflow -h`).
 
 Each command imports what it needs when it runs: `attnflow run` starts Prefect's server first, so the server comes
 up while MLflow, Prefect and the pipeline import (seconds each). A user's mistake (bad params, a bad --set or --grid,
@@ -28,6 +28,7 @@ from tasks.params import (
     redact,
 )
 from tasks.serving.server import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV
+from tasks.tracking.store import tracking_uri
 
 EXIT_FAILED = 1  # a modality failed, `reproduce` found different metrics, or `monitor` found drift
 EXIT_INVALID = 2  # bad params, --set, --grid, run id, task or file: nothing ran
@@ -42,12 +43,14 @@ EXIT_CODES = {
     EXIT_BAD_DATA: "the data was rejected by its importer (file and row named); data/ unchanged",
     EXIT_INTERRUPTED: "interrupted (SIGTERM, Ctrl-C): open runs closed as KILLED",
 }
+TRACKING_SERVER_TIMEOUT_S = 10  # how long `check_tracking_server` waits for an answer
 
 EXAMPLES = """examples:
   attnflow run                                   every modality in params.yaml's global.modalities
   attnflow run --modality image --set image.train.epochs=5 --set global.seed=7
   attnflow sweep --modality text --grid model.depth=1,2 --grid train.lr=0.001,0.003
   attnflow compare --task digit-classification --markdown runs.md
+  PREFECT_API_URL=http://SERVER:4200/api attnflow deploy --pool attnflow   workers run the schedule
   attnflow reproduce 3f2c...                     a modality run's id, from the MLflow UI or `attnflow run`
   ATTNFLOW_SERVE_TOKEN=... attnflow serve-model --task digit-classification --host 0.0.0.0 [--variant compact]
   attnflow monitor --task digit-classification   compare served answers with the model's test split
@@ -154,8 +157,26 @@ def params_with_overrides(args):
         raise ParamsError(f"--set {' '.join(args.set)}: {error}") from None
 
 
+def check_tracking_server(uri: str) -> None:
+    """A tracking server (an http(s) URI) that does not answer: say so at once, naming where the URI comes from
+    (MLflow would retry for minutes, then fail with a traceback). Any HTTP answer will do: a proxy in front of the
+    server may ask for credentials, which MLflow sends and this check does not."""
+    import httpx
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        httpx.get(f"{uri.rstrip('/')}/health", timeout=TRACKING_SERVER_TIMEOUT_S)
+    except httpx.TransportError as error:
+        raise UserError(
+            f"no MLflow tracking server answers at {redact(uri)} (global.tracking.uri in params.yaml, else "
+            f"MLFLOW_TRACKING_URI): {type(error).__name__}"
+        ) from None
+
+
 def run(args) -> int:
     params, overrides = params_with_overrides(args)  # fail fast, before Prefect starts
+    check_tracking_server(tracking_uri(project_root(args.params), params))
     with flows_module("flows.pipeline", args.params) as pipeline:
         result = pipeline.attention_pipeline(
             params_path=args.params,
@@ -164,8 +185,6 @@ def run(args) -> int:
             params=params if overrides else None,
             tags={"cli_overrides": overrides} if overrides else None,
         )
-    from tasks.tracking.mlflow_tracking import tracking_uri
-
     uri = redact(tracking_uri(project_root(args.params), params))
     print("\nResults")
     rows = [
@@ -190,7 +209,10 @@ def run(args) -> int:
         f"  MLflow store: {uri}  (experiment '{params.global_.tracking.experiment}',"
         f" pipeline run {result['parent_run_id']})"
     )
-    print(f"  Open the MLflow UI: make ui   (or: mlflow ui --backend-store-uri {uri} --host 127.0.0.1)")
+    if uri.startswith(("http://", "https://")):
+        print(f"  Open the MLflow UI: {uri}")
+    else:
+        print(f"  Open the MLflow UI: make ui   (or: mlflow ui --backend-store-uri {uri} --host 127.0.0.1)")
     return 0
 
 
@@ -199,11 +221,10 @@ def check_run_exists(params_path: str, run_id: str) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from tasks.tracking.mlflow_tracking import tracking_uri
-
     uri = tracking_uri(project_root(params_path), load_params(params_path))
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         raise UserError(f"no run {run_id!r}: there is no MLflow store at {redact(uri)} yet (no pipeline has run)")
+    check_tracking_server(uri)
     try:
         run = MlflowClient(uri).get_run(run_id)
     except MlflowException:
@@ -239,7 +260,9 @@ def reproduce(args) -> int:
 
 def sweep(args) -> int:
     grid = parse_grid(args.grid)
-    configurations(load_params(args.params), args.modality, grid)  # every combination valid, before any server
+    params = load_params(args.params)
+    configurations(params, args.modality, grid)  # every combination valid, before any server
+    check_tracking_server(tracking_uri(project_root(args.params), params))
     with flows_module("flows.experiments", args.params) as experiments:
         result = experiments.sweep(args.modality, grid, params_path=args.params)
     spec = get(args.modality)
@@ -253,6 +276,26 @@ def serve(args) -> int:
 
     load_params(args.params)  # fail fast, before a server starts
     serve_pipeline(args.params)
+    return 0
+
+
+def deploy(args) -> int:
+    """The scheduled deployments on a work pool of the Prefect server, for its workers (README, *Scaling out*)."""
+    from flows.schedule import WorkPoolMissing, deploy_to_pool
+    from tasks.scheduling.server import ServerUnavailable
+
+    load_params(args.params)  # fail fast, before the server is asked
+    if not args.pool.strip():
+        raise UserError("--pool needs the name of a work pool (make deploy POOL=NAME)")
+    try:
+        api_url, names = deploy_to_pool(args.params, args.pool)
+    except ServerUnavailable as error:
+        raise UserError(str(error), EXIT_FAILED) from None
+    except WorkPoolMissing as error:
+        raise UserError(str(error)) from None
+    for name in names:
+        print(f"deployed {name} to the work pool {args.pool!r} on {api_url}")
+    print(f"start a worker where this checkout is (same path): prefect worker start --pool {args.pool}")
     return 0
 
 
@@ -293,7 +336,6 @@ def serve_model(args) -> int:
 
     from tasks.monitoring.request_log import log_answers, request_log_for
     from tasks.serving import server
-    from tasks.tracking.mlflow_tracking import tracking_uri
     from tasks.tracking.registry import CHAMPION, registered_model_name
 
     params = load_params(args.params)
@@ -320,9 +362,10 @@ def serve_model(args) -> int:
 
 
 def check_store_exists(uri: str) -> None:
-    """A local store that is not there yet: say so (MLflow would create an empty one)."""
+    """A local store that is not there yet: say so (MLflow would create an empty one); a server that does not answer."""
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         raise UserError(f"there is no MLflow store at {redact(uri)} yet (no pipeline has run)")
+    check_tracking_server(uri)
 
 
 def monitor(args) -> int:
@@ -352,6 +395,7 @@ def compare(args) -> int:
 
     params = load_params(args.params)
     modality = modality_of(params, args.task)
+    check_tracking_server(tracking_uri(project_root(args.params), params))
     client, experiment_id = connect(project_root(args.params), params, modality)
     rows = comparison.compare_runs(client, experiment_id, modality, args.sweep)
     print(comparison.as_table(rows))
@@ -424,6 +468,15 @@ def parser() -> argparse.ArgumentParser:
         "global.schedule (starts a local Prefect server unless PREFECT_API_URL is set)",
     )
     serve_parser.set_defaults(handler=serve)
+    deploy_parser = commands.add_parser(
+        "deploy",
+        parents=[common],
+        help="put the pipeline's scheduled deployments on a work pool of the Prefect server at PREFECT_API_URL, for "
+        "`prefect worker start --pool NAME` to run",
+    )
+    deploy_parser.add_argument("--pool", required=True, help="the work pool (create it: prefect work-pool create NAME "
+                               "--type process)")  # fmt: skip
+    deploy_parser.set_defaults(handler=deploy)
     status_parser = commands.add_parser(
         "status", parents=[common], help="list the pipeline's deployments, next and last runs"
     )

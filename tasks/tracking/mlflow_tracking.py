@@ -17,16 +17,11 @@ from mlflow.tracking import MlflowClient
 
 from tasks.names import MODEL_ARTIFACT
 from tasks.params import Params
+from tasks.tracking.store import tracking_uri
 
 ARTIFACTS_DIR = "mlartifacts"
 # The UI opens an experiment of this kind in its model-training view (not the GenAI one).
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
-
-
-def tracking_uri(root: Path, params: Params) -> str:
-    """params.yaml's tracking.uri, else $MLFLOW_TRACKING_URI, else a sqlite store in the project."""
-    configured = params.global_.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
-    return configured or f"sqlite:///{(root / 'mlflow.db').resolve()}"
 
 
 def ui_url(root: Path, params: Params) -> str:
