@@ -11,6 +11,15 @@ from pathlib import Path
 class DvcError(RuntimeError):
     """A DVC operation failed: the message names it, the project and the default remote (where push and pull go)."""
 
+    @property
+    def retryable(self) -> bool:
+        """False when trying again would fail the same way: there are no credentials to send."""
+        try:
+            from botocore.exceptions import NoCredentialsError
+        except ImportError:
+            return True
+        return not isinstance(self.__cause__, NoCredentialsError)
+
 
 def remote_errors() -> tuple[type[Exception], ...]:
     """What a remote raises through DVC unwrapped: botocore's errors for S3 (no credentials, no connection, denied),
