@@ -34,6 +34,7 @@ EXIT_FAILED = 1  # a modality failed, `reproduce` found different metrics, or `m
 EXIT_INVALID = 2  # bad params, --set, --grid, run id, task or file: nothing ran
 EXIT_CODE_CHANGED = 3  # `reproduce`: the code differs from the run's commit (pass --allow-code-change)
 EXIT_BAD_DATA = 4  # an importer rejected the data (the message names the file and row); data/ is unchanged
+EXIT_STORAGE = 5  # the DVC remote or global.results.storage failed (named, with where credentials come from)
 EXIT_INTERRUPTED = 130  # SIGTERM or Ctrl-C: the open runs are closed as KILLED, the temporary server stopped
 EXIT_CODES = {
     0: "success",
@@ -41,6 +42,7 @@ EXIT_CODES = {
     EXIT_INVALID: "invalid input (params, --set, --grid, run id, task, file): nothing ran",
     EXIT_CODE_CHANGED: "reproduce: the code differs from the run's commit",
     EXIT_BAD_DATA: "the data was rejected by its importer (file and row named); data/ unchanged",
+    EXIT_STORAGE: "the DVC remote or the result storage (global.results.storage) failed: named in the message",
     EXIT_INTERRUPTED: "interrupted (SIGTERM, Ctrl-C): open runs closed as KILLED",
 }
 TRACKING_SERVER_TIMEOUT_S = 10  # how long `check_tracking_server` waits for an answer
@@ -580,6 +582,11 @@ def exit_code(error: Exception) -> int | None:
         return EXIT_BAD_DATA
     if pipeline is not None and isinstance(error, pipeline.PipelineFailed):
         return EXIT_FAILED
+    dvc, results = sys.modules.get("tasks.versioning.dvc"), sys.modules.get("tasks.result_storage")
+    if (dvc is not None and isinstance(error, dvc.DvcError)) or (
+        results is not None and isinstance(error, results.ResultStorageError)
+    ):
+        return EXIT_STORAGE
     return None
 
 

@@ -30,6 +30,7 @@ from tasks.stages.promote import promote_model
 from tasks.stages.report import report_results
 from tasks.stages.train import TRAINING_ENVIRONMENT, train_model
 from tasks.stages.version import version_data
+from tasks.tracking.checkpoints import fetch_trained
 from tasks.tracking.datasets import split_inputs
 from tasks.tracking.mlflow_tracking import (
     close_stale_runs,
@@ -79,8 +80,11 @@ def modality_pipeline(
         client.log_text(run_id, yaml.safe_dump(public_dump(params), sort_keys=False), "params.yaml")
         client.log_text(run_id, (root / "data.dvc").read_text(), "data.dvc")
         stage_inputs = dict(modality=modality, params=params, root=root, run_id=run_id, data_recipe=data_recipe)
-        trained = call_cached(
-            train_model, force=force, outputs_exist=lambda r: Path(r["checkpoint"]).exists(), **stage_inputs
+        trained = call_cached(  # a checkpoint trained in another clone is fetched from the run that trained it
+            train_model,
+            force=force,
+            outputs_exist=lambda r: fetch_trained(client, root, r, get_run_logger()),
+            **stage_inputs,
         )
         environment = {key: trained[key] for key in TRAINING_ENVIRONMENT}  # where the model was trained
         for key, value in environment.items():

@@ -9,6 +9,20 @@ which the prepare stage produces and the later stages read. The unit is a file: 
 re-runs all of that modality's training and evaluation, whichever part of it changed.
 
 Prefect persists task results under these keys, so a hit carries over between flow runs and shows as ``Cached``.
+
+Results can be shared between clones and workers (params.yaml ``global.results.storage``: an S3 bucket,
+tasks/result_storage.py). What makes a result valid in another clone:
+
+- The key holds no path of the project. It holds the MLflow store instead (its URI, password redacted): results
+  name MLflow runs (the run that trained, evaluated, ...), valid only in the store that holds them. Clones that share
+  a store share results; a project on its own local store (sqlite:///<project>/mlflow.db, the default) keeps its
+  own, as when the key held the project's path.
+- A result names files relative to the project root (the train stage's checkpoint, tasks/tracking/checkpoints.py),
+  read against the root of the clone that reads it.
+- A cached result whose files are not in this clone (a checkpoint trained on another worker) is fetched from the MLflow
+  run that made it, which logged them; when that run lacks them, the stage runs again (``call_cached``'s
+  ``outputs_exist`` is False). Data is not fetched by the cache: a clone gets data/ from DVC (`dvc pull`) or the
+  prepare stage builds it again (its ``outputs_exist`` checks data/ against the recipe).
 """
 
 import ast
@@ -138,11 +152,15 @@ class Stage:
         }
 
     def cache_key(self, _context, inputs: dict) -> str:
-        """Prefect's cache_key_fn: the stage, the modality, the project, what it reads and its code."""
+        """Prefect's cache_key_fn: the stage, the modality, the MLflow store its result points into (not the
+        project's path: the module docstring says why), what it reads and its code."""
+        from tasks.params import redact
+        from tasks.tracking.mlflow_tracking import tracking_uri
+
         modality = inputs["modality"]
         return f"{self.name}-" + digest(
             modality,
-            str(inputs["root"]),
+            redact(tracking_uri(inputs["root"], inputs["params"])),
             self.param_values(inputs["params"], modality),
             [inputs[name] for name in self.upstream],
             code_fingerprint(*self.code_modules(modality)),
@@ -150,11 +168,13 @@ class Stage:
 
 
 def call_cached(stage, *, force: bool, outputs_exist, **inputs):
-    """Run a cached stage; run it afresh when forced or when a cached result's outputs are gone."""
+    """Run a cached stage, its result kept where global.results.storage says; run it afresh when forced or when a
+    cached result's outputs are gone and cannot be fetched (outputs_exist, which may fetch them, is False)."""
     from tasks.result_storage import save_result_storage
 
-    save_result_storage()  # where Prefect keeps the result: a block it must find on its server
-    result = stage.with_options(refresh_cache=force)(**inputs)
+    # where Prefect keeps the result: a block it must find on its server
+    storage = save_result_storage(inputs["params"].global_.results.storage)
+    result = stage.with_options(refresh_cache=force, result_storage=storage)(**inputs)
     if not outputs_exist(result):
-        result = stage.with_options(refresh_cache=True)(**inputs)
+        result = stage.with_options(refresh_cache=True, result_storage=storage)(**inputs)
     return result

@@ -6,6 +6,7 @@ the run before any work, with the offending key named (``ParamsError``).
 """
 
 import itertools
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -78,6 +79,21 @@ class MonitorParams(Section):
         return checked_cron(cron)
 
 
+class ResultsParams(Section):
+    """Where Prefect keeps the cached stages' results (tasks/result_storage.py): None, the local folder of Prefect's
+    settings; s3://bucket/prefix, a bucket every clone and worker naming it shares (README "Shared storage on S3").
+    The credentials and the address of an S3-compatible store come from the environment (AWS_*), never from here."""
+
+    storage: str | None = None
+
+    @field_validator("storage")
+    @classmethod
+    def s3_url(cls, storage: str | None) -> str | None:
+        if storage is not None and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s?#]*)?", storage):
+            raise ValueError("not an S3 URL: use s3://bucket/prefix (null: Prefect's local results folder)")
+        return storage
+
+
 class GlobalParams(Section):
     seed: int = Field(42, ge=0, le=2**32 - 1)  # what NumPy's and torch's generators take
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -88,6 +104,7 @@ class GlobalParams(Section):
     explain: ExplainParams = ExplainParams()
     monitor: MonitorParams = MonitorParams()
     compress: CompressParams = CompressParams()
+    results: ResultsParams = ResultsParams()
 
 
 class ParamsBase(Section):

@@ -128,15 +128,16 @@ def pipeline_runs(tmp_path_factory, prefect_server):
         yield project, first, second
 
 
-def stage_states(project: Path, result: dict) -> dict[str, str]:
+def stage_states(project: Path, result: dict, tracking_uri: str | None = None) -> dict[str, str]:
     """The state of each cached stage (prepare-data, train, evaluate, explain) of one pipeline run, by task run name
     ({"train-image": "Cached", ...}), read from the Prefect server: the tasks of the pipeline's flow run and of its
-    modality subflows, whose ids the run's MLflow runs carry (tag prefect_flow_run_id)."""
+    modality subflows, whose ids the run's MLflow runs carry (tag prefect_flow_run_id), in the project's store or
+    the one tracking_uri names."""
     from mlflow.tracking import MlflowClient
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri or f"sqlite:///{project / 'mlflow.db'}")
     run_ids = [result["parent_run_id"], *(r["run_id"] for r in result["modalities"].values())]
     flow_runs = [client.get_run(run_id).data.tags["prefect_flow_run_id"] for run_id in run_ids]
     with get_client(sync_client=True) as prefect:

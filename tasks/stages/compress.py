@@ -17,6 +17,7 @@ from prefect import get_run_logger, task
 from tasks.caching import Stage
 from tasks.modalities import get
 from tasks.params import Params
+from tasks.tracking.checkpoints import checkpoint_path as trained_checkpoint
 from tasks.tracking.mlflow_tracking import connect, log_metrics
 
 STAGE = Stage(
@@ -43,7 +44,7 @@ def compress_model(modality: str, params: Params, root: Path, run_id: str, train
     from tasks.tracking.compact import choose
 
     spec, section, settings = get(modality), params.section(modality), params.global_.compress
-    checkpoint_path, data_dir = Path(trained["checkpoint"]), root / "data" / modality
+    checkpoint_path, data_dir = trained_checkpoint(root, trained), root / "data" / modality
     model, checkpoint, tokenizer, tokenizer_path, splits = load_trained(
         checkpoint_path, data_dir, section, params.global_.seed
     )

@@ -15,6 +15,7 @@ from tasks.caching import Stage
 from tasks.modalities import get
 from tasks.names import LABELS
 from tasks.params import Params
+from tasks.tracking.checkpoints import checkpoint_path as trained_checkpoint
 from tasks.tracking.mlflow_tracking import connect, log_metrics, log_pytorch_model
 
 STAGE = Stage(
@@ -43,7 +44,7 @@ def evaluate_model(modality: str, params: Params, root: Path, run_id: str, train
     from tasks.serving.pyfunc_model import MODEL_PACKAGES, log_serving_model, pinned
 
     spec, section = get(modality), params.section(modality)
-    checkpoint_path, data_dir = Path(trained["checkpoint"]), root / "data" / modality
+    checkpoint_path, data_dir = trained_checkpoint(root, trained), root / "data" / modality
     model, checkpoint, tokenizer, tokenizer_path, splits = load_trained(
         checkpoint_path, data_dir, section, params.global_.seed
     )

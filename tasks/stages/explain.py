@@ -13,6 +13,7 @@ from prefect import get_run_logger, task
 from tasks.caching import Stage
 from tasks.modalities import get
 from tasks.params import Params
+from tasks.tracking.checkpoints import checkpoint_path as trained_checkpoint
 from tasks.tracking.mlflow_tracking import connect, log_metrics
 
 STAGE = Stage(
@@ -31,7 +32,7 @@ def explain_model(modality: str, params: Params, root: Path, run_id: str, traine
     from tasks.modalities.base import Explanation, load_object
 
     spec, section = get(modality), params.section(modality)
-    checkpoint_path, data_dir = Path(trained["checkpoint"]), root / "data" / modality
+    checkpoint_path, data_dir = trained_checkpoint(root, trained), root / "data" / modality
     model, checkpoint, tokenizer, _, splits = load_trained(checkpoint_path, data_dir, section, params.global_.seed)
     client, _ = connect(root, params, modality)
     settings, builtin = params.global_.explain, data_recipe["source"] == "builtin"

@@ -18,8 +18,8 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from tasks.caching import Stage
 from tasks.modalities import get
-from tasks.names import CHECKPOINT
 from tasks.params import Params
+from tasks.tracking.checkpoints import log_trained, relative_checkpoint
 from tasks.tracking.mlflow_tracking import connect, log_metrics
 from tasks.training.budget import EPOCH_SECONDS, FIRST_EPOCH_SECONDS, PLANNED_EPOCHS, describe_plan
 
@@ -36,9 +36,10 @@ RESUME_DIR = "resume"  # outputs/resume/<stage cache key>.pt: an interrupted tra
 
 @task(**STAGE.task_options())
 def train_model(modality: str, params: Params, root: Path, run_id: str, data_recipe: dict) -> dict:
-    """Returns the checkpoint's path, the id of the MLflow run that trained it and where it trained
-    (TRAINING_ENVIRONMENT). With train.distributed.nproc above 1 the training runs in that many processes
-    (tasks/training/distributed.py), whose rank 0 reports here: this process alone logs to MLflow and Prefect."""
+    """Returns the checkpoint's path (relative to the project root), the id of the MLflow run that trained it and
+    where it trained (TRAINING_ENVIRONMENT). With train.distributed.nproc above 1 the training runs in that many
+    processes (tasks/training/distributed.py), whose rank 0 reports here: this process alone logs to MLflow and
+    Prefect. The trained files are logged to the run too, for clones that get this result from a shared cache."""
     import torch
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
@@ -124,9 +125,10 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
         },
     )
     state_file.unlink(missing_ok=True)  # trained: nothing left to resume
+    log_trained(client, run_id, out_dir)  # where a clone that gets this result from a shared cache fetches it
     # plain str: a cached result holding torch's TorchVersion would import torch when it is read back (seconds)
     return {
-        "checkpoint": str(out_dir / CHECKPOINT),
+        "checkpoint": relative_checkpoint(root, out_dir),  # valid in any clone (tasks/tracking/checkpoints.py)
         "run_id": run_id,
         "device": str(device),
         "torch_version": str(torch.__version__),

@@ -6,10 +6,21 @@ from pathlib import Path
 from prefect import get_run_logger, task
 
 from tasks.lineage import data_md5
-from tasks.versioning.dvc import add_and_push
+from tasks.versioning.dvc import DvcError, add_and_push
 
 
-@task(name="version-data", retries=2, retry_delay_seconds=3)
+def retry_if_it_may_pass(_task, _task_run, state) -> bool:
+    """Retry a failed versioning (a remote may answer the next time), unless credentials are missing."""
+    try:
+        state.result()
+    except DvcError as error:
+        return error.retryable
+    except BaseException:
+        return True
+    return True
+
+
+@task(name="version-data", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_if_it_may_pass)
 def version_data(root: Path) -> str:
     """dvc add data && dvc push; returns the md5 of data/ recorded in data.dvc."""
     add_and_push(root)
