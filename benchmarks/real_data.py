@@ -165,7 +165,8 @@ def budget_table(results) -> list[str]:
         "| dataset | budget | plan | train | train / budget | metric | result | hardware | commit | command |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for result in sorted(results, key=lambda r: (r["dataset"], r["budget_minutes"])):
+    results = sorted(results, key=lambda r: (r["dataset"], r["budget_minutes"]))
+    for result in results:
         share = result["train_seconds"] / (60 * result["budget_minutes"])
         lines.append(
             f"| {result['dataset']} | {result['budget_minutes']:g} min | {result['schedule']} | "
@@ -173,6 +174,9 @@ def budget_table(results) -> list[str]:
             f"{result['metrics'].get(result['metric'])} | {hardware_name(result)} | {result['git_sha'][:8]} | "
             f"`{result['command']}` |"
         )
+    notes = [r for r in results if r.get("note")]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- **{r['config']}**, {r['budget_minutes']:g} min: {r['note']}" for r in notes]
     return lines
 
 

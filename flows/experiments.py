@@ -11,9 +11,9 @@ from flows.pipeline import attention_pipeline
 from tasks.lineage import code_changes_since, environment_changes
 from tasks.locking import project_lock
 from tasks.modalities import get
-from tasks.params import Params, configurations, load_params, project_root
+from tasks.params import Params, configurations, load_params, project_root, with_overrides
 from tasks.tracking.mlflow_tracking import connect
-from tasks.training.budget import replay_plan
+from tasks.training.budget import PLANNED_EPOCHS
 from tasks.versioning.dvc import checkout_data_version, run_dvc
 
 
@@ -29,6 +29,15 @@ def read_recorded_run(client: MlflowClient, run_id: str) -> tuple[Params, str, d
     params = Params.model_validate(yaml.safe_load(Path(client.download_artifacts(run_id, "params.yaml")).read_text()))
     dvc_file = Path(client.download_artifacts(run_id, "data.dvc")).read_text()
     return params, dvc_file, run.data.tags
+
+
+def replay_plan(params: Params, modality: str, metrics: dict) -> Params:
+    """params with a budgeted training's recorded plan as a fixed number of epochs (and no budget), so that a
+    reproduction trains what the run trained (tasks/training/budget.py); unchanged when the run had no budget."""
+    if params.section(modality).train.budget_minutes is None or PLANNED_EPOCHS not in metrics:
+        return params
+    plan = {"train.epochs": int(metrics[PLANNED_EPOCHS]), "train.budget_minutes": None}
+    return with_overrides(params, modality, plan)
 
 
 @flow(name="reproduce")

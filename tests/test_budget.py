@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from flows.experiments import replay_plan
 from tasks.params import ParamsError, override
-from tasks.training.budget import PLANNED_EPOCHS, WarmupCosine, planned_epochs, replay_plan, steady_epoch_seconds
+from tasks.training.budget import PLANNED_EPOCHS, WarmupCosine, planned_epochs, steady_epoch_seconds
 from tests.conftest import tiny_params
 
 

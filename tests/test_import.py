@@ -16,6 +16,7 @@ import yaml
 from PIL import Image
 from prefect import flow
 
+from tasks.caching import call_cached
 from tasks.data.datasets import read_parallel, read_text_csv, train_tokenizer
 from tasks.data.importers import (
     DataImportError,
@@ -352,7 +353,18 @@ def test_bad_data_names_the_file(tmp_path, modality, make_bad):
 
 @flow
 def prepare_and_version(modalities, params, root, version=True):
-    recipes = [prepare_data(m, params, root, data_recipe(m, params, root)) for m in modalities]  # cache, retries
+    recipes = [  # as the pipeline calls it: cached (its result storage saved on the server first), with retries
+        call_cached(
+            prepare_data,
+            force=False,
+            outputs_exist=lambda recipe: True,
+            modality=m,
+            params=params,
+            root=root,
+            recipe=data_recipe(m, params, root),
+        )  # fmt: skip
+        for m in modalities
+    ]
     return recipes, (version_data(root) if version else None)
 
 

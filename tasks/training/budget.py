@@ -5,7 +5,8 @@ budget at that pace; the learning-rate schedule is then sized to that many epoch
 The plan is made once, after the first epoch, and never changed: the first epoch is all learning-rate warm-up
 (budget_minutes needs warmup_epochs >= 1, checked in the params), and warm-up does not depend on how many epochs
 follow, so a budgeted run is exactly the run of ``epochs: <planned>`` without a budget. That is how ``reproduce``
-repeats one (``replay_plan``): the number of epochs is recorded, the machine's speed is not repeatable.
+repeats one (``replay_plan`` in flows/experiments.py): the number of epochs is recorded, the machine's speed is not
+repeatable.
 
 The first epoch pays one-time costs (allocations, caches warming up, lazy initialisation): on a small model it can
 take twice as long as the next. So the pace of the epochs to come is read from the second half of its batches
@@ -57,16 +58,4 @@ def describe_plan(budget_minutes: float, first_epoch_seconds: float, epoch_secon
     return (
         f"budget {budget_minutes:g} min; first epoch {first_epoch_seconds:.1f} s, then about {epoch_seconds:.1f} s "
         f"an epoch -> {epochs} epochs{capped}, about {expected / 60:.1f} min"
-    )
-
-
-def replay_plan(params, modality: str, metrics: dict):
-    """params with a budgeted training's recorded plan as a fixed number of epochs (and no budget), so that a
-    reproduction trains what the run trained; unchanged when the run had no budget."""
-    from tasks.params import with_overrides
-
-    if params.section(modality).train.budget_minutes is None or PLANNED_EPOCHS not in metrics:
-        return params
-    return with_overrides(
-        params, modality, {"train.epochs": int(metrics[PLANNED_EPOCHS]), "train.budget_minutes": None}
     )
