@@ -222,6 +222,48 @@ def test_translation_max_len_covers_both_sides(tmp_path):
     assert "model.embed_dim" not in resolved  # tiny_params sets it
 
 
+def test_params_yaml_gives_speech_and_asr_the_spec_augment_as_written(params):
+    """At strength 1 (params.yaml) the masks are the numbers written, as before the strength existed (image: the
+    augmentation object itself, above; text, image, translation weights were compared bit for bit by hand)."""
+    from tasks.data.datasets import LabelledItems, Splits, train_tokenizer
+
+    empty = LabelledItems([], [], None)
+    splits, tokenizer = Splits(empty, empty, empty, ["a", "b"]), train_tokenizer(["one two three"], 40, reversible=True)
+    for modality in ("speech", "asr"):
+        model = params.section(modality).model
+        args = get(modality).model_args(params.section(modality), splits, tokenizer)
+        assert model.augment_strength == 1.0
+        assert (args["freq_mask"], args["time_mask"]) == (model.freq_mask, model.time_mask)
+        assert type(args["freq_mask"]) is int and type(args["time_mask"]) is int
+
+
+def test_speech_auto_scales_spec_augment_by_clips_per_class(tmp_path, params):
+    """A prepared Speech Commands folder of 3 words, 5 clips each (one in validation, one in testing): 3 training clips
+    a class, so the strongest augmentation."""
+    import numpy as np
+    import soundfile
+
+    data_dir = tmp_path / "speech"
+    for word in ("yes", "no", "up"):
+        (data_dir / word).mkdir(parents=True)
+        for clip in range(5):
+            noise = np.random.default_rng(clip).normal(0, 0.1, 16000).astype("float32")
+            soundfile.write(data_dir / word / f"s{clip}_nohash_0.wav", noise, 16000, subtype="PCM_16")
+    (data_dir / "validation_list.txt").write_text("".join(f"{word}/s3_nohash_0.wav\n" for word in ("yes", "no", "up")))
+    (data_dir / "testing_list.txt").write_text("".join(f"{word}/s4_nohash_0.wav\n" for word in ("yes", "no", "up")))
+    keys = {f"speech.model.{key}": AUTO for key in ("embed_dim", "depth", "num_heads", "augment_strength")}
+    section = override(params, keys).speech
+    spec = get("speech")
+    resolved_section, resolved = spec.resolve(section, data_dir, None)
+    size = model_size(9)  # nine training clips
+    assert resolved == {"model.embed_dim": size.embed_dim, "model.num_heads": size.num_heads, "model.depth": size.depth,
+                        "model.augment_strength": augment_strength(3)}  # fmt: skip
+    args = spec.model_args(resolved_section, spec.load_splits(data_dir, resolved_section, 0, None), None)
+    assert args["freq_mask"] == round(section.model.freq_mask * augment_strength(3)) > section.model.freq_mask
+    assert args["time_mask"] == round(section.model.time_mask * augment_strength(3)) > section.model.time_mask
+    spec.build_model(args)
+
+
 def test_a_section_without_auto_is_left_as_it_is(params, tmp_path):
     for modality in params.present_modalities():
         section = params.section(modality)
