@@ -139,7 +139,8 @@ def token_length(lengths, extra: int = 0) -> int:
 
 def size_values(model, train_examples: int, depth_keys: dict[str, object] | None = None) -> dict[str, int]:
     """The resolved model-size keys of a model section ({"model.embed_dim": 96, ...}) that say auto. depth_keys: the
-    section's depth keys and how each follows from the tier's depth (a function of it); default {"depth": same}."""
+    section's depth keys and how each follows from the tier's depth (a function of it; an explicit depth key that
+    another follows is the modality's to read); default {"depth": same}."""
     size = model_size(train_examples, model.embed_dim, AUTO, model.num_heads)
     values = {"embed_dim": size.embed_dim, "num_heads": size.num_heads}
     for key, from_depth in (depth_keys or {"depth": lambda depth: depth}).items():

@@ -220,6 +220,8 @@ def test_translation_max_len_covers_both_sides(tmp_path):
     targets = sorted(len(target) for _, target in splits.train)
     assert targets[int(0.98 * len(targets))] <= resolved["model.max_len"] == section.model.max_len
     assert "model.embed_dim" not in resolved  # tiny_params sets it
+    mixed = override(params, {"translation.model.encoder_depth": 3}).translation
+    assert spec.resolve(mixed, data_dir, tokenizer)[1]["model.decoder_depth"] == 3  # the decoder follows the encoder
 
 
 def test_params_yaml_gives_speech_and_asr_the_spec_augment_as_written(params):
@@ -261,6 +263,33 @@ def test_speech_auto_scales_spec_augment_by_clips_per_class(tmp_path, params):
     args = spec.model_args(resolved_section, spec.load_splits(data_dir, resolved_section, 0, None), None)
     assert args["freq_mask"] == round(section.model.freq_mask * augment_strength(3)) > section.model.freq_mask
     assert args["time_mask"] == round(section.model.time_mask * augment_strength(3)) > section.model.time_mask
+    spec.build_model(args)
+
+
+def test_asr_auto_sizes_the_model_the_transcripts_and_spec_augment(tmp_path, params):
+    """A prepared ASR folder (clips and {train,val,test}.tsv) of 12 noise clips with digit transcripts."""
+    import numpy as np
+    import soundfile
+
+    data_dir = tmp_path / "asr"
+    (data_dir / "clips").mkdir(parents=True)
+    sentences = [" ".join(["one", "two", "three"][: 1 + i % 3] * (1 + i // 6)) for i in range(12)]
+    for i in range(12):
+        soundfile.write(data_dir / "clips" / f"{i}.wav", np.zeros(1600, "float32"), 16000, subtype="PCM_16")
+    for split, rows in {"train": range(8), "val": range(8, 10), "test": range(10, 12)}.items():
+        lines = ["path\tsentence\tspeaker"] + [f"clips/{i}.wav\t{sentences[i]}\ts{i}" for i in rows]
+        (data_dir / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    keys = ("embed_dim", "num_heads", "encoder_depth", "decoder_depth", "max_len", "augment_strength")
+    section = override(params, {f"asr.model.{key}": AUTO for key in keys}).asr
+    spec = get("asr")
+    tokenizer = spec.learn_tokenizer(data_dir, section)
+    resolved_section, resolved = spec.resolve(section, data_dir, tokenizer)
+    assert resolved["model.encoder_depth"] == model_size(8).depth
+    assert resolved["model.decoder_depth"] == decoder_depth(model_size(8).depth)
+    assert resolved["model.max_len"] == LENGTH_RANGE[0]  # at most 6 words: the shortest length
+    assert resolved["model.augment_strength"] == augment_strength(8)
+    args = spec.model_args(resolved_section, spec.load_splits(data_dir, resolved_section, 0, tokenizer), tokenizer)
+    assert args["freq_mask"] == round(section.model.freq_mask * augment_strength(8))
     spec.build_model(args)
 
 

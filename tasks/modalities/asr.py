@@ -115,7 +115,7 @@ class AsrParams(ModalityParams):
 
 
 def decoder_depth(depth: int) -> int:
-    """The `auto` decoder depth for an `auto` encoder depth: half of it, at least one layer."""
+    """The `auto` decoder depth for an encoder of that depth: half of it, at least one layer."""
     return max(1, depth // 2)
 
 
@@ -183,8 +183,10 @@ class Asr(SequenceTask):
         the acoustics; the decoder writes short transcripts); max_len from the transcripts with [BOS] and [EOS];
         SpecAugment's strength from the utterances (no classes: each utterance counts as one)."""
         sentences = [row["sentence"] for row in read_split(data_dir, "train")]
-        values = size_values(section.model, len(sentences), {"encoder_depth": lambda depth: depth,
-                                                             "decoder_depth": decoder_depth})  # fmt: skip
+        m = section.model
+        encoder = lambda depth: depth if is_auto(m.encoder_depth) else m.encoder_depth  # noqa: E731
+        depths = {"encoder_depth": encoder, "decoder_depth": lambda depth: decoder_depth(encoder(depth))}
+        values = size_values(m, len(sentences), depths)
         if is_auto(section.model.max_len):
             counts = [len(encoding.ids) for encoding in tokenizer.encode_batch(sentences)]
             values["model.max_len"] = token_length(counts, extra=2)

@@ -96,13 +96,14 @@ class Translation(SequenceTask):
         return train_tokenizer(sources + targets, section.model.vocab_size, reversible=True)
 
     def auto_values(self, section, data_dir, tokenizer):
-        """Model size from the training pairs' count, the encoder as deep as the decoder (both sides are language);
+        """Model size from the training pairs' count, the decoder as deep as the encoder (both sides are language);
         max_len from the longer side: a source as it is, a target with its [BOS] and [EOS]."""
         from tasks.data.datasets import read_parallel
 
         sources, targets = read_parallel(data_dir, "train", languages(section))
-        same = lambda depth: depth  # noqa: E731
-        values = size_values(section.model, len(sources), {"encoder_depth": same, "decoder_depth": same})
+        m = section.model
+        encoder = lambda depth: depth if is_auto(m.encoder_depth) else m.encoder_depth  # noqa: E731
+        values = size_values(m, len(sources), {"encoder_depth": encoder, "decoder_depth": encoder})
         if is_auto(section.model.max_len):
             counts = [[len(encoding.ids) for encoding in tokenizer.encode_batch(side)] for side in (sources, targets)]
             values["model.max_len"] = max(token_length(counts[0]), token_length(counts[1], extra=2))
