@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tasks.data.builtin_image import generate_image_dataset  # noqa: E402
+from tasks.defaults import resolved_section  # noqa: E402
 from tasks.modalities import get  # noqa: E402
 from tasks.names import CHECKPOINT  # noqa: E402
 from tasks.params import load_params, override  # noqa: E402
@@ -52,6 +53,7 @@ def test_accuracy(params, root: Path, checkpoint_path: Path) -> float:
     checkpoint = torch.load(checkpoint_path, weights_only=False)
     model = spec.build_model(checkpoint["model_args"])
     model.load_state_dict(checkpoint["state_dict"])
+    section = resolved_section(section, checkpoint.get("resolved", {}))  # `auto` keys, as training resolved them
     splits = spec.load_splits(root / "data" / MODALITY, section, params.global_.seed, None)
     logits, labels = predict(model, make_loader(splits.test, splits, section.eval.batch_size), torch.device("cpu"))
     return (logits.argmax(-1) == labels).float().mean().item()

@@ -37,6 +37,7 @@ def prepared(project: Path, modality: str):
     set_seeds(seed)
     data_dir = project / "data" / modality
     tokenizer = spec.learn_tokenizer(data_dir, section)
+    section, _ = spec.resolve(section, data_dir, tokenizer)  # `auto` keys, as the train stage resolves them
     splits = spec.load_splits(data_dir, section, seed, tokenizer)
     model = spec.build_model(spec.model_args(section, splits, tokenizer))
     return spec, section.train, splits, model, seed

@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tasks.defaults import AUTO, auto_or_number, is_auto
+
 Fraction = Field(ge=0.0, lt=1.0)
 SplitFraction = Field(gt=0, lt=0.5)  # of the data, held out for a split (val or test)
 
@@ -95,28 +97,43 @@ class DecodeParams(EvalParams):
         )
 
 
-class AttentionParams(Section):
-    """What every attention model's section has: width, heads, MLP width and dropout."""
+Width = auto_or_number(int, 8, 4096)
+Heads = auto_or_number(int, 1, 512)
+Depth = auto_or_number(int, 1, 24)
+Strength = auto_or_number(float, 0, 4)  # an augmentation's strength: 1 = as written, 0 = none (tasks/defaults.py)
 
-    embed_dim: int = Field(ge=8)
-    num_heads: int = Field(ge=1)
+
+class AttentionParams(Section):
+    """What every attention model's section has: width, heads, MLP width and dropout. Width and heads may be `auto`
+    (the default): resolved from the training data by tasks/defaults.py."""
+
+    embed_dim: Width = AUTO
+    num_heads: Heads = AUTO
     mlp_ratio: float = Field(2.0, gt=0)
     dropout: float = Fraction
 
     def attention_args(self) -> dict:
-        """The arguments every model in attn_models takes for its attention layers."""
-        return {"embed_dim": self.embed_dim, "num_heads": self.num_heads, "mlp_ratio": self.mlp_ratio,
+        """The arguments every model in attn_models takes for its attention layers (of a resolved section: `auto` is
+        turned into numbers by Modality.resolve before a model is built)."""
+        args = {"embed_dim": self.embed_dim, "num_heads": self.num_heads, "mlp_ratio": self.mlp_ratio,
                 "dropout": self.dropout}  # fmt: skip
+        unresolved = [key for key, value in args.items() if is_auto(value)]
+        if unresolved:
+            raise ValueError(f"model {', '.join(unresolved)} still 'auto': the section must be resolved first "
+                             "(Modality.resolve)")  # fmt: skip
+        return args
 
     @model_validator(mode="after")
     def heads_divide_embedding(self):
+        if is_auto(self.embed_dim) or is_auto(self.num_heads):  # the rules choose what divides (tasks/defaults.py)
+            return self
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
         return self
 
 
 class ModelParams(AttentionParams):
-    depth: int = Field(ge=1, le=24)
+    depth: Depth = AUTO
 
 
 class ModalityParams(Section):

@@ -44,7 +44,7 @@ def test_the_repository_params_are_valid():
         (lambda p: p["global"]["monitor"].update(min_requests=0), "global.monitor.min_requests: Input should be"),
         (
             lambda p: p["translation"]["model"].update(decoder_depth=0),
-            "translation.model.decoder_depth: Input should be",
+            "translation.model.decoder_depth: Value error, 'auto' or an integer from 1 to 24 (got 0)",
         ),
         (
             lambda p: p["translation"]["model"].update(num_heads=3),

@@ -54,10 +54,12 @@ def load_trained(checkpoint_path: Path, data_dir: Path, section, seed: int) -> t
     splits), the tokenizer being the one saved beside the checkpoint."""
     from tokenizers import Tokenizer
 
+    from tasks.defaults import resolved_section
     from tasks.names import TOKENIZER
 
     model, checkpoint = load_checkpoint(checkpoint_path)
     tokenizer_path = Path(checkpoint_path).parent / TOKENIZER
     tokenizer = Tokenizer.from_file(str(tokenizer_path)) if tokenizer_path.exists() else None
+    section = resolved_section(section, checkpoint.get("resolved", {}))  # the `auto` keys as training resolved them
     splits = get(checkpoint["modality"]).load_splits(data_dir, section, seed, tokenizer)
     return model, checkpoint, tokenizer, tokenizer_path, splits

@@ -19,15 +19,18 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tasks.data.asr_data import DIGIT_WORDS, SPLIT_FILES, read_split
+from tasks.defaults import AUTO, augment_strength, auto_or_number, is_auto, size_values, token_length
 from tasks.modalities.sequence import SequenceTask
 from tasks.schema import (
     AttentionParams,
     DataSection,
     DecodeParams,
+    Depth,
     Fraction,
     ModalityParams,
     Section,
     SplitFraction,
+    Strength,
     TrainParams,
     check_range,
 )
@@ -82,16 +85,19 @@ class AsrData(DataSection):
 
 
 class AsrModel(AttentionParams):
-    encoder_depth: int = Field(ge=1, le=24)
-    decoder_depth: int = Field(ge=1, le=24)
+    encoder_depth: Depth = AUTO  # auto: the size tier's depth (tasks/defaults.py),
+    decoder_depth: Depth = AUTO  # and half of it (decoder_depth)
     vocab_size: int = Field(ge=8, le=100_000)  # BPE subwords of the transcripts (reversible: they detokenize exactly)
-    max_len: int = Field(128, ge=4, le=4096)  # output subwords per transcript (longer ones are cut)
+    # output subwords per transcript (longer ones are cut); auto: from the training transcripts (tasks/defaults.py)
+    max_len: auto_or_number(int, 4, 4096) = 128
     n_mels: int = Field(80, ge=8, le=256)
     subsampling_layers: int = Field(4, ge=0, le=6)  # stride-2 convolutions: 4 = 160 ms a frame
     freq_masks: int = Field(1, ge=0)  # SpecAugment, training only: bands of at most freq_mask mel channels
     freq_mask: int = Field(15, ge=0)
     time_masks: int = Field(1, ge=0)  # and stretches of at most time_mask frames (10 ms each)
     time_mask: int = Field(10, ge=0)
+    # scales freq_mask and time_mask (1: as written); auto: from the training utterances (tasks/defaults.py)
+    augment_strength: Strength = 1.0
     memory_positions: bool = False  # positions added to the encoder output too
 
 
@@ -106,6 +112,11 @@ class AsrParams(ModalityParams):
     model: AsrModel
     train: AsrTrain
     eval: DecodeParams = DecodeParams()
+
+
+def decoder_depth(depth: int) -> int:
+    """The `auto` decoder depth for an encoder of that depth: half of it, at least one layer."""
+    return max(1, depth // 2)
 
 
 # ---- the spec -------------------------------------------------------------------------------------------
@@ -167,6 +178,22 @@ class Asr(SequenceTask):
         sentences = [row["sentence"] for row in read_split(data_dir, "train")]
         return train_tokenizer(sentences, section.model.vocab_size, reversible=True)
 
+    def auto_values(self, section, data_dir, tokenizer):
+        """Model size from the training utterances' count, the decoder half as deep as the encoder (the encoder does
+        the acoustics; the decoder writes short transcripts); max_len from the transcripts with [BOS] and [EOS];
+        SpecAugment's strength from the utterances (no classes: each utterance counts as one)."""
+        sentences = [row["sentence"] for row in read_split(data_dir, "train")]
+        m = section.model
+        encoder = lambda depth: depth if is_auto(m.encoder_depth) else m.encoder_depth  # noqa: E731
+        depths = {"encoder_depth": encoder, "decoder_depth": lambda depth: decoder_depth(encoder(depth))}
+        values = size_values(m, len(sentences), depths)
+        if is_auto(section.model.max_len):
+            counts = [len(encoding.ids) for encoding in tokenizer.encode_batch(sentences)]
+            values["model.max_len"] = token_length(counts, extra=2)
+        if is_auto(section.model.augment_strength):
+            values["model.augment_strength"] = augment_strength(len(sentences))
+        return values
+
     def load_splits(self, data_dir, section, seed, tokenizer):
         import soundfile
 
@@ -192,9 +219,9 @@ class Asr(SequenceTask):
             max_len=m.max_len,
             subsampling_layers=m.subsampling_layers,
             freq_masks=m.freq_masks,
-            freq_mask=m.freq_mask,
+            freq_mask=round(m.freq_mask * m.augment_strength),
             time_masks=m.time_masks,
-            time_mask=m.time_mask,
+            time_mask=round(m.time_mask * m.augment_strength),
             ctc=section.train.ctc_weight > 0,
             memory_positions=m.memory_positions,
         )

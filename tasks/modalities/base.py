@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tasks.schema import ModalityParams
+from tasks.defaults import is_auto, resolved_section
+from tasks.schema import ModalityParams, Section
 
 SPLIT_FILE_KEYS = ("val", "test")  # import settings may name a separate file for these splits (text does)
 
@@ -69,6 +70,17 @@ class Explanation:
     seed: int  # global.seed: the random maps are drawn from it
     builtin_data: bool  # the data is the built-in generator's, whose evidence is known by construction
     data_dir: Path
+
+
+def auto_keys(section, prefix: str = "") -> list[str]:
+    """The dotted keys of a section (or a part of it) that say `auto`."""
+    keys = []
+    for name, value in section:
+        if isinstance(value, Section):
+            keys += auto_keys(value, f"{prefix}{name}.")
+        elif is_auto(value):
+            keys.append(f"{prefix}{name}")
+    return keys
 
 
 class Modality:
@@ -133,6 +145,22 @@ class Modality:
     def learn_tokenizer(self, data_dir: Path, section):
         """A tokenizers.Tokenizer learned from the training split, or None when the inputs have no tokens."""
         return None
+
+    def auto_values(self, section, data_dir: Path, tokenizer) -> dict:
+        """The values of the section's `auto` keys ({"model.embed_dim": 96, ...}), by the rules of tasks/defaults.py
+        and the modality's own, from the prepared data (called only when some key says auto)."""
+        return {}
+
+    def resolve(self, section, data_dir: Path, tokenizer) -> tuple:
+        """(the section with every `auto` key resolved from the prepared data, the resolved values by dotted key):
+        what load_splits and model_args are given, so that the checkpoint's model arguments hold numbers."""
+        if not auto_keys(section):
+            return section, {}
+        values = self.auto_values(section, data_dir, tokenizer)
+        left = set(auto_keys(section)) - set(values)
+        if left:
+            raise ValueError(f"{self.name}: no rule resolves {', '.join(sorted(left))} (a bug: see tasks/defaults.py)")
+        return resolved_section(section, values), values
 
     def load_splits(self, data_dir: Path, section, seed: int, tokenizer):
         """The prepared data as tasks.data.datasets.Splits (train with its augmentation, val, test)."""

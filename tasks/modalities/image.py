@@ -9,8 +9,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from tasks.defaults import AUTO, augment_strength, auto_or_number, is_auto, size_values
 from tasks.modalities.classification import Classifier
-from tasks.schema import DataSection, ModalityParams, ModelParams, Section, SplitFraction
+from tasks.schema import DataSection, ModalityParams, ModelParams, Section, SplitFraction, Strength
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -29,6 +30,19 @@ class ImageAugment(Section):
     max_shift: float = Field(0.1, ge=0, le=0.5)  # fraction of the image size
     max_rotate: float = Field(10.0, ge=0, le=180)  # degrees
     scale_range: tuple[float, float] = (0.9, 1.1)
+    # scales the shift, the rotation and the zoom's distance from 1 (1: as written); auto: from the training images
+    # per class (tasks/defaults.py). Default 1: a params file without it trains as it did before the key existed.
+    strength: Strength = 1.0
+
+    def scaled(self):
+        """The augmentation at its strength (a resolved one), within each setting's limits; at strength 1 this very
+        augmentation, unchanged."""
+        if self.strength == 1:
+            return self
+        s, (low, high) = self.strength, self.scale_range
+        return self.model_copy(update={"max_shift": min(0.5, self.max_shift * s),
+                                       "max_rotate": min(180.0, self.max_rotate * s),
+                                       "scale_range": (max(0.05, 1 + (low - 1) * s), 1 + (high - 1) * s)})  # fmt: skip
 
 
 class ImageImport(Section):
@@ -52,12 +66,26 @@ class ImageData(DataSection):
     augment: ImageAugment = ImageAugment()
 
 
+def patch_size_for(image_size: int, stem: str) -> int:
+    """The `auto` patch size: the divisor of the image size nearest its square root (a tie: the smaller patch, more
+    tokens), so the token grid grows like the patch (32 px: 4 px patches, an 8 x 8 grid; 224 px: 14 px, 16 x 16); the
+    conv stem takes a power of two of at least 2."""
+    sides = [p for p in range(1, image_size + 1) if image_size % p == 0]
+    if stem == "conv":
+        sides = [p for p in sides if p >= 2 and not p & (p - 1)]
+    if not sides:
+        raise ValueError(f"model.patch_size auto with stem 'conv' needs an even data.image_size (got {image_size})")
+    return min(sides, key=lambda p: (abs(p - image_size**0.5), p))
+
+
 class ImageModel(ModelParams):
-    patch_size: int = Field(ge=1)
+    patch_size: auto_or_number(int, 1, 256) = AUTO  # auto: from data.image_size (patch_size_for)
     stem: Literal["patch", "conv"] = "patch"  # conv: 3x3 stride-2 convolutions down to the patch grid (small data)
 
     @model_validator(mode="after")
     def conv_stem_patch_size(self):
+        if is_auto(self.patch_size):
+            return self
         if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
             raise ValueError(f"stem 'conv' needs a power-of-two patch_size >= 2 (got {self.patch_size})")
         return self
@@ -79,6 +107,9 @@ class ImageParams(ModalityParams):
 
     @model_validator(mode="after")
     def patches_tile_image(self):
+        if is_auto(self.model.patch_size):
+            patch_size_for(self.data.image_size, self.model.stem)  # one exists
+            return self
         if self.data.image_size % self.model.patch_size:
             raise ValueError(
                 f"model.patch_size ({self.model.patch_size}) must divide data.image_size ({self.data.image_size})"
@@ -105,6 +136,18 @@ class Image(Classifier):
     def split_files(self, data_dir, split):
         return sorted(p for p in (data_dir / split).glob("*/*") if p.is_file())
 
+    def auto_values(self, section, data_dir, tokenizer):
+        """Model size from the training images' count, the patch size from the image size, the augmentation's
+        strength from the training images per class."""
+        images = len(self.split_files(data_dir, "train"))
+        values = size_values(section.model, images)
+        if is_auto(section.model.patch_size):
+            values["model.patch_size"] = patch_size_for(section.data.image_size, section.model.stem)
+        if is_auto(section.data.augment.strength):
+            classes = sum(1 for p in (data_dir / "train").iterdir() if p.is_dir())
+            values["data.augment.strength"] = augment_strength(images / max(1, classes))
+        return values
+
     def load_splits(self, data_dir, section, seed, tokenizer):
         from tasks.data.datasets import LabelledItems, Splits, image_transforms, read_image
 
@@ -119,7 +162,7 @@ class Image(Classifier):
 
         plain = image_transforms(channels)
         return Splits(
-            split("train", image_transforms(channels, section.data.augment, seed), augmented=True),
+            split("train", image_transforms(channels, section.data.augment.scaled(), seed), augmented=True),
             split("val", plain),
             split("test", plain),
             class_names,

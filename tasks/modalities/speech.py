@@ -14,8 +14,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from tasks.defaults import augment_strength, is_auto, size_values
 from tasks.modalities.classification import Classifier
-from tasks.schema import DataSection, ModalityParams, ModelParams, Section, SplitFraction, check_range
+from tasks.schema import DataSection, ModalityParams, ModelParams, Section, SplitFraction, Strength, check_range
 
 NOT_WORDS = {"_background_noise_"}  # Speech Commands' noise recordings; _silence_ and _unknown_ are classes
 SPLIT_LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
@@ -68,6 +69,8 @@ class SpeechModel(ModelParams):
     n_mels: int = Field(40, ge=8, le=256)
     freq_mask: int = Field(8, ge=0)  # SpecAugment, applied in training only
     time_mask: int = Field(10, ge=0)
+    # scales both masks' widest (1: as written); auto: from the training clips per class (tasks/defaults.py)
+    augment_strength: Strength = 1.0
 
 
 class SpeechParams(ModalityParams):
@@ -120,6 +123,15 @@ class Speech(Classifier):
         held_out = {name for other in SPLIT_LISTS for name in listed(data_dir, other)}
         return [path for path in clips(data_dir) if f"{path.parent.name}/{path.name}" not in held_out]
 
+    def auto_values(self, section, data_dir, tokenizer):
+        """Model size from the training clips' count, SpecAugment's strength from the training clips per class."""
+        train = self.split_files(data_dir, "train")
+        values = size_values(section.model, len(train))
+        if is_auto(section.model.augment_strength):
+            classes = len({path.parent.name for path in clips(data_dir)})
+            values["model.augment_strength"] = augment_strength(len(train) / max(1, classes))
+        return values
+
     def load_splits(self, data_dir, section, seed, tokenizer):
         from tasks.data.datasets import LabelledItems, Splits, read_clip
 
@@ -146,8 +158,8 @@ class Speech(Classifier):
             clip_seconds=data.clip_seconds,
             n_mels=m.n_mels,
             depth=m.depth,
-            freq_mask=m.freq_mask,
-            time_mask=m.time_mask,
+            freq_mask=round(m.freq_mask * m.augment_strength),
+            time_mask=round(m.time_mask * m.augment_strength),
         )
 
     def serving_example(self, data_dir, section):

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from tasks.defaults import AUTO, auto_or_number, is_auto, size_values, token_length
 from tasks.modalities.classification import Classifier
 from tasks.schema import DataSection, ModalityParams, ModelParams, Section, SplitFraction, check_range
 
@@ -81,7 +82,7 @@ class TextData(DataSection):
 
 class TextModel(ModelParams):
     vocab_size: int = Field(ge=32, le=100_000)
-    max_len: int = Field(ge=4, le=4096)
+    max_len: auto_or_number(int, 4, 4096) = AUTO  # auto: from the training texts' subword counts (tasks/defaults.py)
 
 
 class TextParams(ModalityParams):
@@ -108,6 +109,17 @@ class Text(Classifier):
         from tasks.data.datasets import read_text_csv, train_tokenizer
 
         return train_tokenizer(read_text_csv(data_dir / "train.csv")[0], section.model.vocab_size)
+
+    def auto_values(self, section, data_dir, tokenizer):
+        """Model size from the training texts' count; max_len from their subword counts (no token is added: the
+        class token has a position of its own)."""
+        from tasks.data.datasets import read_text_csv
+
+        texts = read_text_csv(data_dir / "train.csv")[0]
+        values = size_values(section.model, len(texts))
+        if is_auto(section.model.max_len):
+            values["model.max_len"] = token_length([len(encoding.ids) for encoding in tokenizer.encode_batch(texts)])
+        return values
 
     def load_splits(self, data_dir, section, seed, tokenizer):
         from tasks.data.datasets import LabelledItems, Splits, encode_texts, pad_token_batch, read_text_csv

@@ -11,8 +11,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from tasks.defaults import AUTO, auto_or_number, is_auto, size_values, token_length
 from tasks.modalities.sequence import SequenceTask
-from tasks.schema import AttentionParams, DataSection, DecodeParams, ModalityParams, Section, SplitFraction
+from tasks.schema import AttentionParams, DataSection, DecodeParams, Depth, ModalityParams, Section, SplitFraction
 
 BUILTIN_LANGUAGES = ("de", "en")  # the built-in corpus (tasks/data/builtin_translation.py): German -> English
 
@@ -51,10 +52,11 @@ class TranslationData(DataSection):
 
 
 class TranslationModel(AttentionParams):
-    encoder_depth: int = Field(ge=1, le=24)
-    decoder_depth: int = Field(ge=1, le=24)
+    encoder_depth: Depth = AUTO  # auto: both the size tier's depth (tasks/defaults.py)
+    decoder_depth: Depth = AUTO
     vocab_size: int = Field(ge=32, le=100_000)  # one joint BPE vocabulary for both languages, tied embeddings
-    max_len: int = Field(ge=4, le=4096)  # subword tokens per sentence (longer ones are cut)
+    # subword tokens per sentence (longer ones are cut); auto: from the training pairs' lengths (tasks/defaults.py)
+    max_len: auto_or_number(int, 4, 4096) = AUTO
 
 
 class TranslationParams(ModalityParams):
@@ -92,6 +94,20 @@ class Translation(SequenceTask):
 
         sources, targets = read_parallel(data_dir, "train", languages(section))
         return train_tokenizer(sources + targets, section.model.vocab_size, reversible=True)
+
+    def auto_values(self, section, data_dir, tokenizer):
+        """Model size from the training pairs' count, the decoder as deep as the encoder (both sides are language);
+        max_len from the longer side: a source as it is, a target with its [BOS] and [EOS]."""
+        from tasks.data.datasets import read_parallel
+
+        sources, targets = read_parallel(data_dir, "train", languages(section))
+        m = section.model
+        encoder = lambda depth: depth if is_auto(m.encoder_depth) else m.encoder_depth  # noqa: E731
+        values = size_values(m, len(sources), {"encoder_depth": encoder, "decoder_depth": encoder})
+        if is_auto(section.model.max_len):
+            counts = [[len(encoding.ids) for encoding in tokenizer.encode_batch(side)] for side in (sources, targets)]
+            values["model.max_len"] = max(token_length(counts[0]), token_length(counts[1], extra=2))
+        return values
 
     def load_splits(self, data_dir, section, seed, tokenizer):
         from tasks.data.datasets import (

@@ -17,6 +17,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from tasks.caching import Stage
+from tasks.defaults import describe, log_resolved
 from tasks.modalities import get
 from tasks.params import Params
 from tasks.tracking.checkpoints import log_trained, relative_checkpoint
@@ -65,9 +66,12 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
 
     def started(built: dict) -> None:
         trained.update(built, started=time.perf_counter())
-        logger.info("%s: %s with %.2fM parameters, %d train / %d val samples on %s%s", modality, built["model"],
+        resolved = built.get("resolved") or {}
+        logger.info("%s: %s with %.2fM parameters, %d train / %d val samples on %s%s%s", modality, built["model"],
                     built["num_parameters"] / 1e6, built["train"], built["val"], device,
-                    f", {nproc} processes" if nproc > 1 else "")  # fmt: skip
+                    f", {nproc} processes" if nproc > 1 else "",
+                    f"; auto: {describe(resolved)}" if resolved else "")  # fmt: skip
+        log_resolved(client, run_id, resolved)
 
     def report(epoch: int, metrics: dict) -> None:
         log_metrics(client, run_id, metrics, step=epoch)

@@ -30,15 +30,17 @@ def train_and_save(
     tokenizer = spec.learn_tokenizer(data_dir, section)
     if tokenizer is not None and ranks.main:
         tokenizer.save(str(out_dir / TOKENIZER))
+    section, resolved = spec.resolve(section, data_dir, tokenizer)  # `auto` keys from the data (tasks/defaults.py)
     splits = spec.load_splits(data_dir, section, seed, tokenizer)
     args = spec.model_args(section, splits, tokenizer)
     model = spec.build_model(args)
     events("started", {"model": type(model).__name__, "num_parameters": sum(p.numel() for p in model.parameters()),
-                       "train": len(splits.train), "val": len(splits.val), "device": str(device)})  # fmt: skip
+                       "train": len(splits.train), "val": len(splits.val), "device": str(device),
+                       "resolved": resolved})  # fmt: skip
     best = fit(model, splits, section.train, device, seed, lambda epoch, metrics: events("epoch", epoch, metrics),
                spec, state_file, on_resume=lambda epoch: events("resumed", epoch), ranks=ranks,
                on_plan=lambda *plan: events("planned", *plan))  # fmt: skip
     if ranks.main:
         torch.save({"modality": spec.name, "model_args": args, "state_dict": model.cpu().state_dict(),
-                    "class_names": splits.class_names, **best}, out_dir / CHECKPOINT)  # fmt: skip
+                    "class_names": splits.class_names, "resolved": resolved, **best}, out_dir / CHECKPOINT)  # fmt: skip
     events("finished", best)
