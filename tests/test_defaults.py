@@ -2,6 +2,7 @@
 checkpoint and the MLflow run hold, and the messages of a wrong value."""
 
 import itertools
+import logging
 
 import pytest
 import torch
@@ -301,7 +302,25 @@ def test_a_section_without_auto_is_left_as_it_is(params, tmp_path):
 
 # ---- the record on the MLflow run ---------------------------------------------------------------------------------
 @pytest.mark.integration
-def test_the_train_stage_logs_and_records_what_auto_resolved_to(tmp_path, prefect_server, monkeypatch, capfd):
+class LinesOf(logging.Handler):
+    """The messages a logger emits while in a with block."""
+
+    def __init__(self, logger: logging.Logger):
+        super().__init__(logging.INFO)
+        self.logger, self.messages = logger, []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self):
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+
+
+def test_the_train_stage_logs_and_records_what_auto_resolved_to(tmp_path, prefect_server, monkeypatch):
     """The train stage's own body in a flow (no cache), on tiny built-in text data, logging to a sqlite store."""
     from prefect import flow
 
@@ -314,7 +333,9 @@ def test_the_train_stage_logs_and_records_what_auto_resolved_to(tmp_path, prefec
     params = auto_params(tmp_path, "text", {"embed_dim": AUTO, "depth": AUTO, "num_heads": AUTO, "max_len": AUTO})
     client, experiment_id = connect(tmp_path, params, "text")
     run_id = client.create_run(experiment_id).info.run_id
-    flow(name="train-only")(lambda: train_model.fn("text", params, tmp_path, run_id, {}))()
+    lines = LinesOf(logging.getLogger("prefect"))  # what Prefect's console shows, whoever captures it
+    with lines:
+        flow(name="train-only")(lambda: train_model.fn("text", params, tmp_path, run_id, {}))()
     client.set_terminated(run_id)
 
     run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(run_id)
@@ -325,6 +346,5 @@ def test_the_train_stage_logs_and_records_what_auto_resolved_to(tmp_path, prefec
     checkpoint = torch.load(checkpoint_path, weights_only=True)
     for key, value in recorded.items():
         assert checkpoint["model_args"][key.removeprefix(RESOLVED_PREFIX + "model.")] == int(value)
-    output = capfd.readouterr()  # the stage's log line, as Prefect's console shows it
-    logged = [line for line in (output.out + output.err).splitlines() if "auto: model." in line]
+    logged = [line for line in lines.messages if "auto: model." in line]
     assert logged and f"model.embed_dim={checkpoint['model_args']['embed_dim']}" in logged[0]
