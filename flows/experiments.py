@@ -13,7 +13,7 @@ from tasks.locking import project_lock
 from tasks.modalities import get
 from tasks.params import Params, configurations, load_params, project_root, with_overrides
 from tasks.tracking.mlflow_tracking import connect
-from tasks.training.budget import PLANNED_EPOCHS
+from tasks.training.budget import PLANNED_STEPS
 from tasks.versioning.dvc import checkout_data_version, run_dvc
 
 
@@ -32,11 +32,11 @@ def read_recorded_run(client: MlflowClient, run_id: str) -> tuple[Params, str, d
 
 
 def replay_plan(params: Params, modality: str, metrics: dict) -> Params:
-    """params with a budgeted training's recorded plan as a fixed number of epochs (and no budget), so that a
+    """params with a budgeted training's recorded plan as a fixed number of steps (and no budget), so that a
     reproduction trains what the run trained (tasks/training/budget.py); unchanged when the run had no budget."""
-    if params.section(modality).train.budget_minutes is None or PLANNED_EPOCHS not in metrics:
+    if params.section(modality).train.budget_minutes is None or PLANNED_STEPS not in metrics:
         return params
-    plan = {"train.epochs": int(metrics[PLANNED_EPOCHS]), "train.budget_minutes": None}
+    plan = {"train.max_steps": int(metrics[PLANNED_STEPS]), "train.budget_minutes": None}
     return with_overrides(params, modality, plan)
 
 

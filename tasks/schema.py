@@ -54,8 +54,9 @@ class TrainParams(Section):
     warmup_epochs: int = Field(1, ge=0)
     label_smoothing: float = Fraction
     max_batches_per_epoch: int | None = Field(None, ge=1)  # shrinks epochs for smoke tests
-    # minutes of training: the epochs that fit are planned from the first one (tasks/training/budget.py), and
-    # `epochs` is then the most it may train
+    max_steps: int | None = Field(None, ge=1)  # training steps in all: the last epoch ends early (None: every epoch)
+    # minutes of training: the steps that fit are planned after the first epoch (tasks/training/budget.py), and
+    # `epochs` (and max_steps) are then the most it may train
     budget_minutes: float | None = Field(None, gt=0, le=10080)
     distributed: DistributedParams = DistributedParams()
 

@@ -5,22 +5,24 @@ import torch
 
 from flows.experiments import replay_plan
 from tasks.params import ParamsError, override
-from tasks.training.budget import PLANNED_EPOCHS, WarmupCosine, planned_epochs, steady_epoch_seconds
+from tasks.training.budget import PLANNED_STEPS, Pace, WarmupCosine, measured_pace, planned_steps
 from tests.conftest import tiny_params
 
 
-def test_the_plan_fills_the_budget_to_the_nearest_epoch_within_its_bounds():
-    assert planned_epochs(600, 38.6, 38.6, most=100) == 16  # 1 + round(561.4 / 38.6 = 14.5)
-    assert planned_epochs(600, 40.0, 40.0, most=100) == 15  # exactly 15 epochs of 40 s
-    assert planned_epochs(600, 60.0, 30.0, most=100) == 19  # a slow first epoch, then 18 of 30 s
-    assert planned_epochs(600, 38.6, 38.6, most=10) == 10  # the cap (train.epochs)
-    assert planned_epochs(60, 200.0, 100.0, most=10) == 1  # the first epoch alone is over the budget
+def test_the_plan_fills_the_budget_to_the_nearest_step_within_its_bounds():
+    pace = Pace(step_seconds=3.0, validation_seconds=8.0)  # an epoch of 10 steps: 38 s
+    # 562 s after the first epoch: 14 whole epochs (532 s), then 22 s for a last one's 7 steps and its validation
+    assert planned_steps(600, 38.0, pace, steps_per_epoch=10, most=1000) == 157
+    assert planned_steps(600, 40.0, Pace(3.2, 8.0), steps_per_epoch=10, most=1000) == 150  # exactly 15 epochs
+    assert planned_steps(600, 38.0, pace, steps_per_epoch=10, most=100) == 100  # the cap (epochs, max_steps)
+    assert planned_steps(60, 200.0, pace, steps_per_epoch=10, most=100) == 10  # the first epoch alone is over budget
+    assert planned_steps(600, 38.0, pace, steps_per_epoch=10, most=5) == 5  # max_steps inside the first epoch
 
 
 def test_the_pace_leaves_out_what_the_first_batches_cost_once():
     # 10 batches: the first five took 8 s (start-up), the last five 5 s; validation 1 s
-    assert steady_epoch_seconds(10, halfway=8.0, trained=13.0, validated=14.0) == 11.0
-    assert steady_epoch_seconds(1, halfway=0.0, trained=3.0, validated=4.0) == 4.0  # one batch: all of it
+    assert measured_pace(10, halfway=8.0, trained=13.0, validated=14.0) == Pace(1.0, 1.0)
+    assert measured_pace(1, halfway=0.0, trained=3.0, validated=4.0) == Pace(3.0, 1.0)  # one batch: all of it
 
 
 def test_the_schedule_warms_up_then_decays_to_zero_and_its_plan_is_saved_with_it():
@@ -51,6 +53,6 @@ def test_a_budget_needs_a_warmup_epoch_and_a_positive_number_of_minutes():
 def test_reproduce_trains_the_recorded_plan_without_the_budget():
     budget = {"image.train.budget_minutes": 10, "image.train.epochs": 100, "image.train.warmup_epochs": 1}
     budgeted = override(tiny(), budget)
-    replayed = replay_plan(budgeted, "image", {PLANNED_EPOCHS: 16.0, "test_accuracy": 0.9})
-    assert (replayed.image.train.epochs, replayed.image.train.budget_minutes) == (16, None)
-    assert replay_plan(tiny(), "image", {PLANNED_EPOCHS: 16.0}) == tiny()  # no budget: as recorded
+    replayed = replay_plan(budgeted, "image", {PLANNED_STEPS: 157.0, "test_accuracy": 0.9})
+    assert (replayed.image.train.max_steps, replayed.image.train.budget_minutes) == (157, None)
+    assert replay_plan(tiny(), "image", {PLANNED_STEPS: 157.0}) == tiny()  # no budget: as recorded

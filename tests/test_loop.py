@@ -1,5 +1,6 @@
 """The training loop: batches of similar length for variable-length inputs, and training resumed after a kill."""
 
+import math
 import pickle
 
 import pytest
@@ -43,7 +44,7 @@ def image_project(tmp_path_factory):
 
 def train_images(project, section, state_file, stop_after: int | None = None, plans: list | None = None, **train):
     """A fresh process's training of the image model (augmented, shuffled): 3 epochs of 3 batches unless train says
-    otherwise; a time budget's plan (epochs, first epoch's seconds) is appended to plans."""
+    otherwise; a time budget's plan (steps, steps per epoch, first epoch's seconds, pace) is appended to plans."""
     spec = get("image")
     set_seeds(0)
     splits = spec.load_splits(project / "data", section, 0, None)
@@ -109,19 +110,28 @@ def same_weights(one: dict, other: dict) -> bool:
     return all(torch.equal(one[name], weights) for name, weights in other.items())
 
 
-def test_a_budgeted_training_is_the_training_of_the_epochs_it_planned(image_project, tmp_path):
+def test_a_budgeted_training_is_the_training_of_the_steps_it_planned(image_project, tmp_path):
     project, section = image_project
     timed = []
     train_images(project, section, None, plans=timed, epochs=1, budget_minutes=1.0, warmup_epochs=1)
-    epoch_seconds = timed[0][2]
+    [(_, steps_per_epoch, _, pace)] = timed
     plans = []  # a budget of about four epochs, under a cap of ten
     budgeted, history, _ = train_images(project, section, None, plans=plans, epochs=10, warmup_epochs=1,
-                                        budget_minutes=4 * epoch_seconds / 60)  # fmt: skip
-    [(epochs, _, _)] = plans
+                                        budget_minutes=4 * pace.epoch_seconds(steps_per_epoch) / 60)  # fmt: skip
+    [(steps, _, _, _)] = plans
+    epochs = math.ceil(steps / steps_per_epoch)
     assert 1 <= epochs < 10 and sorted(history) == list(range(1, epochs + 1))  # the plan, not the cap, was trained
-    fixed, fixed_history, _ = train_images(project, section, None, epochs=epochs, warmup_epochs=1)
+    fixed, fixed_history, _ = train_images(project, section, None, epochs=10, max_steps=steps, warmup_epochs=1)
     assert fixed_history == history and fixed["best"] == budgeted["best"]
     assert same_weights(fixed["weights"], budgeted["weights"])  # learning rates sized to the plan from the start
+
+
+def test_max_steps_cuts_the_last_epoch_short(image_project):
+    project, section = image_project
+    seven, seven_history, _ = train_images(project, section, None, epochs=10, max_steps=7)  # epochs of 3 batches
+    nine, nine_history, _ = train_images(project, section, None, epochs=3)
+    assert sorted(seven_history) == sorted(nine_history) == [1, 2, 3]
+    assert seven_history[3] != nine_history[3] and not same_weights(seven["weights"], nine["weights"])
 
 
 def test_a_resumed_budgeted_training_keeps_its_plan(image_project, tmp_path):
@@ -133,7 +143,7 @@ def test_a_resumed_budgeted_training_keeps_its_plan(image_project, tmp_path):
         "warmup_epochs": 1,
     }  # a plan of the cap, 4 epochs, so a stop after 2 leaves 2
     train_images(project, section, state_file, stop_after=2, plans=plans, **budget)
-    assert [epochs for epochs, *_ in plans] == [4]
+    assert [steps for steps, *_ in plans] == [4 * 3]  # 4 epochs of 3 batches
     fast = {**budget, "budget_minutes": 1e-6}  # the same stage run again would plan 1 epoch; it resumes instead
     again, history, resumed = train_images(project, section, state_file, plans=plans, **fast)
     assert resumed == [1] and sorted(history) == [2, 3, 4] and len(plans) == 1  # no new plan

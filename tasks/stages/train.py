@@ -10,6 +10,7 @@ The modality's spec (tasks/modalities/) supplies the tokenizer, the data, the mo
 run never enters it, and leaving them out of module scope saves seconds of start-up on every run.
 """
 
+import math
 import time
 from pathlib import Path
 
@@ -22,7 +23,14 @@ from tasks.modalities import get
 from tasks.params import Params
 from tasks.tracking.checkpoints import log_trained, relative_checkpoint
 from tasks.tracking.mlflow_tracking import connect, log_metrics
-from tasks.training.budget import EPOCH_SECONDS, FIRST_EPOCH_SECONDS, PLANNED_EPOCHS, describe_plan
+from tasks.training.budget import (
+    FIRST_EPOCH_SECONDS,
+    PLANNED_EPOCHS,
+    PLANNED_STEPS,
+    STEP_SECONDS,
+    VALIDATION_SECONDS,
+    describe_plan,
+)
 
 STAGE = Stage(
     "train",
@@ -95,14 +103,16 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
                     epochs, state_file.relative_to(root))  # fmt: skip
         client.set_tag(run_id, "resumed_after_epoch", str(epoch))
 
-    def planned(planned_epochs: int, first_epoch_seconds: float, epoch_seconds: float) -> None:
+    def planned(steps: int, steps_per_epoch: int, first_epoch_seconds: float, pace) -> None:
         nonlocal epochs
-        epochs = planned_epochs
-        plan = describe_plan(budget, first_epoch_seconds, epoch_seconds, planned_epochs, section.train.epochs)
+        epochs = math.ceil(steps / steps_per_epoch)
+        most = min(section.train.epochs * steps_per_epoch, section.train.max_steps or math.inf)
+        plan = describe_plan(budget, first_epoch_seconds, pace, steps, steps_per_epoch, most)
         logger.info("%s: %s", modality, plan)
         client.set_tag(run_id, "train_schedule", plan)
-        log_metrics(client, run_id, {PLANNED_EPOCHS: planned_epochs, FIRST_EPOCH_SECONDS: first_epoch_seconds,
-                                     EPOCH_SECONDS: epoch_seconds})  # fmt: skip
+        log_metrics(client, run_id, {PLANNED_STEPS: steps, PLANNED_EPOCHS: steps / steps_per_epoch,
+                                     FIRST_EPOCH_SECONDS: first_epoch_seconds, STEP_SECONDS: pace.step_seconds,
+                                     VALIDATION_SECONDS: pace.validation_seconds})  # fmt: skip
 
     handlers = {"started": started, "planned": planned, "epoch": report, "resumed": resumed, "finished": trained.update}
 

@@ -3,9 +3,9 @@ training of several (tasks/training/distributed.py): every rank builds the token
 same way from the seed, rank 0 alone writes the tokenizer and the checkpoint.
 
 What it reports goes to ``events(name, *args)``: "started" (what it trains, on what), "resumed" (epoch), "planned"
-(epochs, the first epoch's seconds, the next ones': a time budget's plan), "epoch" (epoch, metrics) and "finished"
-(the best epoch); the stage logs them. It takes the modality's spec as an argument rather than importing the registry:
-tasks/modalities imports this package, not the other way round.
+(steps, steps per epoch, the first epoch's seconds, the pace planned: a time budget's plan), "epoch" (epoch,
+metrics) and "finished" (the best epoch); the stage logs them. It takes the modality's spec as an argument rather
+than importing the registry: tasks/modalities imports this package, not the other way round.
 """
 
 from pathlib import Path

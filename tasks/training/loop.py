@@ -19,7 +19,7 @@ from tasks.data.datasets import Splits
 from tasks.progress import progress
 from tasks.schema import TrainParams
 from tasks.training import resume
-from tasks.training.budget import WarmupCosine, planned_epochs, steady_epoch_seconds
+from tasks.training.budget import Pace, WarmupCosine, measured_pace, planned_steps
 from tasks.training.distributed import ONE_PROCESS, Ranks
 
 
@@ -134,14 +134,16 @@ def fit(
     ranks: this process's place in a training of several (tasks/training/distributed.py): it trains on its shard
     of each batch, and the metrics are the whole epoch's.
 
-    With train.budget_minutes, the number of epochs is planned after the first (tasks/training/budget.py) and
-    on_plan(epochs, the first epoch's seconds, the pace planned for the others) is told it; train.epochs is then
-    the most it may train."""
+    train.max_steps ends the training after that many steps in all (the last epoch cut short). With
+    train.budget_minutes, the steps are planned after the first epoch (tasks/training/budget.py) and
+    on_plan(steps, steps per epoch, the first epoch's seconds, the Pace planned for the rest) is told it;
+    train.epochs (and max_steps) are then the most it may train."""
     train_loader = make_loader(splits.train, splits, train.batch_size, shuffle=True, seed=seed, ranks=ranks)
     val_loader = make_loader(splits.val, splits, train.batch_size, ranks=ranks)
     steps_per_epoch = min(len(train_loader), train.max_batches_per_epoch or len(train_loader))
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-    plan = WarmupCosine(train.epochs * steps_per_epoch, train.warmup_epochs * steps_per_epoch)
+    most = min(train.epochs * steps_per_epoch, train.max_steps or math.inf)
+    plan = WarmupCosine(most, train.warmup_epochs * steps_per_epoch)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, plan)
     model.to(device)
     ranks.share_weights(model)
@@ -152,7 +154,9 @@ def fit(
     if saved is not None:
         finished, best = resume.restore(saved, model, optimizer, schedule, train_loader)
         on_resume(finished)
-    epochs = plan.total_steps // steps_per_epoch  # train.epochs, or a budget's plan restored with the schedule
+    epochs = math.ceil(
+        plan.total_steps / steps_per_epoch
+    )  # as params say, or a budget's plan restored with the schedule
     epoch = finished
     while epoch < epochs:
         epoch += 1
@@ -162,11 +166,12 @@ def fit(
             train_loader.sampler.set_epoch(epoch)
         model.train()
         started, examples, seen, loss_sum, correct = time.perf_counter(), 0, 0, 0.0, 0
-        with progress(steps_per_epoch, f"{spec.name} epoch {epoch}/{epochs}", "batch") as bar:
+        steps = min(steps_per_epoch, plan.total_steps - (epoch - 1) * steps_per_epoch)  # the last may be cut short
+        with progress(steps, f"{spec.name} epoch {epoch}/{epochs}", "batch") as bar:
             for step, (inputs, targets) in enumerate(train_loader):
-                if step == steps_per_epoch:
+                if step == steps:
                     break
-                if step == steps_per_epoch // 2:
+                if step == steps // 2:
                     halfway = time.perf_counter() - started
                 loss, logits, labels = spec.training_loss(model, to_device(inputs, device), targets.to(device), train)
                 optimizer.zero_grad(set_to_none=True)
@@ -193,11 +198,15 @@ def fit(
             best = {"val_accuracy": metrics["val_accuracy"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
         if epoch == 1 and train.budget_minutes is not None:
             validated = time.perf_counter() - started
-            pace = steady_epoch_seconds(steps_per_epoch, halfway, seconds, validated)
-            first, pace = (total / ranks.world for total in ranks.sum(validated, pace, device=device))  # all alike
-            epochs = planned_epochs(train.budget_minutes * 60, first, pace, train.epochs)
-            plan.total_steps = epochs * steps_per_epoch
-            on_plan(epochs, first, pace)
+            pace = measured_pace(steps, halfway, seconds, validated)
+            first, step_seconds, validation_seconds = (  # every rank plans alike: the means over the ranks
+                total / ranks.world
+                for total in ranks.sum(validated, pace.step_seconds, pace.validation_seconds, device=device)
+            )
+            pace = Pace(step_seconds, validation_seconds)
+            plan.total_steps = planned_steps(train.budget_minutes * 60, first, pace, steps_per_epoch, most)
+            epochs = math.ceil(plan.total_steps / steps_per_epoch)
+            on_plan(plan.total_steps, steps_per_epoch, first, pace)
         on_epoch_end(epoch, metrics)
         if state_file is not None:
             resume.save(state_file, resume.capture(epoch, model, optimizer, schedule, best, train_loader))
