@@ -15,6 +15,7 @@ import sys
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from tasks.executor import check_reachable
 from tasks.lineage import is_commit
 from tasks.modalities import MODALITIES, get
 from tasks.params import (
@@ -129,6 +130,7 @@ def params_with_overrides(args):
 
 def run(args) -> int:
     params, overrides = params_with_overrides(args)  # fail fast, before Prefect starts
+    check_reachable(params.global_.executor)
     with flows_module("flows.pipeline", args.params) as pipeline:
         result = pipeline.attention_pipeline(
             params_path=args.params,
@@ -213,6 +215,7 @@ def reproduce(args) -> int:
 def sweep(args) -> int:
     grid = parse_grid(args.grid)
     configurations(load_params(args.params), args.modality, grid)  # every combination valid, before any server
+    check_reachable(load_params(args.params).global_.executor)
     with flows_module("flows.experiments", args.params) as experiments:
         result = experiments.sweep(args.modality, grid, params_path=args.params)
     spec = get(args.modality)
