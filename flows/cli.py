@@ -214,8 +214,9 @@ def reproduce(args) -> int:
 
 def sweep(args) -> int:
     grid = parse_grid(args.grid)
-    configurations(load_params(args.params), args.modality, grid)  # every combination valid, before any server
-    check_reachable(load_params(args.params).global_.executor)
+    params = load_params(args.params)
+    configurations(params, args.modality, grid)  # every combination valid, before any server
+    check_reachable(params.global_.executor)
     with flows_module("flows.experiments", args.params) as experiments:
         result = experiments.sweep(args.modality, grid, params_path=args.params)
     spec = get(args.modality)

@@ -8,6 +8,9 @@ Stages are cached across flow runs (see tasks/caching.py): unchanged stages show
 Prefect, and the modality run records which run produced the result (tag ``cached_from_run_id``).
 A modality that fails is marked FAILED in MLflow and does not stop the others; the pipeline then
 fails, naming the modalities that did.
+
+The modality subflows run one after another in this process, or at once on a Dask cluster (``global.executor``,
+tasks/executor.py); data preparation, DVC and the pipeline's own MLflow run stay in this process either way.
 """
 
 from pathlib import Path

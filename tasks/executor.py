@@ -42,8 +42,6 @@ def local_workers(settings: ExecutorParams) -> int:
 class Sequential:
     """Runs each job in this process, in order (the default)."""
 
-    slots_by_host: dict[str, int] = {}
-
     def run(self, flow, task, jobs: dict) -> dict:
         """Each job's final Prefect state, the flow called as a subflow in this process."""
         return {key: flow(**job, return_state=True) for key, job in jobs.items()}
