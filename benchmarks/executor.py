@@ -64,11 +64,16 @@ def timed(workspace: Path, arguments: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def measure(name: str, arguments: list[str], settings: list[str], workers: int, scratch: Path) -> list[dict]:
-    """The command timed with the executor sequential, then on a local cluster of ``workers`` processes."""
+def measure(name: str, arguments: list[str], settings: list[str], workers: int, kinds: list[str], scratch: Path):
+    """The command timed with the executor sequential, then on a local cluster of ``workers`` processes (or the kinds
+    asked for); the sequential row notes $OMP_NUM_THREADS when it is set (torch's threads in that one process)."""
     rows = []
-    executors = {"sequential": {"kind": "sequential"}, f"dask, {workers} workers": {"kind": "dask", "workers": workers}}
+    threads = f" (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})" if "OMP_NUM_THREADS" in os.environ else ""
+    executors = {f"sequential{threads}": {"kind": "sequential"},
+                 f"dask, {workers} workers": {"kind": "dask", "workers": workers}}  # fmt: skip
     for label, executor in executors.items():
+        if executor["kind"] not in kinds:
+            continue
         workspace = clone(scratch / f"{name}-{executor['kind']}")
         with_settings(workspace, settings, executor)
         before = load()
@@ -92,19 +97,21 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=["pipeline", "sweep", "both"], default="sweep")
+    parser.add_argument("--executor", dest="kinds", action="append", choices=["sequential", "dask"],
+                        help="measure only this executor (repeatable; default both)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="the local cluster's worker processes (default 2)")
     parser.add_argument("--set", dest="settings", action="append", default=None, metavar="KEY=VALUE",
                         help=f"a params setting for the sweep (default: {' '.join(SWEEP_SETTINGS)})")  # fmt: skip
     args = parser.parse_args(argv)
-    rows = []
+    rows, kinds = [], args.kinds or ["sequential", "dask"]
     with tempfile.TemporaryDirectory(prefix="attnflow-executor-") as scratch:
         if args.part in ("pipeline", "both"):
-            rows += measure("default pipeline (`attnflow run`)", ["run"], [], args.workers, Path(scratch))
+            rows += measure("default pipeline (`attnflow run`)", ["run"], [], args.workers, kinds, Path(scratch))
         if args.part in ("sweep", "both"):
             grid = [part for entry in SWEEP_GRID for part in ("--grid", entry)]
             name = f"sweep of {SWEEP_MODALITY}, 4 configurations"
             rows += measure(name, ["sweep", "--modality", SWEEP_MODALITY, *grid],
-                            args.settings or SWEEP_SETTINGS, args.workers, Path(scratch))  # fmt: skip
+                            args.settings or SWEEP_SETTINGS, args.workers, kinds, Path(scratch))  # fmt: skip
     print(f"{cores()} cores; python benchmarks/executor.py {' '.join(argv if argv is not None else sys.argv[1:])}\n")
     print(table(rows))
     return 0
