@@ -115,3 +115,39 @@ def test_two_modalities_run_at_once_on_a_local_dask_cluster_and_are_cached(tiny_
     states = stage_states(tiny_project, second)
     assert states and {name: state for name, state in states.items() if state != "Cached"} == {}
     assert {f"train-{m}" for m in TWO} <= set(states)
+
+
+def write_runs(uri: str, count: int) -> int:
+    """What a modality pipeline writes, ``count`` times: a run, a batch of params and metrics, a tag, its end. Returns
+    the errors met (run in a spawned process)."""
+    import time
+
+    from mlflow.entities import Metric, Param
+
+    client, errors = MlflowClient(uri), 0
+    experiment = client.get_experiment_by_name("concurrent").experiment_id
+    for _ in range(count):
+        try:
+            run_id = client.create_run(experiment).info.run_id
+            now = int(time.time() * 1000)
+            client.log_batch(run_id, metrics=[Metric(f"m{k}", float(k), now, 0) for k in range(20)],
+                             params=[Param(f"p{k}", str(k)) for k in range(20)])  # fmt: skip
+            client.set_tag(run_id, "worker", "yes")
+            client.set_terminated(run_id, "FINISHED")
+        except Exception:
+            errors += 1
+    return errors
+
+
+def test_workers_write_one_sqlite_mlflow_store_at_once(tmp_path):
+    """Dask workers are processes that write the project's sqlite store at the same moments: none of them meets
+    'database is locked' (MLflow's sessions wait up to 20 s for the file's write lock)."""
+    from multiprocessing import get_context
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).create_experiment("concurrent")
+    with get_context("spawn").Pool(3) as pool:
+        assert pool.starmap(write_runs, [(uri, 20)] * 3) == [0, 0, 0]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("concurrent").experiment_id], max_results=100)
+    assert len(runs) == 60 and {run.info.status for run in runs} == {"FINISHED"}
