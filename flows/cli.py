@@ -15,6 +15,7 @@ import sys
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from tasks.executor import check_reachable
 from tasks.lineage import is_commit
 from tasks.modalities import MODALITIES, get
 from tasks.params import (
@@ -179,6 +180,7 @@ def check_tracking_server(uri: str) -> None:
 def run(args) -> int:
     params, overrides = params_with_overrides(args)  # fail fast, before Prefect starts
     check_tracking_server(tracking_uri(project_root(args.params), params))
+    check_reachable(params.global_.executor)
     with flows_module("flows.pipeline", args.params) as pipeline:
         result = pipeline.attention_pipeline(
             params_path=args.params,
@@ -265,6 +267,7 @@ def sweep(args) -> int:
     params = load_params(args.params)
     configurations(params, args.modality, grid)  # every combination valid, before any server
     check_tracking_server(tracking_uri(project_root(args.params), params))
+    check_reachable(params.global_.executor)
     with flows_module("flows.experiments", args.params) as experiments:
         result = experiments.sweep(args.modality, grid, params_path=args.params)
     spec = get(args.modality)

@@ -7,7 +7,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
-from flows.pipeline import attention_pipeline
+from flows.pipeline import attention_pipeline, run_pipelines
+from tasks.executor import SEQUENTIAL, open_executor
 from tasks.lineage import code_changes_since, environment_changes
 from tasks.locking import project_lock
 from tasks.modalities import get
@@ -110,15 +111,28 @@ def sweep(modality: str, grid: dict[str, list], params_path: str = "params.yaml"
 
 
 def sweep_configurations(modality: str, grid: dict[str, list], params_path: str, sweep_id: str) -> list[dict]:
-    """Each configuration's pipeline run, tagged with the sweep."""
+    """Each configuration's pipeline run, tagged with the sweep: one after another, each its own pipeline flow run; or,
+    with global.executor's kind dask, all at once on the cluster (``sweep_at_once``)."""
+    base = load_params(params_path)
+    runs = [
+        (overrides, params, {"sweep_id": sweep_id, "sweep_config": ",".join(f"{k}={v}" for k, v in overrides.items())})
+        for overrides, params in configurations(base, modality, grid)  # all validated first
+    ]
+    if base.global_.executor.kind != SEQUENTIAL:
+        return sweep_at_once(modality, runs, params_path, base)
     rows = []
-    for overrides, params in configurations(load_params(params_path), modality, grid):  # all validated first
-        label = ",".join(f"{key}={value}" for key, value in overrides.items())
-        result = attention_pipeline(
-            params_path=params_path,
-            modalities=[modality],
-            params=params,
-            tags={"sweep_id": sweep_id, "sweep_config": label},
-        )
+    for overrides, params, tags in runs:
+        result = attention_pipeline(params_path=params_path, modalities=[modality], params=params, tags=tags)
         rows.append({**overrides, **result["modalities"][modality]})
     return rows
+
+
+def sweep_at_once(modality: str, runs: list[tuple[dict, Params, dict]], params_path: str, base: Params) -> list[dict]:
+    """The configurations' modality pipelines at once on the cluster: this flow (which holds the project lock)
+    prepares and versions their data, and opens and closes their pipeline runs; the workers train and evaluate."""
+    logger = get_run_logger()
+    with open_executor(base.global_.executor, logger) as executor:
+        results = run_pipelines(
+            [(params, tags) for _, params, tags in runs], project_root(params_path), [modality], False, logger, executor
+        )
+    return [{**overrides, **result["modalities"][modality]} for (overrides, _, _), result in zip(runs, results)]

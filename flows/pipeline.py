@@ -8,16 +8,21 @@ Stages are cached across flow runs (see tasks/caching.py): unchanged stages show
 Prefect, and the modality run records which run produced the result (tag ``cached_from_run_id``).
 A modality that fails is marked FAILED in MLflow and does not stop the others; the pipeline then
 fails, naming the modalities that did.
+
+The modality subflows run one after another in this process, or at once on a Dask cluster (``global.executor``,
+tasks/executor.py); data preparation, DVC and the pipeline's own MLflow run stay in this process either way.
 """
 
 from pathlib import Path
 
 import yaml
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from tasks.caching import call_cached
+from tasks.caching import call_cached, digest
+from tasks.executor import THREADS_TAG, exclusive, open_executor, use_worker_threads
 from tasks.lineage import lineage_tags
 from tasks.locking import project_lock
 from tasks.modalities import MODALITIES, get
@@ -116,9 +121,11 @@ def modality_pipeline(
             log_metrics(client, run_id, {name: evaluated[name] for name in metrics})
             promotion = None
         else:
-            promotion = promote_model(modality, params, root, run_id)
+            with exclusive(f"attnflow-promote-{root}-{modality}"):  # parallel runs of a task take turns
+                promotion = promote_model(modality, params, root, run_id)
         if compressed:  # tagged either way; registered with the alias `compact` when it compresses the champion
-            register_compact_model(modality, params, root, run_id, compressed, evaluated["run_id"])
+            with exclusive(f"attnflow-promote-{root}-{modality}"):
+                register_compact_model(modality, params, root, run_id, compressed, evaluated["run_id"])
     except BaseException as error:
         fail_run(client, run_id, error)
         raise
@@ -130,6 +137,26 @@ def modality_pipeline(
         **environment,
         **{name: evaluated[name] for name in metrics},
     }
+
+
+@task(name="modality-pipeline-on-worker", task_run_name="{modality}", cache_policy=NO_CACHE)
+def modality_on_worker(
+    modality: str,
+    params: Params,
+    root: Path,
+    parent_run_id: str,
+    lineage: dict,
+    data_recipe: dict,
+    force: bool,
+    tags: dict | None,
+    slots_by_host: dict[str, int],
+) -> dict:
+    """A modality's subflow in a Dask worker (Prefect submits tasks to a task runner, not flows), with the worker's
+    torch threads set first and recorded on its MLflow run (tag torch_threads)."""
+    threads = use_worker_threads(slots_by_host)
+    get_run_logger().info("%s: training with %d torch threads on this worker", modality, threads)
+    tags = {**(tags or {}), THREADS_TAG: str(threads)}
+    return modality_pipeline(modality, params, root, parent_run_id, lineage, data_recipe, force, tags)
 
 
 @flow(name="attention-pipeline")
@@ -145,22 +172,98 @@ def attention_pipeline(
 
     ``params`` replaces the file's contents when given (reproduce, sweeps); the project is still the
     folder of ``params_path``. ``tags`` are added to every MLflow run (``sweep_id`` picks out a sweep's
-    runs for ``attnflow compare --sweep``); ``force`` ignores the stage cache.
+    runs for ``attnflow compare --sweep``); ``force`` ignores the stage cache. The modalities run one after another,
+    or at once on a Dask cluster (global.executor, tasks/executor.py).
     """
     logger = get_run_logger()
     params = params or load_params(params_path)  # invalid params stop here, before any work
     root = project_root(params_path)
+    selected = selected_modalities(params, modalities)
+    with (
+        project_lock(root, on_wait=logger.warning),  # one pipeline at a time per project (tasks/locking.py)
+        open_executor(params.global_.executor, logger) as executor,  # a scheduler that does not answer stops here
+    ):
+        return run_pipelines([(params, tags)], root, selected, force, logger, executor)[0]
+
+
+def selected_modalities(params: Params, modalities: list[str] | None) -> list[str]:
     selected = modalities or params.global_.modalities
     unknown = sorted(set(selected) - set(MODALITIES))
     if unknown:
         raise ValueError(f"unknown modalities {unknown}; choose from {', '.join(MODALITIES)}")
-
-    with project_lock(root, on_wait=logger.warning):  # one pipeline at a time per project (tasks/locking.py)
-        return run_pipeline(params, root, selected, force, tags, logger)
+    return selected
 
 
-def run_pipeline(params: Params, root: Path, selected: list[str], force: bool, tags: dict | None, logger) -> dict:
-    """The pipeline's work, under the project lock."""
+def run_pipelines(runs: list[tuple[Params, dict | None]], root: Path, selected: list[str], force: bool, logger,
+                  executor) -> list[dict]:  # fmt: skip
+    """Pipeline runs (one per (params, tags): the pipeline, or a sweep's configurations), under the project lock.
+
+    Runs that read the same data share one preparation and one DVC version, in this process; their modality
+    pipelines then go to the executor together. Runs whose data differ take turns, as data/ holds one version.
+    Returns each run's result, in order; a run whose modalities failed raises PipelineFailed once all have ended.
+    """
+    results, failures = [None] * len(runs), []
+    for group in same_data(runs, root, selected):
+        recipes, lineage_of = prepare_and_version(group, runs, root, selected, force)
+        opened = {}
+        try:  # interrupted, or a worker's error escaped: no run of the group is left RUNNING
+            for index in group:
+                opened[index] = open_pipeline_run(runs[index], root, selected, lineage_of[index], logger)
+            outcomes = executor.run(modality_pipeline, modality_on_worker, jobs(opened, runs, root, selected, recipes,
+                                                                                  lineage_of, force))  # fmt: skip
+        except BaseException as error:
+            for client, parent in opened.values():
+                close_open_modality_runs(client, parent, error)
+                fail_run(client, parent, error)
+            raise
+        errors = []
+        for index, (client, parent) in opened.items():  # each closed, whatever happens to the others
+            mine = {modality: outcomes[(index, modality)] for modality in selected}
+            try:
+                results[index] = close_pipeline_run(
+                    client, parent, runs[index][0], root, mine, lineage_of[index], logger
+                )
+            except BaseException as error:
+                errors.append(error)
+        failures += [error for error in errors if isinstance(error, PipelineFailed)]
+        for error in errors:
+            if not isinstance(error, PipelineFailed):
+                raise error
+    if failures:
+        raise failures[0] if len(failures) == 1 else PipelineFailed("; ".join(map(str, failures)))
+    return results
+
+
+def jobs(opened: dict, runs: list, root: Path, selected: list[str], recipes: dict, lineage_of: dict, force: bool):
+    """The arguments of each (run, modality)'s modality pipeline."""
+    return {
+        (index, modality): dict(
+            modality=modality,
+            params=runs[index][0],
+            root=root,
+            parent_run_id=parent,
+            lineage=lineage_of[index],
+            data_recipe=recipes[modality],
+            force=force,
+            tags=runs[index][1],
+        )  # fmt: skip
+        for index, (_, parent) in opened.items()
+        for modality in selected
+    }
+
+
+def same_data(runs: list[tuple[Params, dict | None]], root: Path, selected: list[str]) -> list[list[int]]:
+    """The runs' indices grouped by the data they read (every selected modality's recipe), in order of appearance."""
+    groups = {}
+    for index, (params, _) in enumerate(runs):
+        groups.setdefault(digest({m: data_recipe(m, params, root) for m in selected}), []).append(index)
+    return list(groups.values())
+
+
+def prepare_and_version(group: list[int], runs: list, root: Path, selected: list[str], force: bool):
+    """Prepare the group's data (cached) and version it with DVC once, in this process; returns each modality's recipe
+    and each run's lineage tags."""
+    params = runs[group[0]][0]
     recipes = {
         m: call_cached(
             prepare_data,
@@ -173,9 +276,17 @@ def run_pipeline(params: Params, root: Path, selected: list[str], force: bool, t
         )
         for m in selected
     }
-    lineage = lineage_tags(root, params, version_data(root))
+    md5 = version_data(root)
+    return recipes, {index: lineage_tags(root, runs[index][0], md5) for index in group}
 
+
+def open_pipeline_run(run: tuple[Params, dict | None], root: Path, selected: list[str], lineage: dict, logger):
+    """The pipeline's MLflow run, opened (and the task experiments its modality runs go to made, before they run at
+    once); returns the client and the run's id."""
+    params, tags = run
     client, experiment_id = connect(root, params)
+    for modality in selected:
+        connect(root, params, modality)
     for run_id in close_stale_runs(client, root):
         logger.warning("closed run %s as KILLED: the process that ran it died without closing it", run_id)
     parent = client.create_run(
@@ -189,16 +300,27 @@ def run_pipeline(params: Params, root: Path, selected: list[str], force: bool, t
             **(tags or {}),
         },  # fmt: skip
     )
-    parent_run_id = parent.info.run_id
+    try:
+        log_params(client, parent.info.run_id, public_dump(params)["global"])
+    except BaseException as error:
+        fail_run(client, parent.info.run_id, error)
+        raise
+    return client, parent.info.run_id
+
+
+def close_pipeline_run(client, parent_run_id: str, params: Params, root: Path, outcomes: dict, lineage: dict,
+                       logger) -> dict:  # fmt: skip
+    """Record the modality runs' outcomes on the pipeline run and close it, FINISHED, or FAILED naming the modalities
+    that failed (PipelineFailed); whatever goes wrong here, the run is closed, never left RUNNING."""
     results, failed = {}, []
-    try:  # whatever goes wrong from here on, the pipeline's MLflow run is closed, never left RUNNING
-        log_params(client, parent_run_id, public_dump(params)["global"])
-        for modality in selected:
-            state = modality_pipeline(
-                modality, params, root, parent_run_id, lineage, recipes[modality], force, tags, return_state=True
-            )
-            if state.is_completed():
-                results[modality] = state.result()
+    try:
+        for modality, outcome in outcomes.items():
+            if isinstance(outcome, BaseException):  # its worker was lost: nothing closed its run
+                logger.error("%s: its Dask worker was lost: %s", modality, outcome)
+                close_open_modality_runs(client, parent_run_id, outcome, modality)
+                failed.append(modality)
+            elif outcome.is_completed():
+                results[modality] = outcome.result()
             else:
                 failed.append(modality)
         for key in TRAINING_ENVIRONMENT:  # the pipeline run lists those of its modality runs
@@ -215,3 +337,13 @@ def run_pipeline(params: Params, root: Path, selected: list[str], force: bool, t
         figures = ", ".join(f"{name} {result[name]:.4f}" for name in get(modality).metrics)
         logger.info("%s: %s (MLflow run %s%s)", modality, figures, result["run_id"], cached)
     return {"parent_run_id": parent_run_id, "data_md5": lineage["data_md5"], "modalities": results}
+
+
+def close_open_modality_runs(client, parent_run_id: str, modality: str, error: BaseException) -> None:
+    """Close as FAILED the modality's run of this pipeline run that a lost worker left RUNNING."""
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    query = (
+        f"attributes.status = 'RUNNING' and tags.pipeline_run_id = '{parent_run_id}' and tags.modality = '{modality}'"
+    )
+    for run in client.search_runs(experiments, query):
+        fail_run(client, run.info.run_id, error)

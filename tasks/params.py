@@ -94,6 +94,41 @@ class ResultsParams(Section):
         return storage
 
 
+class ExecutorParams(Section):
+    """Where the modality pipelines (and a sweep's configurations) run: one after another in the flow's process
+    (``sequential``), or at once on a Dask cluster (``dask``, tasks/executor.py): a local one started for the run
+    with ``workers`` processes, or the running scheduler at ``address``. Data preparation and DVC stay in the flow's
+    process either way."""
+
+    kind: Literal["sequential", "dask"] = "sequential"
+    address: str | None = None  # a running `dask scheduler`, e.g. tcp://10.0.0.5:8786; None: a local cluster
+    workers: int | None = Field(None, ge=1)  # the local cluster's worker processes; None: one per core
+
+    @model_validator(mode="before")
+    @classmethod
+    def kind_alone(cls, value):
+        """`executor: dask` is short for `executor: {kind: dask}`."""
+        return {"kind": value} if isinstance(value, str) else value
+
+    @field_validator("address")
+    @classmethod
+    def scheduler_address(cls, address: str | None) -> str | None:
+        if address is None:
+            return None
+        host, sep, port = address.removeprefix("tcp://").rpartition(":")
+        if "://" in host or not sep or not host or not port.isdigit():
+            raise ValueError(f"not a Dask scheduler address {address!r} (host:port or tcp://host:port)")
+        return address
+
+    @model_validator(mode="after")
+    def settings_of_its_kind(self):
+        if self.kind == "sequential" and (self.address or self.workers):
+            raise ValueError("address and workers are settings of kind: dask")
+        if self.address and self.workers:
+            raise ValueError("workers sizes a local cluster; with an address the scheduler's workers are used")
+        return self
+
+
 class GlobalParams(Section):
     seed: int = Field(42, ge=0, le=2**32 - 1)  # what NumPy's and torch's generators take
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -105,6 +140,7 @@ class GlobalParams(Section):
     monitor: MonitorParams = MonitorParams()
     compress: CompressParams = CompressParams()
     results: ResultsParams = ResultsParams()
+    executor: ExecutorParams = ExecutorParams()
 
 
 class ParamsBase(Section):
