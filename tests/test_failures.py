@@ -6,6 +6,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import attention_pipeline
+from tasks.caching import call_cached
 from tasks.params import load_params
 from tasks.stages.prepare import data_recipe, prepare_data
 from tests.conftest import tiny_params, write_params
@@ -20,7 +21,16 @@ def test_a_failing_modality_is_failed_in_mlflow_and_the_others_finish(tiny_proje
     ]  # a classifier, the broken one, a sequence task
     params_path = write_params(tiny_project, edit)
     params = load_params(params_path)
-    prepare_data("image", params, tiny_project, data_recipe("image", params, tiny_project))  # then one file broken
+    call_cached(
+        prepare_data,
+        force=False,
+        outputs_exist=lambda recipe: True,
+        modality="image",
+        params=params,
+        root=tiny_project,
+        recipe=data_recipe("image", params, tiny_project),
+    )  # as the pipeline calls it
+    # then one file broken
     broken = sorted((tiny_project / "data" / "image" / "test").rglob("*.png"))[0]
     broken.write_bytes(b"not an image")
 
