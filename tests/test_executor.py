@@ -70,6 +70,7 @@ def test_a_scheduler_that_does_not_answer_is_one_line_and_exit_2_before_anything
     assert_nothing_ran(tmp_path)
 
 
+@pytest.mark.slow  # a flow run on the test server: about 15 s
 def test_the_pipeline_flow_checks_the_scheduler_before_any_work(tmp_path, prefect_server):
     """What a scheduled run (no command line) meets: the flow fails at the start, naming the setting."""
     from flows.pipeline import attention_pipeline
@@ -139,6 +140,7 @@ def write_runs(uri: str, count: int) -> int:
     return errors
 
 
+@pytest.mark.slow  # three processes writing one store: about 35 s
 def test_workers_write_one_sqlite_mlflow_store_at_once(tmp_path):
     """Dask workers are processes that write the project's sqlite store at the same moments: none of them meets
     'database is locked' (MLflow's sessions wait up to 20 s for the file's write lock)."""

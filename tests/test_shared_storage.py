@@ -117,6 +117,7 @@ def test_reproduce_in_a_fresh_clone_restores_the_data_from_the_bucket(origin, tm
     assert not (fresh / ".dvc-storage").exists()
 
 
+@pytest.mark.slow  # a moto server and a pipeline run up to DVC
 def test_missing_credentials_name_the_dvc_remote(s3, prefect_server, tmp_path, monkeypatch, capsys):
     """No S3 credentials: the pipeline stops at `dvc push`, naming the remote and where credentials come from, with
     exit code 5 and no traceback; no MLflow run was started (pushing comes first)."""
@@ -132,6 +133,7 @@ def test_missing_credentials_name_the_dvc_remote(s3, prefect_server, tmp_path, m
     assert not (project / "mlflow.db").exists()
 
 
+@pytest.mark.slow  # a pipeline run up to its first cached stage
 def test_an_unreachable_result_storage_is_named_before_any_run(s3, prefect_server, tmp_path, monkeypatch, capsys):
     """No S3 answers at the endpoint: the run stops before its first stage, naming global.results.storage, with exit
     code 5 and no traceback; no MLflow run was started (so none is left RUNNING)."""

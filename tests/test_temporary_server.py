@@ -83,6 +83,7 @@ print(inside, seen["url"], child, os.environ.get("PREFECT_API_URL"), get_current
 """
 
 
+@pytest.mark.slow  # a temporary Prefect server in a process of its own: about 20 s
 def test_threads_and_child_processes_use_it_too(tmp_path):
     """Prefect restarts its log worker in a thread of its own after a failed send; that thread does not see this
     thread's settings context, nor does a child process: without the server in the process-global settings and the

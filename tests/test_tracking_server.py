@@ -37,6 +37,7 @@ def tracking_server(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # an mlflow server and a pipeline run: about 40 s
 def test_the_pipeline_logs_runs_artifacts_and_models_to_a_tracking_server(
     tracking_server, tiny_project, prefect_server, monkeypatch
 ):
