@@ -339,11 +339,12 @@ def close_pipeline_run(client, parent_run_id: str, params: Params, root: Path, o
     return {"parent_run_id": parent_run_id, "data_md5": lineage["data_md5"], "modalities": results}
 
 
-def close_open_modality_runs(client, parent_run_id: str, modality: str, error: BaseException) -> None:
-    """Close as FAILED the modality's run of this pipeline run that a lost worker left RUNNING."""
+def close_open_modality_runs(client, parent_run_id: str, error: BaseException, modality: str | None = None) -> None:
+    """Close as FAILED the modality runs of this pipeline run (or only the modality's) that were left RUNNING: by a
+    lost worker, or by an interruption while the modalities ran elsewhere."""
     experiments = [experiment.experiment_id for experiment in client.search_experiments()]
-    query = (
-        f"attributes.status = 'RUNNING' and tags.pipeline_run_id = '{parent_run_id}' and tags.modality = '{modality}'"
-    )
+    query = f"attributes.status = 'RUNNING' and tags.pipeline_run_id = '{parent_run_id}'"
+    if modality is not None:
+        query += f" and tags.modality = '{modality}'"
     for run in client.search_runs(experiments, query):
         fail_run(client, run.info.run_id, error)
