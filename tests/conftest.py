@@ -3,8 +3,11 @@ seconds of work) and a temporary Prefect server."""
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -150,7 +153,6 @@ def mlflow_command(tmp_path: Path, command: str, *arguments: str):
     """`mlflow <command>` (ui, server) on a free loopback port with one worker, its log in tmp_path, until its /health
     answers (at most 3 minutes); yields its address and stops it after."""
     import time
-    import urllib.request
 
     from tests.test_serving import free_port
 
@@ -163,14 +165,30 @@ def mlflow_command(tmp_path: Path, command: str, *arguments: str):
     )  # fmt: skip
     url, deadline = f"http://127.0.0.1:{port}", time.time() + 180
     try:
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=5)
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, log_file.read_text()
-                time.sleep(1)
+        wait_until_answers(f"{url}/health", server, log_file, deadline, pause=1)
         yield url
     finally:
         server.terminate()
         server.wait(30)
+
+
+def wait_until_answers(url: str, server: subprocess.Popen, log_file: Path, deadline: float, pause: float) -> None:
+    """Poll url until it answers; the server's log is the failure message when it exits or the deadline passes."""
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            return
+        except OSError:
+            assert server.poll() is None and time.time() < deadline, log_file.read_text()
+            time.sleep(pause)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM a process started with start_new_session=True and what it started, then SIGKILL if it lingers."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(timeout=20)
+            return
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            continue

@@ -10,11 +10,11 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.conftest import wait_until_answers
 from tests.test_serving import free_port
 
 BUCKET = "attnflow-test"
@@ -65,13 +65,7 @@ def moto_server(log_dir: Path):
         )  # fmt: skip
     try:
         deadline = time.time() + STARTUP_SECONDS
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=5)
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, log_file.read_text()
-                time.sleep(0.2)
+        wait_until_answers(f"{endpoint}/moto-api/", server, log_file, deadline, pause=0.2)
         s3 = S3Server(endpoint, BUCKET, s3_env(endpoint))
         s3.client().create_bucket(Bucket=BUCKET)
         yield s3

@@ -3,7 +3,6 @@ schedule, a run triggered through the deployment is the same pipeline (same MLfl
 and `attnflow status` shows it."""
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from flows.cli import main
 from flows.schedule import deployments
 from tasks.modalities import MODALITIES
 from tasks.scheduling.server import start_server, stop_server, wait_until_up
-from tests.conftest import REPO, tiny_params, write_params
+from tests.conftest import REPO, stop_process_group, tiny_params, write_params
 
 DEPLOYMENT = "attention-pipeline/scheduled"
 MONITOR_DEPLOYMENT = "monitor/scheduled"
@@ -77,13 +76,7 @@ def serving(tiny_project, real_server, tmp_path):
     try:
         yield params_path, process, log
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):  # the serve process and the flow runs it started
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(timeout=20)
-                break
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
+        stop_process_group(process)  # the serve process and the flow runs it started
 
 
 def wait_for_deployment(process, log: Path, timeout: float = 180):

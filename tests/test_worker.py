@@ -3,7 +3,6 @@
 executes it in its own process, and the run is the pipeline (its MLflow runs, in the project's store)."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from prefect.settings import get_current_settings
 
 from flows.cli import EXIT_INVALID, main
 from flows.schedule import CODE_ROOT
-from tests.conftest import tiny_params, write_params
+from tests.conftest import stop_process_group, tiny_params, write_params
 
 POOL = "attnflow-test-pool"
 DEPLOYMENT = "attention-pipeline/scheduled"
@@ -47,13 +46,7 @@ def worker(prefect_server, tmp_path):
     try:
         yield process, log
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):  # the worker and the flow runs it started
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(timeout=20)
-                break
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
+        stop_process_group(process)  # the worker and the flow runs it started
 
 
 def wait_until_final(flow_run_id, process, log: Path):
