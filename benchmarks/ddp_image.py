@@ -2,16 +2,19 @@
 epochs and global batch size: test accuracy and wall time of each (docs/benchmarks.md, "Distributed training").
 
     python benchmarks/ddp_image.py                       # params.yaml's image section: 30 epochs, nproc 1 and 2
-    python benchmarks/ddp_image.py --epochs 10 --nproc 1 2 4 --seed 7
+    python benchmarks/ddp_image.py --epochs 10 --nproc 1 2 4 --seeds 7 8
 
 It generates the built-in digits into a temporary folder and trains through the train stage's own code
 (tasks/training/job.py, tasks/training/distributed.py), without Prefect or MLflow; the test accuracy is the evaluate
-stage's (argmax over the test split). It prints a Markdown table.
+stage's (argmax over the test split). It prints a Markdown table, a row per seed and process count, then the mean
+over the seeds of each process count and of its difference from one process (each seed's runs share the data, the
+initial weights, the global batches and each item's augmentations: they differ in dropout masks and rounding).
 """
 
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -63,28 +66,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, help="instead of params.yaml's image.train.epochs")
     parser.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--seed", type=int, help="instead of params.yaml's global.seed (data, weights, batches)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="instead of params.yaml's global.seed (data, weights, "
+                        "batches), each in turn")  # fmt: skip
     options = parser.parse_args()
     base = load_params(REPO / "params.yaml")
     if options.epochs:
         base = override(base, {f"{MODALITY}.train.epochs": options.epochs})
-    if options.seed is not None:
-        base = override(base, {"global.seed": options.seed})
     section = base.section(MODALITY)
-    print(f"image: {section.train.epochs} epochs, global batch {section.train.batch_size}, seed {base.global_.seed}, "
+    print(f"image: {section.train.epochs} epochs, global batch {section.train.batch_size}, "
           f"{len(os.sched_getaffinity(0))} cores, {platform.processor() or platform.machine()}, torch "
-          f"{torch.__version__}", flush=True)  # fmt: skip
+          f"{torch.__version__}, OMP_NUM_THREADS {os.environ.get('OMP_NUM_THREADS', 'unset')}", flush=True)  # fmt: skip
+    print("| seed | nproc | batch per process | test accuracy | wall time (s) |\n| --- | --- | --- | --- | --- |")
+    accuracies = {nproc: [] for nproc in options.nproc}
+    for seed in options.seeds or [base.global_.seed]:
+        seeded = override(base, {"global.seed": seed})
+        for nproc, (accuracy, seconds) in zip(options.nproc, train_each(seeded, options.nproc), strict=True):
+            accuracies[nproc].append(accuracy)
+            print(f"| {seed} | {nproc} | {section.train.batch_size // nproc} | {accuracy:.4f} | {seconds:.0f} |",
+                  flush=True)  # fmt: skip
+    one = accuracies[options.nproc[0]]
+    for nproc, values in accuracies.items():
+        difference = [value - first for value, first in zip(values, one, strict=True)]
+        print(f"mean of {len(values)} seeds, nproc {nproc}: test accuracy {statistics.mean(values):.4f}, "
+              f"difference from nproc {options.nproc[0]} {100 * statistics.mean(difference):+.2f} points "
+              f"(per seed: {', '.join(f'{100 * d:+.2f}' for d in difference)})")  # fmt: skip
+
+
+def train_each(params, counts: list[int]) -> list[tuple[float, float]]:
+    """Test accuracy and seconds of the training with each process count, on the built-in digits of params' seed."""
+    results = []
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        spec = get(MODALITY)
-        generator_arguments = spec.builtin_arguments(section, base.global_.seed)
+        spec, section = get(MODALITY), params.section(MODALITY)
+        generator_arguments = spec.builtin_arguments(section, params.global_.seed)
         generate_image_dataset(root / "data" / MODALITY, **generator_arguments)
-        print("| nproc | batch per process | test accuracy | wall time (s) |\n| --- | --- | --- | --- |")
-        for nproc in options.nproc:
-            params = override(base, {f"{MODALITY}.train.distributed.nproc": nproc})
-            checkpoint, seconds = train(params, root, nproc)
-            accuracy = test_accuracy(params, root, checkpoint)
-            print(f"| {nproc} | {section.train.batch_size // nproc} | {accuracy:.4f} | {seconds:.0f} |", flush=True)
+        for nproc in counts:
+            each = override(params, {f"{MODALITY}.train.distributed.nproc": nproc})
+            checkpoint, seconds = train(each, root, nproc)
+            results.append((test_accuracy(each, root, checkpoint), seconds))
+    return results
 
 
 if __name__ == "__main__":

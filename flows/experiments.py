@@ -14,7 +14,7 @@ from tasks.locking import project_lock
 from tasks.modalities import get
 from tasks.params import Params, configurations, load_params, project_root, with_overrides
 from tasks.tracking.mlflow_tracking import connect
-from tasks.training.budget import PLANNED_STEPS
+from tasks.training.budget import PLANNED_STEPS, schedule_kind
 from tasks.versioning.dvc import checkout_data_version, run_dvc
 
 
@@ -37,7 +37,9 @@ def replay_plan(params: Params, modality: str, metrics: dict) -> Params:
     reproduction trains what the run trained (tasks/training/budget.py); unchanged when the run had no budget."""
     if params.section(modality).train.budget_minutes is None or PLANNED_STEPS not in metrics:
         return params
-    plan = {"train.max_steps": int(metrics[PLANNED_STEPS]), "train.budget_minutes": None}
+    train = params.section(modality).train
+    plan = {"train.max_steps": int(metrics[PLANNED_STEPS]), "train.budget_minutes": None,
+            "train.lr_schedule": schedule_kind(train)}  # fmt: skip
     return with_overrides(params, modality, plan)
 
 

@@ -58,6 +58,9 @@ class TrainParams(Section):
     # minutes of training: the steps that fit are planned after the first epoch (tasks/training/budget.py), and
     # `epochs` (and max_steps) are then the most it may train
     budget_minutes: float | None = Field(None, gt=0, le=10080)
+    # the learning rate after warm-up: cosine decay, or wsd (stable, then decay over the last fifth); null: wsd with
+    # a budget (its plan can follow the pace), cosine without (tasks/training/budget.py)
+    lr_schedule: Literal["cosine", "wsd"] | None = None
     distributed: DistributedParams = DistributedParams()
 
     @model_validator(mode="after")
@@ -71,10 +74,14 @@ class TrainParams(Section):
 
     @model_validator(mode="after")
     def budget_is_planned_in_warmup(self):
-        """The budget's plan is made after the first epoch; when that epoch is warm-up, its learning rates do not
-        depend on the plan, so the run is the same as one of that many epochs (tasks/training/budget.py)."""
-        if self.budget_minutes is not None and self.warmup_epochs < 1:
-            raise ValueError("budget_minutes needs warmup_epochs >= 1 (the plan is made after the first epoch)")
+        """Under cosine decay, the budget's plan is made after the first epoch; when that epoch is warm-up, its
+        learning rates do not depend on the plan, so the run is the same as one of that many steps
+        (tasks/training/budget.py)."""
+        if self.budget_minutes is not None and self.warmup_epochs < 1 and self.lr_schedule == "cosine":
+            raise ValueError(
+                "budget_minutes with lr_schedule cosine needs warmup_epochs >= 1 (the plan is made after the first "
+                "epoch)"
+            )
         return self
 
 

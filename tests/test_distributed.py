@@ -2,6 +2,8 @@
 train the tiny image model to a checkpoint, the same one twice; batches are shared out whole; a failed rank fails
 the training with its error; a bad nproc is refused naming the key."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch.multiprocessing import ProcessRaisedException
@@ -10,9 +12,10 @@ from tasks.data.builtin_image import generate_image_dataset
 from tasks.modalities import get
 from tasks.names import CHECKPOINT
 from tasks.params import ParamsError, load_params
+from tasks.reproducibility import set_seeds
 from tasks.training.distributed import Ranks, launch
 from tasks.training.job import train_and_save
-from tasks.training.loop import LengthBatches
+from tasks.training.loop import LengthBatches, make_loader
 from tests.conftest import tiny_params, write_params
 
 CPU = torch.device("cpu")
@@ -48,6 +51,29 @@ def test_two_processes_train_the_same_checkpoint_twice(image_project):
     assert first["best_epoch"] in (1, 2) and first["best_val_accuracy"] == second["best_val_accuracy"]
     assert first["state_dict"].keys() == second["state_dict"].keys()
     assert all(torch.equal(weights, second["state_dict"][name]) for name, weights in first["state_dict"].items())
+
+
+def test_the_shuffled_batches_of_several_processes_are_those_of_one_process_shared_out():
+    items = list(range(103))
+    splits = SimpleNamespace(train=items, lengths=None, collate_fn=lambda batch: batch)
+    one = make_loader(items, splits, 10, shuffle=True, seed=3)
+    several = [make_loader(items, splits, 10, shuffle=True, seed=3, ranks=Ranks(rank, 2)) for rank in (0, 1)]
+    for _ in range(2):  # two epochs: the shuffle is drawn anew alike
+        for batch, first, second in zip(one, *several, strict=True):
+            padded = batch + batch[: len(batch) % 2]  # the last batch (3 items) repeats its first
+            assert (first, second) == (padded[0::2], padded[1::2])
+
+
+def test_an_items_augmentation_depends_on_the_seed_epoch_and_item_alone(image_project):
+    project, params = image_project
+    set_seeds(0)
+    train = get("image").load_splits(project / "data" / "image", params.image, 0, None).train
+    train.set_epoch(2)
+    in_order = [train[index][0] for index in (0, 1, 2)]
+    alone = train[2][0]  # as a process that loads item 2 without 0 and 1 first
+    assert torch.equal(alone, in_order[2])
+    train.set_epoch(3)
+    assert not torch.equal(train[2][0], alone)  # another epoch, another draw
 
 
 def test_the_length_bucketed_batches_are_shared_out_whole():

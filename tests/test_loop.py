@@ -110,20 +110,25 @@ def same_weights(one: dict, other: dict) -> bool:
     return all(torch.equal(one[name], weights) for name, weights in other.items())
 
 
-def test_a_budgeted_training_is_the_training_of_the_steps_it_planned(image_project, tmp_path):
+@pytest.mark.parametrize("schedule", ["wsd", "cosine"])
+def test_a_budgeted_training_is_the_training_of_the_steps_it_planned(image_project, tmp_path, schedule):
     project, section = image_project
     timed = []
     train_images(project, section, None, plans=timed, epochs=1, budget_minutes=1.0, warmup_epochs=1)
-    [(_, steps_per_epoch, _, pace)] = timed
-    plans = []  # a budget of about four epochs, under a cap of ten
-    budgeted, history, _ = train_images(project, section, None, plans=plans, epochs=10, warmup_epochs=1,
-                                        budget_minutes=4 * pace.epoch_seconds(steps_per_epoch) / 60)  # fmt: skip
-    [(steps, _, _, _)] = plans
+    [(_, _, steps_per_epoch, first_epoch_seconds, _)] = timed
+    plans = []  # a budget of four first epochs (the later ones are faster), under a cap of forty
+    budgeted, history, _ = train_images(project, section, None, plans=plans, epochs=40, warmup_epochs=1,
+                                        budget_minutes=4 * first_epoch_seconds / 60, lr_schedule=schedule)  # fmt: skip
+    steps = plans[-1][1]
     epochs = math.ceil(steps / steps_per_epoch)
-    assert 1 <= epochs < 10 and sorted(history) == list(range(1, epochs + 1))  # the plan, not the cap, was trained
-    fixed, fixed_history, _ = train_images(project, section, None, epochs=10, max_steps=steps, warmup_epochs=1)
+    assert 1 <= epochs < 40 and sorted(history) == list(range(1, epochs + 1))  # the plan, not the cap, was trained
+    # cosine plans once, after warm-up; wsd revises its plan after each epoch until its decay begins
+    assert [epoch for epoch, *_ in plans] == ([1] if schedule == "cosine" else list(range(1, len(plans) + 1)))
+    assert schedule == "cosine" or len(plans) > 1
+    fixed, fixed_history, _ = train_images(project, section, None, epochs=40, max_steps=steps, warmup_epochs=1,
+                                           lr_schedule=schedule)  # fmt: skip
     assert fixed_history == history and fixed["best"] == budgeted["best"]
-    assert same_weights(fixed["weights"], budgeted["weights"])  # learning rates sized to the plan from the start
+    assert same_weights(fixed["weights"], budgeted["weights"])  # the rates trained were the final plan's
 
 
 def test_max_steps_cuts_the_last_epoch_short(image_project):
@@ -143,9 +148,10 @@ def test_a_resumed_budgeted_training_keeps_its_plan(image_project, tmp_path):
         "warmup_epochs": 1,
     }  # a plan of the cap, 4 epochs, so a stop after 2 leaves 2
     train_images(project, section, state_file, stop_after=2, plans=plans, **budget)
-    assert [steps for steps, *_ in plans] == [4 * 3]  # 4 epochs of 3 batches
+    assert {steps for _, steps, *_ in plans} == {4 * 3}  # 4 epochs of 3 batches
+    planned = len(plans)
     fast = {**budget, "budget_minutes": 1e-6}  # the same stage run again would plan 1 epoch; it resumes instead
     again, history, resumed = train_images(project, section, state_file, plans=plans, **fast)
-    assert resumed == [1] and sorted(history) == [2, 3, 4] and len(plans) == 1  # no new plan
-    whole, _, _ = train_images(project, section, None, epochs=4, warmup_epochs=1)
+    assert resumed == [1] and sorted(history) == [2, 3, 4] and len(plans) == planned  # no new plan
+    whole, _, _ = train_images(project, section, None, epochs=4, warmup_epochs=1, lr_schedule="wsd")
     assert same_weights(whole["weights"], again["weights"])

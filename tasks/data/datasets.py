@@ -32,22 +32,25 @@ class LabelledItems(Dataset):
     """(input, label index) pairs; ``load`` turns a stored item (a path, a text) into the input.
 
     augmentation: the seeded random transform ``load`` applies (an albumentations Compose), if any. The training loop
-    calls ``set_epoch`` before each epoch, which reseeds it from its seed and the epoch (like PyTorch's
-    DistributedSampler.set_epoch): an epoch's augmentations then depend on nothing but the epoch, so training
-    resumed after epoch k draws exactly what an uninterrupted run draws."""
+    calls ``set_epoch`` before each epoch, and each item's transform is seeded from the seed, the epoch and the item
+    (like PyTorch's DistributedSampler.set_epoch, per item): an item's augmentation in an epoch depends on nothing
+    else, so training resumed after epoch k draws exactly what an uninterrupted run draws, and a training split over
+    several processes draws for each item what one process draws."""
 
     def __init__(self, items: list, labels: list[int], load, augmentation=None):
         self.items, self.labels, self.load, self.augmentation = items, labels, load, augmentation
         self.seed = augmentation.seed if augmentation is not None else None
+        self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        if self.augmentation is not None:
-            self.augmentation.set_random_seed(self.seed * 100_003 + epoch)
+        self.epoch = epoch
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, index):
+        if self.augmentation is not None:
+            self.augmentation.set_random_seed((self.seed * 100_003 + self.epoch) * 1_000_003 + index)
         return self.load(self.items[index]), self.labels[index]
 
 

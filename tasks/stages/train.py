@@ -30,6 +30,7 @@ from tasks.training.budget import (
     STEP_SECONDS,
     VALIDATION_SECONDS,
     describe_plan,
+    schedule_kind,
 )
 
 STAGE = Stage(
@@ -103,16 +104,17 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
                     epochs, state_file.relative_to(root))  # fmt: skip
         client.set_tag(run_id, "resumed_after_epoch", str(epoch))
 
-    def planned(steps: int, steps_per_epoch: int, first_epoch_seconds: float, pace) -> None:
+    def planned(epoch: int, steps: int, steps_per_epoch: int, elapsed: float, pace) -> None:
         nonlocal epochs
         epochs = math.ceil(steps / steps_per_epoch)
         most = min(section.train.epochs * steps_per_epoch, section.train.max_steps or math.inf)
-        plan = describe_plan(budget, first_epoch_seconds, pace, steps, steps_per_epoch, most)
+        plan = describe_plan(budget, schedule_kind(section.train), epoch, elapsed, pace, steps, steps_per_epoch, most)
         logger.info("%s: %s", modality, plan)
         client.set_tag(run_id, "train_schedule", plan)
-        log_metrics(client, run_id, {PLANNED_STEPS: steps, PLANNED_EPOCHS: steps / steps_per_epoch,
-                                     FIRST_EPOCH_SECONDS: first_epoch_seconds, STEP_SECONDS: pace.step_seconds,
-                                     VALIDATION_SECONDS: pace.validation_seconds})  # fmt: skip
+        first = {FIRST_EPOCH_SECONDS: elapsed} if epoch == 1 else {}
+        log_metrics(client, run_id, {PLANNED_STEPS: steps, PLANNED_EPOCHS: steps / steps_per_epoch, **first,
+                                     STEP_SECONDS: pace.step_seconds, VALIDATION_SECONDS: pace.validation_seconds},
+                    step=epoch)  # fmt: skip
 
     handlers = {"started": started, "planned": planned, "epoch": report, "resumed": resumed, "finished": trained.update}
 

@@ -1,4 +1,5 @@
-"""The training loop (AdamW, linear warm-up then cosine decay, best-on-validation weights) and batched prediction.
+"""The training loop (AdamW, linear warm-up then cosine decay or a time budget's schedule, best-on-validation weights)
+and batched prediction.
 
 The same loop trains every modality: what a batch's logits and labels are comes from the modality
 (``logits_and_labels`` of its spec: one label per example for a classifier, one per target token for a sequence
@@ -13,13 +14,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Subset
 
 from tasks.data.datasets import Splits
 from tasks.progress import progress
 from tasks.schema import TrainParams
 from tasks.training import resume
-from tasks.training.budget import Pace, WarmupCosine, measured_pace, planned_steps
+from tasks.training.budget import SCHEDULES, Clock, Pace, planned_steps, schedule_kind
 from tasks.training.distributed import ONE_PROCESS, Ranks
 
 
@@ -55,32 +56,49 @@ class LengthBatches(torch.utils.data.Sampler):
         order = torch.argsort(keys, stable=True).tolist()
         batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
         for index in torch.randperm(len(batches), generator=generator).tolist():
-            yield self.shard(batches[index])
+            yield shard(batches[index], self.ranks)
 
-    def shard(self, batch: list[int]) -> list[int]:
-        world = self.ranks.world
-        if world == 1:
-            return batch
-        padded = [batch[i % len(batch)] for i in range(math.ceil(len(batch) / world) * world)]
-        return padded[self.ranks.rank :: world]
+
+def shard(batch: list[int], ranks: Ranks) -> list[int]:
+    """This rank's share of a global batch: every world-th item (the batch padded with its first items so that every
+    rank gets as many)."""
+    if ranks.world == 1:
+        return batch
+    padded = [batch[i % len(batch)] for i in range(math.ceil(len(batch) / ranks.world) * ranks.world)]
+    return padded[ranks.rank :: ranks.world]
+
+
+class ShardedBatches(torch.utils.data.Sampler):
+    """The global batches one process trains on (a batch sampler's), each cut into this rank's shard: a training
+    split over several processes trains on the same batches as one process, in the same order."""
+
+    def __init__(self, batches, ranks: Ranks):
+        self.batches, self.ranks = batches, ranks
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for batch in self.batches:
+            yield shard(batch, self.ranks)
 
 
 def make_loader(
     dataset, splits: Splits, batch_size: int, shuffle: bool = False, seed: int = 0, ranks: Ranks = ONE_PROCESS
 ) -> DataLoader:
     """Batches of a split; shuffled for training, by similar length when the splits give the train items' lengths.
-    batch_size is the global batch's: each of several ranks loads batch_size / world of it, from its shard of the
-    split (DistributedSampler, seeded, for training; every world-th item for validation)."""
+    batch_size is the global batch's: each of several ranks loads its shard of every global batch one process would
+    load (batch_size / world items), for training; every world-th item for validation."""
     if shuffle and splits.lengths is not None and dataset is splits.train:
         return DataLoader(dataset, batch_sampler=LengthBatches(splits.lengths, batch_size, seed, ranks=ranks),
                           collate_fn=splits.collate_fn)  # fmt: skip
-    if ranks.world > 1 and shuffle:
-        sampler = DistributedSampler(dataset, num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=seed)
-        return DataLoader(dataset, batch_size=batch_size // ranks.world, sampler=sampler,
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    if ranks.world > 1 and shuffle:  # the batches DataLoader(shuffle=True, generator=...) draws, sharded
+        batches = BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=False)
+        return DataLoader(dataset, batch_sampler=ShardedBatches(batches, ranks), generator=generator,
                           collate_fn=splits.collate_fn)  # fmt: skip
     if ranks.world > 1:
         dataset = Subset(dataset, range(ranks.rank, len(dataset), ranks.world))
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=splits.collate_fn
     )
@@ -135,15 +153,15 @@ def fit(
     of each batch, and the metrics are the whole epoch's.
 
     train.max_steps ends the training after that many steps in all (the last epoch cut short). With
-    train.budget_minutes, the steps are planned after the first epoch (tasks/training/budget.py) and
-    on_plan(steps, steps per epoch, the first epoch's seconds, the Pace planned for the rest) is told it;
-    train.epochs (and max_steps) are then the most it may train."""
+    train.budget_minutes, the steps are planned after the first epoch, and revised after the next ones while the
+    schedule allows (tasks/training/budget.py); on_plan(epoch, steps, steps per epoch, seconds of the budget used,
+    the Pace planned for the rest) is told each plan. train.epochs (and max_steps) are then the most it may train."""
     train_loader = make_loader(splits.train, splits, train.batch_size, shuffle=True, seed=seed, ranks=ranks)
     val_loader = make_loader(splits.val, splits, train.batch_size, ranks=ranks)
     steps_per_epoch = min(len(train_loader), train.max_batches_per_epoch or len(train_loader))
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     most = min(train.epochs * steps_per_epoch, train.max_steps or math.inf)
-    plan = WarmupCosine(most, train.warmup_epochs * steps_per_epoch)
+    plan = SCHEDULES[schedule_kind(train)](most, train.warmup_epochs * steps_per_epoch)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, plan)
     model.to(device)
     ranks.share_weights(model)
@@ -154,6 +172,8 @@ def fit(
     if saved is not None:
         finished, best = resume.restore(saved, model, optimizer, schedule, train_loader)
         on_resume(finished)
+    planning = train.budget_minutes is not None and saved is None  # a resumed training keeps the plan it saved
+    clock = Clock()
     epochs = math.ceil(
         plan.total_steps / steps_per_epoch
     )  # as params say, or a budget's plan restored with the schedule
@@ -162,8 +182,6 @@ def fit(
         epoch += 1
         if hasattr(splits.train, "set_epoch"):
             splits.train.set_epoch(epoch)
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
         model.train()
         started, examples, seen, loss_sum, correct = time.perf_counter(), 0, 0, 0.0, 0
         steps = min(steps_per_epoch, plan.total_steps - (epoch - 1) * steps_per_epoch)  # the last may be cut short
@@ -196,17 +214,19 @@ def fit(
         }
         if metrics["val_accuracy"] > best["val_accuracy"]:
             best = {"val_accuracy": metrics["val_accuracy"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-        if epoch == 1 and train.budget_minutes is not None:
-            validated = time.perf_counter() - started
-            pace = measured_pace(steps, halfway, seconds, validated)
-            first, step_seconds, validation_seconds = (  # every rank plans alike: the means over the ranks
+        clock.epoch(started, seconds)
+        done = (epoch - 1) * steps_per_epoch + steps
+        if planning and steps == steps_per_epoch and done <= plan.free_until():  # the rates so far are the plan's
+            pace, elapsed = clock.pace(steps, halfway, time.perf_counter())
+            elapsed, step_seconds, between = (  # every rank plans alike: the means over the ranks
                 total / ranks.world
-                for total in ranks.sum(validated, pace.step_seconds, pace.validation_seconds, device=device)
+                for total in ranks.sum(elapsed, pace.step_seconds, pace.validation_seconds, device=device)
             )
-            pace = Pace(step_seconds, validation_seconds)
-            plan.total_steps = planned_steps(train.budget_minutes * 60, first, pace, steps_per_epoch, most)
+            pace = Pace(step_seconds, between)
+            steps_left = planned_steps(train.budget_minutes * 60 - elapsed, done, pace, steps_per_epoch, most)
+            plan.total_steps = max(steps_left, plan.at_least(done))
             epochs = math.ceil(plan.total_steps / steps_per_epoch)
-            on_plan(plan.total_steps, steps_per_epoch, first, pace)
+            on_plan(epoch, plan.total_steps, steps_per_epoch, elapsed, pace)
         on_epoch_end(epoch, metrics)
         if state_file is not None:
             resume.save(state_file, resume.capture(epoch, model, optimizer, schedule, best, train_loader))

@@ -3,7 +3,7 @@ or a power cut goes on from its last finished epoch the next time the same train
 
 The state holds the model, the optimizer, the learning-rate schedule, the best epoch so far (with its weights),
 and every random state the next epoch draws from (torch's, CUDA's, numpy's and Python's global generators, the
-training loader's own generator or length-bucketing sampler); the augmentations are reseeded per epoch
+training loader's own generator or length-bucketing sampler); the augmentations are seeded per epoch and item
 (``LabelledItems.set_epoch``). Restored, the remaining epochs are the ones an uninterrupted run trains, bit for bit
 on the CPU. The file is written to a temporary name and renamed, so a kill mid-write leaves the previous epoch's
 state whole, and it is read with ``weights_only=True`` (tensors and plain values only: no code runs on load).
