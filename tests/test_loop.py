@@ -10,7 +10,7 @@ from tasks.data.builtin_image import generate_image_dataset
 from tasks.modalities import get
 from tasks.params import load_params
 from tasks.reproducibility import set_seeds
-from tasks.training import resume
+from tasks.training import loop, resume
 from tasks.training.loop import LengthBatches, fit, make_loader
 from tests.conftest import tiny_params, write_params
 
@@ -110,22 +110,34 @@ def same_weights(one: dict, other: dict) -> bool:
     return all(torch.equal(one[name], weights) for name, weights in other.items())
 
 
+class Clock:
+    """A clock for the loop that advances one second each time it is read: the loop reads it at an epoch's start,
+    halfway, at the end of its steps and when it plans, so every epoch takes the same made-up time."""
+
+    def __init__(self):
+        self.now = -1.0
+
+    def perf_counter(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
 @pytest.mark.parametrize("schedule", ["wsd", "cosine"])
-def test_a_budgeted_training_is_the_training_of_the_steps_it_planned(image_project, tmp_path, schedule):
+def test_a_budgeted_training_is_the_training_of_the_steps_it_planned(image_project, monkeypatch, schedule):
     project, section = image_project
-    timed = []
-    train_images(project, section, None, plans=timed, epochs=1, budget_minutes=1.0, warmup_epochs=1)
-    [(_, _, steps_per_epoch, first_epoch_seconds, _)] = timed
-    plans = []  # a budget of four first epochs (the later ones are faster), under a cap of forty
+    monkeypatch.setattr(loop, "time", Clock())
+    plans = []  # 30 s; epoch 1: 0.5 s a step, 1 s to validate; then 3 steps and 2 s between epochs: 4 s an epoch
     budgeted, history, _ = train_images(project, section, None, plans=plans, epochs=40, warmup_epochs=1,
-                                        budget_minutes=4 * first_epoch_seconds / 60, lr_schedule=schedule)  # fmt: skip
-    steps = plans[-1][1]
-    epochs = math.ceil(steps / steps_per_epoch)
-    assert 1 <= epochs < 40 and sorted(history) == list(range(1, epochs + 1))  # the plan, not the cap, was trained
-    # cosine plans once, after warm-up; wsd revises its plan after each epoch until its decay begins
-    assert [epoch for epoch, *_ in plans] == ([1] if schedule == "cosine" else list(range(1, len(plans) + 1)))
-    assert schedule == "cosine" or len(plans) > 1
-    fixed, fixed_history, _ = train_images(project, section, None, epochs=40, max_steps=steps, warmup_epochs=1,
+                                        budget_minutes=0.5, lr_schedule=schedule)  # fmt: skip
+    # after epoch 1, 27 s left: 10 epochs of 2.5 s and 2 steps; after epoch 2, 22 s: 5 epochs of 4 s
+    steps = [steps for _, steps, *_ in plans]
+    if schedule == "cosine":  # once, after warm-up
+        assert [epoch for epoch, *_ in plans] == [1] and steps == [35]
+    else:  # after each epoch while the decay has not begun (it begins after step 17 of 21)
+        assert [epoch for epoch, *_ in plans] == [1, 2, 3, 4, 5] and steps == [35, 21, 21, 21, 21]
+    epochs = math.ceil(steps[-1] / 3)
+    assert sorted(history) == list(range(1, epochs + 1))  # the plan, not the cap, was trained
+    fixed, fixed_history, _ = train_images(project, section, None, epochs=40, max_steps=steps[-1], warmup_epochs=1,
                                            lr_schedule=schedule)  # fmt: skip
     assert fixed_history == history and fixed["best"] == budgeted["best"]
     assert same_weights(fixed["weights"], budgeted["weights"])  # the rates trained were the final plan's
