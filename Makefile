@@ -54,7 +54,7 @@ format: setup ## rewrite the code in the project's format (ruff format) and fix 
 	$(VENV)/bin/ruff format .
 
 test: setup ## run the test suite (slow tests excluded): under 10 minutes on 2 cores
-	$(PY) -m pytest -m "not slow" -n 2 --dist loadfile  # two workers, a file's tests in one (its fixtures made once)
+	$(PY) -m pytest -m "not slow"
 
 test-fast: setup ## run the fast tier: no Prefect server, no pipeline run, no command line, no fuzzing (under a minute)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n auto -m "not slow and not integration and not fuzz"  # a worker per core

@@ -91,6 +91,7 @@ def wait_for_deployment(process, log: Path, timeout: float = 180):
     raise AssertionError(f"no deployment after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+@pytest.mark.slow  # about 70 s: a served deployment's run of the pipeline (make test keeps its headroom)
 def test_served_deployment_has_the_schedule_and_its_run_is_the_pipeline(serving, tiny_project, capsys):
     params_path, process, log = serving
     deployment = wait_for_deployment(process, log)
