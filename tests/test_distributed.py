@@ -39,7 +39,7 @@ def train_in_two_processes(project, params, name: str) -> tuple[dict, list]:
     return torch.load(out_dir / CHECKPOINT, weights_only=False), events
 
 
-@pytest.mark.integration  # spawns processes: seconds each, kept out of `make test-fast`
+@pytest.mark.slow  # two trainings of two processes each (about 15 s): the slow tier
 def test_two_processes_train_the_same_checkpoint_twice(image_project):
     project, params = image_project
     first, events = train_in_two_processes(project, params, "first")

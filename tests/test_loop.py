@@ -38,7 +38,9 @@ class Stop(Exception):
 def image_project(tmp_path_factory):
     project = tmp_path_factory.mktemp("resume")
     params = load_params(write_params(project, tiny_params()))
-    generate_image_dataset(project / "data", image_size=params.image.data.image_size, digit_size=26, seed=0)
+    # a small validation split: every epoch validates, and these tests train many short epochs
+    generate_image_dataset(project / "data", image_size=params.image.data.image_size, digit_size=26, seed=0,
+                           val_fraction=0.03, test_fraction=0.03)  # fmt: skip
     return project, params.image
 
 
