@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from attn_models.attention import Encoder
+from attn_models.audio_augment import spec_augment
 from attn_models.encoder_decoder import EncoderDecoder, sinusoidal_positions
 from attn_models.speech_transformer import LogMelFrontEnd
 
@@ -170,26 +171,11 @@ class SpeechRecognizer(EncoderDecoder):
         return features, frames
 
     def spec_augment(self, features: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """Zero freq_masks bands of up to freq_mask mel channels and time_masks stretches of up to time_mask frames
-        (and at most time_mask_fraction of the clip), drawn independently per utterance (torch's generator)."""
-        B, M, F = features.shape
-        keep = torch.ones(B, M, F, dtype=torch.bool, device=features.device)
-        channel = torch.arange(M, device=features.device)[None, :]  # (1, M)
-        frame = torch.arange(F, device=features.device)[None, :]  # (1, F)
-        for _ in range(self.freq_masks):
-            width = (torch.rand(B, device=features.device) * (self.freq_mask + 1)).long()  # 0 .. freq_mask
-            start = (torch.rand(B, device=features.device) * (M - width + 1)).long()
-            band = (channel >= start[:, None]) & (channel < (start + width)[:, None])  # (B, M)
-            keep &= ~band[:, :, None]
-        longest = torch.minimum(
-            torch.full_like(frames, self.time_mask), (frames * self.time_mask_fraction).long()
-        )  # (B,)
-        for _ in range(self.time_masks):
-            width = (torch.rand(B, device=features.device) * (longest + 1)).long()
-            start = (torch.rand(B, device=features.device) * (frames - width + 1)).long()
-            stretch = (frame >= start[:, None]) & (frame < (start + width)[:, None])  # (B, F)
-            keep &= ~stretch[:, None, :]
-        return features * keep
+        """SpecAugment drawn per utterance within its real frames, time masks also at most time_mask_fraction of
+        the clip (attn_models/audio_augment.py)."""
+        return spec_augment(
+            features, frames, self.freq_masks, self.freq_mask, self.time_masks, self.time_mask, self.time_mask_fraction
+        )
 
     def encode_with_lengths(self, source) -> tuple[torch.Tensor, torch.Tensor]:
         """Memory (B, S, C) and its lengths (B,) in frames."""

@@ -1,7 +1,9 @@
 """Speech Transformer for keyword spotting: waveform -> log-mel frames -> conv subsampling -> encoder.
 
 The log-mel front end is part of the model, so a saved model takes raw 16 kHz samples.
-SpecAugment (frequency and time masking, Park et al., 2019) is applied in training mode only.
+In training mode only, each clip is augmented (attn_models/audio_augment.py): time-shifted and mixed with
+background chatter as a waveform, then masked by SpecAugment (frequency and time masking, Park et al., 2019) as
+log-mel features. Every augmentation is off at its zero setting.
 """
 
 import torch
@@ -9,6 +11,7 @@ import torchaudio
 from torch import nn
 
 from attn_models.attention import ClassTokenClassifier
+from attn_models.audio_augment import mix_background, spec_augment, time_shift
 
 
 class LogMelFrontEnd(nn.Module):
@@ -50,6 +53,11 @@ class SpeechTransformer(ClassTokenClassifier):
         dropout: float = 0.1,
         freq_mask: int = 8,
         time_mask: int = 10,
+        freq_masks: int = 1,
+        time_masks: int = 1,
+        time_shift_ms: float = 0.0,
+        background_mix: float = 0.0,
+        background_snr_db: tuple[float, float] = (5.0, 20.0),
     ):
         self.subsampling = 2
         front_end = LogMelFrontEnd(sample_rate, n_mels)
@@ -57,18 +65,22 @@ class SpeechTransformer(ClassTokenClassifier):
         self.num_frames = (frames + self.subsampling - 1) // self.subsampling
         super().__init__(self.num_frames, num_classes, embed_dim, depth, num_heads, mlp_ratio, dropout)
         self.front_end = front_end
-        self.spec_augment = nn.Sequential(
-            torchaudio.transforms.FrequencyMasking(freq_mask), torchaudio.transforms.TimeMasking(time_mask)
-        )
+        self.freq_masks, self.freq_mask, self.time_masks, self.time_mask = freq_masks, freq_mask, time_masks, time_mask
+        self.max_shift = round(sample_rate * time_shift_ms / 1000)
+        self.background_mix, self.background_snr_db = background_mix, tuple(background_snr_db)
         self.feature_norm = nn.BatchNorm1d(n_mels)
         self.subsample = nn.Sequential(
             nn.Conv1d(n_mels, embed_dim, kernel_size=3, stride=self.subsampling, padding=1), nn.GELU()
         )
 
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
-        """Normalised log-mel features (B, n_mels, frames), masked by SpecAugment in training."""
+        """Normalised log-mel features (B, n_mels, frames); in training, of the augmented clips, then masked."""
+        if not self.training:
+            return self.feature_norm(self.front_end(waveform))
+        waveform = mix_background(time_shift(waveform, self.max_shift), self.background_mix, self.background_snr_db)
         features = self.feature_norm(self.front_end(waveform))
-        return self.spec_augment(features) if self.training else features
+        frames = torch.full((features.shape[0],), features.shape[-1], device=features.device)
+        return spec_augment(features, frames, self.freq_masks, self.freq_mask, self.time_masks, self.time_mask)
 
     def forward(self, waveform: torch.Tensor, return_attention: bool = False):  # waveform: (B, samples) float
         frames = self.subsample(self.features(waveform)).transpose(1, 2)  # (B, num_frames, C)

@@ -9,6 +9,12 @@ the same flows as the built-in data: an import into data/, a DVC version, a trac
 maps and model. The clone is kept, so a re-run reuses the cached import. The result (metric, training time,
 hardware, exact command, MLflow run) is appended to benchmarks/results/real_data.jsonl and the table in
 docs/real_data.md is rewritten from that file: the newest result per config and device.
+
+    python benchmarks/real_data.py speech_commands_12 --set train.budget_minutes=10 \
+        --set model.time_shift_ms=100 --ablation "time shift 100 ms"
+
+A run with ``--ablation LABEL`` goes to the ablation table instead, beside the newest run of the same config and
+budget as configured: one change against the recipe, at the same training time.
 """
 
 import argparse
@@ -113,9 +119,11 @@ def newest_run(workspace: Path, params: dict, modality: str, since_ms: int) -> d
 
 
 def write_table(results: list[dict]) -> None:
-    newest, budgeted = {}, {}
-    for result in results:  # the newest result per config and device (and budget, in a table of their own)
-        if result.get("budget_minutes") is None:
+    newest, budgeted, ablations = {}, {}, {}
+    for result in results:  # the newest result per config and device (and budget, and ablation: tables of their own)
+        if result.get("ablation"):
+            ablations[(result["config"], result["hardware"]["device"], result["ablation"])] = result
+        elif result.get("budget_minutes") is None:
             newest[(result["config"], result["hardware"]["device"])] = result
         else:
             budgeted[(result["config"], result["hardware"]["device"], result["budget_minutes"])] = result
@@ -145,6 +153,8 @@ def write_table(results: list[dict]) -> None:
         lines += ["", "Notes:", ""] + [f"- **{r['config']}**: {r['note']}" for r in notes]
     if budgeted:
         lines += budget_table(budgeted.values())
+    if ablations:
+        lines += ablation_table(ablations.values(), budgeted)
     TABLE.write_text("\n".join(lines) + "\n")
 
 
@@ -180,6 +190,31 @@ def budget_table(results) -> list[str]:
     return lines
 
 
+def ablation_table(results, budgeted: dict) -> list[str]:
+    """Runs with --ablation: each beside the run of its config and budget as configured (the budget table's)."""
+    lines = [
+        "",
+        "## Ablations",
+        "",
+        "One change to a config (its `--set` keys) against the config as written, at the same time budget and seed;",
+        "the newest run of each.",
+        "",
+        "| dataset | budget | change | metric | result | against as configured | train | commit | command |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for result in sorted(results, key=lambda r: (r["dataset"], r.get("budget_minutes") or 0, r["date"])):
+        value = result["metrics"].get(result["metric"])
+        reference = budgeted.get((result["config"], result["hardware"]["device"], result.get("budget_minutes")))
+        base = reference["metrics"].get(reference["metric"]) if reference else None
+        against = f"{value - base:+.4f} (from {base})" if base is not None and value is not None else "no reference"
+        budget = f"{result['budget_minutes']:g} min" if result.get("budget_minutes") else "epochs"
+        lines.append(
+            f"| {result['dataset']} | {budget} | {result['ablation']} | {result['metric']} | {value} | {against} | "
+            f"{result['train_seconds'] / 60:.1f} min | {result['git_sha'][:8]} | `{result['command']}` |"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config", help="a file name in benchmarks/configs/ without .yaml, e.g. ag_news")
@@ -196,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workspace", type=Path, help="the project clone to run in (default outputs/benchmarks/CONFIG)"
     )
     parser.add_argument("--note", help="a remark recorded with the result (e.g. what limits it)")
+    parser.add_argument("--ablation", metavar="LABEL", help="record the run as this change to the config (its table)")
     args = parser.parse_args(argv)
     if not args.datasets.is_dir():
         sys.exit(f"error: {args.datasets} not found: the real datasets sit in ../shared/datasets beside the checkout")
@@ -207,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     params_path = workspace / "params.yaml"
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
 
-    command = "python benchmarks/real_data.py " + " ".join([args.config, *(f"--set {o}" for o in args.overrides)])
+    words = [args.config, *(f"--set {o}" for o in args.overrides)] + (
+        [f"--ablation '{args.ablation}'"] if args.ablation else []
+    )
+    command = "python benchmarks/real_data.py " + " ".join(words)
     since_ms = int(time.time() * 1000)
     started = time.perf_counter()
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(workspace)}
@@ -231,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         **newest_run(workspace, params, modality, since_ms),
         **({"note": args.note} if args.note else {}),
+        **({"ablation": args.ablation} if args.ablation else {}),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as file:

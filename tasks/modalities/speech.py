@@ -66,11 +66,24 @@ class SpeechData(DataSection):
 
 
 class SpeechModel(ModelParams):
+    """The augmentations apply in training only, drawn per clip (attn_models/audio_augment.py); the defaults are
+    what a params file without the keys trained with."""
+
     n_mels: int = Field(40, ge=8, le=256)
-    freq_mask: int = Field(8, ge=0)  # SpecAugment, applied in training only
+    freq_masks: int = Field(1, ge=0, le=8)  # SpecAugment: bands of at most freq_mask mel channels
+    freq_mask: int = Field(8, ge=0)
+    time_masks: int = Field(1, ge=0, le=8)  # and stretches of at most time_mask frames (10 ms each)
     time_mask: int = Field(10, ge=0)
     # scales both masks' widest (1: as written); auto: from the training clips per class (tasks/defaults.py)
     augment_strength: Strength = 1.0
+    time_shift_ms: float = Field(0.0, ge=0, le=1000)  # each clip moved up to this much either way, silence-filled
+    background_mix: float = Field(0.0, ge=0, le=1)  # share of clips given another, played backwards, as background
+    background_snr_db: tuple[float, float] = (5.0, 20.0)  # its level below the clip's, drawn per clip
+
+    @model_validator(mode="after")
+    def snr_range(self):
+        check_range("background_snr_db", *self.background_snr_db)
+        return self
 
 
 class SpeechParams(ModalityParams):
@@ -158,8 +171,13 @@ class Speech(Classifier):
             clip_seconds=data.clip_seconds,
             n_mels=m.n_mels,
             depth=m.depth,
+            freq_masks=m.freq_masks,
             freq_mask=round(m.freq_mask * m.augment_strength),
+            time_masks=m.time_masks,
             time_mask=round(m.time_mask * m.augment_strength),
+            time_shift_ms=m.time_shift_ms,
+            background_mix=m.background_mix,
+            background_snr_db=list(m.background_snr_db),
         )
 
     def serving_example(self, data_dir, section):
