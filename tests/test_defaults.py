@@ -111,6 +111,8 @@ def params():
         ("translation.model.max_len", 2.5, "translation.model.max_len: Value error, 'auto' or an integer from 4"),
         ("image.data.augment.strength", "strong", "image.data.augment.strength: Value error, 'auto' or a number"),
         ("asr.model.augment_strength", -1, "asr.model.augment_strength: Value error, 'auto' or a number from 0 to 4"),
+        ("speech.model.background_snr_db", [20, 5], "speech.model: Value error, background_snr_db: the low end"),
+        ("speech.model.background_mix", 1.5, "speech.model.background_mix: Input should be less than or equal to 1"),
     ],
 )
 def test_a_wrong_value_names_the_key_and_what_it_takes(params, key, value, message):
