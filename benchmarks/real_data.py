@@ -212,6 +212,9 @@ def ablation_table(results, budgeted: dict) -> list[str]:
             f"| {result['dataset']} | {budget} | {result['ablation']} | {result['metric']} | {value} | {against} | "
             f"{result['train_seconds'] / 60:.1f} min | {result['git_sha'][:8]} | `{result['command']}` |"
         )
+    notes = [r for r in results if r.get("note")]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- **{r['config']}**, {r['ablation']}: {r['note']}" for r in notes]
     return lines
 
 
