@@ -148,14 +148,18 @@ def write_table(results: list[dict]) -> None:
             f"{result['train_seconds'] / 60:.1f} min | {result['total_seconds'] / 60:.1f} min | {where} | "
             f"{result['git_sha'][:8]} | `{result['command']}` |"
         )
-    notes = [r for r in newest.values() if r.get("note")]
-    if notes:
-        lines += ["", "Notes:", ""] + [f"- **{r['config']}**: {r['note']}" for r in notes]
+    lines += note_lines(newest.values(), lambda r: f"{r['config']}**")
     if budgeted:
         lines += budget_table(budgeted.values())
     if ablations:
         lines += ablation_table(ablations.values(), budgeted)
     TABLE.write_text("\n".join(lines) + "\n")
+
+
+def note_lines(results, name) -> list[str]:
+    """A table's notes: a line per result with a --note, led by name(result) in bold."""
+    notes = [r for r in results if r.get("note")]
+    return ["", "Notes:", ""] + [f"- **{name(r)}: {r['note']}" for r in notes] if notes else []
 
 
 def hardware_name(result: dict) -> str:
@@ -184,10 +188,7 @@ def budget_table(results) -> list[str]:
             f"{result['metrics'].get(result['metric'])} | {hardware_name(result)} | {result['git_sha'][:8]} | "
             f"`{result['command']}` |"
         )
-    notes = [r for r in results if r.get("note")]
-    if notes:
-        lines += ["", "Notes:", ""] + [f"- **{r['config']}**, {r['budget_minutes']:g} min: {r['note']}" for r in notes]
-    return lines
+    return lines + note_lines(results, lambda r: f"{r['config']}**, {r['budget_minutes']:g} min")
 
 
 def ablation_table(results, budgeted: dict) -> list[str]:
@@ -212,10 +213,7 @@ def ablation_table(results, budgeted: dict) -> list[str]:
             f"| {result['dataset']} | {budget} | {result['ablation']} | {result['metric']} | {value} | {against} | "
             f"{result['train_seconds'] / 60:.1f} min | {result['git_sha'][:8]} | `{result['command']}` |"
         )
-    notes = [r for r in results if r.get("note")]
-    if notes:
-        lines += ["", "Notes:", ""] + [f"- **{r['config']}**, {r['ablation']}: {r['note']}" for r in notes]
-    return lines
+    return lines + note_lines(results, lambda r: f"{r['config']}**, {r['ablation']}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,9 +87,10 @@ def test_rollout_by_hand():
     assert torch.allclose(rollout, torch.tensor([[[0.75, 0.25], [0.1875, 0.8125]]]))
 
 
-def test_spec_augment_only_in_training():
-    model = SpeechTransformer(num_classes=2, clip_seconds=0.5, freq_mask=10, time_mask=10)
-    wave = torch.randn(1, 8000)
+def test_augmentation_only_in_training():
+    model = SpeechTransformer(num_classes=2, clip_seconds=0.5, freq_mask=10, time_mask=10, time_shift_ms=50,
+                              background_mix=1.0)  # fmt: skip
+    wave = torch.randn(4, 8000)
     model.eval()
     assert torch.equal(model.features(wave), model.features(wave))
     model.train()
