@@ -28,6 +28,31 @@ class Splits:
     lengths: list[int] | None = None  # of the train items: when given, training batches hold similar lengths
 
 
+DECODED_CACHE_BYTES = 1 << 30  # the most of a split's decoded items one process keeps in memory
+
+
+class DecodedCache:
+    """``read`` (a file's path -> its decoded item: an image's pixels, a clip's samples) done once per file: later
+    epochs and later batches of an evaluation take the item from memory, up to max_bytes for the split; past that,
+    the rest are read each time. Augmentations run on the item every time, so training sees what it saw before.
+    Why: on a 2-core CPU, reading and decoding each file every epoch cost image, speech and asr a fifth to a
+    quarter of their training speed against a loop over batches already in memory (docs/benchmarks.md, "Training
+    throughput"), and a DataLoader worker would take a core from the model."""
+
+    def __init__(self, read, max_bytes: int = DECODED_CACHE_BYTES):
+        self.read, self.max_bytes = read, max_bytes
+        self.items, self.bytes = {}, 0
+
+    def __call__(self, key):
+        item = self.items.get(key)
+        if item is None:
+            item = self.read(key)
+            if self.bytes + item.nbytes <= self.max_bytes:
+                self.items[key] = item
+                self.bytes += item.nbytes
+        return item
+
+
 class LabelledItems(Dataset):
     """(input, label index) pairs; ``load`` turns a stored item (a path, a text) into the input.
 

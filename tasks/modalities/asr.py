@@ -197,12 +197,12 @@ class Asr(SequenceTask):
     def load_splits(self, data_dir, section, seed, tokenizer):
         import soundfile
 
-        from tasks.data.datasets import LabelledItems, Splits, encode_targets
+        from tasks.data.datasets import DecodedCache, LabelledItems, Splits, encode_targets
 
         def split(name):
             rows = read_split(data_dir, name)
             targets = encode_targets(tokenizer, [row["sentence"] for row in rows], section.model.max_len)
-            return LabelledItems([data_dir / row["path"] for row in rows], targets, read_waveform)
+            return LabelledItems([data_dir / row["path"] for row in rows], targets, DecodedCache(read_waveform))
 
         train = split("train")
         lengths = [soundfile.info(path).frames for path in train.items]  # batches of similar length

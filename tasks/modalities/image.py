@@ -149,7 +149,7 @@ class Image(Classifier):
         return values
 
     def load_splits(self, data_dir, section, seed, tokenizer):
-        from tasks.data.datasets import LabelledItems, Splits, image_transforms, read_image
+        from tasks.data.datasets import DecodedCache, LabelledItems, Splits, image_transforms, read_image
 
         class_names = sorted(p.name for p in (data_dir / "train").iterdir() if p.is_dir())
         size, channels = section.data.image_size, section.data.channels
@@ -157,7 +157,8 @@ class Image(Classifier):
         def split(name, transform, augmented=False):
             paths = sorted(p for p in (data_dir / name).glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
             labels = [class_names.index(p.parent.name) for p in paths]
-            load = lambda p: transform(image=read_image(p, channels, size))["image"]  # noqa: E731
+            pixels = DecodedCache(lambda p: read_image(p, channels, size))
+            load = lambda p: transform(image=pixels(p).copy())["image"]  # noqa: E731  (the cached pixels stay)
             return LabelledItems(paths, labels, load, augmentation=transform if augmented else None)
 
         plain = image_transforms(channels)

@@ -146,7 +146,7 @@ class Speech(Classifier):
         return values
 
     def load_splits(self, data_dir, section, seed, tokenizer):
-        from tasks.data.datasets import LabelledItems, Splits, read_clip
+        from tasks.data.datasets import DecodedCache, LabelledItems, Splits, read_clip
 
         class_names = sorted({path.parent.name for path in clips(data_dir)})
         split_of = {name: split for split in SPLIT_LISTS for name in listed(data_dir, split)}
@@ -158,7 +158,9 @@ class Speech(Classifier):
         def split(name):
             paths = by_split[name]
             return LabelledItems(
-                paths, [class_names.index(p.parent.name) for p in paths], lambda p: read_clip(p, num_samples)
+                paths,
+                [class_names.index(p.parent.name) for p in paths],
+                DecodedCache(lambda p: read_clip(p, num_samples)),
             )
 
         return Splits(split("train"), split("val"), split("test"), class_names)
