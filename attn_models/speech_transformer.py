@@ -75,10 +75,12 @@ class SpeechTransformer(ClassTokenClassifier):
 
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
         """Normalised log-mel features (B, n_mels, frames); in training, of the augmented clips, then masked."""
-        if not self.training:
-            return self.feature_norm(self.front_end(waveform))
-        waveform = mix_background(time_shift(waveform, self.max_shift), self.background_mix, self.background_snr_db)
+        if self.training:
+            waveform = time_shift(waveform, self.max_shift)
+            waveform = mix_background(waveform, self.background_mix, self.background_snr_db)
         features = self.feature_norm(self.front_end(waveform))
+        if not self.training:
+            return features
         frames = torch.full((features.shape[0],), features.shape[-1], device=features.device)
         return spec_augment(features, frames, self.freq_masks, self.freq_mask, self.time_masks, self.time_mask)
 
