@@ -148,7 +148,7 @@ def write_table(results: list[dict]) -> None:
             f"{result['train_seconds'] / 60:.1f} min | {result['total_seconds'] / 60:.1f} min | {where} | "
             f"{result['git_sha'][:8]} | `{result['command']}` |"
         )
-    lines += note_lines(newest.values(), lambda r: f"{r['config']}**")
+    lines += note_lines(newest.values(), lambda r: r["config"])
     if budgeted:
         lines += budget_table(budgeted.values())
     if ablations:
@@ -159,7 +159,7 @@ def write_table(results: list[dict]) -> None:
 def note_lines(results, name) -> list[str]:
     """A table's notes: a line per result with a --note, led by name(result) in bold."""
     notes = [r for r in results if r.get("note")]
-    return ["", "Notes:", ""] + [f"- **{name(r)}: {r['note']}" for r in notes] if notes else []
+    return ["", "Notes:", ""] + [f"- **{name(r)}**: {r['note']}" for r in notes] if notes else []
 
 
 def hardware_name(result: dict) -> str:
@@ -188,7 +188,7 @@ def budget_table(results) -> list[str]:
             f"{result['metrics'].get(result['metric'])} | {hardware_name(result)} | {result['git_sha'][:8]} | "
             f"`{result['command']}` |"
         )
-    return lines + note_lines(results, lambda r: f"{r['config']}**, {r['budget_minutes']:g} min")
+    return lines + note_lines(results, lambda r: f"{r['config']}, {r['budget_minutes']:g} min")
 
 
 def ablation_table(results, budgeted: dict) -> list[str]:
@@ -213,7 +213,7 @@ def ablation_table(results, budgeted: dict) -> list[str]:
             f"| {result['dataset']} | {budget} | {result['ablation']} | {result['metric']} | {value} | {against} | "
             f"{result['train_seconds'] / 60:.1f} min | {result['git_sha'][:8]} | `{result['command']}` |"
         )
-    return lines + note_lines(results, lambda r: f"{r['config']}**, {r['ablation']}")
+    return lines + note_lines(results, lambda r: f"{r['config']}, {r['ablation']}")
 
 
 def main(argv: list[str] | None = None) -> int:
