@@ -61,6 +61,8 @@ class TrainParams(Section):
     # the learning rate after warm-up: cosine decay, or wsd (stable, then decay over the last fifth); null: wsd with
     # a budget (its plan can follow the pace), cosine without (tasks/training/budget.py)
     lr_schedule: Literal["cosine", "wsd"] | None = None
+    # validate and keep an exponential moving average of the weights (tasks/training/ema.py), e.g. 0.999; null: off
+    ema_decay: float | None = Field(None, gt=0, lt=1)
     distributed: DistributedParams = DistributedParams()
 
     @model_validator(mode="after")

@@ -10,7 +10,7 @@ from tasks.data.builtin_image import generate_image_dataset
 from tasks.modalities import get
 from tasks.params import load_params
 from tasks.reproducibility import set_seeds
-from tasks.training import loop, resume
+from tasks.training import ema, loop, resume
 from tasks.training.loop import LengthBatches, fit, make_loader
 from tests.conftest import tiny_params, write_params
 
@@ -169,3 +169,39 @@ def test_a_resumed_budgeted_training_keeps_its_plan(image_project, tmp_path):
     assert resumed == [1] and sorted(history) == [2, 3, 4] and len(plans) == planned  # no new plan
     whole, _, _ = train_images(project, section, None, epochs=4, warmup_epochs=1, lr_schedule="wsd")
     assert same_weights(whole["weights"], again["weights"])
+
+
+# ---- weight averaging (tasks/training/ema.py) -------------------------------------------------------------------
+
+
+def test_the_weight_average_forgets_the_initial_weights_first_then_follows_its_decay():
+    assert ema.decay_after(0, 0.999) == 0.1 and ema.decay_after(90, 0.999) == 0.91
+    assert ema.decay_after(10**6, 0.999) == 0.999
+    model = torch.nn.Linear(2, 1)
+    model.register_buffer("count", torch.tensor(0))  # integer buffers are copied, not averaged
+    average = ema.averaged(model, decay=0.5)
+    history = []
+    for step in range(4):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+            model.count.fill_(step)
+        average.update_parameters(model)
+        history.append(average.module.weight[0, 0].item())
+    # step 0 copies; then the decays are min(0.5, 2/11), min(0.5, 3/12), min(0.5, 4/13)
+    expected = [0.0]
+    for updates, value in zip((1, 2, 3), (1.0, 2.0, 3.0)):
+        decay = min(0.5, (1 + updates) / (10 + updates))
+        expected.append(decay * expected[-1] + (1 - decay) * value)
+    assert history == pytest.approx(expected) and average.module.count.item() == 3
+
+
+def test_training_with_a_weight_average_keeps_the_average_and_resumes_exactly(image_project, tmp_path):
+    project, section = image_project
+    raw, _, _ = train_images(project, section, None, epochs=3)
+    whole, whole_history, _ = train_images(project, section, None, epochs=3, ema_decay=0.9)
+    assert not same_weights(whole["weights"], raw["weights"])  # the same steps, but the average kept
+    state_file = tmp_path / "averaged.pt"
+    train_images(project, section, state_file, stop_after=2, ema_decay=0.9)
+    again, again_history, resumed = train_images(project, section, state_file, ema_decay=0.9)
+    assert resumed == [1] and again_history[3] == whole_history[3] and again["best"] == whole["best"]
+    assert same_weights(again["weights"], whole["weights"])

@@ -24,6 +24,7 @@ def test_the_repository_params_are_valid():
         (lambda p: p["image"]["model"].update(depht=3), "image.model.depht: Extra inputs are not permitted"),
         (lambda p: p["text"]["train"].update(epochs="many"), "text.train.epochs: Input should be a valid integer"),
         (lambda p: p["speech"]["train"].update(lr=-0.1), "speech.train.lr: Input should be greater than 0"),
+        (lambda p: p["image"]["train"].update(ema_decay=1.0), "image.train.ema_decay: Input should be less than 1"),
         (lambda p: p["global"].update(device="tpu"), "global.device: Input should be 'auto', 'cpu' or 'cuda'"),
         (
             lambda p: p["image"]["model"].update(num_heads=3),

@@ -19,7 +19,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Subset
 from tasks.data.datasets import Splits
 from tasks.progress import progress
 from tasks.schema import TrainParams
-from tasks.training import resume
+from tasks.training import ema, resume
 from tasks.training.budget import SCHEDULES, Clock, Pace, planned_steps, schedule_kind
 from tasks.training.distributed import ONE_PROCESS, Ranks
 
@@ -144,6 +144,7 @@ def fit(
     on_plan=None,
 ) -> dict:
     """Train, keep the weights of the best validation epoch, and report each epoch to on_epoch_end(epoch, metrics).
+    With train.ema_decay, validation scores (and the best keeps) the weights' moving average (tasks/training/ema.py).
     spec: the modality's (tasks/modalities/): its training_loss trains, its logits_and_labels validates.
 
     state_file: where the loop's state is saved after each epoch (tasks/training/resume.py); when it exists at the
@@ -166,11 +167,13 @@ def fit(
     model.to(device)
     ranks.share_weights(model)
     ranks.seed(seed)
+    average = ema.averaged(model, train.ema_decay) if train.ema_decay is not None else None
+    scored = average.module if average is not None else model  # the weights validation scores and the best keeps
     best = {"val_accuracy": -1.0, "epoch": 0, "state": None}
     finished = 0
     saved = resume.load(state_file) if state_file is not None else None
     if saved is not None:
-        finished, best = resume.restore(saved, model, optimizer, schedule, train_loader)
+        finished, best = resume.restore(saved, model, optimizer, schedule, train_loader, average)
         on_resume(finished)
     planning = train.budget_minutes is not None and saved is None  # a resumed training keeps the plan it saved
     clock = Clock()
@@ -198,6 +201,8 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 schedule.step()
+                if average is not None:
+                    average.update_parameters(model)
                 examples += len(targets)
                 seen += len(labels)
                 loss_sum += loss.item() * len(labels)
@@ -209,11 +214,12 @@ def fit(
         metrics = {
             "train_loss": loss_sum / seen,
             "train_accuracy": correct / seen,
-            **validate(model, val_loader, device, spec.logits_and_labels, ranks),
+            **validate(scored, val_loader, device, spec.logits_and_labels, ranks),
             "train_samples_per_second": examples / seconds,
         }
         if metrics["val_accuracy"] > best["val_accuracy"]:
-            best = {"val_accuracy": metrics["val_accuracy"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+            state = copy.deepcopy(scored.state_dict())
+            best = {"val_accuracy": metrics["val_accuracy"], "epoch": epoch, "state": state}
         clock.epoch(started, seconds)
         done = (epoch - 1) * steps_per_epoch + steps
         if planning and steps == steps_per_epoch and done <= plan.free_until():  # the rates so far are the plan's
@@ -229,6 +235,6 @@ def fit(
             on_plan(epoch, plan.total_steps, steps_per_epoch, elapsed, pace)
         on_epoch_end(epoch, metrics)
         if state_file is not None:
-            resume.save(state_file, resume.capture(epoch, model, optimizer, schedule, best, train_loader))
+            resume.save(state_file, resume.capture(epoch, model, optimizer, schedule, best, train_loader, average))
     model.load_state_dict(best["state"])
     return {"best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"]}

@@ -1,12 +1,13 @@
 """Resumable training: the training loop's whole state after each epoch, so that a run stopped by SIGTERM, a kill
 or a power cut goes on from its last finished epoch the next time the same train stage runs.
 
-The state holds the model, the optimizer, the learning-rate schedule, the best epoch so far (with its weights),
-and every random state the next epoch draws from (torch's, CUDA's, numpy's and Python's global generators, the
-training loader's own generator or length-bucketing sampler); the augmentations are seeded per epoch and item
-(``LabelledItems.set_epoch``). Restored, the remaining epochs are the ones an uninterrupted run trains, bit for bit
-on the CPU. The file is written to a temporary name and renamed, so a kill mid-write leaves the previous epoch's
-state whole, and it is read with ``weights_only=True`` (tensors and plain values only: no code runs on load).
+The state holds the model (and its weights' moving average, with train.ema_decay), the optimizer, the learning-rate
+schedule, the best epoch so far (with its weights), and every random state the next epoch draws from (torch's,
+CUDA's, numpy's and Python's global generators, the training loader's own generator or length-bucketing sampler); the
+augmentations are seeded per epoch and item (``LabelledItems.set_epoch``). Restored, the remaining epochs are the
+ones an uninterrupted run trains, bit for bit on the CPU. The file is written to a temporary name and renamed, so a
+kill mid-write leaves the previous epoch's state whole, and it is read with ``weights_only=True`` (tensors and
+plain values only: no code runs on load).
 """
 
 import os
@@ -17,8 +18,8 @@ import numpy as np
 import torch
 
 
-def capture(epoch: int, model, optimizer, schedule, best: dict, loader) -> dict:
-    """Everything the next epoch depends on, after `epoch` finished."""
+def capture(epoch: int, model, optimizer, schedule, best: dict, loader, average=None) -> dict:
+    """Everything the next epoch depends on, after `epoch` finished (average: the weights' EMA, if trained with)."""
     kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     return {
         "epoch": epoch,
@@ -26,6 +27,7 @@ def capture(epoch: int, model, optimizer, schedule, best: dict, loader) -> dict:
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
         "best": best,
+        "average": average.state_dict() if average is not None else None,
         "rng": {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -36,9 +38,13 @@ def capture(epoch: int, model, optimizer, schedule, best: dict, loader) -> dict:
     }
 
 
-def restore(state: dict, model, optimizer, schedule, loader) -> tuple[int, dict]:
+def restore(state: dict, model, optimizer, schedule, loader, average=None) -> tuple[int, dict]:
     """Put the captured state back; returns the last finished epoch and the best epoch so far."""
     model.load_state_dict(state["model"])
+    if average is not None:
+        if state.get("average") is None:
+            raise ValueError("the saved training state has no weight average (train.ema_decay was null)")
+        average.load_state_dict(state["average"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     rng = state["rng"]
