@@ -48,3 +48,7 @@ def test_the_table_keeps_the_newest_result_per_config_and_device(tmp_path, monke
     table = real_data.TABLE.read_text()
     assert "| AG News | test_accuracy | 0.9 | >= 0.88 | yes | 10.0 min | 11.0 min | 2-core CPU (Some CPU) |" in table
     assert "| 0.8 |" not in table
+    real_data.TABLE.write_text(table + f"\n{real_data.HAND_WRITTEN}\n\n## Measured by hand\n")
+    real_data.write_table([result])
+    table = real_data.TABLE.read_text()
+    assert "| 0.8 |" in table and table.endswith(f"\n\n{real_data.HAND_WRITTEN}\n\n## Measured by hand\n")
