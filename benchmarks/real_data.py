@@ -123,7 +123,9 @@ def write_table(results: list[dict]) -> None:
     newest, budgeted, ablations = {}, {}, {}
     for result in results:  # the newest result per config and device (and budget, and ablation: tables of their own)
         if result.get("ablation"):
-            ablations[(result["config"], result["hardware"]["device"], result["ablation"])] = result
+            ablations[
+                (result["config"], result["hardware"]["device"], result["ablation"], result.get("budget_minutes"))
+            ] = result
         elif result.get("budget_minutes") is None:
             newest[(result["config"], result["hardware"]["device"])] = result
         else:
@@ -209,6 +211,10 @@ def budget_table(results) -> list[str]:
     return lines + note_lines(results, lambda r: f"{r['config']}, {r['budget_minutes']:g} min")
 
 
+def budget_name(result: dict) -> str:
+    return f"{result['budget_minutes']:g} min" if result.get("budget_minutes") else "epochs"
+
+
 def ablation_table(results, budgeted: dict) -> list[str]:
     """Runs with --ablation: each beside the run of its config and budget as configured (the budget table's)."""
     lines = [
@@ -218,20 +224,22 @@ def ablation_table(results, budgeted: dict) -> list[str]:
         "One change to a config (its `--set` keys) against the config as written, at the same time budget and seed;",
         "the newest run of each.",
         "",
-        "| dataset | budget | change | metric | result | against as configured | train | commit | command |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| dataset | budget | change | metric | result | against as configured | target | met | train | commit "
+        "| command |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for result in sorted(results, key=lambda r: (r["dataset"], r.get("budget_minutes") or 0, r["date"])):
-        value = result["metrics"].get(result["metric"])
+        value, target, met = against_target(result)
         reference = budgeted.get((result["config"], result["hardware"]["device"], result.get("budget_minutes")))
         base = reference["metrics"].get(reference["metric"]) if reference else None
         against = f"{value - base:+.4f} (from {base})" if base is not None and value is not None else "no reference"
-        budget = f"{result['budget_minutes']:g} min" if result.get("budget_minutes") else "epochs"
+        budget = budget_name(result)
         lines.append(
             f"| {result['dataset']} | {budget} | {result['ablation']} | {result['metric']} | {value} | {against} | "
-            f"{result['train_seconds'] / 60:.1f} min | {result['git_sha'][:8]} | `{result['command']}` |"
+            f">= {target:g} | {met} | {result['train_seconds'] / 60:.1f} min | {result['git_sha'][:8]} | "
+            f"`{result['command']}` |"
         )
-    return lines + note_lines(results, lambda r: f"{r['config']}, {r['ablation']}")
+    return lines + note_lines(results, lambda r: f"{r['config']}, {budget_name(r)}, {r['ablation']}")
 
 
 def main(argv: list[str] | None = None) -> int:
