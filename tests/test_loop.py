@@ -205,3 +205,16 @@ def test_training_with_a_weight_average_keeps_the_average_and_resumes_exactly(im
     again, again_history, resumed = train_images(project, section, state_file, ema_decay=0.9)
     assert resumed == [1] and again_history[3] == whole_history[3] and again["best"] == whole["best"]
     assert same_weights(again["weights"], whole["weights"])
+
+
+def test_training_with_batch_mixing_mixes_and_resumes_exactly(image_project, tmp_path):
+    project, section = image_project
+    mixing = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0}
+    raw, _, _ = train_images(project, section, None)
+    whole, whole_history, _ = train_images(project, section, None, **mixing)
+    assert not same_weights(whole["weights"], raw["weights"])
+    state_file = tmp_path / "mixed.pt"
+    train_images(project, section, state_file, stop_after=2, **mixing)
+    again, again_history, resumed = train_images(project, section, state_file, **mixing)
+    assert resumed == [1] and again_history[3] == whole_history[3] and again["best"] == whole["best"]
+    assert same_weights(again["weights"], whole["weights"])

@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from tasks.defaults import AUTO, augment_strength, auto_or_number, is_auto, size_values
 from tasks.modalities.classification import Classifier
-from tasks.schema import DataSection, ModalityParams, ModelParams, Section, SplitFraction, Strength
+from tasks.schema import DataSection, ModalityParams, ModelParams, Section, SplitFraction, Strength, TrainParams
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -91,9 +91,17 @@ class ImageModel(ModelParams):
         return self
 
 
+class ImageTrain(TrainParams):
+    # batch mixing (tasks/training/mixing.py): mixup and CutMix with a share drawn from Beta(alpha, alpha), e.g. 0.8
+    # and 1.0 (timm's); with both, a batch gets one at even odds. 0: off. Pays with longer training on small data.
+    mixup_alpha: float = Field(0.0, ge=0, le=10)
+    cutmix_alpha: float = Field(0.0, ge=0, le=10)
+
+
 class ImageParams(ModalityParams):
     data: ImageData
     model: ImageModel
+    train: ImageTrain
 
     @model_validator(mode="after")
     def digit_fits_image(self):
@@ -132,6 +140,15 @@ class Image(Classifier):
 
     def builtin_arguments(self, section, seed):
         return super().builtin_arguments(section, seed) | {"image_size": section.data.image_size}
+
+    def training_loss(self, model, inputs, targets, train):
+        """The batch mixed by train.mixup_alpha / cutmix_alpha (as it is when both are 0), each example's loss shared
+        between its own label and its partner's; accuracy is counted against its own label."""
+        from tasks.training.mixing import mix_batch, mixed_loss
+
+        mixed, partner, share = mix_batch(inputs, train.mixup_alpha, train.cutmix_alpha)
+        logits = model(mixed)
+        return mixed_loss(logits, targets, partner, share, train.label_smoothing), logits, targets
 
     def split_files(self, data_dir, split):
         return sorted(p for p in (data_dir / split).glob("*/*") if p.is_file())

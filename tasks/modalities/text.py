@@ -83,6 +83,7 @@ class TextData(DataSection):
 class TextModel(ModelParams):
     vocab_size: int = Field(ge=32, le=100_000)
     max_len: auto_or_number(int, 4, 4096) = AUTO  # auto: from the training texts' subword counts (tasks/defaults.py)
+    token_dropout: float = Field(0.0, ge=0, le=0.5)  # training: each subword hidden with this probability (0: off)
 
 
 class TextParams(ModalityParams):
@@ -141,6 +142,7 @@ class Text(Classifier):
             num_classes=len(splits.class_names),
             max_len=m.max_len,
             depth=m.depth,
+            token_dropout=m.token_dropout,
         )
 
     def serving_example(self, data_dir, section):
