@@ -63,6 +63,9 @@ class TrainParams(Section):
     lr_schedule: Literal["cosine", "wsd"] | None = None
     # validate and keep an exponential moving average of the weights (tasks/training/ema.py), e.g. 0.999; null: off
     ema_decay: float | None = Field(None, gt=0, lt=1)
+    # the forward passes' number format (torch.autocast): bf16 (bfloat16 matrix products, float32 weights and
+    # optimizer) or fp32; auto: bf16 on a GPU that has it, fp32 on the CPU (tasks/training/loop.py, autocast_dtype)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     distributed: DistributedParams = DistributedParams()
 
     @model_validator(mode="after")

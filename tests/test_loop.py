@@ -218,3 +218,25 @@ def test_training_with_batch_mixing_mixes_and_resumes_exactly(image_project, tmp
     again, again_history, resumed = train_images(project, section, state_file, **mixing)
     assert resumed == [1] and again_history[3] == whole_history[3] and again["best"] == whole["best"]
     assert same_weights(again["weights"], whole["weights"])
+
+
+def test_precision_auto_is_bf16_on_a_gpu_that_has_it_and_fp32_elsewhere(monkeypatch):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert loop.autocast_dtype("auto", cpu) is None and loop.autocast_dtype("fp32", gpu) is None
+    assert loop.autocast_dtype("bf16", cpu) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)  # no GPU here to ask
+    assert loop.autocast_dtype("auto", gpu) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)  # e.g. a T4 or V100
+    assert loop.autocast_dtype("auto", gpu) is None
+
+
+def test_bf16_training_runs_its_forward_passes_in_bf16_and_is_reproducible(image_project):
+    """The CPU's autocast runs the same code path a GPU's does: the forward in bfloat16, the weights in float32."""
+    project, section = image_project
+    full, full_history, _ = train_images(project, section, None)
+    half, half_history, _ = train_images(project, section, None, precision="bf16")
+    again, again_history, _ = train_images(project, section, None, precision="bf16")
+    assert same_weights(half["weights"], again["weights"]) and half_history == again_history
+    assert not same_weights(half["weights"], full["weights"])  # the products were rounded to bf16
+    assert all(weights.dtype == full["weights"][name].dtype for name, weights in half["weights"].items())
+    assert abs(half_history[3]["train_loss"] - full_history[3]["train_loss"]) < 0.1  # the same training, rounded

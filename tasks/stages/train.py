@@ -76,11 +76,13 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
     def started(built: dict) -> None:
         trained.update(built, started=time.perf_counter())
         resolved = built.get("resolved") or {}
-        logger.info("%s: %s with %.2fM parameters, %d train / %d val samples on %s%s%s", modality, built["model"],
-                    built["num_parameters"] / 1e6, built["train"], built["val"], device,
+        logger.info("%s: %s with %.2fM parameters, %d train / %d val samples on %s (%s)%s%s", modality,
+                    built["model"], built["num_parameters"] / 1e6, built["train"], built["val"], device,
+                    built["precision"],
                     f", {nproc} processes" if nproc > 1 else "",
                     f"; auto: {describe(resolved)}" if resolved else "")  # fmt: skip
         log_resolved(client, run_id, resolved)
+        client.set_tag(run_id, "train_precision", built["precision"])
 
     def report(epoch: int, metrics: dict) -> None:
         log_metrics(client, run_id, metrics, step=epoch)

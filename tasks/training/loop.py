@@ -24,11 +24,27 @@ from tasks.training.budget import SCHEDULES, Clock, Pace, planned_steps, schedul
 from tasks.training.distributed import ONE_PROCESS, Ranks
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype train.precision asks torch.autocast for on this device, or None for float32 throughout.
+
+    auto is bf16 on a GPU that supports it (Ampere and later): its matrix products run at several times the float32
+    rate, and bf16 keeps float32's range, so no loss scaling is needed; fp32 elsewhere, and on the CPU, where bf16 is
+    only faster on processors with AMX units and costs accuracy on the others."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def autocast(dtype: torch.dtype | None, device: torch.device):
+    """The context the forward passes run in: torch.autocast to dtype, or nothing (float32) for None."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
 def to_device(batch, device: torch.device):
     """A tensor, or a tuple of tensors (e.g. waveforms and their lengths), on the device."""
     if isinstance(batch, (tuple, list)):
         return type(batch)(to_device(part, device) for part in batch)
-    return batch.to(device)
+    return batch.to(device, non_blocking=True)  # from pinned memory, the copy overlaps the GPU's work
 
 
 class LengthBatches(torch.utils.data.Sampler):
@@ -84,24 +100,28 @@ class ShardedBatches(torch.utils.data.Sampler):
 
 
 def make_loader(
-    dataset, splits: Splits, batch_size: int, shuffle: bool = False, seed: int = 0, ranks: Ranks = ONE_PROCESS
+    dataset,
+    splits: Splits,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    ranks: Ranks = ONE_PROCESS,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """Batches of a split; shuffled for training, by similar length when the splits give the train items' lengths.
     batch_size is the global batch's: each of several ranks loads its shard of every global batch one process would
-    load (batch_size / world items), for training; every world-th item for validation."""
+    load (batch_size / world items), for training; every world-th item for validation. pin_memory: batches in
+    page-locked memory, so copying them to a GPU can overlap the computation (to_device copies without blocking)."""
+    common = {"collate_fn": splits.collate_fn, "pin_memory": pin_memory}
     if shuffle and splits.lengths is not None and dataset is splits.train:
-        return DataLoader(dataset, batch_sampler=LengthBatches(splits.lengths, batch_size, seed, ranks=ranks),
-                          collate_fn=splits.collate_fn)  # fmt: skip
+        return DataLoader(dataset, batch_sampler=LengthBatches(splits.lengths, batch_size, seed, ranks=ranks), **common)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     if ranks.world > 1 and shuffle:  # the batches DataLoader(shuffle=True, generator=...) draws, sharded
         batches = BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=False)
-        return DataLoader(dataset, batch_sampler=ShardedBatches(batches, ranks), generator=generator,
-                          collate_fn=splits.collate_fn)  # fmt: skip
+        return DataLoader(dataset, batch_sampler=ShardedBatches(batches, ranks), generator=generator, **common)
     if ranks.world > 1:
         dataset = Subset(dataset, range(ranks.rank, len(dataset), ranks.world))
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=splits.collate_fn
-    )
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, **common)
 
 
 @torch.no_grad()
@@ -116,13 +136,17 @@ def predict(model, loader: DataLoader, device: torch.device) -> tuple[torch.Tens
 
 
 @torch.no_grad()
-def validate(model, loader: DataLoader, device: torch.device, logits_and_labels, ranks: Ranks = ONE_PROCESS) -> dict:
+def validate(
+    model, loader: DataLoader, device: torch.device, logits_and_labels, ranks: Ranks = ONE_PROCESS, dtype=None
+) -> dict:
     """Mean loss and accuracy over every label of a loader (examples, or target tokens of a sequence); with several
-    ranks, over every rank's shard."""
+    ranks, over every rank's shard. dtype: the forward passes' autocast dtype (None: float32)."""
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
     for inputs, targets in loader:
-        logits, labels = logits_and_labels(model, to_device(inputs, device), targets.to(device))
+        with autocast(dtype, device):
+            logits, labels = logits_and_labels(model, to_device(inputs, device), to_device(targets, device))
+        logits = logits.float()
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(-1) == labels).sum().item()
         count += len(labels)
@@ -153,12 +177,16 @@ def fit(
     ranks: this process's place in a training of several (tasks/training/distributed.py): it trains on its shard
     of each batch, and the metrics are the whole epoch's.
 
-    train.max_steps ends the training after that many steps in all (the last epoch cut short). With
+    train.precision sets the forward passes' autocast (autocast_dtype); weights, gradients and the optimizer stay
+    float32. train.max_steps ends the training after that many steps in all (the last epoch cut short). With
     train.budget_minutes, the steps are planned after the first epoch, and revised after the next ones while the
     schedule allows (tasks/training/budget.py); on_plan(epoch, steps, steps per epoch, seconds of the budget used,
     the Pace planned for the rest) is told each plan. train.epochs (and max_steps) are then the most it may train."""
-    train_loader = make_loader(splits.train, splits, train.batch_size, shuffle=True, seed=seed, ranks=ranks)
-    val_loader = make_loader(splits.val, splits, train.batch_size, ranks=ranks)
+    pinned = device.type == "cuda"
+    train_loader = make_loader(splits.train, splits, train.batch_size, shuffle=True, seed=seed, ranks=ranks,
+                               pin_memory=pinned)  # fmt: skip
+    val_loader = make_loader(splits.val, splits, train.batch_size, ranks=ranks, pin_memory=pinned)
+    dtype = autocast_dtype(train.precision, device)
     steps_per_epoch = min(len(train_loader), train.max_batches_per_epoch or len(train_loader))
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     most = min(train.epochs * steps_per_epoch, train.max_steps or math.inf)
@@ -194,7 +222,9 @@ def fit(
                     break
                 if step == steps // 2:
                     halfway = time.perf_counter() - started
-                loss, logits, labels = spec.training_loss(model, to_device(inputs, device), targets.to(device), train)
+                with autocast(dtype, device):
+                    loss, logits, labels = spec.training_loss(model, to_device(inputs, device),
+                                                              to_device(targets, device), train)  # fmt: skip
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 ranks.average_gradients(model)
@@ -214,7 +244,7 @@ def fit(
         metrics = {
             "train_loss": loss_sum / seen,
             "train_accuracy": correct / seen,
-            **validate(scored, val_loader, device, spec.logits_and_labels, ranks),
+            **validate(scored, val_loader, device, spec.logits_and_labels, ranks, dtype),
             "train_samples_per_second": examples / seconds,
         }
         if metrics["val_accuracy"] > best["val_accuracy"]:
