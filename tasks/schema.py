@@ -64,8 +64,8 @@ class TrainParams(Section):
     # validate and keep an exponential moving average of the weights (tasks/training/ema.py), e.g. 0.999; null: off
     ema_decay: float | None = Field(None, gt=0, lt=1)
     # the forward passes' number format (torch.autocast): bf16 (bfloat16 matrix products, float32 weights and
-    # optimizer) or fp32; auto: bf16 on a GPU that has it, fp32 on the CPU (tasks/training/loop.py, autocast_dtype)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # optimizer) or fp32; null: bf16 on a GPU that has it, fp32 on the CPU (tasks/training/loop.py, autocast_dtype)
+    precision: Literal["fp32", "bf16"] | None = None
     distributed: DistributedParams = DistributedParams()
 
     @model_validator(mode="after")

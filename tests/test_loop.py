@@ -220,14 +220,14 @@ def test_training_with_batch_mixing_mixes_and_resumes_exactly(image_project, tmp
     assert same_weights(again["weights"], whole["weights"])
 
 
-def test_precision_auto_is_bf16_on_a_gpu_that_has_it_and_fp32_elsewhere(monkeypatch):
+def test_precision_by_default_is_bf16_on_a_gpu_that_has_it_and_fp32_elsewhere(monkeypatch):
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    assert loop.autocast_dtype("auto", cpu) is None and loop.autocast_dtype("fp32", gpu) is None
+    assert loop.autocast_dtype(None, cpu) is None and loop.autocast_dtype("fp32", gpu) is None
     assert loop.autocast_dtype("bf16", cpu) == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)  # no GPU here to ask
-    assert loop.autocast_dtype("auto", gpu) == torch.bfloat16
+    assert loop.autocast_dtype(None, gpu) == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)  # e.g. a T4 or V100
-    assert loop.autocast_dtype("auto", gpu) is None
+    assert loop.autocast_dtype(None, gpu) is None
 
 
 def test_bf16_training_runs_its_forward_passes_in_bf16_and_is_reproducible(image_project):

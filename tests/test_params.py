@@ -25,7 +25,7 @@ def test_the_repository_params_are_valid():
         (lambda p: p["text"]["train"].update(epochs="many"), "text.train.epochs: Input should be a valid integer"),
         (lambda p: p["speech"]["train"].update(lr=-0.1), "speech.train.lr: Input should be greater than 0"),
         (lambda p: p["image"]["train"].update(ema_decay=1.0), "image.train.ema_decay: Input should be less than 1"),
-        (lambda p: p["speech"]["train"].update(precision="fp16"), "speech.train.precision: Input should be 'auto'"),
+        (lambda p: p["speech"]["train"].update(precision="fp16"), "speech.train.precision: Input should be 'fp32'"),
         (lambda p: p["image"]["train"].update(cutmix_alpha=-1), "image.train.cutmix_alpha: Input should be greater"),
         (lambda p: p["text"]["train"].update(mixup_alpha=0.8), "text.train.mixup_alpha: Extra inputs are not"),
         (lambda p: p["text"]["model"].update(token_dropout=0.9), "text.model.token_dropout: Input should be less"),

@@ -24,13 +24,13 @@ from tasks.training.budget import SCHEDULES, Clock, Pace, planned_steps, schedul
 from tasks.training.distributed import ONE_PROCESS, Ranks
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(precision: str | None, device: torch.device) -> torch.dtype | None:
     """The dtype train.precision asks torch.autocast for on this device, or None for float32 throughout.
 
-    auto is bf16 on a GPU that supports it (Ampere and later): its matrix products run at several times the float32
-    rate, and bf16 keeps float32's range, so no loss scaling is needed; fp32 elsewhere, and on the CPU, where bf16 is
-    only faster on processors with AMX units and costs accuracy on the others."""
-    if precision == "auto":
+    None (the default) is bf16 on a GPU that supports it (Ampere and later): its matrix products run at several times
+    the float32 rate, and bf16 keeps float32's range, so no loss scaling is needed; fp32 elsewhere, and on the CPU,
+    where bf16 is only faster on processors with AMX units and costs accuracy on the others."""
+    if precision is None:
         precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     return torch.bfloat16 if precision == "bf16" else None
 
