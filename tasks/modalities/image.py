@@ -147,8 +147,8 @@ class Image(Classifier):
         from tasks.training.mixing import mix_batch, mixed_loss
 
         mixed, partner, share = mix_batch(inputs, train.mixup_alpha, train.cutmix_alpha)
-        logits = model(mixed)
-        return mixed_loss(logits, targets, partner, share, train.label_smoothing), logits, targets
+        logits, labels = self.logits_and_labels(model, mixed, targets)
+        return mixed_loss(logits, labels, partner, share, train.label_smoothing), logits, labels
 
     def split_files(self, data_dir, split):
         return sorted(p for p in (data_dir / split).glob("*/*") if p.is_file())

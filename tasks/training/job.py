@@ -15,7 +15,7 @@ import torch
 from tasks.names import CHECKPOINT, TOKENIZER
 from tasks.reproducibility import resolve_device, set_seeds
 from tasks.training.distributed import ONE_PROCESS, Ranks
-from tasks.training.loop import autocast_dtype, fit
+from tasks.training.loop import fit, precision_name
 
 
 def train_and_save(
@@ -36,7 +36,7 @@ def train_and_save(
     model = spec.build_model(args)
     events("started", {"model": type(model).__name__, "num_parameters": sum(p.numel() for p in model.parameters()),
                        "train": len(splits.train), "val": len(splits.val), "device": str(device),
-                       "precision": precision_name(autocast_dtype(section.train.precision, device)),
+                       "precision": precision_name(section.train.precision, device),
                        "resolved": resolved})  # fmt: skip
     best = fit(model, splits, section.train, device, seed, lambda epoch, metrics: events("epoch", epoch, metrics),
                spec, state_file, on_resume=lambda epoch: events("resumed", epoch), ranks=ranks,
@@ -45,8 +45,3 @@ def train_and_save(
         torch.save({"modality": spec.name, "model_args": args, "state_dict": model.cpu().state_dict(),
                     "class_names": splits.class_names, "resolved": resolved, **best}, out_dir / CHECKPOINT)  # fmt: skip
     events("finished", best)
-
-
-def precision_name(dtype: torch.dtype | None) -> str:
-    """How train.precision resolved, in its own words (bf16, fp32)."""
-    return "bf16" if dtype == torch.bfloat16 else "fp32"

@@ -35,6 +35,11 @@ def autocast_dtype(precision: str | None, device: torch.device) -> torch.dtype |
     return torch.bfloat16 if precision == "bf16" else None
 
 
+def precision_name(precision: str | None, device: torch.device) -> str:
+    """How train.precision resolves on this device, in its own words (bf16, fp32): what the run is tagged with."""
+    return "bf16" if autocast_dtype(precision, device) == torch.bfloat16 else "fp32"
+
+
 def autocast(dtype: torch.dtype | None, device: torch.device):
     """The context the forward passes run in: torch.autocast to dtype, or nothing (float32) for None."""
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
