@@ -53,8 +53,10 @@ format: setup ## rewrite the code in the project's format (ruff format) and fix 
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# A worker per core (at most 4: each holds torch, MLflow and Prefect), torch on one thread in each (two threads a
+# worker on busy cores are far slower); tests/conftest.py hands the workers whole modules.
 test: setup ## run the test suite (slow tests excluded): under 10 minutes on 2 cores
-	$(PY) -m pytest -m "not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n auto --maxprocesses 4 --dist loadscope -m "not slow"
 
 test-fast: setup ## run the fast tier: no Prefect server, no pipeline run, no command line, no fuzzing (under a minute)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n auto -m "not slow and not integration and not fuzz"  # a worker per core

@@ -2,6 +2,7 @@
 seconds of work) and a temporary Prefect server."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -32,16 +33,54 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs a worker per core (pytest-xdist, --dist loadscope): hand them whole modules, so that a module's
+    fixtures are made once, and every module whose tests use pipeline_runs to the same worker (that session fixture is
+    a minute of pipeline runs). xdist's own grouping (--dist loadgroup) renames node ids, which pytest 9.2 no longer
+    reads. Other --dist modes keep xdist's scheduler."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    sharing = {
+        path.relative_to(REPO).as_posix()
+        for path in (REPO / "tests").glob("test_*.py")
+        if re.search(r"def test_\w+\([^)]*\bpipeline_runs\b", path.read_text())
+    }
+
+    class ModulesAndPipelineRuns(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "pipeline_runs" if module in sharing else module
+
+    return ModulesAndPipelineRuns(config, log)
+
+
 @pytest.fixture(autouse=True)
-def mlflow_uri_is_restored():
-    """MLflow keeps the tracking URI per process and in MLFLOW_TRACKING_URI (mlflow.set_tracking_uri sets it, and
-    subprocesses inherit it): put it back after each test, so that no test sees the store of the one before."""
-    before = os.environ.get("MLFLOW_TRACKING_URI")
+def mlflow_uris_are_restored():
+    """MLflow keeps the tracking and registry URIs per process, in module globals and in MLFLOW_TRACKING_URI /
+    MLFLOW_REGISTRY_URI (mlflow.set_tracking_uri and set_registry_uri set both, and subprocesses inherit them): put
+    them back after each test, so that no test sees the store of the one before. A registry URI left behind is the
+    quiet one: `MlflowClient(uri)` takes the process's registry URI over its own tracking URI."""
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    environment = {name: os.environ.get(name) for name in names}
+    imported = "mlflow" in sys.modules  # before MLflow is imported there is nothing of it to put back
+    if imported:
+        from mlflow.tracking._model_registry import utils as registry
+        from mlflow.tracking._tracking_service import utils as tracking
+
+        uris = tracking._tracking_uri, registry._registry_uri
     yield
-    if before is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = before
+    for name, value in environment.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if "mlflow" in sys.modules:
+        from mlflow.tracking._model_registry import utils as registry
+        from mlflow.tracking._tracking_service import utils as tracking
+
+        tracking._tracking_uri, registry._registry_uri = uris if imported else (None, None)
 
 
 def tiny_params() -> dict:
