@@ -58,7 +58,7 @@ format: setup ## rewrite the code in the project's format (ruff format) and fix 
 test: setup ## run the test suite (slow tests excluded): under 10 minutes on 2 cores
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n auto --maxprocesses 4 --dist loadscope -m "not slow"
 
-test-fast: setup ## run the fast tier: no Prefect server, no pipeline run, no command line, no fuzzing (under a minute)
+test-fast: setup ## run the fast tier: no Prefect server, no pipeline run, no command line, no fuzzing (about a minute)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n auto -m "not slow and not integration and not fuzz"  # a worker per core
 
 test-slow: setup ## run only the slow tests (sweep, served model, kills and concurrent runs, browser: needs `make chromium`)
