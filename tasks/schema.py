@@ -63,6 +63,9 @@ class TrainParams(Section):
     lr_schedule: Literal["cosine", "wsd"] | None = None
     # validate and keep an exponential moving average of the weights (tasks/training/ema.py), e.g. 0.999; null: off
     ema_decay: float | None = Field(None, gt=0, lt=1)
+    # checkpoint averaging: the mean of the weights at the end of the last N epochs, kept when it validates better
+    # than the best epoch (tasks/training/ema.py), e.g. 3; null: off
+    average_epochs: int | None = Field(None, ge=2)
     # the forward passes' number format (torch.autocast): bf16 (bfloat16 matrix products, float32 weights and
     # optimizer) or fp32; null: bf16 on a GPU that has it, fp32 on the CPU (tasks/training/loop.py, autocast_dtype)
     precision: Literal["fp32", "bf16"] | None = None
@@ -75,6 +78,14 @@ class TrainParams(Section):
         nproc = self.distributed.nproc
         if self.batch_size % nproc:
             raise ValueError(f"batch_size ({self.batch_size}) must be divisible by distributed.nproc ({nproc})")
+        return self
+
+    @model_validator(mode="after")
+    def one_weight_average(self):
+        """The EMA already stands in for the weights that validation scores; a mean of its epochs is not a mean of
+        the training's checkpoints."""
+        if self.ema_decay is not None and self.average_epochs is not None:
+            raise ValueError("ema_decay and average_epochs: give one weight average, not both")
         return self
 
     @model_validator(mode="after")

@@ -1,5 +1,6 @@
 """The training loop: batches of similar length for variable-length inputs, and training resumed after a kill."""
 
+import copy
 import math
 import pickle
 
@@ -44,9 +45,11 @@ def image_project(tmp_path_factory):
     return project, params.image
 
 
-def train_images(project, section, state_file, stop_after: int | None = None, plans: list | None = None, **train):
+def train_images(project, section, state_file, stop_after: int | None = None, plans: list | None = None,
+                 snapshots: dict | None = None, **train):  # fmt: skip
     """A fresh process's training of the image model (augmented, shuffled): 3 epochs of 3 batches unless train says
-    otherwise; a time budget's plan (steps, steps per epoch, first epoch's seconds, pace) is appended to plans."""
+    otherwise; a time budget's plan (steps, steps per epoch, first epoch's seconds, pace) is appended to plans, and
+    each epoch's final weights go to snapshots[epoch]."""
     spec = get("image")
     set_seeds(0)
     splits = spec.load_splits(project / "data", section, 0, None)
@@ -56,6 +59,8 @@ def train_images(project, section, state_file, stop_after: int | None = None, pl
 
     def on_epoch_end(epoch, metrics):
         history[epoch] = {name: value for name, value in metrics.items() if name != "train_samples_per_second"}
+        if snapshots is not None:
+            snapshots[epoch] = copy.deepcopy(model.state_dict())
         if epoch == stop_after:
             raise Stop
 
@@ -205,6 +210,50 @@ def test_training_with_a_weight_average_keeps_the_average_and_resumes_exactly(im
     again, again_history, resumed = train_images(project, section, state_file, ema_decay=0.9)
     assert resumed == [1] and again_history[3] == whole_history[3] and again["best"] == whole["best"]
     assert same_weights(again["weights"], whole["weights"])
+
+
+def test_the_checkpoint_mean_is_the_plain_mean_and_starts_again_at_zero():
+    model = torch.nn.Linear(2, 1)
+    model.register_buffer("count", torch.tensor(0))  # integer buffers are copied, not averaged
+    mean = ema.uniform(model)
+    for value in (1.0, 2.0, 6.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+            model.count.fill_(int(value))
+        mean.update_parameters(model)
+    assert mean.module.weight[0, 0].item() == pytest.approx(3.0) and mean.module.count.item() == 6
+    mean.n_averaged.zero_()
+    mean.update_parameters(model)
+    assert mean.module.weight[0, 0].item() == 6.0 and int(mean.n_averaged) == 1
+
+
+def test_the_checkpoint_mean_follows_a_window_that_a_growing_plan_moves():
+    model = torch.nn.Linear(1, 1)
+    mean = ema.uniform(model)
+    for epoch, first in ((1, 3), (2, 3), (3, 3), (4, 3), (5, 5)):  # 4 epochs planned (window 3-4), then 6 (5-6)
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        loop.add_to_mean(mean, model, epoch, first)
+    assert int(mean.n_averaged) == 1 and mean.module.weight.item() == 5.0  # epochs 3 and 4 left behind
+
+
+def test_training_with_checkpoint_averaging_keeps_what_validates_better_and_resumes_exactly(image_project, tmp_path):
+    project, section = image_project
+    snapshots = {}
+    whole, whole_history, _ = train_images(project, section, None, epochs=4, average_epochs=3, snapshots=snapshots)
+    best = whole["best"]
+    mean = {name: (snapshots[2][name] + snapshots[3][name] + snapshots[4][name]) / 3 for name in snapshots[4]}
+    best_epoch = max(whole_history, key=lambda epoch: whole_history[epoch]["val_accuracy"])
+    assert best["best_val_accuracy"] == max(best["averaged_val_accuracy"], whole_history[best_epoch]["val_accuracy"])
+    if best["averaged_epochs"]:  # the mean validated better: its weights are kept
+        assert best["averaged_epochs"] == 3
+        assert all(torch.allclose(whole["weights"][name], weights, atol=1e-6) for name, weights in mean.items())
+    else:
+        assert same_weights(whole["weights"], snapshots[best_epoch])
+    state_file = tmp_path / "averaged.pt"
+    train_images(project, section, state_file, stop_after=4, epochs=4, average_epochs=3)  # epochs 2 and 3 averaged
+    again, _, resumed = train_images(project, section, state_file, epochs=4, average_epochs=3)
+    assert resumed == [3] and again["best"] == best and same_weights(again["weights"], whole["weights"])
 
 
 def test_training_with_batch_mixing_mixes_and_resumes_exactly(image_project, tmp_path):

@@ -25,6 +25,11 @@ def test_the_repository_params_are_valid():
         (lambda p: p["text"]["train"].update(epochs="many"), "text.train.epochs: Input should be a valid integer"),
         (lambda p: p["speech"]["train"].update(lr=-0.1), "speech.train.lr: Input should be greater than 0"),
         (lambda p: p["image"]["train"].update(ema_decay=1.0), "image.train.ema_decay: Input should be less than 1"),
+        (lambda p: p["text"]["train"].update(average_epochs=1), "text.train.average_epochs: Input should be greater"),
+        (
+            lambda p: p["translation"]["train"].update(ema_decay=0.999, average_epochs=3),
+            "translation.train: Value error, ema_decay and average_epochs: give one weight average, not both",
+        ),
         (lambda p: p["speech"]["train"].update(precision="fp16"), "speech.train.precision: Input should be 'fp32'"),
         (lambda p: p["image"]["train"].update(cutmix_alpha=-1), "image.train.cutmix_alpha: Input should be greater"),
         (lambda p: p["text"]["train"].update(mixup_alpha=0.8), "text.train.mixup_alpha: Extra inputs are not"),

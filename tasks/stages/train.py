@@ -138,6 +138,7 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
         {
             "best_val_accuracy": trained["best_val_accuracy"],
             "best_epoch": trained["best_epoch"],
+            **{name: trained[name] for name in ("averaged_val_accuracy", "averaged_epochs") if name in trained},
             "num_parameters": trained["num_parameters"],
             "train_seconds": time.perf_counter() - trained["started"],
         },

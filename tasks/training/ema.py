@@ -10,6 +10,10 @@ the average forgets the random initial weights within the first steps instead of
 (timm's rule). A short training (a few hundred steps) then averages over about its last tenth, a long one over
 about 1 / (1 - decay) steps: the same setting travels between datasets of different sizes. Buffers (e.g.
 BatchNorm statistics) are averaged too.
+
+Checkpoint averaging (``train.average_epochs``; Vaswani et al., 2017, for translation) is the other weight average
+here: the plain mean of the weights at the end of each of the last N epochs, taken once, after training, instead of
+one epoch's weights. It smooths the end of a decaying schedule rather than the noise of each step.
 """
 
 import torch
@@ -31,5 +35,19 @@ def averaged(model: torch.nn.Module, decay: float) -> AveragedModel:
             torch._foreach_copy_(averages, currents)
             return
         torch._foreach_lerp_(averages, currents, 1.0 - decay_after(int(updates), decay))
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
+def uniform(model: torch.nn.Module) -> AveragedModel:
+    """A copy of the model whose weights are the plain mean of those it was given (``update_parameters(model)``, once
+    an epoch): checkpoint averaging. Setting ``n_averaged`` to zero starts the mean again at the next update."""
+
+    @torch.no_grad()
+    def update(averages: list, currents: list, updates) -> None:
+        if not averages[0].is_floating_point():  # counters and masks: the model's own
+            torch._foreach_copy_(averages, currents)
+            return
+        torch._foreach_lerp_(averages, currents, 1.0 / (int(updates) + 1))
 
     return AveragedModel(model, multi_avg_fn=update, use_buffers=True)

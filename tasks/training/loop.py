@@ -174,6 +174,8 @@ def fit(
 ) -> dict:
     """Train, keep the weights of the best validation epoch, and report each epoch to on_epoch_end(epoch, metrics).
     With train.ema_decay, validation scores (and the best keeps) the weights' moving average (tasks/training/ema.py).
+    With train.average_epochs, the mean of the last epochs' weights is validated after training and kept when it
+    scores better than the best epoch.
     spec: the modality's (tasks/modalities/): its training_loss trains, its logits_and_labels validates.
 
     state_file: where the loop's state is saved after each epoch (tasks/training/resume.py); when it exists at the
@@ -204,11 +206,12 @@ def fit(
     ranks.seed(seed)
     average = ema.averaged(model, train.ema_decay) if train.ema_decay is not None else None
     scored = average.module if average is not None else model  # the weights validation scores and the best keeps
+    checkpoints = ema.uniform(model) if train.average_epochs is not None else None  # the last epochs' mean
     best = {"val_accuracy": -1.0, "epoch": 0, "state": None}
     finished = 0
     saved = resume.load(state_file) if state_file is not None else None
     if saved is not None:
-        finished, best = resume.restore(saved, model, optimizer, schedule, train_loader, average)
+        finished, best = resume.restore(saved, model, optimizer, schedule, train_loader, average or checkpoints)
         on_resume(finished)
     planning = train.budget_minutes is not None and saved is None  # a resumed training keeps the plan it saved
     clock = Clock()
@@ -270,8 +273,34 @@ def fit(
             plan.total_steps = max(steps_left, plan.at_least(done))
             epochs = math.ceil(plan.total_steps / steps_per_epoch)
             on_plan(epoch, plan.total_steps, steps_per_epoch, elapsed, pace)
+        if checkpoints is not None:
+            add_to_mean(checkpoints, model, epoch, epochs - train.average_epochs + 1)
         on_epoch_end(epoch, metrics)
         if state_file is not None:
-            resume.save(state_file, resume.capture(epoch, model, optimizer, schedule, best, train_loader, average))
+            resume.save(state_file, resume.capture(epoch, model, optimizer, schedule, best, train_loader,
+                                                   average or checkpoints))  # fmt: skip
+    result = {"best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"]}
+    if checkpoints is not None:
+        result.update(keep_better_mean(checkpoints, best, validate(checkpoints.module, val_loader, device,
+                                                                   spec.logits_and_labels, ranks, dtype)))  # fmt: skip
     model.load_state_dict(best["state"])
-    return {"best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"]}
+    return result
+
+
+def add_to_mean(checkpoints, model, epoch: int, first: int) -> None:
+    """Average this epoch's weights in when it is one of the last epochs (from `first`, under the plan as it stands).
+    A time budget's plan can still grow: a mean begun before the window moved is started again."""
+    if epoch < first:
+        return
+    if epoch - int(checkpoints.n_averaged) < first:  # it holds epochs the window has left behind
+        checkpoints.n_averaged.zero_()
+    checkpoints.update_parameters(model)
+
+
+def keep_better_mean(checkpoints, best: dict, scores: dict) -> dict:
+    """The mean replaces the best epoch's weights when it validates better; what was kept, for the run's metrics."""
+    kept = scores["val_accuracy"] > best["val_accuracy"]
+    if kept:
+        best.update(state=copy.deepcopy(checkpoints.module.state_dict()), val_accuracy=scores["val_accuracy"])
+    return {"averaged_val_accuracy": scores["val_accuracy"], "best_val_accuracy": best["val_accuracy"],
+            "averaged_epochs": int(checkpoints.n_averaged) if kept else 0}  # fmt: skip

@@ -1,13 +1,13 @@
 """Resumable training: the training loop's whole state after each epoch, so that a run stopped by SIGTERM, a kill
 or a power cut goes on from its last finished epoch the next time the same train stage runs.
 
-The state holds the model (and its weights' moving average, with train.ema_decay), the optimizer, the learning-rate
-schedule, the best epoch so far (with its weights), and every random state the next epoch draws from (torch's,
-CUDA's, numpy's and Python's global generators, the training loader's own generator or length-bucketing sampler); the
-augmentations are seeded per epoch and item (``LabelledItems.set_epoch``). Restored, the remaining epochs are the
-ones an uninterrupted run trains, bit for bit on the CPU. The file is written to a temporary name and renamed, so a
-kill mid-write leaves the previous epoch's state whole, and it is read with ``weights_only=True`` (tensors and
-plain values only: no code runs on load).
+The state holds the model (and its weights' average, with train.ema_decay or train.average_epochs), the optimizer,
+the learning-rate schedule, the best epoch so far (with its weights), and every random state the next epoch draws
+from (torch's, CUDA's, numpy's and Python's global generators, the training loader's own generator or
+length-bucketing sampler); the augmentations are seeded per epoch and item (``LabelledItems.set_epoch``). Restored,
+the remaining epochs are the ones an uninterrupted run trains, bit for bit on the CPU. The file is written to a
+temporary name and renamed, so a kill mid-write leaves the previous epoch's state whole, and it is read with
+``weights_only=True`` (tensors and plain values only: no code runs on load).
 """
 
 import os
@@ -19,7 +19,8 @@ import torch
 
 
 def capture(epoch: int, model, optimizer, schedule, best: dict, loader, average=None) -> dict:
-    """Everything the next epoch depends on, after `epoch` finished (average: the weights' EMA, if trained with)."""
+    """Everything the next epoch depends on, after `epoch` finished (average: the weights' EMA or the last epochs'
+    mean, if trained with one)."""
     kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     return {
         "epoch": epoch,
@@ -43,7 +44,9 @@ def restore(state: dict, model, optimizer, schedule, loader, average=None) -> tu
     model.load_state_dict(state["model"])
     if average is not None:
         if state.get("average") is None:
-            raise ValueError("the saved training state has no weight average (train.ema_decay was null)")
+            raise ValueError(
+                "the saved training state has no weight average (train.ema_decay and train.average_epochs were null)"
+            )
         average.load_state_dict(state["average"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
