@@ -64,23 +64,28 @@ def mlflow_uris_are_restored():
     quiet one: `MlflowClient(uri)` takes the process's registry URI over its own tracking URI."""
     names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
     environment = {name: os.environ.get(name) for name in names}
-    imported = "mlflow" in sys.modules  # before MLflow is imported there is nothing of it to put back
-    if imported:
-        from mlflow.tracking._model_registry import utils as registry
-        from mlflow.tracking._tracking_service import utils as tracking
-
-        uris = tracking._tracking_uri, registry._registry_uri
+    before = mlflow_uri_globals()
+    uris = (before[0]._tracking_uri, before[1]._registry_uri) if before else (None, None)
     yield
     for name, value in environment.items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    if "mlflow" in sys.modules:
-        from mlflow.tracking._model_registry import utils as registry
-        from mlflow.tracking._tracking_service import utils as tracking
+    after = mlflow_uri_globals()
+    if after:
+        after[0]._tracking_uri, after[1]._registry_uri = uris
 
-        tracking._tracking_uri, registry._registry_uri = uris if imported else (None, None)
+
+def mlflow_uri_globals():
+    """The modules where MLflow keeps the process's tracking and registry URIs, or None before it is imported (there
+    is nothing of it to put back then)."""
+    if "mlflow" not in sys.modules:
+        return None
+    from mlflow.tracking._model_registry import utils as registry
+    from mlflow.tracking._tracking_service import utils as tracking
+
+    return tracking, registry
 
 
 def tiny_params() -> dict:

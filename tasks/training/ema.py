@@ -28,26 +28,24 @@ def decay_after(updates: int, decay: float) -> float:
 def averaged(model: torch.nn.Module, decay: float) -> AveragedModel:
     """A copy of the model whose weights follow the model's EMA; call ``update_parameters(model)`` after each step.
     Its ``module`` has the model's state-dict keys, so its weights load into the model as they are."""
-
-    @torch.no_grad()
-    def update(averages: list, currents: list, updates) -> None:
-        if not averages[0].is_floating_point():  # counters and masks (a group has one dtype): the model's own
-            torch._foreach_copy_(averages, currents)
-            return
-        torch._foreach_lerp_(averages, currents, 1.0 - decay_after(int(updates), decay))
-
-    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+    return averager(model, lambda updates: 1.0 - decay_after(updates, decay))
 
 
 def uniform(model: torch.nn.Module) -> AveragedModel:
     """A copy of the model whose weights are the plain mean of those it was given (``update_parameters(model)``, once
     an epoch): checkpoint averaging. Setting ``n_averaged`` to zero starts the mean again at the next update."""
+    return averager(model, lambda updates: 1.0 / (updates + 1))
+
+
+def averager(model: torch.nn.Module, share) -> AveragedModel:
+    """torch's AveragedModel, moving each floating-point weight and buffer towards the model's by share(updates so
+    far); counters and masks (a group has one dtype) are the model's own."""
 
     @torch.no_grad()
     def update(averages: list, currents: list, updates) -> None:
-        if not averages[0].is_floating_point():  # counters and masks: the model's own
+        if not averages[0].is_floating_point():
             torch._foreach_copy_(averages, currents)
             return
-        torch._foreach_lerp_(averages, currents, 1.0 / (int(updates) + 1))
+        torch._foreach_lerp_(averages, currents, share(int(updates)))
 
     return AveragedModel(model, multi_avg_fn=update, use_buffers=True)

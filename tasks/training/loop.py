@@ -207,11 +207,12 @@ def fit(
     average = ema.averaged(model, train.ema_decay) if train.ema_decay is not None else None
     scored = average.module if average is not None else model  # the weights validation scores and the best keeps
     checkpoints = ema.uniform(model) if train.average_epochs is not None else None  # the last epochs' mean
+    saved_average = average if average is not None else checkpoints  # the one the training state holds
     best = {"val_accuracy": -1.0, "epoch": 0, "state": None}
     finished = 0
     saved = resume.load(state_file) if state_file is not None else None
     if saved is not None:
-        finished, best = resume.restore(saved, model, optimizer, schedule, train_loader, average or checkpoints)
+        finished, best = resume.restore(saved, model, optimizer, schedule, train_loader, saved_average)
         on_resume(finished)
     planning = train.budget_minutes is not None and saved is None  # a resumed training keeps the plan it saved
     clock = Clock()
@@ -278,7 +279,7 @@ def fit(
         on_epoch_end(epoch, metrics)
         if state_file is not None:
             resume.save(state_file, resume.capture(epoch, model, optimizer, schedule, best, train_loader,
-                                                   average or checkpoints))  # fmt: skip
+                                                   saved_average))  # fmt: skip
     result = {"best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"]}
     if checkpoints is not None:
         result.update(keep_better_mean(checkpoints, best, validate(checkpoints.module, val_loader, device,
