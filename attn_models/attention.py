@@ -169,9 +169,22 @@ def attention_rollout(attentions: list[torch.Tensor], residual_weight: float = 0
     return rollout
 
 
+POOLS = ("cls", "attention")
+
+
 class ClassTokenClassifier(nn.Module):
     """What every classifier here shares: prepend a learned class token to a token sequence,
-    add learned positions, run the encoder, classify from the class token.
+    add learned positions, run the encoder, classify from a readout of its outputs.
+
+    The readout (``pool``) is a weighting of the encoder's outputs (B, 1 + T) that the head classifies:
+    - ``"cls"``: the class token's output alone (BERT, ViT);
+    - ``"attention"``: sequence pooling (Hassani et al., 2021, "Escaping the Big Data Paradigm with Compact
+      Transformers"): a learned score per output, softmax over the sequence (padding excluded), and the weighted
+      mean of the outputs. Every token's output feeds the prediction directly, which helps small models on small
+      data. The class token stays in the sequence as one more learned token, so the token layout (class token
+      first) and everything that reads it are the same for both.
+    Attribution reads the prediction's attention through the readout: the class token's row of a layer's weights
+    for "cls", the readout-weighted mix of the rows for "attention" (``readout @ weights``).
 
     Subclasses turn their raw input into tokens (B, T, C) and call ``classify``.
     """
@@ -185,31 +198,60 @@ class ClassTokenClassifier(nn.Module):
         num_heads: int,
         mlp_ratio: float,
         dropout: float,
+        pool: str = "cls",
     ):
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        self.pool = pool
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.randn(1, num_tokens + 1, embed_dim) * 0.02)
         self.drop = nn.Dropout(dropout)
         self.encoder = Encoder(embed_dim, depth, num_heads, mlp_ratio, dropout)
+        self.pool_score = nn.Linear(embed_dim, 1) if pool == "attention" else None
         self.head = nn.Linear(embed_dim, num_classes)
 
+    def readout(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """The weights (B, 1 + T; each row sums to 1) the head reads the encoder's outputs x (B, 1 + T, C) with."""
+        if self.pool == "cls":
+            return F.one_hot(x.new_zeros(x.shape[0], dtype=torch.long), x.shape[1]).to(x.dtype)
+        scores = self.pool_score(x).squeeze(-1)  # (B, 1 + T)
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(key_padding_mask, float("-inf"))
+        return scores.softmax(dim=-1)
+
     def classify(self, tokens, key_padding_mask=None, return_attention=False):
+        """The logits (B, num_classes); with return_attention also the per-layer attention weights (each
+        (B, H, 1 + T, 1 + T)) and the readout (B, 1 + T)."""
         B, T, _ = tokens.shape
         x = torch.cat([self.cls_token.expand(B, -1, -1), tokens], dim=1) + self.pos_embed[:, : T + 1]
         if key_padding_mask is not None:  # the class token is never padding
             key_padding_mask = torch.cat([key_padding_mask.new_zeros(B, 1), key_padding_mask], dim=1)
         x, attentions = self.encoder(self.drop(x), key_padding_mask, need_weights=return_attention)
-        logits = self.head(x[:, 0])  # (B, num_classes)
-        return (logits, attentions) if return_attention else logits
+        if self.pool == "cls":  # the class token's output, read directly (the readout is one-hot)
+            logits = self.head(x[:, 0])
+            readout = self.readout(x, key_padding_mask) if return_attention else None
+        else:
+            readout = self.readout(x, key_padding_mask)
+            logits = self.head(torch.einsum("bt,btc->bc", readout, x))
+        return (logits, attentions, readout) if return_attention else logits
 
     @torch.no_grad()
     def predict_with_relevance(self, *inputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """The logits (B, num_classes) and how much each input token fed the class token, by attention rollout
-        (B, T; rows sum to ~1), from one forward pass."""
-        logits, attentions = self(*inputs, return_attention=True)
-        relevance = attention_rollout(attentions)[:, 0, 1:]  # class-token row, without itself
+        """The logits (B, num_classes) and how much each input token fed the prediction, by attention rollout read
+        through the readout (B, T; rows sum to ~1), from one forward pass."""
+        logits, attentions, readout = self(*inputs, return_attention=True)
+        relevance = read_rows(readout, attention_rollout(attentions))[:, 1:]  # without the class token itself
         return logits, relevance / relevance.sum(dim=-1, keepdim=True)
 
     def input_relevance(self, *inputs) -> torch.Tensor:
         """The rollout of predict_with_relevance alone: (B, T)."""
         return self.predict_with_relevance(*inputs)[1]
+
+
+def read_rows(readout: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The rows of weights (B, [H,] Tq, Tk) mixed by readout (B, Tq): (B, [H,] Tk). With a one-hot readout, the one
+    row it picks (the class token's), exactly."""
+    if weights.dim() == 4:
+        return torch.einsum("bq,bhqk->bhk", readout, weights)
+    return torch.einsum("bq,bqk->bk", readout, weights)

@@ -3,8 +3,9 @@ tokens a map ranks first really changes the prediction (deletion and insertion c
 
 The methods, each a map over the input tokens (text subwords, image patches, spectrogram frames) for one example:
 
-- ``attention``: the class token's attention in the last layer, heads averaged (what a plot of "the attention"
-  usually shows);
+- ``attention``: the prediction's attention in the last layer, heads averaged (what a plot of "the attention"
+  usually shows): the class token's row, or with sequence pooling the rows mixed by the pooling weights (the
+  model's readout: every attention method below reads its token-by-token matrix through it);
 - ``rollout``: attention rollout (Abnar & Zuidema, 2020) through all layers;
 - ``gradient_attention``: gradient-weighted attention relevance (Chefer et al., 2021, "Generic Attention-model
   Explainability"): per layer, the attention times its gradient with respect to the predicted class's logit,
@@ -27,7 +28,7 @@ from contextlib import contextmanager
 
 import torch
 
-from attn_models.attention import ClassTokenClassifier, attention_rollout
+from attn_models.attention import ClassTokenClassifier, attention_rollout, read_rows
 
 METHODS = ("attention", "rollout", "gradient_attention", "input_x_gradient", "random")
 
@@ -94,27 +95,32 @@ def gradient_weighted_relevance(attentions: list[torch.Tensor], gradients: list[
 def class_token_maps(model: ClassTokenClassifier, inputs, target: int | None = None, seed: int = 0,
                      reference=None) -> dict:  # fmt: skip
     """The maps of every method for one example (inputs: a batch of one), for class target (default: the predicted
-    one), each (T,); "heads": the class token's raw attention per layer and head (layers, heads, T); "logits".
+    one), each (T,); "heads": the readout's raw attention per layer and head (layers, heads, T); "logits".
     reference: ``reference_tokens`` of a baseline input that says nothing (input x gradient is taken relative to
     it; default: the position embeddings)."""
     model.eval()
     with torch.enable_grad(), encoder_input(model) as seen:
-        logits, attentions = model(inputs, return_attention=True)
+        logits, attentions, readout = model(inputs, return_attention=True)
         target = int(logits[0].argmax()) if target is None else target
         x = seen[0]
         gradients = torch.autograd.grad(logits[0, target], [*attentions, x])
     attentions = [weights.detach() for weights in attentions]
+    readout = readout.detach()
+
+    def read(matrix):  # the readout's row of a (1, [H,] 1 + T, 1 + T) matrix, without the class token: ([H,] T)
+        return read_rows(readout, matrix)[0, ..., 1:]
+
     reference = reference_tokens(model) if reference is None else reference
     content = x.detach() - reference[:, : x.shape[1]]
     generator = torch.Generator().manual_seed(seed)
     tokens = x.shape[1] - 1
     return {
-        "attention": normalized(attentions[-1][0].mean(dim=0)[0, 1:]),
-        "rollout": normalized(attention_rollout(attentions)[0, 0, 1:]),
-        "gradient_attention": normalized(gradient_weighted_relevance(attentions, gradients[:-1])[0, 0, 1:]),
+        "attention": normalized(read(attentions[-1].mean(dim=1))),
+        "rollout": normalized(read(attention_rollout(attentions))),
+        "gradient_attention": normalized(read(gradient_weighted_relevance(attentions, gradients[:-1]))),
         "input_x_gradient": normalized((content * gradients[-1]).sum(dim=-1)[0, 1:]),
         "random": normalized(torch.rand(tokens, generator=generator)),
-        "heads": torch.stack([weights[0, :, 0, 1:] for weights in attentions]),
+        "heads": torch.stack([read(weights) for weights in attentions]),
         "logits": logits.detach()[0],
         "target": target,
     }

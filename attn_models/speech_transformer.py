@@ -58,12 +58,13 @@ class SpeechTransformer(ClassTokenClassifier):
         time_shift_ms: float = 0.0,
         background_mix: float = 0.0,
         background_snr_db: tuple[float, float] = (5.0, 20.0),
+        pool: str = "cls",
     ):
         self.subsampling = 2
         front_end = LogMelFrontEnd(sample_rate, n_mels)
         frames = int(sample_rate * clip_seconds) // front_end.hop_length + 1
         self.num_frames = (frames + self.subsampling - 1) // self.subsampling
-        super().__init__(self.num_frames, num_classes, embed_dim, depth, num_heads, mlp_ratio, dropout)
+        super().__init__(self.num_frames, num_classes, embed_dim, depth, num_heads, mlp_ratio, dropout, pool)
         self.front_end = front_end
         self.freq_masks, self.freq_mask, self.time_masks, self.time_mask = freq_masks, freq_mask, time_masks, time_mask
         self.max_shift = round(sample_rate * time_shift_ms / 1000)

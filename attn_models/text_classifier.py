@@ -24,8 +24,9 @@ class TextTransformer(ClassTokenClassifier):
         dropout: float = 0.1,
         pad_id: int = 0,
         token_dropout: float = 0.0,
+        pool: str = "cls",
     ):
-        super().__init__(max_len, num_classes, embed_dim, depth, num_heads, mlp_ratio, dropout)
+        super().__init__(max_len, num_classes, embed_dim, depth, num_heads, mlp_ratio, dropout, pool)
         if not 0 <= token_dropout < 1:
             raise ValueError(f"token_dropout must be in [0, 1) (got {token_dropout})")
         self.pad_id, self.token_dropout = pad_id, token_dropout

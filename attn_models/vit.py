@@ -41,11 +41,12 @@ class VisionTransformer(ClassTokenClassifier):
         mlp_ratio: float = 2.0,
         dropout: float = 0.1,
         stem: str = "patch",
+        pool: str = "cls",
     ):
         if image_size % patch_size:
             raise ValueError(f"image_size ({image_size}) must be divisible by patch_size ({patch_size})")
         self.grid_size = image_size // patch_size
-        super().__init__(self.grid_size**2, num_classes, embed_dim, depth, num_heads, mlp_ratio, dropout)
+        super().__init__(self.grid_size**2, num_classes, embed_dim, depth, num_heads, mlp_ratio, dropout, pool)
         if stem == "conv":
             self.patch_embed = conv_stem(in_channels, embed_dim, patch_size)
         elif stem == "patch":

@@ -157,7 +157,15 @@ class AttentionParams(Section):
 
 
 class ModelParams(AttentionParams):
+    """A classifier's model (text, image, speech): its encoder's depth and how the head reads the encoder's outputs:
+    `cls` the class token's output, `attention` sequence pooling (a learned softmax over every output;
+    attn_models/attention.py, ClassTokenClassifier)."""
+
     depth: Depth = AUTO
+    pool: Literal["cls", "attention"] = "cls"
+
+    def attention_args(self) -> dict:
+        return super().attention_args() | {"pool": self.pool}
 
 
 class ModalityParams(Section):

@@ -159,7 +159,7 @@ def pipeline_runs(tmp_path_factory, prefect_server):
     the same test data it must not take the `champion` alias. Both carry the tag sweep_id=s1. The second runs image
     (a classifier) and translation (a sequence task) only: the promotion rule is the same code for every task (its
     lower-is-better side is tested in test_promotion.py), and the other three would add half a minute to every
-    `make test`.
+    `make test`. Its image model pools with attention (`model.pool`), so that path runs through every stage.
     Returns (project, first result, second result).
     """
     from flows.pipeline import attention_pipeline
@@ -175,6 +175,7 @@ def pipeline_runs(tmp_path_factory, prefect_server):
         params["global"]["modalities"] = list(SECOND_RUN_MODALITIES)
         for modality in SECOND_RUN_MODALITIES:
             params[modality]["train"].update(lr=1e-6, max_batches_per_epoch=1)
+        params["image"]["model"]["pool"] = "attention"
         write_params(project, params)
         second = attention_pipeline(params_path=str(project / "params.yaml"), tags={"sweep_id": "s1"})
         yield project, first, second

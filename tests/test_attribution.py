@@ -64,6 +64,40 @@ def test_every_attention_method_finds_the_one_token_the_model_reads(key, label):
     assert maps["heads"].shape == (1, 1, LENGTH)
 
 
+def pooled_reader() -> TextTransformer:
+    """Sequence pooling does the reading: attention passes nothing on (its values are zero, so every output is its own
+    token) and the pooling scores the marker at position READ, so the head reads that token's output alone. The
+    class token sees every token alike: a map read from its row would be flat."""
+    model = TextTransformer(vocab_size=10, num_classes=2, max_len=LENGTH, embed_dim=EMBED, depth=1, num_heads=1,
+                            mlp_ratio=1.0, dropout=0.0, pool="attention")  # fmt: skip
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        for norm in (model.encoder.blocks[0].norm1, model.encoder.blocks[0].norm2, model.encoder.norm):
+            norm.weight.fill_(1.0)
+        model.pos_embed[0, 1 + READ, 0] = 10.0
+        model.token_embed.weight[5, 2:4] = torch.tensor([1.0, -1.0])
+        model.token_embed.weight[6, 2:4] = torch.tensor([-1.0, 1.0])
+        model.token_embed.weight[7:, 4] = 1.0
+        model.pool_score.weight[0, 0] = 20.0  # the pooling looks for the marker
+        model.head.weight[0, 2:4] = torch.tensor([5.0, -5.0])
+        model.head.weight[1, 2:4] = torch.tensor([-5.0, 5.0])
+    return model.eval()
+
+
+@pytest.mark.parametrize("key, label", [(5, 0), (6, 1)])
+def test_with_sequence_pooling_the_maps_follow_the_pooling_not_the_class_token(key, label):
+    model = pooled_reader()
+    maps = class_token_maps(model, sentence(key))
+    assert maps["target"] == label and maps["logits"].softmax(-1)[label] > 0.9
+    for method in ("rollout", "gradient_attention", "input_x_gradient"):
+        assert int(maps[method].argmax()) == READ, method
+        assert maps[method][READ] > 0.4, method  # rollout keeps half for the residual path, spread over the rest
+    assert torch.allclose(maps["attention"], torch.full((LENGTH,), 1 / LENGTH))  # attention moved nothing: flat
+    _, relevance = model.predict_with_relevance(sentence(key))
+    assert int(relevance[0].argmax()) == READ and torch.allclose(relevance[0], maps["rollout"], atol=1e-5)
+
+
 def test_the_random_map_is_seeded():
     model = one_token_reader()
     first, again = (class_token_maps(model, sentence(5), seed=3)["random"] for _ in range(2))

@@ -34,6 +34,7 @@ def test_compare_ranks_the_two_runs(pipeline_runs, tmp_path, capsys):
     ids = {first["modalities"]["image"]["run_id"][:8], second["modalities"]["image"]["run_id"][:8]}
     assert {row["run_id"] for row in rows} == ids
     assert "train.lr" in rows[0] and {row["train.lr"] for row in rows} == {"0.005", "1e-06"}  # what differs
+    assert {row["model.pool"] for row in rows} == {"cls", "attention"}
     assert "model.depth" not in rows[0]  # what does not differ is left out
     for run_id in ids:
         assert run_id in printed and run_id in markdown.read_text()

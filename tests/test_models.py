@@ -34,12 +34,13 @@ def test_cross_attention_paths_agree_and_rows_sum_to_one():
     assert torch.allclose(weights.sum(-1), torch.ones(2, 2, 3))
 
 
-def test_padding_gets_no_attention_and_does_not_change_the_output():
-    model = TextTransformer(vocab_size=50, num_classes=3, max_len=16).eval()
+@pytest.mark.parametrize("pool", ["cls", "attention"])
+def test_padding_gets_no_attention_and_does_not_change_the_output(pool):
+    model = TextTransformer(vocab_size=50, num_classes=3, max_len=16, pool=pool).eval()
     tokens = torch.randint(2, 50, (1, 6))
     padded = torch.cat([tokens, torch.zeros(1, 4, dtype=torch.long)], dim=1)
-    logits, attentions = model(padded, return_attention=True)
-    for weights in attentions:  # keys 7.. are padding (index 0 is the class token)
+    logits, attentions, readout = model(padded, return_attention=True)
+    for weights in [*attentions, readout]:  # keys 7.. are padding (index 0 is the class token)
         assert torch.all(weights[..., 7:] == 0)
         assert torch.allclose(weights.sum(-1), torch.ones_like(weights.sum(-1)))
     assert torch.allclose(logits, model(tokens), atol=1e-5)
@@ -62,17 +63,27 @@ def test_causal_mask_hides_the_future():
             16,
         ),
         (SpeechTransformer(num_classes=4, clip_seconds=0.5, n_mels=20), torch.randn(2, 8000), 26),
+        (
+            VisionTransformer(num_classes=10, image_size=16, patch_size=4, in_channels=3, pool="attention"),
+            torch.randn(2, 3, 16, 16),
+            16,
+        ),
+        (SpeechTransformer(num_classes=4, clip_seconds=0.5, n_mels=20, pool="attention"), torch.randn(2, 8000), 26),
     ],
 )
 def test_models_classify_and_expose_attention(model, inputs, tokens):
     model.eval()
-    logits, attentions = model(inputs, return_attention=True)
+    logits, attentions, readout = model(inputs, return_attention=True)
     assert logits.shape == (2, model.head.out_features)
     assert len(attentions) == len(model.encoder.blocks)
     assert attentions[0].shape[-2:] == (tokens + 1, tokens + 1)  # + class token
+    assert readout.shape == (2, tokens + 1) and torch.allclose(readout.sum(-1), torch.ones(2))
     relevance = model.input_relevance(inputs)
     assert relevance.shape == (2, tokens)
     assert torch.allclose(relevance.sum(-1), torch.ones(2), atol=1e-5)
+    if model.pool == "cls":  # the class token's row of the rollout, exactly
+        row = attention_rollout(attentions)[:, 0, 1:]
+        assert torch.equal(relevance, row / row.sum(-1, keepdim=True))
     assert torch.allclose(model(inputs), logits, atol=1e-5)  # fused path gives the same logits
 
 

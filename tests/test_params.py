@@ -34,6 +34,8 @@ def test_the_repository_params_are_valid():
         (lambda p: p["image"]["train"].update(cutmix_alpha=-1), "image.train.cutmix_alpha: Input should be greater"),
         (lambda p: p["text"]["train"].update(mixup_alpha=0.8), "text.train.mixup_alpha: Extra inputs are not"),
         (lambda p: p["text"]["model"].update(token_dropout=0.9), "text.model.token_dropout: Input should be less"),
+        (lambda p: p["image"]["model"].update(pool="mean"), "image.model.pool: Input should be 'cls' or 'attention'"),
+        (lambda p: p["translation"]["model"].update(pool="attention"), "translation.model.pool: Extra inputs are not"),
         (lambda p: p["global"].update(device="tpu"), "global.device: Input should be 'auto', 'cpu' or 'cuda'"),
         (
             lambda p: p["image"]["model"].update(num_heads=3),
