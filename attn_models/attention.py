@@ -228,12 +228,9 @@ class ClassTokenClassifier(nn.Module):
         if key_padding_mask is not None:  # the class token is never padding
             key_padding_mask = torch.cat([key_padding_mask.new_zeros(B, 1), key_padding_mask], dim=1)
         x, attentions = self.encoder(self.drop(x), key_padding_mask, need_weights=return_attention)
-        if self.pool == "cls":  # the class token's output, read directly (the readout is one-hot)
-            logits = self.head(x[:, 0])
-            readout = self.readout(x, key_padding_mask) if return_attention else None
-        else:
-            readout = self.readout(x, key_padding_mask)
-            logits = self.head(torch.einsum("bt,btc->bc", readout, x))
+        readout = self.readout(x, key_padding_mask) if return_attention or self.pool != "cls" else None
+        pooled = x[:, 0] if self.pool == "cls" else read_rows(readout, x)  # cls: the one-hot readout's row, directly
+        logits = self.head(pooled)
         return (logits, attentions, readout) if return_attention else logits
 
     @torch.no_grad()
@@ -250,8 +247,8 @@ class ClassTokenClassifier(nn.Module):
 
 
 def read_rows(readout: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """The rows of weights (B, [H,] Tq, Tk) mixed by readout (B, Tq): (B, [H,] Tk). With a one-hot readout, the one
-    row it picks (the class token's), exactly."""
+    """The rows of weights (B, [H,] Tq, Tk) mixed by readout (B, Tq): (B, [H,] Tk); also the pooled outputs, from
+    outputs (B, T, C). With a one-hot readout, the one row it picks (the class token's), exactly."""
     if weights.dim() == 4:
         return torch.einsum("bq,bhqk->bhk", readout, weights)
     return torch.einsum("bq,bqk->bk", readout, weights)
