@@ -4,6 +4,7 @@ checkpoint and the MLflow run hold, and the messages of a wrong value."""
 import itertools
 import logging
 
+import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -12,7 +13,7 @@ from tokenizers import Tokenizer
 from tasks.data.builtin_image import generate_image_dataset
 from tasks.data.builtin_text import generate_text_dataset
 from tasks.data.builtin_translation import generate_translation_dataset
-from tasks.data.datasets import read_text_csv
+from tasks.data.datasets import RAND_AUGMENT, image_transforms, rand_augment, read_text_csv
 from tasks.defaults import (
     AUTO,
     LENGTH_RANGE,
@@ -94,6 +95,27 @@ def test_augmentation_strength_scales_the_image_settings_and_1_keeps_them_exactl
     assert (strong.max_shift, strong.max_rotate) == (0.2, 20.0) and strong.scale_range == pytest.approx((0.8, 1.4))
     capped = augment.model_copy(update={"strength": 4.0, "max_shift": 0.3}).scaled()
     assert capped.max_shift == 0.5 and capped.scale_range[0] > 0  # within each setting's own limits
+    assert (strong.rand_magnitude, capped.rand_magnitude) == (1.0, 1.0)  # RandAugment's 0.5, doubled and capped
+
+
+def test_rand_augment_ops_follow_their_magnitude_and_the_pipeline_is_seeded():
+    """Every operation with a magnitude leaves an image as it is at magnitude 0 and changes it at 1; the transform
+    draws rand_ops of them per image, reproducibly from its seed; rand_ops 0 adds nothing."""
+    rng = np.random.default_rng(0)
+    image = (rng.random((32, 32, 3)) * 200 + 20).astype(np.uint8)
+    magnitude_free = {"auto_contrast", "equalize"}
+    for name, still, strong in zip(RAND_AUGMENT, rand_augment(0.0, 3), rand_augment(1.0, 3)):
+        changed = [not np.array_equal(strong(image=image)["image"], image) for _ in range(20)]
+        assert any(changed), name
+        if name not in magnitude_free:
+            assert np.array_equal(still(image=image)["image"], image), name
+    assert len(rand_augment(0.5, 1)) == len(RAND_AUGMENT) - 1  # no saturation for a grayscale image
+
+    augment = ImageAugment(rand_ops=2, rand_magnitude=0.9)
+    first, second = image_transforms(3, augment, seed=7), image_transforms(3, augment, seed=7)
+    assert all(torch.equal(first(image=image)["image"], second(image=image)["image"]) for _ in range(5))
+    names = lambda transform: [type(step).__name__ for step in transform.transforms]  # noqa: E731
+    assert "SomeOf" in names(first) and "SomeOf" not in names(image_transforms(3, ImageAugment(), seed=7))
 
 
 # ---- params validation -------------------------------------------------------------------------------------------
@@ -112,6 +134,7 @@ def params():
         ("image.data.augment.strength", "strong", "image.data.augment.strength: Value error, 'auto' or a number"),
         ("asr.model.augment_strength", -1, "asr.model.augment_strength: Value error, 'auto' or a number from 0 to 4"),
         ("speech.model.background_snr_db", [20, 5], "speech.model: Value error, background_snr_db: the low end"),
+        ("image.data.augment.rand_ops", 5, "image.data.augment.rand_ops: Input should be less than or equal to 4"),
         ("speech.model.background_mix", 1.5, "speech.model.background_mix: Input should be less than or equal to 1"),
     ],
 )

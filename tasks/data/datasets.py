@@ -80,14 +80,45 @@ class LabelledItems(Dataset):
 
 
 # ---- image --------------------------------------------------------------------------------
+RAND_AUGMENT = ("auto_contrast", "equalize", "posterize", "solarize", "brightness", "contrast", "saturation",
+                "sharpness", "shear_x", "shear_y")  # fmt: skip
+
+
+def rand_augment(magnitude: float, channels: int):
+    """RandAugment's operations (Cubuk et al., 2020) as albumentations transforms, each at ``magnitude`` (0..1, the
+    paper's M / 10) of the paper's range: posterize to 8 - 4m bits, solarize above 1 - m of the range, brightness,
+    contrast and saturation by up to 0.9m, sharpen by up to m, shear by up to 0.3m (about 17 degrees at m = 1). The
+    translation and rotation of the paper are the affine step's own (max_shift, max_rotate). Saturation needs colour:
+    a grayscale image draws from the others."""
+    import albumentations as A
+
+    m = magnitude
+    ops = {
+        "auto_contrast": A.AutoContrast(p=1),
+        "equalize": A.Equalize(p=1),
+        "posterize": A.Posterize(num_bits=(max(1, round(8 - 4 * m)), 8), p=1),
+        "solarize": A.Solarize(threshold_range=(1 - m, 1), p=1),
+        "brightness": A.RandomBrightnessContrast(brightness_limit=0.9 * m, contrast_limit=0, p=1),
+        "contrast": A.RandomBrightnessContrast(brightness_limit=0, contrast_limit=0.9 * m, p=1),
+        "saturation": A.ColorJitter(brightness=0, contrast=0, saturation=0.9 * m, hue=0, p=1),
+        "sharpness": A.Sharpen(alpha=(0, m), lightness=(1, 1), p=1),
+        "shear_x": A.Affine(shear={"x": (-17 * m, 17 * m), "y": (0, 0)}, p=1),
+        "shear_y": A.Affine(shear={"x": (0, 0), "y": (-17 * m, 17 * m)}, p=1),
+    }
+    return [ops[name] for name in RAND_AUGMENT if channels == 3 or name != "saturation"]
+
+
 def image_transforms(channels: int, augment=None, seed: int = 0):
-    """Normalise to [-1, 1]; in training also flip (when asked), shift, rotate and scale (albumentations, seeded)."""
+    """Normalise to [-1, 1]; in training also flip (when asked), shift, rotate and scale, and RandAugment's
+    operations when ``augment.rand_ops`` > 0 (albumentations, seeded)."""
     import albumentations as A  # here, not at the top: a cached pipeline run never loads images
     from albumentations.pytorch import ToTensorV2
 
     steps = []
     if augment is not None and augment.horizontal_flip:
         steps.append(A.HorizontalFlip(p=0.5))
+    if augment is not None and augment.rand_ops:
+        steps.append(A.SomeOf(rand_augment(augment.rand_magnitude, channels), n=augment.rand_ops, p=1))
     if augment is not None:
         steps.append(
             A.Affine(

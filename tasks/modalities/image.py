@@ -30,6 +30,10 @@ class ImageAugment(Section):
     max_shift: float = Field(0.1, ge=0, le=0.5)  # fraction of the image size
     max_rotate: float = Field(10.0, ge=0, le=180)  # degrees
     scale_range: tuple[float, float] = (0.9, 1.1)
+    # RandAugment (Cubuk et al., 2020): rand_ops operations drawn per image from tasks/data/datasets.py's
+    # RAND_AUGMENT list (contrast, colour, exposure, shear), each at rand_magnitude of its range. 0: none.
+    rand_ops: int = Field(0, ge=0, le=4)
+    rand_magnitude: float = Field(0.5, ge=0, le=1)
     # scales the shift, the rotation and the zoom's distance from 1 (1: as written); auto: from the training images
     # per class (tasks/defaults.py). Default 1: a params file without it trains as it did before the key existed.
     strength: Strength = 1.0
@@ -42,7 +46,8 @@ class ImageAugment(Section):
         s, (low, high) = self.strength, self.scale_range
         return self.model_copy(update={"max_shift": min(0.5, self.max_shift * s),
                                        "max_rotate": min(180.0, self.max_rotate * s),
-                                       "scale_range": (max(0.05, 1 + (low - 1) * s), 1 + (high - 1) * s)})  # fmt: skip
+                                       "scale_range": (max(0.05, 1 + (low - 1) * s), 1 + (high - 1) * s),
+                                       "rand_magnitude": min(1.0, self.rand_magnitude * s)})  # fmt: skip
 
 
 class ImageImport(Section):
