@@ -18,9 +18,11 @@ budget as configured: one change against the recipe, at the same training time.
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -154,7 +156,7 @@ def write_table(results: list[dict]) -> None:
     if budgeted:
         lines += budget_table(budgeted.values())
     if ablations:
-        lines += ablation_table(ablations.values(), budgeted)
+        lines += ablation_table(ablations.values(), results)
     TABLE.write_text("\n".join(lines) + "\n" + written_by_hand())
 
 
@@ -215,14 +217,65 @@ def budget_name(result: dict) -> str:
     return f"{result['budget_minutes']:g} min" if result.get("budget_minutes") else "epochs"
 
 
-def ablation_table(results, budgeted: dict) -> list[str]:
-    """Runs with --ablation: each beside the run of its config and budget as configured (the budget table's)."""
+BUDGET_KEYS = ("train.budget_minutes", "train.epochs")  # the --set keys that make a budget, not a change
+
+
+@functools.cache
+def config_at(sha: str, config: str) -> str | None:
+    """The text of a benchmark config at a commit of this repository; None where the commit is not here."""
+    shown = subprocess.run(
+        ["git", "show", f"{sha}:benchmarks/configs/{config}.yaml"], cwd=REPO, capture_output=True, text=True
+    )
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def recipe(result: dict, keys: tuple[str, ...] | None = None) -> dict | None:
+    """What a result ran: its config at its commit (without the benchmark block) with its command's --set values
+    applied, only those of ``keys`` when given; None when the commit is not in this repository. Compared as
+    written, not validated, so that a run from before a params key existed still matches a later one of the same
+    recipe."""
+    text = config_at(result["git_sha"], result["config"])
+    if text is None:
+        return None
+    config = yaml.safe_load(text)
+    config.pop("benchmark", None)
+    (modality,) = config["global"]["modalities"]
+    for key, value in re.findall(r"--set (\S+?)=(\S+)", result["command"]):
+        if keys is None or key in keys:
+            *parents, leaf = key.split(".")
+            section = config[modality]
+            for name in parents:
+                section = section.setdefault(name, {})
+            section[leaf] = yaml.safe_load(value)
+    return config
+
+
+def reference_run(ablation: dict, results: list[dict]) -> dict | None:
+    """The run an ablation is measured against: of the runs (an ablation's too) whose recipe is the ablation's config
+    as written at its commit with only its budget, on the same device, the one nearest it in time. So a config that
+    has since taken up an earlier ablation's change (the CIFAR-10 subset's mixing) is compared with that run."""
+    base = recipe(ablation, BUDGET_KEYS)
+    if base is None:
+        return None
+    same = [
+        r for r in results
+        if r is not ablation and r["config"] == ablation["config"]
+        and r["hardware"]["device"] == ablation["hardware"]["device"]
+        and r.get("budget_minutes") == ablation.get("budget_minutes") and recipe(r) == base
+    ]  # fmt: skip
+    when = datetime.fromisoformat(ablation["date"]).timestamp()
+    return min(same, key=lambda r: abs(datetime.fromisoformat(r["date"]).timestamp() - when), default=None)
+
+
+def ablation_table(results, everything: list[dict]) -> list[str]:
+    """Runs with --ablation: each beside its reference run (the config as written, same budget and device)."""
     lines = [
         "",
         "## Ablations",
         "",
-        "One change to a config (its `--set` keys) against the config as written, at the same time budget and seed;",
-        "the newest run of each.",
+        "One change to a config (its `--set` keys) against the config as written at the same commit, the same time",
+        "budget and seed: the run of that recipe nearest in time (an earlier ablation's run when the config has since",
+        "taken up its change); the newest run of each.",
         "",
         "| dataset | budget | change | metric | result | against as configured | target | met | train | commit "
         "| command |",
@@ -230,7 +283,7 @@ def ablation_table(results, budgeted: dict) -> list[str]:
     ]
     for result in sorted(results, key=lambda r: (r["dataset"], r.get("budget_minutes") or 0, r["date"])):
         value, target, met = against_target(result)
-        reference = budgeted.get((result["config"], result["hardware"]["device"], result.get("budget_minutes")))
+        reference = reference_run(result, everything)
         base = reference["metrics"].get(reference["metric"]) if reference else None
         against = f"{value - base:+.4f} (from {base})" if base is not None and value is not None else "no reference"
         budget = budget_name(result)

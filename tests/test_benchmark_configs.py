@@ -52,3 +52,30 @@ def test_the_table_keeps_the_newest_result_per_config_and_device(tmp_path, monke
     real_data.write_table([result])
     table = real_data.TABLE.read_text()
     assert "| 0.8 |" in table and table.endswith(f"\n\n{real_data.HAND_WRITTEN}\n\n## Measured by hand\n")
+
+
+def test_an_ablation_is_measured_against_its_recipe_as_written_even_when_the_config_took_up_a_change(monkeypatch):
+    """The reference is the run whose recipe (config at its commit + its --set values) is the ablation's config at
+    the ablation's commit with only its budget: after the config took up mixing, the earlier mixing ablation's run
+    is the reference, not the older config run at the same budget; a commit not in the repository has none."""
+    configs = {
+        "old": "benchmark: {target: 0.75}\nglobal: {modalities: [image]}\nimage: {train: {epochs: 30}}\n",
+        "new": "benchmark: {target: 0.75}\nglobal: {modalities: [image]}\n"
+        "image: {train: {budget_minutes: 60, epochs: 1000, mixup_alpha: 0.8}}\n",
+    }
+    monkeypatch.setattr(real_data, "config_at", lambda sha, config: configs.get(sha))
+    budget = "--set train.budget_minutes=60 --set train.epochs=1000"
+
+    def run(sha, day, sets="", ablation=None):
+        return {"config": "cifar10_subset", "git_sha": sha, "date": f"2026-11-{day}T00:00:00+00:00",
+                "hardware": {"device": "cpu"}, "budget_minutes": 60, "ablation": ablation,
+                "command": f"python benchmarks/real_data.py cifar10_subset {budget} {sets}".strip()}  # fmt: skip
+
+    plain = run("old", 20)  # the config before it took up mixing
+    mixing = run("old", 21, "--set train.mixup_alpha=0.8", "mixup")
+    newer_plain = run("old", 25)  # the old recipe again, nearer in time to the new ablation than `mixing`
+    rand = run("new", 23, "--set data.augment.rand_ops=2", "RandAugment")
+    results = [plain, mixing, newer_plain, rand]
+    assert real_data.reference_run(mixing, results) is plain
+    assert real_data.reference_run(rand, results) is mixing
+    assert real_data.reference_run({**rand, "git_sha": "elsewhere"}, results) is None
