@@ -34,8 +34,9 @@ class ImageAugment(Section):
     # RAND_AUGMENT list (contrast, colour, exposure, shear), each at rand_magnitude of its range. 0: none.
     rand_ops: int = Field(0, ge=0, le=4)
     rand_magnitude: float = Field(0.5, ge=0, le=1)
-    # scales the shift, the rotation and the zoom's distance from 1 (1: as written); auto: from the training images
-    # per class (tasks/defaults.py). Default 1: a params file without it trains as it did before the key existed.
+    # scales the shift, the rotation, the zoom's distance from 1 and rand_magnitude (1: as written); auto: from the
+    # training images per class (tasks/defaults.py). Default 1: a params file without it trains as it did before the
+    # key existed.
     strength: Strength = 1.0
 
     def scaled(self):
