@@ -217,9 +217,6 @@ def budget_name(result: dict) -> str:
     return f"{result['budget_minutes']:g} min" if result.get("budget_minutes") else "epochs"
 
 
-BUDGET_KEYS = ("train.budget_minutes", "train.epochs")  # the --set keys that make a budget, not a change
-
-
 @functools.cache
 def config_at(sha: str, config: str) -> str | None:
     """The text of a benchmark config at a commit of this repository; None where the commit is not here."""
@@ -229,7 +226,12 @@ def config_at(sha: str, config: str) -> str | None:
     return shown.stdout if shown.returncode == 0 else None
 
 
-def recipe(result: dict, keys: tuple[str, ...] | None = None) -> dict | None:
+def settings(result: dict) -> dict:
+    """The --set values of a result's command, by key."""
+    return {key: yaml.safe_load(value) for key, value in re.findall(r"--set (\S+?)=(\S+)", result["command"])}
+
+
+def recipe(result: dict, keys=None) -> dict | None:
     """What a result ran: its config at its commit (without the benchmark block) with its command's --set values
     applied, only those of ``keys`` when given; None when the commit is not in this repository. Compared as
     written, not validated, so that a run from before a params key existed still matches a later one of the same
@@ -240,29 +242,32 @@ def recipe(result: dict, keys: tuple[str, ...] | None = None) -> dict | None:
     config = yaml.safe_load(text)
     config.pop("benchmark", None)
     (modality,) = config["global"]["modalities"]
-    for key, value in re.findall(r"--set (\S+?)=(\S+)", result["command"]):
+    for key, value in settings(result).items():
         if keys is None or key in keys:
             *parents, leaf = key.split(".")
             section = config[modality]
             for name in parents:
                 section = section.setdefault(name, {})
-            section[leaf] = yaml.safe_load(value)
+            section[leaf] = value
     return config
 
 
 def reference_run(ablation: dict, results: list[dict]) -> dict | None:
-    """The run an ablation is measured against: of the runs (an ablation's too) whose recipe is the ablation's config
-    as written at its commit with only its budget, on the same device, the one nearest it in time. So a config that
-    has since taken up an earlier ablation's change (the CIFAR-10 subset's mixing) is compared with that run."""
-    base = recipe(ablation, BUDGET_KEYS)
-    if base is None:
+    """The run an ablation is measured against, the nearest in time of those on the same device and budget whose
+    recipe is the ablation's config as written at its commit with the ablation's values of the keys that run sets
+    (its budget, and settings the two share, such as the CIFAR-10 subset's mixing turned off for a quick pair), and
+    is not the ablation's own recipe. So a config that has since taken up an earlier ablation's change (the CIFAR-10
+    subset's mixing) is compared with that run."""
+    own = recipe(ablation)
+    if own is None:
         return None
-    same = [
+    candidates = [
         r for r in results
         if r is not ablation and r["config"] == ablation["config"]
         and r["hardware"]["device"] == ablation["hardware"]["device"]
-        and r.get("budget_minutes") == ablation.get("budget_minutes") and recipe(r) == base
+        and r.get("budget_minutes") == ablation.get("budget_minutes")
     ]  # fmt: skip
+    same = [r for r in candidates if recipe(r) not in (None, own) and recipe(r) == recipe(ablation, set(settings(r)))]
     when = datetime.fromisoformat(ablation["date"]).timestamp()
     return min(same, key=lambda r: abs(datetime.fromisoformat(r["date"]).timestamp() - when), default=None)
 

@@ -56,8 +56,10 @@ def test_the_table_keeps_the_newest_result_per_config_and_device(tmp_path, monke
 
 def test_an_ablation_is_measured_against_its_recipe_as_written_even_when_the_config_took_up_a_change(monkeypatch):
     """The reference is the run whose recipe (config at its commit + its --set values) is the ablation's config at
-    the ablation's commit with only its budget: after the config took up mixing, the earlier mixing ablation's run
-    is the reference, not the older config run at the same budget; a commit not in the repository has none."""
+    the ablation's commit with the ablation's values of the keys that run sets: after the config took up mixing,
+    the earlier mixing ablation's run is the reference, not the older config run at the same budget; a quick pair
+    that turns mixing off in both is a pair; a repeat of the same change is not a reference; a commit not in the
+    repository has none."""
     configs = {
         "old": "benchmark: {target: 0.75}\nglobal: {modalities: [image]}\nimage: {train: {epochs: 30}}\n",
         "new": "benchmark: {target: 0.75}\nglobal: {modalities: [image]}\n"
@@ -75,7 +77,11 @@ def test_an_ablation_is_measured_against_its_recipe_as_written_even_when_the_con
     mixing = run("old", 21, "--set train.mixup_alpha=0.8", "mixup")
     newer_plain = run("old", 25)  # the old recipe again, nearer in time to the new ablation than `mixing`
     rand = run("new", 23, "--set data.augment.rand_ops=2", "RandAugment")
-    results = [plain, mixing, newer_plain, rand]
+    unmixed = run("new", 22, "--set train.mixup_alpha=0")  # a quick pair shares a setting: mixing off
+    pooled = run("new", 24, "--set train.mixup_alpha=0 --set model.pool=attention", "pooling")
+    again = run("new", 24, "--set train.mixup_alpha=0 --set model.pool=attention", "pooling")  # a repeat: no reference
+    results = [plain, mixing, newer_plain, rand, unmixed, pooled, again]
     assert real_data.reference_run(mixing, results) is plain
     assert real_data.reference_run(rand, results) is mixing
+    assert real_data.reference_run(pooled, results) is unmixed
     assert real_data.reference_run({**rand, "git_sha": "elsewhere"}, results) is None
