@@ -267,7 +267,7 @@ def reference_run(ablation: dict, results: list[dict]) -> dict | None:
         and r["hardware"]["device"] == ablation["hardware"]["device"]
         and r.get("budget_minutes") == ablation.get("budget_minutes")
     ]  # fmt: skip
-    same = [r for r in candidates if recipe(r) not in (None, own) and recipe(r) == recipe(ablation, set(settings(r)))]
+    same = [r for r in candidates if (ran := recipe(r)) not in (None, own) and ran == recipe(ablation, settings(r))]
     when = datetime.fromisoformat(ablation["date"]).timestamp()
     return min(same, key=lambda r: abs(datetime.fromisoformat(r["date"]).timestamp() - when), default=None)
 

@@ -80,16 +80,12 @@ class LabelledItems(Dataset):
 
 
 # ---- image --------------------------------------------------------------------------------
-RAND_AUGMENT = ("auto_contrast", "equalize", "posterize", "solarize", "brightness", "contrast", "saturation",
-                "sharpness", "shear_x", "shear_y")  # fmt: skip
-
-
-def rand_augment(magnitude: float, channels: int):
+def rand_augment(magnitude: float, channels: int) -> dict:
     """RandAugment's operations (Cubuk et al., 2020) as albumentations transforms, each at ``magnitude`` (0..1, the
     paper's M / 10) of the paper's range: posterize to 8 - 4m bits, solarize above 1 - m of the range, brightness,
     contrast and saturation by up to 0.9m, sharpen by up to m, shear by up to 0.3m (about 17 degrees at m = 1). The
     translation and rotation of the paper are the affine step's own (max_shift, max_rotate). Saturation needs colour:
-    a grayscale image draws from the others."""
+    a grayscale image draws from the others. By name."""
     import albumentations as A
 
     m = magnitude
@@ -105,7 +101,9 @@ def rand_augment(magnitude: float, channels: int):
         "shear_x": A.Affine(shear={"x": (-17 * m, 17 * m), "y": (0, 0)}, p=1),
         "shear_y": A.Affine(shear={"x": (0, 0), "y": (-17 * m, 17 * m)}, p=1),
     }
-    return [ops[name] for name in RAND_AUGMENT if channels == 3 or name != "saturation"]
+    if channels != 3:
+        del ops["saturation"]
+    return ops
 
 
 def image_transforms(channels: int, augment=None, seed: int = 0):
@@ -118,7 +116,7 @@ def image_transforms(channels: int, augment=None, seed: int = 0):
     if augment is not None and augment.horizontal_flip:
         steps.append(A.HorizontalFlip(p=0.5))
     if augment is not None and augment.rand_ops:
-        steps.append(A.SomeOf(rand_augment(augment.rand_magnitude, channels), n=augment.rand_ops, p=1))
+        steps.append(A.SomeOf(list(rand_augment(augment.rand_magnitude, channels).values()), n=augment.rand_ops, p=1))
     if augment is not None:
         steps.append(
             A.Affine(

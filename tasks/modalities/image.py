@@ -31,7 +31,7 @@ class ImageAugment(Section):
     max_rotate: float = Field(10.0, ge=0, le=180)  # degrees
     scale_range: tuple[float, float] = (0.9, 1.1)
     # RandAugment (Cubuk et al., 2020): rand_ops operations drawn per image from tasks/data/datasets.py's
-    # RAND_AUGMENT list (contrast, colour, exposure, shear), each at rand_magnitude of its range. 0: none.
+    # rand_augment list (contrast, colour, exposure, shear), each at rand_magnitude of its range. 0: none.
     rand_ops: int = Field(0, ge=0, le=4)
     rand_magnitude: float = Field(0.5, ge=0, le=1)
     # scales the shift, the rotation, the zoom's distance from 1 and rand_magnitude (1: as written); auto: from the
