@@ -3,12 +3,21 @@
 Token dropout (``token_dropout``, training only): each subword is hidden from attention with this probability, as if
 deleted from the text, so the class token cannot lean on a few memorised words and learns from the rest of the text
 too (word dropout, Iyyer et al., 2015). A regulariser for small text datasets; evaluation sees every token.
+
+The token embedding starts small (N(0, 0.02), as BERT's): a subword seen a few times in training gets a few small
+optimizer steps (Adam moves a weight about the learning rate per step), so it stays near where it started. From
+PyTorch's default N(0, 1) that is loud random noise the encoder must learn to ignore in every rare word; from 0.02 it
+is near silence, and the frequent words the model does learn dominate. On AG News (9000 training texts, 8000
+subwords) this alone took test accuracy from 0.816 to 0.856 in a 5-epoch look; 0.005 and 0.1 did as well (0.860,
+0.855): it is the N(0, 1) that costs (docs/real_data.md).
 """
 
 import torch
 from torch import nn
 
 from attn_models.attention import ClassTokenClassifier
+
+EMBED_INIT_STD = 0.02  # the token embedding's initial scale (see the module's docstring)
 
 
 class TextTransformer(ClassTokenClassifier):
@@ -31,6 +40,9 @@ class TextTransformer(ClassTokenClassifier):
             raise ValueError(f"token_dropout must be in [0, 1) (got {token_dropout})")
         self.pad_id, self.token_dropout = pad_id, token_dropout
         self.token_embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        with torch.no_grad():
+            self.token_embed.weight.normal_(0.0, EMBED_INIT_STD)
+            self.token_embed.weight[pad_id].zero_()  # the padding row stays zero, as nn.Embedding leaves it
 
     def forward(self, token_ids: torch.Tensor, return_attention: bool = False):  # token_ids: (B, T) int64
         padding = token_ids == self.pad_id  # (B, T)

@@ -5,7 +5,7 @@ import torch
 
 from attn_models.attention import MultiHeadAttention, attention_rollout
 from attn_models.speech_transformer import SpeechTransformer
-from attn_models.text_classifier import TextTransformer
+from attn_models.text_classifier import EMBED_INIT_STD, TextTransformer
 from attn_models.vit import VisionTransformer
 
 torch.manual_seed(0)
@@ -44,6 +44,15 @@ def test_padding_gets_no_attention_and_does_not_change_the_output(pool):
         assert torch.all(weights[..., 7:] == 0)
         assert torch.allclose(weights.sum(-1), torch.ones_like(weights.sum(-1)))
     assert torch.allclose(logits, model(tokens), atol=1e-5)
+
+
+def test_token_embedding_starts_small_with_a_zero_padding_row():
+    """A rare subword keeps about its initial embedding (few optimizer steps reach it), so that must be near silence,
+    not PyTorch's N(0, 1) noise (attn_models/text_classifier.py)."""
+    weight = TextTransformer(vocab_size=2000, num_classes=3, embed_dim=64, pad_id=1).token_embed.weight
+    assert torch.all(weight[1] == 0)
+    assert weight[2:].std().item() == pytest.approx(EMBED_INIT_STD, rel=0.05)
+    assert EMBED_INIT_STD <= 0.05
 
 
 def test_causal_mask_hides_the_future():
