@@ -32,7 +32,10 @@ VOCAB, MAX_LEN, BATCH, SEED = 8000, 128, 64, 0
 def parse_variant(text: str) -> tuple[str, dict, dict]:
     """NAME[=JSON] -> (name, the loop's settings, the model's arguments)."""
     name, _, settings = text.partition("=")
-    settings = json.loads(settings or "{}")
+    try:
+        settings = json.loads(settings or "{}")
+    except json.JSONDecodeError as error:
+        sys.exit(f"error: variant {name!r}: its settings are not JSON ({error})")
     if not isinstance(settings, dict):
         sys.exit(f"error: variant {name!r}: the settings must be a JSON object (got {settings!r})")
     loop = {key: settings.pop(key, default) for key, default in LOOP_KEYS.items()}
@@ -55,17 +58,15 @@ def accuracy(model, ids, labels) -> float:
     return right / len(ids)
 
 
-def run_variant(name, loop, model_args, splits, tokenizer, classes) -> dict:
+def run_variant(name, loop, model_args, ids, labels, vocab_size) -> dict:
+    """Train one variant from the seed on ids["train"] and score it: ids and labels by split."""
     import torch
     from torch.nn import functional as F
 
     from attn_models.text_classifier import TextTransformer
-    from tasks.data.datasets import encode_texts
 
     torch.manual_seed(SEED)
-    ids = {split: encode_texts(tokenizer, texts, MAX_LEN) for split, (texts, _) in splits.items()}
-    labels = {split: [classes.index(y) for y in ys] for split, (_, ys) in splits.items()}
-    model = TextTransformer(tokenizer.get_vocab_size(), len(classes), max_len=MAX_LEN, **model_args)
+    model = TextTransformer(vocab_size, len(set(labels["train"])), max_len=MAX_LEN, **model_args)
     embedding = model.token_embed.weight
     if loop["embed_init_std"] is not None:
         with torch.no_grad():
@@ -107,15 +108,17 @@ def main(argv=None) -> None:
 
     import torch
 
-    from tasks.data.datasets import train_tokenizer
+    from tasks.data.datasets import encode_texts, train_tokenizer
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     splits = {split: read_split(args.split, split) for split in ("train", "val", "test")}
     tokenizer = train_tokenizer(splits["train"][0], VOCAB)
     classes = sorted(set(splits["train"][1]))
+    ids = {split: encode_texts(tokenizer, texts, MAX_LEN) for split, (texts, _) in splits.items()}
+    labels = {split: [classes.index(y) for y in ys] for split, (_, ys) in splits.items()}
     print("| variant | settings | val | test | train (first 2000) | seconds |\n| --- | --- | --- | --- | --- | --- |")
     for (name, loop, model_args), text in zip(variants, args.variants):
-        result = run_variant(name, loop, model_args, splits, tokenizer, classes)
+        result = run_variant(name, loop, model_args, ids, labels, tokenizer.get_vocab_size())
         settings = text.partition("=")[2] or "the defaults"
         print(f"| {name} | `{settings}` | {result['val']:.4f} | {result['test']:.4f} | {result['train']:.3f} | "
               f"{result['seconds']} |", flush=True)  # fmt: skip

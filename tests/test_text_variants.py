@@ -13,6 +13,8 @@ def test_a_variant_splits_into_the_loops_settings_and_the_models():
     assert text_variants.parse_variant("default")[1] == text_variants.LOOP_KEYS
     with pytest.raises(SystemExit, match="variant 'x': the settings must be a JSON object"):
         text_variants.parse_variant("x=[1]")
+    with pytest.raises(SystemExit, match="variant 'y': its settings are not JSON"):
+        text_variants.parse_variant("y={epochs: 2}")
 
 
 def test_variants_train_on_the_prepared_split_and_fill_a_row_each(tmp_path, capsys, monkeypatch):
