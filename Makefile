@@ -8,14 +8,14 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 
-# Prefect keeps its local state (the temporary server's database, `make serve`'s server database) inside the project.
+# Prefect keeps its local state (the temporary server's database, `make schedule`'s server database) inside the project.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 # The pipeline's own default store; $MLFLOW_TRACKING_URI wins when set.
 TRACKING_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
-.PHONY: help setup run serve deploy status lint format test test-fast test-slow test-ui chromium ui serve-model benchmark clean
+.PHONY: help setup run schedule deploy status lint format test test-fast test-slow test-ui chromium ui serve-model benchmark clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,17 +33,17 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 setup: $(VENV)/.synced ## create .venv from uv.lock (torch, prefect, mlflow, dvc, ...)
 
-run: setup ## run the whole pipeline on the built-in data (every task in params.yaml global.modalities)
+run: setup ## run the whole pipeline on the built-in data (the tasks of params.yaml: global.tasks, else all)
 	$(VENV)/bin/attnflow run
 
-serve: setup ## serve the pipeline on params.yaml's global.schedule (local Prefect server + UI on :4200)
-	$(VENV)/bin/attnflow serve
+schedule: setup ## run the pipeline on params.yaml's global.schedule (local Prefect server + UI on :4200)
+	$(VENV)/bin/attnflow schedule serve
 
 deploy: setup ## put the scheduled deployments on work pool POOL of the server at PREFECT_API_URL (README, Scaling out)
-	$(VENV)/bin/attnflow deploy --pool "$(POOL)"
+	$(VENV)/bin/attnflow schedule deploy --pool "$(POOL)"
 
 status: setup ## list the scheduled deployments, their next run and last runs
-	$(VENV)/bin/attnflow status
+	$(VENV)/bin/attnflow schedule status
 
 lint: setup ## check style and common bugs with ruff (the config is in pyproject.toml)
 	$(VENV)/bin/ruff check .
@@ -78,7 +78,7 @@ ui: setup ## open the MLflow UI on this project's store at http://127.0.0.1:5000
 
 TASK ?= digit-classification
 serve-model: setup ## serve TASK's champion (VARIANT=compact: the compressed one) on 127.0.0.1:5001; README, Deploy
-	$(VENV)/bin/attnflow serve-model --task "$(TASK)" $(if $(VARIANT),--variant "$(VARIANT)") $(ARGS)
+	$(VENV)/bin/attnflow model serve --task "$(TASK)" $(if $(VARIANT),--variant "$(VARIANT)") $(ARGS)
 
 clean: ## remove runs, outputs and local state (keeps data/ and the DVC cache)
 	rm -rf outputs mlflow.db mlartifacts .prefect .attnflow-tmp

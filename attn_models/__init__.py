@@ -3,5 +3,5 @@ encoder, rollout) and encoder_decoder.py (the decoder side, with greedy and beam
 reuse). Nothing here imports Prefect, MLflow or DVC.
 
 This package imports none of its modules itself: importing one model loads that model's code only, so the stage cache
-(tasks/caching.py, which follows imports) re-runs a modality's stages when its own model changes and no other's.
+(tasks/caching.py, which follows imports) re-runs a kind's stages when its own model changes and no other's.
 """

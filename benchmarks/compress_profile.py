@@ -12,7 +12,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from attn_models.compression import quantize_int8
-from tasks.modalities import load_checkpoint
+from tasks.kinds import load_checkpoint
 
 BATCH, SOURCE_TOKENS, NEW_TOKENS, SHOWN = 32, 20, 30, 8
 

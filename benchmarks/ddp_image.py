@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from tasks.data.builtin_image import generate_image_dataset  # noqa: E402
 from tasks.defaults import resolved_section  # noqa: E402
-from tasks.modalities import get  # noqa: E402
+from tasks.kinds import get  # noqa: E402
 from tasks.names import CHECKPOINT  # noqa: E402
 from tasks.params import load_params, override  # noqa: E402
 from tasks.reproducibility import resolve_device  # noqa: E402

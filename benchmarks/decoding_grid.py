@@ -6,7 +6,7 @@ one to put in the section's `eval` (docs/real_data.md, "Decoding settings").
     python benchmarks/decoding_grid.py --project . --modality translation --beams 1 4 --penalties 0 1
 
 The project is one the pipeline (or benchmarks/real_data.py) trained in: its params.yaml, its data/ and the newest
-checkpoint under outputs/. Decoding is the evaluate stage's (`SequenceTask.decode`), scored with its metrics. The
+checkpoint under outputs/. Decoding is the evaluate stage's (`SequenceKind.decode`), scored with its metrics. The
 test split is then decoded with the chosen setting and with the configured one, to show whether the choice carries
 over (it is not chosen by).
 """
@@ -21,8 +21,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tasks.modalities import get, load_trained  # noqa: E402
-from tasks.modalities.sequence import SequenceTask  # noqa: E402
+from tasks.kinds import get, load_trained  # noqa: E402
+from tasks.kinds.sequence import SequenceKind  # noqa: E402
 from tasks.params import load_params  # noqa: E402
 from tasks.reproducibility import resolve_device  # noqa: E402
 
@@ -34,12 +34,12 @@ def newest_checkpoint(project: Path) -> Path:
     return checkpoints[-1]
 
 
-def split_texts(spec: SequenceTask, data_dir: Path, section, split: str) -> list[str]:
+def split_texts(spec: SequenceKind, data_dir: Path, section, split: str) -> list[str]:
     """The references of a split, in its order (the test split's through the modality's own reader)."""
     if split == "test":
         return spec.test_texts(data_dir, section)[1]
     from tasks.data.datasets import read_parallel
-    from tasks.modalities.translation import languages
+    from tasks.kinds.translation import languages
 
     if spec.name != "translation":
         sys.exit(f"error: validation references of {spec.name} are not read here yet (translation only)")
@@ -62,7 +62,7 @@ def main() -> None:
     params = load_params(project / "params.yaml")
     modality = options.modality or params.global_.modalities[0]
     spec, section = get(modality), params.section(modality)
-    if not isinstance(spec, SequenceTask):
+    if not isinstance(spec, SequenceKind):
         sys.exit(f"error: {modality} is not a sequence task (translation, asr): nothing to decode")
     checkpoint = newest_checkpoint(project)
     data_dir = project / "data" / modality

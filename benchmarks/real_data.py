@@ -40,32 +40,32 @@ HAND_WRITTEN = "<!-- Written by hand from here on: benchmarks/real_data.py keeps
 
 
 def load_config(name: str, datasets: Path) -> tuple[dict, str, dict]:
-    """The params of a benchmark config, with import paths made absolute; its modality; its `benchmark` block."""
+    """The params of a benchmark config, with import paths made absolute; its task; its `benchmark` block."""
     path = CONFIGS / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml")))
         sys.exit(f"error: {path} not found (configs: {known})")
     params = yaml.safe_load(path.read_text())
     target = params.pop("benchmark")  # {metric, target, dataset}: what the issue asks of this dataset
-    (modality,) = params["global"]["modalities"]
-    from tasks.modalities.base import SPLIT_FILE_KEYS
+    (task,) = params["tasks"]  # a config holds one task
+    from tasks.kinds.base import SPLIT_FILE_KEYS
 
-    import_from = params[modality]["data"]["import_from"]
+    import_from = params["tasks"][task]["data"]["import_from"]
     for spec in (import_from, *(import_from.get(split) for split in SPLIT_FILE_KEYS)):
         if spec is not None:  # paths in configs are relative to the datasets folder
             spec["path"] = str(datasets / spec["path"])
-    return params, modality, target
+    return params, task, target
 
 
-def apply_overrides(params: dict, modality: str, overrides: list[str]) -> dict:
-    """--set train.epochs=2 -> params[modality]['train']['epochs'] = 2 (validated with the rest of the params)."""
+def apply_overrides(params: dict, task: str, overrides: list[str]) -> dict:
+    """--set train.epochs=2 -> params['tasks'][task]['train']['epochs'] = 2 (validated with the rest of the params)."""
     from tasks.params import Params, with_overrides
 
     values = {}
     for item in overrides:
         key, _, value = item.partition("=")
         values[key] = yaml.safe_load(value)
-    return with_overrides(Params.model_validate(params), modality, values).model_dump(mode="json", by_alias=True)
+    return with_overrides(Params.model_validate(params), task, values).model_dump(mode="json", by_alias=True)
 
 
 def prepare_workspace(workspace: Path) -> None:
@@ -93,8 +93,8 @@ def hardware() -> dict:
     return {"cpu": cpu, "cpu_cores": os.cpu_count(), "gpu": gpu, "device": "cuda" if gpu else "cpu"}
 
 
-def newest_run(workspace: Path, params: dict, modality: str, since_ms: int) -> dict:
-    """The modality run the benchmark just made: its test metrics, training time and lineage."""
+def newest_run(workspace: Path, params: dict, task: str, since_ms: int) -> dict:
+    """The task run the benchmark just made: its test metrics, training time and lineage."""
     from mlflow.tracking import MlflowClient
 
     from tasks.params import Params
@@ -102,7 +102,7 @@ def newest_run(workspace: Path, params: dict, modality: str, since_ms: int) -> d
 
     loaded = Params.model_validate(params)
     client = MlflowClient(tracking_uri(workspace, loaded))
-    experiment = client.get_experiment_by_name(experiment_name(loaded, modality))
+    experiment = client.get_experiment_by_name(experiment_name(loaded, task))
     (run,) = client.search_runs(
         [experiment.experiment_id],
         f"attributes.start_time >= {since_ms} and attributes.status = 'FINISHED'",
@@ -235,21 +235,29 @@ def recipe(result: dict, keys=None) -> dict | None:
     """What a result ran: its config at its commit (without the benchmark block) with its command's --set values
     applied, only those of ``keys`` when given; None when the commit is not in this repository. Compared as
     written, not validated, so that a run from before a params key existed still matches a later one of the same
-    recipe."""
+    recipe. A config is read in the layout of its commit: one named task under `tasks`, or (before tasks had names)
+    one section named after its kind; the recipe is that section and `global`, without the keys that named them."""
     text = config_at(result["git_sha"], result["config"])
     if text is None:
         return None
     config = yaml.safe_load(text)
     config.pop("benchmark", None)
-    (modality,) = config["global"]["modalities"]
+    global_settings = dict(config.get("global", {}))
+    if "tasks" in config:
+        [task] = config["tasks"].values()
+    else:
+        [kind] = global_settings.pop("modalities")
+        task = config[kind]
+        task.pop("task", None)
+    task = {key: value for key, value in task.items() if key != "kind"}
     for key, value in settings(result).items():
         if keys is None or key in keys:
             *parents, leaf = key.split(".")
-            section = config[modality]
+            section = task
             for name in parents:
                 section = section.setdefault(name, {})
             section[leaf] = value
-    return config
+    return {"global": global_settings, "task": task}
 
 
 def reference_run(ablation: dict, results: list[dict]) -> dict | None:
@@ -309,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a key of the modality's section, e.g. train.epochs=2 (repeatable)",
+        help="override a key of the task's section, e.g. train.epochs=2 (repeatable)",
     )
     parser.add_argument("--datasets", type=Path, default=DEFAULT_DATASETS, help="folder of the real datasets")
     parser.add_argument(
@@ -321,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.datasets.is_dir():
         sys.exit(f"error: {args.datasets} not found: the real datasets sit in ../shared/datasets beside the checkout")
 
-    params, modality, benchmark = load_config(args.config, args.datasets.resolve())
-    params = apply_overrides(params, modality, args.overrides)
+    params, task, benchmark = load_config(args.config, args.datasets.resolve())
+    params = apply_overrides(params, task, args.overrides)
     workspace = (args.workspace or REPO / "outputs" / "benchmarks" / args.config).resolve()
     prepare_workspace(workspace)
     params_path = workspace / "params.yaml"
@@ -350,10 +358,10 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "hardware": hardware(),
         "total_seconds": round(total, 1),
-        "budget_minutes": params[modality]["train"].get("budget_minutes"),
+        "budget_minutes": params["tasks"][task]["train"].get("budget_minutes"),
         "workspace": str(workspace),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        **newest_run(workspace, params, modality, since_ms),
+        **newest_run(workspace, params, task, since_ms),
         **({"note": args.note} if args.note else {}),
         **({"ablation": args.ablation} if args.ablation else {}),
     }

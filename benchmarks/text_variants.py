@@ -33,7 +33,7 @@ def config_settings(path: Path = Path(__file__).parent / "configs" / "ag_news.ya
     its training settings, so the looks train the model the pipeline's runs train."""
     import yaml
 
-    text = yaml.safe_load(path.read_text())["text"]
+    (text,) = yaml.safe_load(path.read_text())["tasks"].values()
     architecture = {key: text["model"][key] for key in ("embed_dim", "depth", "num_heads", "mlp_ratio", "dropout")}
     return architecture, text["model"] | text["train"]
 

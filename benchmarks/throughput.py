@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 def prepared(project: Path, modality: str):
     """The modality's spec, train params, splits and a freshly built model, as the train stage makes them."""
-    from tasks.modalities import get
+    from tasks.kinds import get
     from tasks.params import load_params
     from tasks.reproducibility import set_seeds
 
@@ -96,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from tasks.modalities import MODALITIES
+    from tasks.kinds import MODALITIES
 
     project = args.project.resolve()
     modalities = args.modality or [m for m in MODALITIES if (project / "data" / m).is_dir()]

@@ -1,4 +1,4 @@
-"""Command line: `attnflow run | reproduce | sweep | compare | serve | deploy | status | monitor` (see `attnflow -h`).
+"""Command line: `attnflow run | reproduce | sweep | compare | schedule | model | monitor` (see `attnflow -h`).
 
 Each command imports what it needs when it runs: `attnflow run` starts Prefect's server first, so the server comes
 up while MLflow, Prefect and the pipeline import (seconds each). A user's mistake (bad params, a bad --set or --grid,
@@ -17,7 +17,6 @@ from pathlib import Path
 
 from tasks.executor import check_reachable
 from tasks.lineage import is_commit
-from tasks.modalities import MODALITIES, get
 from tasks.params import (
     ParamsError,
     configurations,
@@ -31,7 +30,7 @@ from tasks.params import (
 from tasks.serving.server import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV
 from tasks.tracking.store import tracking_uri
 
-EXIT_FAILED = 1  # a modality failed, `reproduce` found different metrics, or `monitor` found drift
+EXIT_FAILED = 1  # a task failed, `reproduce` found different metrics, or `monitor` found drift
 EXIT_INVALID = 2  # bad params, --set, --grid, run id, task or file: nothing ran
 EXIT_CODE_CHANGED = 3  # `reproduce`: the code differs from the run's commit (pass --allow-code-change)
 EXIT_BAD_DATA = 4  # an importer rejected the data (the message names the file and row); data/ is unchanged
@@ -39,7 +38,7 @@ EXIT_STORAGE = 5  # the DVC remote or global.results.storage failed (named, with
 EXIT_INTERRUPTED = 130  # SIGTERM or Ctrl-C: the open runs are closed as KILLED, the temporary server stopped
 EXIT_CODES = {
     0: "success",
-    EXIT_FAILED: "a modality failed, reproduce found different metrics, or monitor found drift",
+    EXIT_FAILED: "a task failed, reproduce found different metrics, or monitor found drift",
     EXIT_INVALID: "invalid input (params, --set, --grid, run id, task, file): nothing ran",
     EXIT_CODE_CHANGED: "reproduce: the code differs from the run's commit",
     EXIT_BAD_DATA: "the data was rejected by its importer (file and row named); data/ unchanged",
@@ -49,13 +48,14 @@ EXIT_CODES = {
 TRACKING_SERVER_TIMEOUT_S = 10  # how long `check_tracking_server` waits for an answer
 
 EXAMPLES = """examples:
-  attnflow run                                   every modality in params.yaml's global.modalities
-  attnflow run --modality image --set image.train.epochs=5 --set global.seed=7
-  attnflow sweep --modality text --grid model.depth=1,2 --grid train.lr=0.001,0.003
+  attnflow run                                   the tasks of params.yaml (global.tasks, else all of them)
+  attnflow run --task digit-classification --set tasks.digit-classification.train.epochs=5 --set global.seed=7
+  attnflow sweep --task language-id --grid model.depth=1,2 --grid train.lr=0.001,0.003
   attnflow compare --task digit-classification --markdown runs.md
-  PREFECT_API_URL=http://SERVER:4200/api attnflow deploy --pool attnflow   workers run the schedule
-  attnflow reproduce 3f2c...                     a modality run's id, from the MLflow UI or `attnflow run`
-  ATTNFLOW_SERVE_TOKEN=... attnflow serve-model --task digit-classification --host 0.0.0.0 [--variant compact]
+  attnflow schedule serve                        run the pipeline on global.schedule (a local Prefect server)
+  PREFECT_API_URL=http://SERVER:4200/api attnflow schedule deploy --pool attnflow   workers run the schedule
+  attnflow reproduce 3f2c...                     a task run's id, from the MLflow UI or `attnflow run`
+  ATTNFLOW_SERVE_TOKEN=... attnflow model serve --task digit-classification --host 0.0.0.0 [--variant compact]
   attnflow monitor --task digit-classification   compare served answers with the model's test split
 
 exit codes:
@@ -184,7 +184,7 @@ def run(args) -> int:
     with flows_module("flows.pipeline", args.params) as pipeline:
         result = pipeline.attention_pipeline(
             params_path=args.params,
-            modalities=args.modality or None,
+            tasks=args.task or None,
             force=args.force,
             params=params if overrides else None,
             tags={"cli_overrides": overrides} if overrides else None,
@@ -193,19 +193,19 @@ def run(args) -> int:
     print("\nResults")
     rows = [
         {
-            "modality": m,
-            "test metrics": ", ".join(f"{name} {r[name]:.4f}" for name in get(m).metrics),
+            "task": name,
+            "test metrics": ", ".join(f"{metric} {r[metric]:.4f}" for metric in params.kind(name).metrics),
             "run_id": r["run_id"],
             "cached_from_run_id": r["cached_from_run_id"] or "-",
         }
-        for m, r in result["modalities"].items()
+        for name, r in result["tasks"].items()
     ]
-    print_table(rows, ["modality", "test metrics", "run_id", "cached_from_run_id"])
-    for modality, metrics in result["modalities"].items():
+    print_table(rows, ["task", "test metrics", "run_id", "cached_from_run_id"])
+    for task, metrics in result["tasks"].items():
         if metrics["promotion"]:
             promotion = metrics["promotion"]
             print(
-                f"  {modality}: {promotion['registered_model']} v{promotion['version']} -> {promotion['alias']}: "
+                f"  {task}: {promotion['registered_model']} v{promotion['version']} -> {promotion['alias']}: "
                 f"{promotion['reason']}"
             )
     print(f"  data version (data.dvc md5): {result['data_md5']}")
@@ -221,7 +221,7 @@ def run(args) -> int:
 
 
 def check_run_exists(params_path: str, run_id: str) -> None:
-    """The run is a modality run of this project's tracking store (checked before a server starts)."""
+    """The run is a task run of this project's tracking store (checked before a server starts)."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -233,8 +233,8 @@ def check_run_exists(params_path: str, run_id: str) -> None:
         run = MlflowClient(uri).get_run(run_id)
     except MlflowException:
         raise UserError(f"no run {run_id!r} in the MLflow store {redact(uri)}") from None
-    if "modality" not in run.data.tags:
-        raise UserError(f"run {run_id} is not a modality run (a pipeline run? pick one of its modality runs)")
+    if "kind" not in run.data.tags:
+        raise UserError(f"run {run_id} is not a task run (a pipeline run? pick one of its task runs)")
     if not is_commit(run.data.tags.get("git_sha", "")):
         raise UserError(
             f"run {run_id} records no commit (git_sha {run.data.tags.get('git_sha')!r}): cannot check the code"
@@ -265,13 +265,13 @@ def reproduce(args) -> int:
 def sweep(args) -> int:
     grid = parse_grid(args.grid)
     params = load_params(args.params)
-    configurations(params, args.modality, grid)  # every combination valid, before any server
+    configurations(params, args.task, grid)  # every combination valid, before any server
     check_tracking_server(tracking_uri(project_root(args.params), params))
     check_reachable(params.global_.executor)
     with flows_module("flows.experiments", args.params) as experiments:
-        result = experiments.sweep(args.modality, grid, params_path=args.params)
-    spec = get(args.modality)
-    print(f"\nSweep {result['sweep_id']} ({args.modality}), ranked by {spec.primary_metric}")
+        result = experiments.sweep(args.task, grid, params_path=args.params)
+    spec = params.kind(args.task)
+    print(f"\nSweep {result['sweep_id']} ({args.task}), ranked by {spec.primary_metric}")
     print_table(result["rows"], [*result["keys"], *spec.metrics, "run_id"])
     return 0
 
@@ -313,7 +313,7 @@ def status(args) -> int:
     except ServerUnavailable as error:
         raise UserError(str(error), EXIT_FAILED) from None
     if not entries:
-        print("no deployments of the pipeline yet; create them with `attnflow serve`")
+        print("no deployments of the pipeline yet; create them with `attnflow schedule serve`")
     for entry in entries:
         print(f"{entry['name']}{'  (paused)' if entry['paused'] else ''}")
         print(f"  schedule: {', '.join(entry['schedules']) or 'none'}   parameters: {entry['parameters']}")
@@ -322,15 +322,6 @@ def status(args) -> int:
         for name, state, when in entry["last_runs"]:
             print(f"    {when}  {state:<10} {name}")
     return 0
-
-
-def modality_of(params, task: str) -> str:
-    """The modality of a task named in params.yaml (digit-classification, ...) or of a modality's own name."""
-    modality = next((m for m in params.present_modalities() if task in (m, params.section(m).task)), None)
-    if modality is None:
-        tasks = ", ".join(params.section(m).task for m in params.present_modalities())
-        raise UserError(f"unknown task {task!r}; choose from {tasks} (or a modality)")
-    return modality
 
 
 def serve_model(args) -> int:
@@ -344,7 +335,8 @@ def serve_model(args) -> int:
     from tasks.tracking.registry import CHAMPION, registered_model_name
 
     params = load_params(args.params)
-    name, alias = registered_model_name(params, modality_of(params, args.task)), args.variant or CHAMPION
+    params.task(args.task)  # an unknown task: ParamsError naming the tasks there are
+    name, alias = registered_model_name(params, args.task), args.variant or CHAMPION
     try:
         token = server.read_token(args.token_file, os.environ)
         server.check_bind(args.host, token)
@@ -399,16 +391,24 @@ def compare(args) -> int:
     from tasks.tracking.mlflow_tracking import connect
 
     params = load_params(args.params)
-    modality = modality_of(params, args.task)
+    spec = params.kind(args.task)  # an unknown task: ParamsError naming the tasks there are
     check_tracking_server(tracking_uri(project_root(args.params), params))
-    client, experiment_id = connect(project_root(args.params), params, modality)
-    rows = comparison.compare_runs(client, experiment_id, modality, args.sweep)
+    client, experiment_id = connect(project_root(args.params), params, args.task)
+    rows = comparison.compare_runs(client, experiment_id, spec, args.sweep)
     print(comparison.as_table(rows))
     if args.markdown:
         Path(args.markdown).write_text(comparison.as_markdown(rows))
     if args.csv:
         Path(args.csv).write_text(comparison.as_csv(rows))
     return 0
+
+
+def command(commands, name: str, summary: str, handler, parents: list, details: str = ""):
+    """A subcommand whose own -h says what it does: the summary in `attnflow -h`, summary and details in its own."""
+    description = f"{summary[0].upper()}{summary[1:]}.{' ' + details if details else ''}"
+    sub = commands.add_parser(name, parents=parents, help=summary, description=description)
+    sub.set_defaults(handler=handler)
+    return sub
 
 
 def parser() -> argparse.ArgumentParser:
@@ -423,90 +423,79 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--version", action="version", version=f"attnflow {version('attnflow')}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--params", default="params.yaml", help="params file; its folder is the project")
-    commands = root.add_subparsers(dest="command", required=True)
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run_parser = commands.add_parser(
-        "run", parents=[common], help="run the pipeline: prepare, version, train, evaluate, promote"
-    )
+    run_parser = command(
+        commands, "run", "run the pipeline: prepare, version, train, evaluate, explain, compress, promote", run,
+        [common], "Each stage is skipped when what it reads (params, data, code) is unchanged since a run made it.",
+    )  # fmt: skip
     run_parser.add_argument(
-        "--modality",
-        action="append",
-        choices=MODALITIES,
-        help="a modality to run (repeatable); default: global.modalities in params.yaml",
+        "--task", action="append", help="a task of params.yaml to run (repeatable); default: global.tasks, else all"
     )
     run_parser.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="override a params key for this run, e.g. image.train.epochs=5 (repeatable; validated like the file; "
-        "recorded on the runs as the tag cli_overrides and in their params.yaml artifact)",
+        help="override a params key for this run, e.g. tasks.digit-classification.train.epochs=5 (repeatable; "
+        "validated like the file; recorded on the runs as the tag cli_overrides and in their params.yaml artifact)",
     )
     run_parser.add_argument("--force", action="store_true", help="ignore the stage cache and run every stage")
-    run_parser.set_defaults(handler=run)
 
-    reproduce_parser = commands.add_parser(
-        "reproduce", parents=[common], help="re-run a tracked modality run and compare its metrics"
-    )
-    reproduce_parser.add_argument("run_id")
+    reproduce_parser = command(
+        commands, "reproduce", "re-run a tracked task run and compare its metrics", reproduce, [common],
+        "The run's params and data version (restored from DVC) are used; the code must be the run's commit.",
+    )  # fmt: skip
+    reproduce_parser.add_argument("run_id", help="a task run's id (the MLflow UI, or `attnflow run`'s table)")
     reproduce_parser.add_argument(
         "--allow-code-change", action="store_true", help="go on when the code differs from the run's recorded commit"
     )
-    reproduce_parser.set_defaults(handler=reproduce)
 
-    sweep_parser = commands.add_parser(
-        "sweep", parents=[common], help="run a grid of parameters for one modality and rank the runs"
-    )
-    sweep_parser.add_argument("--modality", required=True, choices=MODALITIES)
+    sweep_parser = command(commands, "sweep", "run a grid of settings for one task and rank the runs", sweep, [common])
+    sweep_parser.add_argument("--task", required=True, help="a task of params.yaml")
     sweep_parser.add_argument(
         "--grid",
         action="append",
         required=True,
         metavar="KEY=V1,V2",
-        help="a key of the modality's section and its values, e.g. model.depth=1,2 (repeatable)",
+        help="a key of the task's section and its values, e.g. model.depth=1,2 (repeatable)",
     )
-    sweep_parser.set_defaults(handler=sweep)
 
-    serve_parser = commands.add_parser(
-        "serve",
-        parents=[common],
-        help="serve the pipeline on params.yaml's "
-        "global.schedule (starts a local Prefect server unless PREFECT_API_URL is set)",
+    compare_parser = command(
+        commands, "compare", "print a table of a task's runs, best first (by its primary metric)", compare, [common]
     )
-    serve_parser.set_defaults(handler=serve)
-    deploy_parser = commands.add_parser(
-        "deploy",
-        parents=[common],
-        help="put the pipeline's scheduled deployments on a work pool of the Prefect server at PREFECT_API_URL, for "
-        "`prefect worker start --pool NAME` to run",
-    )
-    deploy_parser.add_argument("--pool", required=True, help="the work pool (create it: prefect work-pool create NAME "
-                               "--type process)")  # fmt: skip
-    deploy_parser.set_defaults(handler=deploy)
-    status_parser = commands.add_parser(
-        "status", parents=[common], help="list the pipeline's deployments, next and last runs"
-    )
-    status_parser.set_defaults(handler=status)
-
-    compare_parser = commands.add_parser(
-        "compare", parents=[common], help="table of a task's runs, best first (by its primary metric)"
-    )
-    compare_parser.add_argument(
-        "--task", required=True, help="a task from params.yaml (e.g. language-id) or a modality"
-    )
+    compare_parser.add_argument("--task", required=True, help="a task of params.yaml (e.g. language-id)")
     compare_parser.add_argument("--sweep", help="only the runs of this sweep (its sweep_id)")
     compare_parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     compare_parser.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
-    compare_parser.set_defaults(handler=compare)
 
-    serve_model_parser = commands.add_parser(
-        "serve-model",
-        parents=[common],
-        help=f"serve a task's registered model over HTTP (bearer token from ${TOKEN_ENV} or --token-file; "
-        "/invocations, /metrics, /version, /health)",
+    schedule_parser = commands.add_parser(
+        "schedule", help="run the pipeline on a schedule with Prefect (serve, deploy, status)",
+        description="Run the pipeline on params.yaml's global.schedule with Prefect: served by this process, or "
+        "deployed to a work pool whose workers run it.",
+    )  # fmt: skip
+    schedules = schedule_parser.add_subparsers(dest="schedule_command", required=True, metavar="COMMAND")
+    command(
+        schedules, "serve", "run the pipeline and the monitor on their schedules in this process", serve, [common],
+        "Starts a local Prefect server with its UI on :4200 unless PREFECT_API_URL is set.",
+    )  # fmt: skip
+    deploy_parser = command(
+        schedules, "deploy", "put the scheduled deployments on a work pool of the Prefect server", deploy, [common],
+        "The server is PREFECT_API_URL's; `prefect worker start --pool NAME` runs them where this checkout is.",
+    )  # fmt: skip
+    deploy_parser.add_argument("--pool", required=True, help="the work pool (create it: prefect work-pool create NAME "
+                               "--type process)")  # fmt: skip
+    command(schedules, "status", "list the scheduled deployments, their next and last runs", status, [common])
+
+    model_parser = commands.add_parser(
+        "model", help="serve a task's registered model", description="A task's registered models: serve one over HTTP."
     )
-    serve_model_parser.add_argument(
-        "--task", required=True, help="a task from params.yaml (e.g. digit-classification) or a modality"
-    )
+    models = model_parser.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
+    serve_model_parser = command(
+        models, "serve", "serve a task's registered model over HTTP", serve_model, [common],
+        f"Paths: /invocations, /metrics, /version, /health. A bearer token (${TOKEN_ENV} or --token-file) guards "
+        "every path but /health; without one the server listens on this machine only.",
+    )  # fmt: skip
+    serve_model_parser.add_argument("--task", required=True, help="a task of params.yaml (e.g. digit-classification)")
     serve_model_parser.add_argument(
         "--variant",
         metavar="ALIAS",
@@ -522,12 +511,12 @@ def parser() -> argparse.ArgumentParser:
     serve_model_parser.add_argument(
         "--token-file", metavar="FILE", help=f"a file holding the bearer token (instead of ${TOKEN_ENV})"
     )
-    serve_model_parser.set_defaults(handler=serve_model)
-    monitor_parser = commands.add_parser(
-        "monitor", parents=[common], help="compare the served classifiers' answers with their test split (drift)"
-    )
-    monitor_parser.add_argument("--task", help="one task from params.yaml (e.g. digit-classification) or a modality")
-    monitor_parser.set_defaults(handler=monitor)
+
+    monitor_parser = command(
+        commands, "monitor", "compare the served classifiers' answers with their test split (drift)", monitor,
+        [common], "Exits 1 when a feature drifted; the check is an MLflow run of <experiment>-monitoring.",
+    )  # fmt: skip
+    monitor_parser.add_argument("--task", help="one task of params.yaml (e.g. digit-classification); default: all")
     return root
 
 

@@ -9,9 +9,9 @@ from prefect import flow, get_run_logger
 
 from flows.pipeline import attention_pipeline, run_pipelines
 from tasks.executor import SEQUENTIAL, open_executor
+from tasks.kinds import get
 from tasks.lineage import code_changes_since, environment_changes
 from tasks.locking import project_lock
-from tasks.modalities import get
 from tasks.params import Params, configurations, load_params, project_root, with_overrides
 from tasks.tracking.mlflow_tracking import connect
 from tasks.training.budget import PLANNED_STEPS, schedule_kind
@@ -23,29 +23,29 @@ class CodeChangedError(RuntimeError):
 
 
 def read_recorded_run(client: MlflowClient, run_id: str) -> tuple[Params, str, dict]:
-    """The effective params, the data.dvc text and the tags a modality run recorded."""
+    """The effective params, the data.dvc text and the tags a task run recorded."""
     run = client.get_run(run_id)
-    if "modality" not in run.data.tags:
-        raise ValueError(f"run {run_id} is not a modality run (it has no 'modality' tag)")
+    if "task" not in run.data.tags:
+        raise ValueError(f"run {run_id} is not a task run (it has no 'task' tag)")
     params = Params.model_validate(yaml.safe_load(Path(client.download_artifacts(run_id, "params.yaml")).read_text()))
     dvc_file = Path(client.download_artifacts(run_id, "data.dvc")).read_text()
     return params, dvc_file, run.data.tags
 
 
-def replay_plan(params: Params, modality: str, metrics: dict) -> Params:
+def replay_plan(params: Params, task: str, metrics: dict) -> Params:
     """params with a budgeted training's recorded plan as a fixed number of steps (and no budget), so that a
     reproduction trains what the run trained (tasks/training/budget.py); unchanged when the run had no budget."""
-    if params.section(modality).train.budget_minutes is None or PLANNED_STEPS not in metrics:
+    if params.task(task).train.budget_minutes is None or PLANNED_STEPS not in metrics:
         return params
-    train = params.section(modality).train
+    train = params.task(task).train
     plan = {"train.max_steps": int(metrics[PLANNED_STEPS]), "train.budget_minutes": None,
             "train.lr_schedule": schedule_kind(train)}  # fmt: skip
-    return with_overrides(params, modality, plan)
+    return with_overrides(params, task, plan)
 
 
 @flow(name="reproduce")
 def reproduce(run_id: str, params_path: str = "params.yaml", allow_code_change: bool = False) -> dict:
-    """Re-run a modality run with its recorded params and data version; compare the test metrics exactly. Under the
+    """Re-run a task run with its recorded params and data version; compare the test metrics exactly. Under the
     project lock: it checks an old data version out, which no other run may see."""
     logger = get_run_logger()
     root = project_root(params_path)
@@ -62,7 +62,7 @@ def reproduce_locked(run_id: str, params_path: str, allow_code_change: bool, roo
         update={"global_": recorded_params.global_.model_copy(update={"tracking": current.global_.tracking})}
     )
     original = client.get_run(run_id).data.metrics
-    recorded_params = replay_plan(recorded_params, tags["modality"], original)  # a time budget's epochs, as trained
+    recorded_params = replay_plan(recorded_params, tags["task"], original)  # a time budget's epochs, as trained
 
     changed = code_changes_since(root, tags["git_sha"]) + environment_changes(tags)
     if changed and not allow_code_change:
@@ -78,7 +78,7 @@ def reproduce_locked(run_id: str, params_path: str, allow_code_change: bool, roo
     try:
         result = attention_pipeline(
             params_path=params_path,
-            modalities=[tags["modality"]],
+            tasks=[tags["task"]],
             force=True,
             params=recorded_params,
             tags={"reproduced_from_run_id": run_id},
@@ -87,10 +87,10 @@ def reproduce_locked(run_id: str, params_path: str, allow_code_change: bool, roo
         (root / "data.dvc").write_text(previous_dvc_file)
         run_dvc(root, "checkout", targets=[str(root / "data.dvc")], force=True)
 
-    new = result["modalities"][tags["modality"]]
+    new = result["tasks"][tags["task"]]
     comparison = {
         name: {"original": original[name], "reproduced": new[name], "match": original[name] == new[name]}
-        for name in get(tags["modality"]).metrics
+        for name in get(tags["kind"]).metrics
     }
     return {
         "run_id": new["run_id"],
@@ -102,39 +102,39 @@ def reproduce_locked(run_id: str, params_path: str, allow_code_change: bool, roo
 
 
 @flow(name="sweep")
-def sweep(modality: str, grid: dict[str, list], params_path: str = "params.yaml") -> dict:
+def sweep(task: str, grid: dict[str, list], params_path: str = "params.yaml") -> dict:
     """Run the pipeline for every combination of the grid; data preparation is shared through the stage cache."""
     sweep_id = uuid.uuid4().hex[:8]
     with project_lock(project_root(params_path), on_wait=get_run_logger().warning):
-        rows = sweep_configurations(modality, grid, params_path, sweep_id)
-    spec = get(modality)
+        rows = sweep_configurations(task, grid, params_path, sweep_id)
+    spec = load_params(params_path).kind(task)
     rows.sort(key=lambda row: spec.rank_key(row[spec.primary_metric]))  # best first, in the metric's direction
-    return {"sweep_id": sweep_id, "modality": modality, "keys": list(grid), "rows": rows}
+    return {"sweep_id": sweep_id, "task": task, "keys": list(grid), "rows": rows}
 
 
-def sweep_configurations(modality: str, grid: dict[str, list], params_path: str, sweep_id: str) -> list[dict]:
+def sweep_configurations(task: str, grid: dict[str, list], params_path: str, sweep_id: str) -> list[dict]:
     """Each configuration's pipeline run, tagged with the sweep: one after another, each its own pipeline flow run; or,
     with global.executor's kind dask, all at once on the cluster (``sweep_at_once``)."""
     base = load_params(params_path)
     runs = [
         (overrides, params, {"sweep_id": sweep_id, "sweep_config": ",".join(f"{k}={v}" for k, v in overrides.items())})
-        for overrides, params in configurations(base, modality, grid)  # all validated first
+        for overrides, params in configurations(base, task, grid)  # all validated first
     ]
     if base.global_.executor.kind != SEQUENTIAL:
-        return sweep_at_once(modality, runs, params_path, base)
+        return sweep_at_once(task, runs, params_path, base)
     rows = []
     for overrides, params, tags in runs:
-        result = attention_pipeline(params_path=params_path, modalities=[modality], params=params, tags=tags)
-        rows.append({**overrides, **result["modalities"][modality]})
+        result = attention_pipeline(params_path=params_path, tasks=[task], params=params, tags=tags)
+        rows.append({**overrides, **result["tasks"][task]})
     return rows
 
 
-def sweep_at_once(modality: str, runs: list[tuple[dict, Params, dict]], params_path: str, base: Params) -> list[dict]:
-    """The configurations' modality pipelines at once on the cluster: this flow (which holds the project lock)
+def sweep_at_once(task: str, runs: list[tuple[dict, Params, dict]], params_path: str, base: Params) -> list[dict]:
+    """The configurations' task pipelines at once on the cluster: this flow (which holds the project lock)
     prepares and versions their data, and opens and closes their pipeline runs; the workers train and evaluate."""
     logger = get_run_logger()
     with open_executor(base.global_.executor, logger) as executor:
         results = run_pipelines(
-            [(params, tags) for _, params, tags in runs], project_root(params_path), [modality], False, logger, executor
+            [(params, tags) for _, params, tags in runs], project_root(params_path), [task], False, logger, executor
         )
-    return [{**overrides, **result["modalities"][modality]} for (overrides, _, _), result in zip(runs, results)]
+    return [{**overrides, **result["tasks"][task]} for (overrides, _, _), result in zip(runs, results)]

@@ -3,15 +3,14 @@ test split's answers, logged when it was evaluated), per registered model and se
 
 Each check is an MLflow run of `<tracking.experiment>-monitoring` (figures per feature, drift.png). When a feature
 drifted, the notification block of global.monitor.notify_block (if any) is told, and the flow run ends Failed with
-the reason naming the drifted features: red in the Prefect UI and in `attnflow status`. Fewer answers than
+the reason naming the drifted features: red in the Prefect UI and in `attnflow schedule status`. Fewer answers than
 global.monitor.min_requests since the last check pass, saying so.
 """
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from tasks.modalities import get
-from tasks.modalities.classification import Classifier
+from tasks.kinds.classification import Classifier
 from tasks.monitoring.check import check_requests, notify
 from tasks.monitoring.drift import DRIFT
 from tasks.params import Params, load_params, project_root
@@ -26,13 +25,12 @@ class DriftDetected(RuntimeError):
 
 def monitored(params: Params, task: str | None = None) -> list[str]:
     """The registered models to check: those of the classifier tasks in params (their answers carry an input summary),
-    or of the one task (or modality) asked for; an unknown one is a ValueError naming the choices."""
-    classifiers = [m for m in params.present_modalities() if isinstance(get(m), Classifier)]
-    chosen = [m for m in classifiers if task in (None, m, params.section(m).task)]
+    or of the one task asked for; an unknown one is a ValueError naming the choices."""
+    classifiers = [name for name in params.tasks if isinstance(params.kind(name), Classifier)]
+    chosen = [name for name in classifiers if task in (None, name)]
     if not chosen:
-        tasks = ", ".join(params.section(m).task for m in classifiers)
-        raise ValueError(f"unknown task {task!r} to monitor; choose from {tasks} (or a modality)")
-    return [registered_model_name(params, m) for m in chosen]
+        raise ValueError(f"unknown task {task!r} to monitor; choose from {', '.join(classifiers)}")
+    return [registered_model_name(params, name) for name in chosen]
 
 
 @flow(name="monitor")

@@ -1,15 +1,15 @@
-"""The pipeline: prepare data for the selected modalities, version it with DVC once, then train, evaluate, explain,
-compress and promote each modality in its own subflow (and register the compact model of a new champion). MLflow:
-one "pipeline" run in `tracking.experiment`; each modality's run goes to its task's experiment
+"""The pipeline: prepare data for the selected tasks, version it with DVC once, then train, evaluate, explain,
+compress and promote each task in its own subflow (and register the compact model of a new champion). MLflow:
+one "pipeline" run in `tracking.experiment`; each task's run goes to the task's experiment
 (`<tracking.experiment>-<task>`, where runs of a task are compared) and is linked to the pipeline run by the tags
-`pipeline_run_id` and `mlflow.parentRunId` (the pipeline run holds `run_id.<modality>` tags back).
+`pipeline_run_id` and `mlflow.parentRunId` (the pipeline run holds `run_id.<task>` tags back).
 
 Stages are cached across flow runs (see tasks/caching.py): unchanged stages show as Cached in
-Prefect, and the modality run records which run produced the result (tag ``cached_from_run_id``).
-A modality that fails is marked FAILED in MLflow and does not stop the others; the pipeline then
-fails, naming the modalities that did.
+Prefect, and the task run records which run produced the result (tag ``cached_from_run_id``).
+A task that fails is marked FAILED in MLflow and does not stop the others; the pipeline then
+fails, naming the tasks that did.
 
-The modality subflows run one after another in this process, or at once on a Dask cluster (``global.executor``,
+The task subflows run one after another in this process, or at once on a Dask cluster (``global.executor``,
 tasks/executor.py); data preparation, DVC and the pipeline's own MLflow run stay in this process either way.
 """
 
@@ -25,7 +25,6 @@ from tasks.caching import call_cached, digest
 from tasks.executor import THREADS_TAG, exclusive, open_executor, use_worker_threads
 from tasks.lineage import lineage_tags
 from tasks.locking import project_lock
-from tasks.modalities import MODALITIES, get
 from tasks.params import Params, load_params, project_root, public_dump
 from tasks.stages.compress import compress_model, register_compact_model
 from tasks.stages.evaluate import evaluate_model
@@ -50,12 +49,12 @@ from tasks.tracking.mlflow_tracking import (
 
 
 class PipelineFailed(RuntimeError):
-    """A modality failed (the others ran); its MLflow run is FAILED with the error."""
+    """A task failed (the others ran); its MLflow run is FAILED with the error."""
 
 
-@flow(name="modality-pipeline", flow_run_name="{modality}")
-def modality_pipeline(
-    modality: str,
+@flow(name="task-pipeline", flow_run_name="{task}")
+def task_pipeline(
+    task: str,
     params: Params,
     root: Path,
     parent_run_id: str,
@@ -64,27 +63,27 @@ def modality_pipeline(
     force: bool = False,
     tags: dict | None = None,
 ) -> dict:
-    """Train, evaluate and promote one modality, recorded as one MLflow run in its task's experiment."""
-    client, experiment_id = connect(root, params, modality)
-    section, metrics = params.section(modality), get(modality).metrics
+    """Train, evaluate and promote one task, recorded as one MLflow run in the task's experiment."""
+    client, experiment_id = connect(root, params, task)
+    section, metrics = params.task(task), params.kind(task).metrics
     run_tags = {
         MLFLOW_PARENT_RUN_ID: parent_run_id,
         "pipeline_run_id": parent_run_id,
-        "modality": modality,
-        "task": section.task,
+        "task": task,
+        "kind": section.kind,
         "prefect_flow_run_id": flow_run.get_id(),
         **process_tags(root),
         **lineage,
         **(tags or {}),
     }
-    run_id = client.create_run(experiment_id, run_name=run_name(modality, section), tags=run_tags).info.run_id
-    client.set_tag(parent_run_id, f"run_id.{modality}", run_id)
+    run_id = client.create_run(experiment_id, run_name=run_name(params.kind(task), section), tags=run_tags).info.run_id
+    client.set_tag(parent_run_id, f"run_id.{task}", run_id)
     try:
-        client.log_inputs(run_id, datasets=split_inputs(root, modality, section.task, lineage["data_md5"]))
+        client.log_inputs(run_id, datasets=split_inputs(root, task, params.kind(task), lineage["data_md5"]))
         log_params(client, run_id, section.model_dump())
         client.log_text(run_id, yaml.safe_dump(public_dump(params), sort_keys=False), "params.yaml")
         client.log_text(run_id, (root / "data.dvc").read_text(), "data.dvc")
-        stage_inputs = dict(modality=modality, params=params, root=root, run_id=run_id, data_recipe=data_recipe)
+        stage_inputs = dict(task=task, params=params, root=root, run_id=run_id, data_recipe=data_recipe)
         trained = call_cached(  # a checkpoint trained in another clone is fetched from the run that trained it
             train_model,
             force=force,
@@ -97,7 +96,7 @@ def modality_pipeline(
         evaluated = call_cached(
             evaluate_model, force=force, outputs_exist=lambda r: True, trained=trained, **stage_inputs
         )
-        if get(modality).explainer:
+        if params.kind(task).explainer:
             explained = call_cached(
                 explain_model, force=force, outputs_exist=lambda r: True, trained=trained, **stage_inputs
             )
@@ -115,17 +114,17 @@ def modality_pipeline(
                 client.set_tag(run_id, "compact_variant", compressed["variant"])
                 client.set_tag(run_id, "compact_reason", compressed["reason"])
         cached_from = None if evaluated["run_id"] == run_id else evaluated["run_id"]
-        client.update_run(run_id, name=f"{run_name(modality, section)} ({run_kind(run_tags, cached_from)})")
+        client.update_run(run_id, name=f"{run_name(params.kind(task), section)} ({run_kind(run_tags, cached_from)})")
         if cached_from:  # every stage came from the cache: point at the run that made (and promoted) the result
             client.set_tag(run_id, "cached_from_run_id", cached_from)
             log_metrics(client, run_id, {name: evaluated[name] for name in metrics})
             promotion = None
         else:
-            with exclusive(f"attnflow-promote-{root}-{modality}"):  # parallel runs of a task take turns
-                promotion = promote_model(modality, params, root, run_id)
+            with exclusive(f"attnflow-promote-{root}-{task}"):  # parallel runs of a task take turns
+                promotion = promote_model(task, params, root, run_id)
         if compressed:  # tagged either way; registered with the alias `compact` when it compresses the champion
-            with exclusive(f"attnflow-promote-{root}-{modality}"):
-                register_compact_model(modality, params, root, run_id, compressed, evaluated["run_id"])
+            with exclusive(f"attnflow-promote-{root}-{task}"):
+                register_compact_model(task, params, root, run_id, compressed, evaluated["run_id"])
     except BaseException as error:
         fail_run(client, run_id, error)
         raise
@@ -139,9 +138,9 @@ def modality_pipeline(
     }
 
 
-@task(name="modality-pipeline-on-worker", task_run_name="{modality}", cache_policy=NO_CACHE)
-def modality_on_worker(
-    modality: str,
+@task(name="task-pipeline-on-worker", task_run_name="{task}", cache_policy=NO_CACHE)
+def task_on_worker(
+    task: str,
     params: Params,
     root: Path,
     parent_run_id: str,
@@ -151,34 +150,34 @@ def modality_on_worker(
     tags: dict | None,
     slots_by_host: dict[str, int],
 ) -> dict:
-    """A modality's subflow in a Dask worker (Prefect submits tasks to a task runner, not flows), with the worker's
+    """A task's subflow in a Dask worker (Prefect submits tasks to a task runner, not flows), with the worker's
     torch threads set first and recorded on its MLflow run (tag torch_threads)."""
     threads = use_worker_threads(slots_by_host)
-    get_run_logger().info("%s: training with %d torch threads on this worker", modality, threads)
+    get_run_logger().info("%s: training with %d torch threads on this worker", task, threads)
     tags = {**(tags or {}), THREADS_TAG: str(threads)}
-    return modality_pipeline(modality, params, root, parent_run_id, lineage, data_recipe, force, tags)
+    return task_pipeline(task, params, root, parent_run_id, lineage, data_recipe, force, tags)
 
 
 @flow(name="attention-pipeline")
 def attention_pipeline(
     params_path: str = "params.yaml",
-    modalities: list[str] | None = None,
+    tasks: list[str] | None = None,
     force: bool = False,
     params: Params | None = None,
     tags: dict | None = None,
 ) -> dict:
-    """Prepare -> version -> (train -> evaluate -> promote) per modality; returns each modality's run id, test
+    """Prepare -> version -> (train -> evaluate -> promote) per task; returns each task's run id, test
     metrics and promotion decision.
 
     ``params`` replaces the file's contents when given (reproduce, sweeps); the project is still the
     folder of ``params_path``. ``tags`` are added to every MLflow run (``sweep_id`` picks out a sweep's
-    runs for ``attnflow compare --sweep``); ``force`` ignores the stage cache. The modalities run one after another,
+    runs for ``attnflow compare --sweep``); ``force`` ignores the stage cache. The tasks run one after another,
     or at once on a Dask cluster (global.executor, tasks/executor.py).
     """
     logger = get_run_logger()
     params = params or load_params(params_path)  # invalid params stop here, before any work
     root = project_root(params_path)
-    selected = selected_modalities(params, modalities)
+    selected = selected_tasks(params, tasks)
     with (
         project_lock(root, on_wait=logger.warning),  # one pipeline at a time per project (tasks/locking.py)
         open_executor(params.global_.executor, logger) as executor,  # a scheduler that does not answer stops here
@@ -186,21 +185,20 @@ def attention_pipeline(
         return run_pipelines([(params, tags)], root, selected, force, logger, executor)[0]
 
 
-def selected_modalities(params: Params, modalities: list[str] | None) -> list[str]:
-    selected = modalities or params.global_.modalities
-    unknown = sorted(set(selected) - set(MODALITIES))
-    if unknown:
-        raise ValueError(f"unknown modalities {unknown}; choose from {', '.join(MODALITIES)}")
-    return selected
+def selected_tasks(params: Params, tasks: list[str] | None) -> list[str]:
+    """The tasks to run: those asked for (--task), else params.yaml's selection (Params.selected_tasks)."""
+    for name in tasks or ():
+        params.task(name)  # an unknown one: ParamsError naming the tasks there are
+    return list(tasks or params.selected_tasks())
 
 
 def run_pipelines(runs: list[tuple[Params, dict | None]], root: Path, selected: list[str], force: bool, logger,
                   executor) -> list[dict]:  # fmt: skip
     """Pipeline runs (one per (params, tags): the pipeline, or a sweep's configurations), under the project lock.
 
-    Runs that read the same data share one preparation and one DVC version, in this process; their modality
+    Runs that read the same data share one preparation and one DVC version, in this process; their task
     pipelines then go to the executor together. Runs whose data differ take turns, as data/ holds one version.
-    Returns each run's result, in order; a run whose modalities failed raises PipelineFailed once all have ended.
+    Returns each run's result, in order; a run whose tasks failed raises PipelineFailed once all have ended.
     """
     results, failures = [None] * len(runs), []
     for group in same_data(runs, root, selected):
@@ -209,16 +207,16 @@ def run_pipelines(runs: list[tuple[Params, dict | None]], root: Path, selected: 
         try:  # interrupted, or a worker's error escaped: no run of the group is left RUNNING
             for index in group:
                 opened[index] = open_pipeline_run(runs[index], root, selected, lineage_of[index], logger)
-            outcomes = executor.run(modality_pipeline, modality_on_worker, jobs(opened, runs, root, selected, recipes,
+            outcomes = executor.run(task_pipeline, task_on_worker, jobs(opened, runs, root, selected, recipes,
                                                                                   lineage_of, force))  # fmt: skip
         except BaseException as error:
             for client, parent in opened.values():
-                close_open_modality_runs(client, parent, error)
+                close_open_task_runs(client, parent, error)
                 fail_run(client, parent, error)
             raise
         errors = []
         for index, (client, parent) in opened.items():  # each closed, whatever happens to the others
-            mine = {modality: outcomes[(index, modality)] for modality in selected}
+            mine = {name: outcomes[(index, name)] for name in selected}
             try:
                 results[index] = close_pipeline_run(
                     client, parent, runs[index][0], root, mine, lineage_of[index], logger
@@ -235,25 +233,25 @@ def run_pipelines(runs: list[tuple[Params, dict | None]], root: Path, selected: 
 
 
 def jobs(opened: dict, runs: list, root: Path, selected: list[str], recipes: dict, lineage_of: dict, force: bool):
-    """The arguments of each (run, modality)'s modality pipeline."""
+    """The arguments of each (run, task)'s task pipeline."""
     return {
-        (index, modality): dict(
-            modality=modality,
+        (index, name): dict(
+            task=name,
             params=runs[index][0],
             root=root,
             parent_run_id=parent,
             lineage=lineage_of[index],
-            data_recipe=recipes[modality],
+            data_recipe=recipes[name],
             force=force,
             tags=runs[index][1],
         )  # fmt: skip
         for index, (_, parent) in opened.items()
-        for modality in selected
+        for name in selected
     }
 
 
 def same_data(runs: list[tuple[Params, dict | None]], root: Path, selected: list[str]) -> list[list[int]]:
-    """The runs' indices grouped by the data they read (every selected modality's recipe), in order of appearance."""
+    """The runs' indices grouped by the data they read (every selected task's recipe), in order of appearance."""
     groups = {}
     for index, (params, _) in enumerate(runs):
         groups.setdefault(digest({m: data_recipe(m, params, root) for m in selected}), []).append(index)
@@ -261,7 +259,7 @@ def same_data(runs: list[tuple[Params, dict | None]], root: Path, selected: list
 
 
 def prepare_and_version(group: list[int], runs: list, root: Path, selected: list[str], force: bool):
-    """Prepare the group's data (cached) and version it with DVC once, in this process; returns each modality's recipe
+    """Prepare the group's data (cached) and version it with DVC once, in this process; returns each task's recipe
     and each run's lineage tags."""
     params = runs[group[0]][0]
     recipes = {
@@ -269,7 +267,7 @@ def prepare_and_version(group: list[int], runs: list, root: Path, selected: list
             prepare_data,
             force=force,
             outputs_exist=lambda recipe: dataset_matches(root, recipe),
-            modality=m,
+            task=m,
             params=params,
             root=root,
             recipe=data_recipe(m, params, root),
@@ -281,12 +279,12 @@ def prepare_and_version(group: list[int], runs: list, root: Path, selected: list
 
 
 def open_pipeline_run(run: tuple[Params, dict | None], root: Path, selected: list[str], lineage: dict, logger):
-    """The pipeline's MLflow run, opened (and the task experiments its modality runs go to made, before they run at
+    """The pipeline's MLflow run, opened (and the experiments its task runs go to made, before they run at
     once); returns the client and the run's id."""
     params, tags = run
     client, experiment_id = connect(root, params)
-    for modality in selected:
-        connect(root, params, modality)
+    for name in selected:
+        connect(root, params, name)
     for run_id in close_stale_runs(client, root):
         logger.warning("closed run %s as KILLED: the process that ran it died without closing it", run_id)
     parent = client.create_run(
@@ -294,7 +292,7 @@ def open_pipeline_run(run: tuple[Params, dict | None], root: Path, selected: lis
         run_name="pipeline",
         tags={
             "prefect_flow_run_id": flow_run.get_id(),
-            "modalities": ",".join(selected),
+            "tasks": ",".join(selected),
             **process_tags(root),
             **lineage,
             **(tags or {}),
@@ -310,41 +308,41 @@ def open_pipeline_run(run: tuple[Params, dict | None], root: Path, selected: lis
 
 def close_pipeline_run(client, parent_run_id: str, params: Params, root: Path, outcomes: dict, lineage: dict,
                        logger) -> dict:  # fmt: skip
-    """Record the modality runs' outcomes on the pipeline run and close it, FINISHED, or FAILED naming the modalities
+    """Record the task runs' outcomes on the pipeline run and close it, FINISHED, or FAILED naming the tasks
     that failed (PipelineFailed); whatever goes wrong here, the run is closed, never left RUNNING."""
     results, failed = {}, []
     try:
-        for modality, outcome in outcomes.items():
+        for name, outcome in outcomes.items():
             if isinstance(outcome, BaseException):  # its worker was lost: nothing closed its run
-                logger.error("%s: its Dask worker was lost: %s", modality, outcome)
-                close_open_modality_runs(client, parent_run_id, outcome, modality)
-                failed.append(modality)
+                logger.error("%s: its Dask worker was lost: %s", name, outcome)
+                close_open_task_runs(client, parent_run_id, outcome, name)
+                failed.append(name)
             elif outcome.is_completed():
-                results[modality] = outcome.result()
+                results[name] = outcome.result()
             else:
-                failed.append(modality)
-        for key in TRAINING_ENVIRONMENT:  # the pipeline run lists those of its modality runs
+                failed.append(name)
+        for key in TRAINING_ENVIRONMENT:  # the pipeline run lists those of its task runs
             client.set_tag(parent_run_id, key, ",".join(sorted({result[key] for result in results.values()})))
         report_results(params, root, results, failed)  # in the Prefect UI: metrics table, promotions, links
         if failed:
-            raise PipelineFailed(f"modalities failed: {', '.join(failed)} (see their MLflow runs and Prefect logs)")
+            raise PipelineFailed(f"tasks failed: {', '.join(failed)} (see their MLflow runs and Prefect logs)")
     except BaseException as error:
         fail_run(client, parent_run_id, error)
         raise
     client.set_terminated(parent_run_id, "FINISHED")
-    for modality, result in results.items():
+    for name, result in results.items():
         cached = f", cached from run {result['cached_from_run_id']}" if result["cached_from_run_id"] else ""
-        figures = ", ".join(f"{name} {result[name]:.4f}" for name in get(modality).metrics)
-        logger.info("%s: %s (MLflow run %s%s)", modality, figures, result["run_id"], cached)
-    return {"parent_run_id": parent_run_id, "data_md5": lineage["data_md5"], "modalities": results}
+        figures = ", ".join(f"{metric} {result[metric]:.4f}" for metric in params.kind(name).metrics)
+        logger.info("%s: %s (MLflow run %s%s)", name, figures, result["run_id"], cached)
+    return {"parent_run_id": parent_run_id, "data_md5": lineage["data_md5"], "tasks": results}
 
 
-def close_open_modality_runs(client, parent_run_id: str, error: BaseException, modality: str | None = None) -> None:
-    """Close as FAILED the modality runs of this pipeline run (or only the modality's) that were left RUNNING: by a
-    lost worker, or by an interruption while the modalities ran elsewhere."""
+def close_open_task_runs(client, parent_run_id: str, error: BaseException, task: str | None = None) -> None:
+    """Close as FAILED the task runs of this pipeline run (or only the task's) that were left RUNNING: by a
+    lost worker, or by an interruption while the tasks ran elsewhere."""
     experiments = [experiment.experiment_id for experiment in client.search_experiments()]
     query = f"attributes.status = 'RUNNING' and tags.pipeline_run_id = '{parent_run_id}'"
-    if modality is not None:
-        query += f" and tags.modality = '{modality}'"
+    if task is not None:
+        query += f" and tags.task = '{task}'"
     for run in client.search_runs(experiments, query):
         fail_run(client, run.info.run_id, error)

@@ -21,7 +21,7 @@ CODE_ROOT = Path(__file__).resolve().parents[1]  # this checkout: a worker runs 
 
 
 class WorkPoolMissing(LookupError):
-    """The Prefect server has no work pool of the name given to `attnflow deploy --pool`."""
+    """The Prefect server has no work pool of the name given to `attnflow schedule deploy --pool`."""
 
 
 def from_checkout(flow: Flow) -> Flow:
@@ -32,7 +32,7 @@ def from_checkout(flow: Flow) -> Flow:
 
 
 def deployments(params_path: str | Path, pool: str | None = None) -> list:
-    """One deployment running every modality, or with schedule.per_modality one per modality (modalities=[m]); and the
+    """One deployment running the selected tasks, or with schedule.per_task one per task (tasks=[name]); and the
     monitor's, on global.monitor.cron (in the schedule's timezone). With a work pool, its workers run them (with the
     code of this checkout); else the process that serves them does."""
     params_path = Path(params_path).resolve()
@@ -41,19 +41,19 @@ def deployments(params_path: str | Path, pool: str | None = None) -> list:
     pipeline, monitoring = (
         (attention_pipeline, monitor) if pool is None else map(from_checkout, (attention_pipeline, monitor))
     )
-    groups = (
-        {f"{DEPLOYMENT}-{m}": [m] for m in params.global_.modalities} if schedule.per_modality else {DEPLOYMENT: None}
-    )
+    groups = {DEPLOYMENT: None}
+    if schedule.per_task:
+        groups = {f"{DEPLOYMENT}-{name}": [name] for name in params.selected_tasks()}
     return [
         pipeline.to_deployment(
             name=name,
             work_pool_name=pool,
             schedules=[Cron(schedule.cron, timezone=schedule.timezone)],
             tags=["attnflow"],
-            parameters={"params_path": str(params_path), "modalities": modalities},
+            parameters={"params_path": str(params_path), "tasks": tasks},
             description=f"attention_pipeline on {params_path}",
         )
-        for name, modalities in groups.items()
+        for name, tasks in groups.items()
     ] + [
         monitoring.to_deployment(
             name=DEPLOYMENT,

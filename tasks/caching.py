@@ -1,12 +1,12 @@
 """Stage cache keys: a stage is skipped when what it reads is unchanged.
 
-Each stage declares its inputs once (``Stage``): the parts of params.yaml it reads, the task arguments that carry
+Each stage declares its inputs once (``Stage``): the parts of params.yaml it reads, the stage arguments that carry
 earlier stages' results, and its module. The code it runs is not listed by hand: it is the stage's module, the
-modality's module and its model's module, and every project module they import, followed through the imports
+task kind's module and its model's module, and every project module they import, followed through the imports
 (``code_closure``), so a change to any of them (a helper, the model, the serving wrapper) re-runs the stage and
 what depends on it, and nothing else. The data's own code (a generator, an importer) is part of the data recipe,
-which the prepare stage produces and the later stages read. The unit is a file: a change to a modality's module
-re-runs all of that modality's training and evaluation, whichever part of it changed.
+which the prepare stage produces and the later stages read. The unit is a file: a change to a kind's module
+re-runs the training and evaluation of every task of that kind, whichever part of it changed.
 
 Prefect persists task results under these keys, so a hit carries over between flow runs and shows as ``Cached``.
 
@@ -106,9 +106,9 @@ def code_fingerprint(*modules: str, root: Path | None = None) -> str:
 class Stage:
     """What one stage reads, declared once; its cache key follows from it.
 
-    params: what it reads of params.yaml: sub-sections of the modality's section ("model"), or "global.<key>";
+    params: what it reads of params.yaml: sub-sections of the task's section ("model"), or "global.<key>";
     upstream: the task arguments that hold earlier stages' results (a data recipe, a trained checkpoint);
-    module: the stage's module. The code it runs is that module and, with modality_code, the modality's module and
+    module: the stage's module. The code it runs is that module and, with kind_code, the task's kind's module and
     its model's, and the modules the spec names in the spec_code attributes, with all they import.
     """
 
@@ -116,20 +116,18 @@ class Stage:
     params: tuple[str, ...]
     upstream: tuple[str, ...]
     module: str
-    modality_code: bool = True
+    kind_code: bool = True
     spec_code: tuple[str, ...] = ()  # spec attributes naming more code it runs, 'module:function' (the explainer)
 
-    def code_modules(self, modality: str) -> tuple[str, ...]:
-        if not self.modality_code:
+    def code_modules(self, spec) -> tuple[str, ...]:
+        """The modules whose code the stage runs for a task of this kind (spec)."""
+        if not self.kind_code:
             return (self.module,)
-        from tasks.modalities import get
-
-        spec = get(modality)
         named = [getattr(spec, attribute).partition(":")[0] for attribute in self.spec_code]
         return self.module, type(spec).__module__, spec.model_module, *named
 
-    def param_values(self, params, modality: str) -> dict:
-        section = params.section(modality)
+    def param_values(self, params, task: str) -> dict:
+        section = params.task(task)
         return {
             path: getattr(params.global_, path.removeprefix("global."))
             if path.startswith("global.")
@@ -138,13 +136,13 @@ class Stage:
         }
 
     def task_options(self) -> dict:
-        """The Prefect @task options every cached stage shares: named after the stage (one task run per modality),
+        """The Prefect @task options every cached stage shares: named after the stage (one task run per task),
         keyed by cache_key, its result persisted as JSON in a storage that reads back nothing else."""
         from tasks.result_storage import RESULT_STORAGE
 
         return {
             "name": self.name,
-            "task_run_name": f"{self.name}-{{modality}}",
+            "task_run_name": f"{self.name}-{{task}}",
             "cache_key_fn": self.cache_key,
             "persist_result": True,
             "result_serializer": RESULT_SERIALIZER,
@@ -152,18 +150,18 @@ class Stage:
         }
 
     def cache_key(self, _context, inputs: dict) -> str:
-        """Prefect's cache_key_fn: the stage, the modality, the MLflow store its result points into (not the
+        """Prefect's cache_key_fn: the stage, the task, the MLflow store its result points into (not the
         project's path: the module docstring says why), what it reads and its code."""
         from tasks.params import redact
         from tasks.tracking.mlflow_tracking import tracking_uri
 
-        modality = inputs["modality"]
+        task = inputs["task"]
         return f"{self.name}-" + digest(
-            modality,
+            task,
             redact(tracking_uri(inputs["root"], inputs["params"])),
-            self.param_values(inputs["params"], modality),
+            self.param_values(inputs["params"], task),
             [inputs[name] for name in self.upstream],
-            code_fingerprint(*self.code_modules(modality)),
+            code_fingerprint(*self.code_modules(inputs["params"].kind(task))),
         )
 
 

@@ -4,8 +4,8 @@ params.yaml's numbers are tuned for the built-in data. A user who imports a data
 whatever the data; with ``auto`` (or, for a key that has no number of its own, by leaving it out) the train stage
 resolves the key from what it reads: the number of training examples and classes, the token lengths of the training
 split, the image size. An explicit number always wins. The rules are small pure functions here (the size tiers shared
-by every modality) and in each modality's module (what only it knows: its depths, its lengths, its augmentation);
-each modality's ``auto_values`` applies them, and ``Modality.resolve`` puts the resolved values into the section, so
+by every kind) and in each kind's module (what only it knows: its depths, its lengths, its augmentation);
+each kind's ``auto_values`` applies them, and ``Kind.resolve`` puts the resolved values into the section, so
 that the model's arguments in the checkpoint, and every stage that rebuilds the model from them, hold numbers.
 
 The rules (also in README "Your own data"):
@@ -40,7 +40,7 @@ token lengths: the 99th percentile of the training split's token counts (with th
 to a multiple of 8, at least 16 and at most 512 (attention's cost grows with the square of the length).
 
 The cache stays right: the train stage's key holds the params (with ``auto``), the data's recipe (which fixes the
-prepared data these rules read) and the code (this module, imported by every modality's), so the resolved values are
+prepared data these rules read) and the code (this module, imported by every kind's), so the resolved values are
 a function of the key.
 """
 
@@ -140,7 +140,7 @@ def token_length(lengths, extra: int = 0) -> int:
 def size_values(model, train_examples: int, depth_keys: dict[str, object] | None = None) -> dict[str, int]:
     """The resolved model-size keys of a model section ({"model.embed_dim": 96, ...}) that say auto. depth_keys: the
     section's depth keys and how each follows from the tier's depth (a function of it; an explicit depth key that
-    another follows is the modality's to read); default {"depth": same}."""
+    another follows is the kind's to read); default {"depth": same}."""
     size = model_size(train_examples, model.embed_dim, AUTO, model.num_heads)
     values = {"embed_dim": size.embed_dim, "num_heads": size.num_heads}
     for key, from_depth in (depth_keys or {"depth": lambda depth: depth}).items():

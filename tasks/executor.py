@@ -1,7 +1,7 @@
-"""Where a pipeline's modality runs go (params.yaml's ``global.executor``): one after another in the flow's process
+"""Where a pipeline's kind runs go (params.yaml's ``global.executor``): one after another in the flow's process
 (``sequential``, the default), or at once on a Dask cluster (``dask``), through prefect-dask's task runner.
 
-Only the modality pipelines fan out. Data preparation and DVC stay in the flow's process, before the fan-out: DVC locks
+Only the task pipelines fan out. Data preparation and DVC stay in the flow's process, before the fan-out: DVC locks
 its repository, and data/ holds one version at a time. The project lock (tasks/locking.py) stays with the flow's
 process too; a worker never takes it (the lock is the parent's, and a worker waiting for it would wait for ever).
 
@@ -20,7 +20,7 @@ from tasks.params import ExecutorParams, ParamsError
 SEQUENTIAL = "sequential"
 CONNECT_SECONDS = 10  # how long a scheduler at global.executor.address has to answer
 RELEASE_SECONDS = 10  # for a worker's Prefect to send its last logs and events
-THREADS_TAG = "torch_threads"  # on a modality run trained on a Dask worker: the torch threads it used
+THREADS_TAG = "torch_threads"  # on a task run trained on a Dask worker: the torch threads it used
 
 
 class ExecutorUnavailable(ParamsError):
@@ -99,7 +99,7 @@ def open_executor(settings: ExecutorParams, logger):
             executor = Dask(runner)
         except (OSError, TimeoutError) as error:
             raise ExecutorUnavailable(f"cannot reach {where}: {error}") from None
-        logger.info("modality pipelines run on %s (tasks per machine: %s)", where, describe(executor.slots_by_host))
+        logger.info("task pipelines run on %s (tasks per machine: %s)", where, describe(executor.slots_by_host))
         try:
             yield executor
         finally:

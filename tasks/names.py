@@ -2,9 +2,9 @@
 
 CHECKPOINT = "checkpoint.pt"  # outputs/<run id>/: the trained weights and what rebuilds the model
 COMPACT_CHECKPOINT = "compact.pt"  # outputs/<run id>/: the compress stage's chosen variant (tasks/stages/compress.py)
-TOKENIZER = "tokenizer.json"  # outputs/<run id>/: the subword vocabulary of token-based modalities
+TOKENIZER = "tokenizer.json"  # outputs/<run id>/: the subword vocabulary of token-based kinds
 LABELS = "labels.json"  # beside the checkpoint: class names, logged with the pytorch model
-RECIPE_FILE = "dataset.json"  # data/<modality>/: the recipe the data was built from
+RECIPE_FILE = "dataset.json"  # data/<task>/: the recipe the data was built from
 
 MODEL_ARTIFACT = "model"  # the mlflow.pytorch model of a run
 SERVING_ARTIFACT = "serving"  # the mlflow.pyfunc model a run registers and serves (raw inputs in)

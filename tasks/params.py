@@ -1,23 +1,27 @@
 """params.yaml: its schema, validated on load, and where the project's paths come from.
 
-The file has a ``global`` section and one section per modality; each modality module (tasks/modalities/) declares its
-own section's schema, and this module puts them together. Unknown keys, wrong types and out-of-range values stop
-the run before any work, with the offending key named (``ParamsError``).
+The file has a ``global`` section and ``tasks``: any number of named tasks, each of a kind (text, image, ...). Each
+kind's module (tasks/kinds/) declares the schema of its tasks' sections, and this module puts them together.
+Unknown keys, wrong types and out-of-range values stop the run before any work, with the offending key named
+(``ParamsError``).
 """
 
+import functools
 import itertools
+import operator
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from cronsim import CronSim, CronSimError
-from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from tasks.modalities import MODALITIES, REGISTRY
+from tasks.kinds import KINDS, REGISTRY, get
+from tasks.kinds.base import Kind
 from tasks.schema import CompressParams, ExplainParams, Section, ServingLimits
 
 
@@ -39,11 +43,11 @@ def checked_cron(cron: str) -> str:
 
 
 class ScheduleParams(Section):
-    """When `attnflow serve` runs the pipeline: a cron string read in an IANA timezone."""
+    """When `attnflow schedule serve` runs the pipeline: a cron string read in an IANA timezone."""
 
     cron: str = "0 3 * * *"
     timezone: str = "UTC"
-    per_modality: bool = False  # true: one deployment per modality, each with modalities=[m]
+    per_task: bool = False  # true: one deployment per task, each with tasks=[t]
 
     @field_validator("cron")
     @classmethod
@@ -95,7 +99,7 @@ class ResultsParams(Section):
 
 
 class ExecutorParams(Section):
-    """Where the modality pipelines (and a sweep's configurations) run: one after another in the flow's process
+    """Where the task pipelines (and a sweep's configurations) run: one after another in the flow's process
     (``sequential``), or at once on a Dask cluster (``dask``, tasks/executor.py): a local one started for the run
     with ``workers`` processes, or the running scheduler at ``address``. Data preparation and DVC stay in the flow's
     process either way."""
@@ -132,7 +136,7 @@ class ExecutorParams(Section):
 class GlobalParams(Section):
     seed: int = Field(42, ge=0, le=2**32 - 1)  # what NumPy's and torch's generators take
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    modalities: list[Literal[MODALITIES]] = list(MODALITIES)
+    tasks: list[str] | None = None  # the tasks a run trains, in this order; None: every task of the file, in its order
     tracking: TrackingParams = TrackingParams()
     schedule: ScheduleParams = ScheduleParams()
     serving: ServingLimits = ServingLimits()
@@ -143,36 +147,68 @@ class GlobalParams(Section):
     executor: ExecutorParams = ExecutorParams()
 
 
-class ParamsBase(Section):
-    """A modality's section may be left out when the modality is not run (e.g. a params file for one dataset)."""
+# A task's name names its data folder (data/<name>/), its MLflow experiment and registered model, and its stages'
+# cache keys: letters and digits, with _ and - inside: a safe folder name, a URL part, and no dot (params keys are
+# dotted: tasks.<name>.train.lr).
+TASK_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?"
+# The section of a task: the schema of its kind, picked by its `kind` key.
+# (A callable discriminator: a literal one would refuse Section's field validator, which sees every field.)
+TaskSection = Annotated[
+    functools.reduce(operator.or_, (Annotated[spec.params, Tag(name)] for name, spec in REGISTRY.items())),
+    Discriminator(lambda value: value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)),
+]
+
+
+class Params(Section):
+    """The whole file: `global` and the named tasks, each of a kind (tasks/kinds/)."""
 
     global_: GlobalParams = Field(GlobalParams(), alias="global")
+    tasks: dict[str, TaskSection] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def tasks_are_named(cls, raw):
+        """A file written before tasks had names (a `text:` section beside `global`) is told what changed; a task
+        without `kind` is told the kinds there are (pydantic would only say it cannot pick a schema)."""
+        if not isinstance(raw, dict):
+            return raw
+        old = [key for key in raw if key in REGISTRY]
+        if old:
+            raise ValueError(
+                f"sections {old} name kinds: since tasks have names, each task goes under `tasks:` with its kind, "
+                f"e.g. tasks: {{my-task: {{kind: {old[0]}, data: ..., model: ..., train: ...}}}}"
+            )
+        tasks = raw.get("tasks")
+        if isinstance(tasks, dict):
+            for name, section in tasks.items():
+                if not isinstance(name, str) or not re.fullmatch(TASK_NAME, name):
+                    raise ValueError(f"tasks.{name}: a task's name is letters and digits, with _ or - inside")
+                if isinstance(section, dict) and section.get("kind") not in REGISTRY:
+                    given = f"{section['kind']!r} is not one" if "kind" in section else "it has none"
+                    raise ValueError(f"tasks.{name}.kind: every task names its kind ({', '.join(KINDS)}); {given}")
+        return raw
 
     @model_validator(mode="after")
-    def selected_modalities_have_sections(self):
-        missing = [modality for modality in self.global_.modalities if getattr(self, modality) is None]
-        if missing:
-            raise ValueError(
-                f"global.modalities lists {missing} but the file has no section for "
-                f"{'it' if len(missing) == 1 else 'them'}"
-            )
+    def selected_tasks_exist(self):
+        unknown = [name for name in self.global_.tasks or () if name not in self.tasks]
+        if unknown:
+            raise ValueError(f"global.tasks names {unknown}, which `tasks` lacks (it has {', '.join(self.tasks)})")
         return self
 
-    def section(self, modality: str):
-        """The modality's section (its spec's ``params`` model)."""
-        section = getattr(self, modality)
-        if section is None:
-            raise ParamsError(f"params have no `{modality}` section (needed to run {modality})")
-        return section
+    def task(self, name: str):
+        """The section of the named task (its kind's ``params`` model)."""
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise ParamsError(f"unknown task {name!r}; the params have {', '.join(self.tasks)}") from None
 
-    def present_modalities(self) -> list[str]:
-        return [modality for modality in MODALITIES if getattr(self, modality) is not None]
+    def kind(self, name: str) -> Kind:
+        """The kind of the named task: what knows its data, model, metrics and serving (tasks/kinds/)."""
+        return get(self.task(name).kind)
 
-
-# The whole file: `global` and one optional section per registered modality.
-Params = create_model(
-    "Params", __base__=ParamsBase, **{name: (spec.params | None, None) for name, spec in REGISTRY.items()}
-)
+    def selected_tasks(self) -> list[str]:
+        """The tasks a run trains: global.tasks, or every task of the file."""
+        return list(self.global_.tasks or self.tasks)
 
 
 class ParamsError(ValueError):
@@ -182,7 +218,7 @@ class ParamsError(ValueError):
 def problems(error: ValidationError) -> str:
     """A validation error as one line: each problem as its dotted key, the message and the value given."""
     return "; ".join(
-        f"{'.'.join(str(part) for part in problem['loc']) or '(top level)'}: {problem['msg']}"
+        f"{dotted_key(problem['loc']) or '(top level)'}: {problem['msg']}"
         + ("" if problem["type"] == "missing" or isinstance(problem["input"], dict) else f" (got {problem['input']!r})")
         for problem in error.errors()
     )
@@ -221,11 +257,20 @@ def load_params(path: str | Path) -> Params:
         raise ParamsError(f"{path}: invalid params: {problems(error)}") from None
 
 
+def dotted_key(location: tuple) -> str:
+    """Where a problem is, as the key a user writes: ('tasks', 'news', 'text', 'model', 'depth') ->
+    tasks.news.model.depth (pydantic puts the kind that picked a task's schema into the location)."""
+    parts = [str(part) for part in location]
+    if len(parts) > 2 and parts[0] == "tasks" and parts[2] in REGISTRY:
+        del parts[2]
+    return ".".join(parts)
+
+
 def parse_assignment(text: str) -> tuple[str, object]:
-    """'image.train.lr=0.01' -> ('image.train.lr', 0.01): the value is read as YAML (numbers, booleans, lists)."""
+    """'global.seed=7' -> ('global.seed', 7): the value is read as YAML (numbers, booleans, lists)."""
     key, sign, value = text.partition("=")
     if not sign or not key.strip() or not value.strip():
-        raise ParamsError(f"{text!r} must look like section.key=value, e.g. image.train.epochs=5")
+        raise ParamsError(f"{text!r} must look like section.key=value, e.g. tasks.digits.train.epochs=5")
     try:
         return key.strip(), yaml.safe_load(value)
     except yaml.YAMLError:
@@ -233,7 +278,7 @@ def parse_assignment(text: str) -> tuple[str, object]:
 
 
 def override(params: Params, values: dict[str, object]) -> Params:
-    """A copy of params with dotted keys (image.train.lr, global.seed) set to new values and validated again; an
+    """A copy of params with dotted keys (tasks.digits.train.lr, global.seed) set to new values and validated again; an
     unknown key or an invalid value raises ParamsError naming it."""
     raw = params.model_dump(mode="json", by_alias=True)
     for dotted, value in values.items():
@@ -266,16 +311,17 @@ def parse_grid(assignments: list[str]) -> dict[str, list]:
     return grid
 
 
-def with_overrides(params: Params, modality: str, overrides: dict) -> Params:
-    """A copy of params with dotted keys of one modality's section replaced (model.depth -> image.model.depth),
+def with_overrides(params: Params, task: str, overrides: dict) -> Params:
+    """A copy of params with dotted keys of one task's section replaced (model.depth -> tasks.<task>.model.depth),
     validated again."""
-    return override(params, {f"{modality}.{key}": value for key, value in overrides.items()})
+    params.task(task)  # an unknown task is named as such, not as a missing section
+    return override(params, {f"tasks.{task}.{key}": value for key, value in overrides.items()})
 
 
-def configurations(base: Params, modality: str, grid: dict[str, list]) -> list[tuple[dict, Params]]:
+def configurations(base: Params, task: str, grid: dict[str, list]) -> list[tuple[dict, Params]]:
     """Every combination of a sweep's grid with its validated params (an invalid one raises ParamsError first)."""
     combinations = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    return [(overrides, with_overrides(base, modality, overrides)) for overrides in combinations]
+    return [(overrides, with_overrides(base, task, overrides)) for overrides in combinations]
 
 
 def redact(uri: str | None) -> str | None:

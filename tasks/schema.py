@@ -1,5 +1,5 @@
-"""The parts of params.yaml every modality's section is built from: each modality module (tasks/modalities/) declares
-its own section from these, and tasks/params.py assembles the whole file.
+"""The parts of params.yaml every task's section is built from: each kind's module (tasks/kinds/) declares the
+section of its tasks from these, and tasks/params.py assembles the whole file.
 
 Every section forbids unknown keys and is frozen, so a typo stops the run with the key named and a stage cannot
 change what another reads.
@@ -115,7 +115,7 @@ class DecodeParams(EvalParams):
     decode_len_ratio: float = Field(1.5, gt=0)  # and at most ratio * source length (tokens, frames) + 10
 
     def decode_settings(self) -> dict:
-        """The keyword arguments of decoding (tasks/modalities/sequence.py decode_batches)."""
+        """The keyword arguments of decoding (tasks/kinds/sequence.py decode_batches)."""
         return self.model_dump(
             include={"beam_size", "length_penalty", "max_decode_len", "decode_len_ratio", "batch_size"}
         )
@@ -138,13 +138,13 @@ class AttentionParams(Section):
 
     def attention_args(self) -> dict:
         """The arguments every model in attn_models takes for its attention layers (of a resolved section: `auto` is
-        turned into numbers by Modality.resolve before a model is built)."""
+        turned into numbers by Kind.resolve before a model is built)."""
         args = {"embed_dim": self.embed_dim, "num_heads": self.num_heads, "mlp_ratio": self.mlp_ratio,
                 "dropout": self.dropout}  # fmt: skip
         unresolved = [key for key, value in args.items() if is_auto(value)]
         if unresolved:
             raise ValueError(f"model {', '.join(unresolved)} still 'auto': the section must be resolved first "
-                             "(Modality.resolve)")  # fmt: skip
+                             "(Kind.resolve)")  # fmt: skip
         return args
 
     @model_validator(mode="after")
@@ -168,16 +168,18 @@ class ModelParams(AttentionParams):
         return super().attention_args() | {"pool": self.pool}
 
 
-class ModalityParams(Section):
-    """What every modality's section has besides its own data and model sub-sections."""
+class TaskParams(Section):
+    """What every task's section has besides its own data and model sub-sections: its kind (each kind's section
+    narrows it to its own name, which is how params.yaml picks the schema of a task) and how it trains and
+    evaluates."""
 
-    task: str = Field(min_length=1)  # what the model predicts; names the MLflow experiment and registered model
+    kind: str
     train: TrainParams
     eval: EvalParams = EvalParams()
 
 
 class DataSection(Section):
-    """A modality's data: built-in generated data (builtin) or the user's own (import_from, which wins when set).
+    """A task's data: built-in generated data (builtin) or the user's own (import_from, which wins when set).
     Subclasses declare both fields with their own types."""
 
     @model_validator(mode="after")

@@ -15,13 +15,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.params import MODALITIES
-
 REPO = Path(__file__).resolve().parents[1]
+# The built-in tasks of params.yaml, one of each kind: tests name them by these constants.
+TEXT, IMAGE, SPEECH, TRANSLATION, ASR = (
+    "language-id", "digit-classification", "keyword-spotting", "translation-de-en", "connected-digits"
+)  # fmt: skip
+BUILTIN_TASKS = {"text": TEXT, "image": IMAGE, "speech": SPEECH, "translation": TRANSLATION, "asr": ASR}  # by kind
 
 
-CACHED_STAGES = ("prepare-data-", "train-", "evaluate-", "explain-", "compress-")  # task run names: <stage>-<modality>
-SECOND_RUN_MODALITIES = ("image", "translation")  # what the session's second pipeline run trains (pipeline_runs)
+CACHED_STAGES = ("prepare-data-", "train-", "evaluate-", "explain-", "compress-")  # task run names: <stage>-<task>
+SECOND_RUN_TASKS = (IMAGE, TRANSLATION)  # what the session's second pipeline run trains (pipeline_runs)
 SERVER_FIXTURES = {"prefect_server", "real_server"}  # tests using them (directly or not) run a Prefect server
 
 
@@ -91,23 +94,24 @@ def mlflow_uri_globals():
 def tiny_params() -> dict:
     """The real params.yaml, shrunk: little data, one short epoch, small models."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["text"]["data"]["builtin"]["samples_per_class"] = 20
-    params["speech"]["data"]["builtin"].update(words=["yes", "no", "up"], speakers_per_word=8)
-    params["translation"]["data"]["builtin"].update(num_pairs=200, max_phrases=2)
-    params["translation"]["model"].update(vocab_size=200, encoder_depth=1, decoder_depth=1, max_len=32)
-    params["translation"]["eval"].update(beam_size=2, max_decode_len=12)
-    params["asr"]["data"]["builtin"].update(num_speakers=8, utterances_per_speaker=3, max_words=3,
-                                             val_fraction=0.15, test_fraction=0.15)  # fmt: skip
-    params["asr"]["model"].update(vocab_size=40, n_mels=20)
-    params["asr"]["eval"].update(beam_size=2, max_decode_len=12)
+    tasks = params["tasks"]
+    tasks[TEXT]["data"]["builtin"]["samples_per_class"] = 20
+    tasks[SPEECH]["data"]["builtin"].update(words=["yes", "no", "up"], speakers_per_word=8)
+    tasks[TRANSLATION]["data"]["builtin"].update(num_pairs=200, max_phrases=2)
+    tasks[TRANSLATION]["model"].update(vocab_size=200, encoder_depth=1, decoder_depth=1, max_len=32)
+    tasks[TRANSLATION]["eval"].update(beam_size=2, max_decode_len=12)
+    tasks[ASR]["data"]["builtin"].update(num_speakers=8, utterances_per_speaker=3, max_words=3,
+                                         val_fraction=0.15, test_fraction=0.15)  # fmt: skip
+    tasks[ASR]["model"].update(vocab_size=40, n_mels=20)
+    tasks[ASR]["eval"].update(beam_size=2, max_decode_len=12)
     params["global"]["explain"].update(samples=4, steps=4, viewer_examples=2)
     params["global"]["compress"].update(latency_repeats=2, importance_batches=1, finetune_steps=1)
-    for modality in MODALITIES:
-        model = params[modality]["model"]
+    for section in tasks.values():
+        model = section["model"]
         model.update(embed_dim=16, num_heads=2)
         model.update({key: 1 for key in ("depth", "encoder_depth", "decoder_depth") if key in model})
-        params[modality]["train"].update(epochs=1, max_batches_per_epoch=2, warmup_epochs=0)
-        params[modality]["eval"]["attention_maps"] = 2
+        section["train"].update(epochs=1, max_batches_per_epoch=2, warmup_epochs=0)
+        section["eval"]["attention_maps"] = 2
     return params
 
 
@@ -155,9 +159,10 @@ def prefect_server():
 def pipeline_runs(tmp_path_factory, prefect_server):
     """Two real pipeline runs in one tiny project, shared by the whole session (about a minute each).
 
-    The first trains image longer (3 epochs); the second is deliberately worse (learning rate 1e-6, one batch), so on
-    the same test data it must not take the `champion` alias. Both carry the tag sweep_id=s1. The second runs image
-    (a classifier) and translation (a sequence task) only: the promotion rule is the same code for every task (its
+    The first trains the image task longer (3 epochs); the second is deliberately worse (learning rate 1e-6, one batch),
+    so on the same test data it must not take the `champion` alias. Both carry the tag sweep_id=s1. The second runs
+    the image task (a classifier) and translation (a sequence task) only: the promotion rule is the same code for every
+    task (its
     lower-is-better side is tested in test_promotion.py), and the other three would add half a minute to every
     `make test`. Its image model pools with attention (`model.pool`), so that path runs through every stage.
     Returns (project, first result, second result).
@@ -169,13 +174,13 @@ def pipeline_runs(tmp_path_factory, prefect_server):
         monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")  # tiny trainings last seconds
         project = make_tiny_project(tmp_path_factory.mktemp("pipelines") / "project")
         params = tiny_params()
-        params["image"]["train"].update(epochs=3, max_batches_per_epoch=10, lr=0.005)
+        params["tasks"][IMAGE]["train"].update(epochs=3, max_batches_per_epoch=10, lr=0.005)
         write_params(project, params)
         first = attention_pipeline(params_path=str(project / "params.yaml"), tags={"sweep_id": "s1"})
-        params["global"]["modalities"] = list(SECOND_RUN_MODALITIES)
-        for modality in SECOND_RUN_MODALITIES:
-            params[modality]["train"].update(lr=1e-6, max_batches_per_epoch=1)
-        params["image"]["model"]["pool"] = "attention"
+        params["global"]["tasks"] = list(SECOND_RUN_TASKS)
+        for name in SECOND_RUN_TASKS:
+            params["tasks"][name]["train"].update(lr=1e-6, max_batches_per_epoch=1)
+        params["tasks"][IMAGE]["model"]["pool"] = "attention"
         write_params(project, params)
         second = attention_pipeline(params_path=str(project / "params.yaml"), tags={"sweep_id": "s1"})
         yield project, first, second
@@ -183,15 +188,16 @@ def pipeline_runs(tmp_path_factory, prefect_server):
 
 def stage_states(project: Path, result: dict, tracking_uri: str | None = None) -> dict[str, str]:
     """The state of each cached stage (prepare-data, train, evaluate, explain) of one pipeline run, by task run name
-    ({"train-image": "Cached", ...}), read from the Prefect server: the tasks of the pipeline's flow run and of its
-    modality subflows, whose ids the run's MLflow runs carry (tag prefect_flow_run_id), in the project's store or
+    ({"train-digit-classification": "Cached", ...}), read from the Prefect server: the tasks of the pipeline's flow
+    run and of its task subflows, whose ids the run's MLflow runs carry (tag prefect_flow_run_id), in the project's
+    store or
     the one tracking_uri names."""
     from mlflow.tracking import MlflowClient
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     client = MlflowClient(tracking_uri or f"sqlite:///{project / 'mlflow.db'}")
-    run_ids = [result["parent_run_id"], *(r["run_id"] for r in result["modalities"].values())]
+    run_ids = [result["parent_run_id"], *(r["run_id"] for r in result["tasks"].values())]
     flow_runs = [client.get_run(run_id).data.tags["prefect_flow_run_id"] for run_id in run_ids]
     with get_client(sync_client=True) as prefect:
         task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_runs)), limit=200)

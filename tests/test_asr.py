@@ -14,7 +14,8 @@ import soundfile
 
 from tasks.data.asr_data import generate_asr_dataset, import_asr, read_split
 from tasks.data.importers import DataImportError
-from tasks.modalities import get
+from tasks.kinds import get
+from tests.conftest import ASR
 from tests.test_import import write_rows
 
 SMALL = dict(num_speakers=6, utterances_per_speaker=2, min_words=2, max_words=3, val_fraction=0.2, test_fraction=0.2)
@@ -172,7 +173,7 @@ def test_champion_transcribes_raw_audio_with_its_alignment(pipeline_runs):
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     model = mlflow.pyfunc.load_model("models:/attnflow-connected-digits@champion")
-    data = project / "data" / "asr"
+    data = project / "data" / ASR
     rows = read_split(data, "test")
     audio = [base64.b64encode((data / row["path"]).read_bytes()).decode() for row in rows[:2]]
     samples = soundfile.read(data / rows[0]["path"], dtype="float32")[0].tolist()

@@ -189,7 +189,7 @@ def test_a_joined_input_is_localized_on_the_part_of_the_predicted_class():
 def test_a_text_is_joined_with_the_next_test_text_of_another_class():
     from types import SimpleNamespace
 
-    from tasks.modalities import get
+    from tasks.kinds import get
 
     test = [(torch.tensor([1, 2]), 0), (torch.tensor([3]), 0), (torch.tensor([4, 5, 6]), 1)]
     e = SimpleNamespace(splits=SimpleNamespace(test=test), checkpoint={"model_args": {"max_len": 4}})

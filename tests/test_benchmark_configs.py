@@ -12,19 +12,19 @@ CONFIGS = sorted(path.stem for path in real_data.CONFIGS.glob("*.yaml"))
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_config_is_valid_and_names_its_target(name, tmp_path):
-    params, modality, benchmark = real_data.load_config(name, tmp_path)
+    params, task, benchmark = real_data.load_config(name, tmp_path)
     loaded = Params.model_validate(params)
-    assert loaded.global_.modalities == [modality] and loaded.present_modalities() == [modality]
-    assert loaded.section(modality).data.import_from.path.startswith(str(tmp_path))  # made absolute
+    assert loaded.selected_tasks() == [task]  # one task a config
+    assert loaded.task(task).data.import_from.path.startswith(str(tmp_path))  # made absolute
     assert {"dataset", "metric", "target"} <= set(benchmark)
 
 
 def test_overrides_are_validated_and_applied(tmp_path):
-    params, modality, _ = real_data.load_config("ag_news", tmp_path)
-    changed = real_data.apply_overrides(params, modality, ["train.epochs=2", "model.depth=1"])
-    assert changed["text"]["train"]["epochs"] == 2 and changed["text"]["model"]["depth"] == 1
-    with pytest.raises(ParamsError, match="train.epoch"):
-        real_data.apply_overrides(params, modality, ["train.epoch=2"])
+    params, task, _ = real_data.load_config("ag_news", tmp_path)
+    changed = real_data.apply_overrides(params, task, ["train.epochs=2", "model.depth=1"])
+    assert changed["tasks"][task]["train"]["epochs"] == 2 and changed["tasks"][task]["model"]["depth"] == 1
+    with pytest.raises(ParamsError, match=f"tasks.{task}.train.epoch: no such key"):
+        real_data.apply_overrides(params, task, ["train.epoch=2"])
 
 
 def test_the_table_keeps_the_newest_result_per_config_and_device(tmp_path, monkeypatch):
@@ -59,11 +59,12 @@ def test_an_ablation_is_measured_against_its_recipe_as_written_even_when_the_con
     the ablation's commit with the ablation's values of the keys that run sets: after the config took up mixing,
     the earlier mixing ablation's run is the reference, not the older config run at the same budget; a quick pair
     that turns mixing off in both is a pair; a repeat of the same change is not a reference; a commit not in the
-    repository has none."""
+    repository has none. The old config is in the layout from before tasks had names (a section named after its
+    kind), the new one in today's: a recipe is compared across the two."""
     configs = {
-        "old": "benchmark: {target: 0.75}\nglobal: {modalities: [image]}\nimage: {train: {epochs: 30}}\n",
-        "new": "benchmark: {target: 0.75}\nglobal: {modalities: [image]}\n"
-        "image: {train: {budget_minutes: 60, epochs: 1000, mixup_alpha: 0.8}}\n",
+        "old": "benchmark: {target: 0.75}\nglobal: {modalities: [image]}\nimage: {task: cifar, train: {epochs: 30}}\n",
+        "new": "benchmark: {target: 0.75}\ntasks: {cifar: {kind: image, train: {budget_minutes: 60, epochs: 1000, "
+        "mixup_alpha: 0.8}}}\n",
     }
     monkeypatch.setattr(real_data, "config_at", lambda sha, config: configs.get(sha))
     budget = "--set train.budget_minutes=60 --set train.epochs=1000"

@@ -14,7 +14,7 @@ from tasks.training.budget import (
     measured_pace,
     planned_steps,
 )
-from tests.conftest import tiny_params
+from tests.conftest import IMAGE, tiny_params
 
 
 def test_the_plan_fills_the_budget_to_the_nearest_step_within_its_bounds():
@@ -71,18 +71,26 @@ def tiny():
 
 
 def test_a_budget_needs_a_warmup_epoch_and_a_positive_number_of_minutes():
-    cosine = {"image.train.budget_minutes": 10, "image.train.warmup_epochs": 0, "image.train.lr_schedule": "cosine"}
-    with pytest.raises(ParamsError, match=r"image\.train.*warmup_epochs >= 1"):
+    cosine = {
+        f"tasks.{IMAGE}.train.budget_minutes": 10,
+        f"tasks.{IMAGE}.train.warmup_epochs": 0,
+        f"tasks.{IMAGE}.train.lr_schedule": "cosine",
+    }
+    with pytest.raises(ParamsError, match=rf"tasks\.{IMAGE}\.train.*warmup_epochs >= 1"):
         override(tiny(), cosine)
-    override(tiny(), {**cosine, "image.train.lr_schedule": "wsd"})  # its plan waits for the decay, not warm-up
-    with pytest.raises(ParamsError, match=r"image\.train\.budget_minutes"):
-        override(tiny(), {"image.train.budget_minutes": 0})
+    override(tiny(), {**cosine, f"tasks.{IMAGE}.train.lr_schedule": "wsd"})  # its plan waits for the decay, not warm-up
+    with pytest.raises(ParamsError, match=rf"tasks\.{IMAGE}\.train\.budget_minutes"):
+        override(tiny(), {f"tasks.{IMAGE}.train.budget_minutes": 0})
 
 
 def test_reproduce_trains_the_recorded_plan_without_the_budget():
-    budget = {"image.train.budget_minutes": 10, "image.train.epochs": 100, "image.train.warmup_epochs": 1}
+    budget = {
+        f"tasks.{IMAGE}.train.budget_minutes": 10,
+        f"tasks.{IMAGE}.train.epochs": 100,
+        f"tasks.{IMAGE}.train.warmup_epochs": 1,
+    }
     budgeted = override(tiny(), budget)
-    replayed = replay_plan(budgeted, "image", {PLANNED_STEPS: 157.0, "test_accuracy": 0.9})
-    train = replayed.image.train
+    replayed = replay_plan(budgeted, IMAGE, {PLANNED_STEPS: 157.0, "test_accuracy": 0.9})
+    train = replayed.task(IMAGE).train
     assert (train.max_steps, train.budget_minutes, train.lr_schedule) == (157, None, "wsd")
-    assert replay_plan(tiny(), "image", {PLANNED_STEPS: 157.0}) == tiny()  # no budget: as recorded
+    assert replay_plan(tiny(), IMAGE, {PLANNED_STEPS: 157.0}) == tiny()  # no budget: as recorded

@@ -6,6 +6,7 @@ from PIL import Image
 
 from tasks.data.builtin_image import generate_image_dataset
 from tasks.params import ParamsError, load_params, override
+from tests.conftest import IMAGE
 
 
 def pixels(path) -> np.ndarray:
@@ -41,4 +42,4 @@ def test_a_digit_larger_than_the_image_is_refused_with_the_keys_named(tmp_path):
     with pytest.raises(ValueError, match="digit_size must be between 8 and image_size"):
         generate_image_dataset(tmp_path, image_size=16, digit_size=24)
     with pytest.raises(ParamsError, match=r"data.builtin.digit_size \(48\) must be at most data.image_size \(32\)"):
-        override(load_params("params.yaml"), {"image.data.builtin.digit_size": 48})
+        override(load_params("params.yaml"), {f"tasks.{IMAGE}.data.builtin.digit_size": 48})

@@ -12,13 +12,13 @@ from tasks.params import Params
 from tasks.stages.prepare import builtin_recipe
 from tasks.stages.train import STAGE
 from tasks.tracking.checkpoints import checkpoint_path, fetch_trained, log_trained, relative_checkpoint
-from tests.conftest import tiny_params
+from tests.conftest import TEXT, tiny_params
 
 LOGGER = logging.getLogger("test")
 
 
 def train_key(root, params) -> str:
-    inputs = {"modality": "text", "params": params, "root": root, "data_recipe": builtin_recipe("text", params)}
+    inputs = {"task": TEXT, "params": params, "root": root, "data_recipe": builtin_recipe(TEXT, params)}
     return STAGE.cache_key(None, inputs)
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from flows.cli import EXIT_BAD_DATA, EXIT_INVALID
-from tests.conftest import REPO, tiny_params, write_params
+from tests.conftest import IMAGE, REPO, TEXT, tiny_params, write_params
 from tests.test_import import write_rows
 
 pytestmark = pytest.mark.integration  # the command line, run in its own process as a user runs it
@@ -32,14 +32,17 @@ def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *phras
 @pytest.mark.parametrize(
     "arguments, phrases",
     [
-        (["sweep", "--modality", "image", "--grid", "model.depth"], ["--grid 'model.depth' must look like"]),
-        (["sweep", "--modality", "image", "--grid", "model.dept=1,2"], ["image.model.dept: no such key"]),
-        (["sweep", "--modality", "image", "--grid", "model.depth=0,1"], ["image.model.depth", "(got 0)"]),
+        (["sweep", "--task", IMAGE, "--grid", "model.depth"], ["--grid 'model.depth' must look like"]),
+        (["sweep", "--task", IMAGE, "--grid", "model.dept=1,2"], [f"tasks.{IMAGE}.model.dept: no such key"]),
+        (["sweep", "--task", IMAGE, "--grid", "model.depth=0,1"], [f"tasks.{IMAGE}.model.depth", "(got 0)"]),
         (["reproduce", "0123456789abcdef"], ["no run '0123456789abcdef'", "no MLflow store at"]),
         (["compare", "--task", "nope"], ["unknown task 'nope'", "language-id"]),
         (["run", "--params", "missing.yaml"], ["missing.yaml: cannot read params: No such file"]),
-        (["run", "--set", "image.train.epochs=0"], ["--set image.train.epochs=0", "greater than or equal to 1"]),
-        (["run", "--set", "image.train.epoch=3"], ["image.train.epoch: no such key"]),
+        (
+            ["run", "--set", f"tasks.{IMAGE}.train.epochs=0"],
+            ["--set image.train.epochs=0", "greater than or equal to 1"],
+        ),
+        (["run", "--set", f"tasks.{IMAGE}.train.epoch=3"], [f"tasks.{IMAGE}.train.epoch: no such key"]),
         (["run", "--set", "nonsense"], ["--set nonsense", "must look like section.key=value"]),
     ],
 )
@@ -52,7 +55,7 @@ def test_a_mistake_is_one_line_and_exit_2_before_anything_runs(tmp_path, argumen
 
 def test_bad_params_name_the_key(tmp_path):
     params = tiny_params()
-    params["text"]["train"]["epochs"] = "three"
+    params["tasks"][TEXT]["train"]["epochs"] = "three"
     write_params(tmp_path, params)
     result = attnflow(tmp_path, "run")
     assert_one_line_error(result, EXIT_INVALID, "params.yaml: invalid params: text.train.epochs", "'three'")
@@ -81,10 +84,10 @@ def test_data_an_importer_rejects_is_one_line_with_the_traceback_in_the_log(tiny
     write_rows(tiny_project / "train.csv", [["text", "label"], *[[f"w {i}", "ab"[i % 2]] for i in range(20)]])
     write_rows(tiny_project / "test.tsv", [["text", "label"], ["w x", "a"], ["w y", "b"]], "\t")
     params = tiny_params()
-    params["text"]["data"] = {"import_from": {"path": "train.csv", "test": {"path": "test.tsv"}}}
+    params["tasks"][TEXT]["data"] = {"import_from": {"path": "train.csv", "test": {"path": "test.tsv"}}}
     write_params(tiny_project, params)
-    result = attnflow(tiny_project, "run", "--modality", "text", timeout=300)
+    result = attnflow(tiny_project, "run", "--task", TEXT, timeout=300)
     assert_one_line_error(result, EXIT_BAD_DATA, "test.tsv: missing column", "looks tab-separated: set layout: tsv")
     log = (tiny_project / ".prefect" / "attnflow.log").read_text()
     assert "Traceback" in log and "DataImportError" in log
-    assert not (tiny_project / "data" / "text").exists() and not (tiny_project / "data.dvc").exists()
+    assert not (tiny_project / "data" / TEXT).exists() and not (tiny_project / "data.dvc").exists()

@@ -3,6 +3,7 @@
 import csv
 
 from flows.cli import main
+from tests.conftest import IMAGE
 
 
 def test_compare_ranks_the_two_runs(pipeline_runs, tmp_path, capsys):
@@ -31,7 +32,7 @@ def test_compare_ranks_the_two_runs(pipeline_runs, tmp_path, capsys):
     assert len(rows) == 2
     accuracies = [float(row["test_accuracy"]) for row in rows]
     assert accuracies == sorted(accuracies, reverse=True)
-    ids = {first["modalities"]["image"]["run_id"][:8], second["modalities"]["image"]["run_id"][:8]}
+    ids = {first["tasks"][IMAGE]["run_id"][:8], second["tasks"][IMAGE]["run_id"][:8]}
     assert {row["run_id"] for row in rows} == ids
     assert "train.lr" in rows[0] and {row["train.lr"] for row in rows} == {"0.005", "1e-06"}  # what differs
     assert {row["model.pool"] for row in rows} == {"cls", "attention"}

@@ -112,12 +112,12 @@ def test_int8_is_close_to_float_and_smaller():
 
 
 def test_a_pruned_checkpoint_loads_with_its_smaller_layers(tmp_path):
-    from tasks.modalities import load_checkpoint
+    from tasks.kinds import load_checkpoint
 
     args = {"vocab_size": 30, "num_classes": 3, "max_len": 8, "embed_dim": 16, "depth": 1, "num_heads": 4}
     model = prune_heads(TextTransformer(**args).eval(), {"encoder.blocks.0.attn": [1, 2]})
     path = tmp_path / "compact.pt"
-    torch.save({"modality": "text", "model_args": args, "state_dict": model.state_dict(),
+    torch.save({"kind": "text", "model_args": args, "state_dict": model.state_dict(),
                 "kept_heads": {"encoder.blocks.0.attn": [1, 2]}}, path)  # fmt: skip
     loaded, _ = load_checkpoint(path)
     tokens = torch.randint(1, 30, (2, 8))
@@ -167,7 +167,7 @@ def test_a_quantized_classifier_answers_rollout_and_refuses_gradient_maps():
 
     from attn_models.vit import VisionTransformer
     from tasks.data.requests import BadRequest
-    from tasks.modalities import get
+    from tasks.kinds import get
 
     args = dict(num_classes=3, image_size=16, patch_size=4, in_channels=1, embed_dim=16, depth=1, num_heads=2)
     model = quantize_int8(VisionTransformer(**args).eval())

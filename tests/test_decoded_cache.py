@@ -5,9 +5,9 @@ import numpy as np
 import torch
 
 from tasks.data.datasets import DecodedCache
-from tasks.modalities import get
+from tasks.kinds import get
 from tasks.params import load_params
-from tests.conftest import tiny_params, write_params
+from tests.conftest import IMAGE, tiny_params, write_params
 
 
 def test_each_item_is_read_once_until_the_budget_is_spent():
@@ -29,10 +29,10 @@ def test_an_augmented_image_split_draws_the_same_from_the_cache(tmp_path):
     from tasks.data.builtin_image import generate_image_dataset
 
     params = load_params(write_params(tmp_path, tiny_params()))
-    generate_image_dataset(tmp_path / "data", image_size=params.image.data.image_size, seed=0)
+    generate_image_dataset(tmp_path / "data", image_size=params.task(IMAGE).data.image_size, seed=0)
     spec = get("image")
     for epoch in (1, 2):
-        cached = spec.load_splits(tmp_path / "data", params.image, 0, None).train
+        cached = spec.load_splits(tmp_path / "data", params.task(IMAGE), 0, None).train
         cached.set_epoch(epoch)
         first = [cached[index][0] for index in range(8)]  # read and cached
         again = [cached[index][0] for index in range(8)]  # from the cache, augmented again with the same seeds

@@ -24,15 +24,15 @@ from tasks.defaults import (
     model_size,
     token_length,
 )
-from tasks.modalities import get, load_trained
-from tasks.modalities.asr import decoder_depth
-from tasks.modalities.base import auto_keys
-from tasks.modalities.image import ImageAugment, patch_size_for
+from tasks.kinds import get, load_trained
+from tasks.kinds.asr import decoder_depth
+from tasks.kinds.base import auto_keys
+from tasks.kinds.image import ImageAugment, patch_size_for
 from tasks.names import CHECKPOINT, TOKENIZER
 from tasks.params import ParamsError, load_params, override
 from tasks.training import distributed
 from tasks.training.job import train_and_save
-from tests.conftest import REPO, tiny_params, write_params
+from tests.conftest import ASR, IMAGE, REPO, SPEECH, TEXT, TRANSLATION, tiny_params, write_params
 
 SIZES = [1, 10, 500, 1_999, 2_000, 5_000, 9_999, 10_000, 49_999, 50_000, 120_000, 249_999, 250_000, 10**7]
 
@@ -127,15 +127,51 @@ def params():
 @pytest.mark.parametrize(
     "key, value, message",
     [
-        ("image.model.embed_dim", "big", "image.model.embed_dim: Value error, 'auto' or an integer from 8 to 4096"),
-        ("text.model.depth", True, "text.model.depth: Value error, 'auto' or an integer from 1 to 24"),
-        ("speech.model.num_heads", 0, "speech.model.num_heads: Value error, 'auto' or an integer from 1 to 512"),
-        ("translation.model.max_len", 2.5, "translation.model.max_len: Value error, 'auto' or an integer from 4"),
-        ("image.data.augment.strength", "strong", "image.data.augment.strength: Value error, 'auto' or a number"),
-        ("asr.model.augment_strength", -1, "asr.model.augment_strength: Value error, 'auto' or a number from 0 to 4"),
-        ("speech.model.background_snr_db", [20, 5], "speech.model: Value error, background_snr_db: the low end"),
-        ("image.data.augment.rand_ops", 5, "image.data.augment.rand_ops: Input should be less than or equal to 4"),
-        ("speech.model.background_mix", 1.5, "speech.model.background_mix: Input should be less than or equal to 1"),
+        (
+            f"tasks.{IMAGE}.model.embed_dim",
+            "big",
+            f"tasks.{IMAGE}.model.embed_dim: Value error, 'auto' or an integer from 8 to 4096",
+        ),
+        (
+            f"tasks.{TEXT}.model.depth",
+            True,
+            f"tasks.{TEXT}.model.depth: Value error, 'auto' or an integer from 1 to 24",
+        ),
+        (
+            f"tasks.{SPEECH}.model.num_heads",
+            0,
+            f"tasks.{SPEECH}.model.num_heads: Value error, 'auto' or an integer from 1 to 512",
+        ),
+        (
+            f"tasks.{TRANSLATION}.model.max_len",
+            2.5,
+            f"tasks.{TRANSLATION}.model.max_len: Value error, 'auto' or an integer from 4",
+        ),
+        (
+            f"tasks.{IMAGE}.data.augment.strength",
+            "strong",
+            f"tasks.{IMAGE}.data.augment.strength: Value error, 'auto' or a number",
+        ),
+        (
+            f"tasks.{ASR}.model.augment_strength",
+            -1,
+            f"tasks.{ASR}.model.augment_strength: Value error, 'auto' or a number from 0 to 4",
+        ),
+        (
+            f"tasks.{SPEECH}.model.background_snr_db",
+            [20, 5],
+            f"tasks.{SPEECH}.model: Value error, background_snr_db: the low end",
+        ),
+        (
+            f"tasks.{IMAGE}.data.augment.rand_ops",
+            5,
+            f"tasks.{IMAGE}.data.augment.rand_ops: Input should be less than or equal to 4",
+        ),
+        (
+            f"tasks.{SPEECH}.model.background_mix",
+            1.5,
+            f"tasks.{SPEECH}.model.background_mix: Input should be less than or equal to 1",
+        ),
     ],
 )
 def test_a_wrong_value_names_the_key_and_what_it_takes(params, key, value, message):
@@ -145,61 +181,64 @@ def test_a_wrong_value_names_the_key_and_what_it_takes(params, key, value, messa
 
 def test_auto_is_accepted_where_documented_and_an_impossible_conv_patch_is_refused(params):
     keys = {
-        "text": ["model.embed_dim", "model.depth", "model.num_heads", "model.max_len"],
-        "image": ["model.embed_dim", "model.depth", "model.num_heads", "model.patch_size", "data.augment.strength"],
-        "speech": ["model.embed_dim", "model.depth", "model.num_heads", "model.augment_strength"],
-        "translation": ["model.embed_dim", "model.encoder_depth", "model.decoder_depth", "model.num_heads",
+        TEXT: ["model.embed_dim", "model.depth", "model.num_heads", "model.max_len"],
+        IMAGE: ["model.embed_dim", "model.depth", "model.num_heads", "model.patch_size", "data.augment.strength"],
+        SPEECH: ["model.embed_dim", "model.depth", "model.num_heads", "model.augment_strength"],
+        TRANSLATION: ["model.embed_dim", "model.encoder_depth", "model.decoder_depth", "model.num_heads",
                         "model.max_len"],
-        "asr": ["model.embed_dim", "model.encoder_depth", "model.decoder_depth", "model.num_heads", "model.max_len",
+        ASR: ["model.embed_dim", "model.encoder_depth", "model.decoder_depth", "model.num_heads", "model.max_len",
                 "model.augment_strength"],
     }  # fmt: skip
-    for modality, names in keys.items():
-        assert auto_keys(params.section(modality)) == []  # params.yaml: the built-in data's tuned numbers
-        section = override(params, {f"{modality}.{name}": AUTO for name in names}).section(modality)
+    for task, names in keys.items():
+        assert auto_keys(params.task(task)) == []  # params.yaml: the built-in data's tuned numbers
+        section = override(params, {f"tasks.{task}.{name}": AUTO for name in names}).task(task)
         assert sorted(auto_keys(section)) == sorted(names)
-    with pytest.raises(ParamsError, match="image: Value error, model.patch_size auto with stem 'conv' needs an even"):
-        override(params, {"image.model.stem": "conv", "image.model.patch_size": AUTO, "image.data.image_size": 27})
+    with pytest.raises(
+        ParamsError, match=f"{IMAGE}: Value error, model.patch_size auto with stem 'conv' needs an even"
+    ):
+        override(params, {f"tasks.{IMAGE}.model.stem": "conv", f"tasks.{IMAGE}.model.patch_size": AUTO,
+                          f"tasks.{IMAGE}.data.image_size": 27})  # fmt: skip
 
 
 def test_model_keys_left_out_are_auto_and_explicit_ones_are_checked_together(tmp_path):
     raw = tiny_params()
     for key in ("embed_dim", "depth", "num_heads", "patch_size"):
-        del raw["image"]["model"][key]
-    assert set(auto_keys(load_params(write_params(tmp_path, raw)).image)) == {
+        del raw["tasks"][IMAGE]["model"][key]
+    assert set(auto_keys(load_params(write_params(tmp_path, raw)).task(IMAGE))) == {
         "model.embed_dim", "model.depth", "model.num_heads", "model.patch_size"}  # fmt: skip
-    raw["image"]["model"].update(embed_dim=30, num_heads=4)
+    raw["tasks"][IMAGE]["model"].update(embed_dim=30, num_heads=4)
     with pytest.raises(ParamsError, match=r"embed_dim \(30\) must be divisible by num_heads \(4\)"):
         load_params(write_params(tmp_path, raw))
 
 
 # ---- resolved from built data, through to the checkpoint ----------------------------------------------------------
-def auto_params(tmp_path, modality: str, keys: dict):
+def auto_params(tmp_path, task: str, keys: dict):
     raw = tiny_params()
-    raw["global"]["modalities"] = [modality]
-    raw[modality]["model"].update(keys)
+    raw["global"]["tasks"] = [task]
+    raw["tasks"][task]["model"].update(keys)
     return load_params(write_params(tmp_path, raw))
 
 
-def train_tiny(tmp_path, params, modality: str) -> dict:
-    """train_and_save on data/<modality>/ (one epoch of two batches); the events it reported."""
+def train_tiny(tmp_path, params, task: str) -> dict:
+    """train_and_save on data/<task>/ (one epoch of two batches); the events it reported."""
     events = {}
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    train_and_save(get(modality), params, tmp_path, out_dir, None,
+    train_and_save(task, params, tmp_path, out_dir, None,
                    distributed.Events(handler=lambda name, *args: events.setdefault(name, args)))  # fmt: skip
     return events
 
 
 def test_text_auto_keys_resolve_from_the_training_split_into_the_checkpoint(tmp_path):
-    generate_text_dataset(tmp_path / "data" / "text", locales=["en_US", "de_DE"], samples_per_class=40,
+    generate_text_dataset(tmp_path / "data" / TEXT, locales=["en_US", "de_DE"], samples_per_class=40,
                           min_words=20, max_words=30, val_fraction=0.15, test_fraction=0.15, seed=0)  # fmt: skip
-    params = auto_params(tmp_path, "text", {"embed_dim": AUTO, "depth": AUTO, "num_heads": AUTO, "max_len": AUTO})
-    events = train_tiny(tmp_path, params, "text")
+    params = auto_params(tmp_path, TEXT, {"embed_dim": AUTO, "depth": AUTO, "num_heads": AUTO, "max_len": AUTO})
+    events = train_tiny(tmp_path, params, TEXT)
     resolved = events["started"][0]["resolved"]
     size = model_size(events["started"][0]["train"])
     assert resolved["model.embed_dim"] == size.embed_dim and resolved["model.depth"] == size.depth
     assert resolved["model.num_heads"] == size.num_heads
-    texts = read_text_csv(tmp_path / "data" / "text" / "train.csv")[0]
+    texts = read_text_csv(tmp_path / "data" / TEXT / "train.csv")[0]
     counts = [len(e.ids) for e in Tokenizer.from_file(str(tmp_path / "out" / TOKENIZER)).encode_batch(texts)]
     max_len = resolved["model.max_len"]  # 1 % of the texts cut at most, rounded up to a multiple of 8, no more
     assert sum(count > max_len for count in counts) <= 0.01 * len(counts) and max_len % 8 == 0
@@ -209,44 +248,44 @@ def test_text_auto_keys_resolve_from_the_training_split_into_the_checkpoint(tmp_
     assert checkpoint["resolved"] == resolved
     for key, value in resolved.items():
         assert checkpoint["model_args"][key.removeprefix("model.")] == value
-    model, _, _, _, splits = load_trained(tmp_path / "out" / CHECKPOINT, tmp_path / "data" / "text", params.text, 0)
+    model, _, _, _, splits = load_trained(tmp_path / "out" / CHECKPOINT, tmp_path / "data" / TEXT, params.task(TEXT), 0)
     assert max(len(ids) for ids, _ in splits.test) <= resolved["model.max_len"]  # evaluation reads as training did
     assert len(model.encoder.blocks) == resolved["model.depth"]
 
 
 def test_explicit_numbers_win_over_the_rules(tmp_path):
-    generate_image_dataset(tmp_path / "data" / "image", image_size=16, digit_size=None, val_fraction=0.15,
+    generate_image_dataset(tmp_path / "data" / IMAGE, image_size=16, digit_size=None, val_fraction=0.15,
                            test_fraction=0.15, seed=0)  # fmt: skip
     raw = tiny_params()
-    raw["global"]["modalities"] = ["image"]
-    raw["image"]["data"]["image_size"] = 16
-    raw["image"]["data"]["builtin"]["digit_size"] = None
-    raw["image"]["data"]["augment"]["strength"] = AUTO
-    raw["image"]["model"].update(embed_dim=24, num_heads=AUTO, depth=AUTO, patch_size=AUTO)
+    raw["global"]["tasks"] = [IMAGE]
+    raw["tasks"][IMAGE]["data"]["image_size"] = 16
+    raw["tasks"][IMAGE]["data"]["builtin"]["digit_size"] = None
+    raw["tasks"][IMAGE]["data"]["augment"]["strength"] = AUTO
+    raw["tasks"][IMAGE]["model"].update(embed_dim=24, num_heads=AUTO, depth=AUTO, patch_size=AUTO)
     params = load_params(write_params(tmp_path, raw))
-    section, resolved = get("image").resolve(params.image, tmp_path / "data" / "image", None)
-    train = len(get("image").split_files(tmp_path / "data" / "image", "train"))
+    section, resolved = get("image").resolve(params.task(IMAGE), tmp_path / "data" / IMAGE, None)
+    train = len(get("image").split_files(tmp_path / "data" / IMAGE, "train"))
     assert resolved == {"model.num_heads": heads_for(24), "model.depth": model_size(train).depth,
                         "model.patch_size": 4, "data.augment.strength": augment_strength(train / 10)}  # fmt: skip
-    splits = get("image").load_splits(tmp_path / "data" / "image", section, 0, None)
+    splits = get("image").load_splits(tmp_path / "data" / IMAGE, section, 0, None)
     args = get("image").model_args(section, splits, None)
     assert args["embed_dim"] == 24 and args["patch_size"] == 4 and args["num_heads"] == heads_for(24)
     get("image").build_model(args)
 
 
 def test_translation_max_len_covers_both_sides(tmp_path):
-    data_dir = tmp_path / "data" / "translation"
+    data_dir = tmp_path / "data" / TRANSLATION
     generate_translation_dataset(data_dir, num_pairs=60, max_phrases=2, val_fraction=0.1, test_fraction=0.1, seed=0)
-    params = auto_params(tmp_path, "translation", {"max_len": AUTO, "encoder_depth": AUTO, "decoder_depth": AUTO})
+    params = auto_params(tmp_path, TRANSLATION, {"max_len": AUTO, "encoder_depth": AUTO, "decoder_depth": AUTO})
     spec = get("translation")
-    tokenizer = spec.learn_tokenizer(data_dir, params.translation)
-    section, resolved = spec.resolve(params.translation, data_dir, tokenizer)
+    tokenizer = spec.learn_tokenizer(data_dir, params.task(TRANSLATION))
+    section, resolved = spec.resolve(params.task(TRANSLATION), data_dir, tokenizer)
     assert resolved["model.encoder_depth"] == resolved["model.decoder_depth"] == model_size(48).depth
     splits = spec.load_splits(data_dir, section, 0, tokenizer)
     targets = sorted(len(target) for _, target in splits.train)
     assert targets[int(0.98 * len(targets))] <= resolved["model.max_len"] == section.model.max_len
     assert "model.embed_dim" not in resolved  # tiny_params sets it
-    mixed = override(params, {"translation.model.encoder_depth": 3}).translation
+    mixed = override(params, {f"tasks.{TRANSLATION}.model.encoder_depth": 3}).task(TRANSLATION)
     assert spec.resolve(mixed, data_dir, tokenizer)[1]["model.decoder_depth"] == 3  # the decoder follows the encoder
 
 
@@ -257,9 +296,9 @@ def test_params_yaml_gives_speech_and_asr_the_spec_augment_as_written(params):
 
     empty = LabelledItems([], [], None)
     splits, tokenizer = Splits(empty, empty, empty, ["a", "b"]), train_tokenizer(["one two three"], 40, reversible=True)
-    for modality in ("speech", "asr"):
-        model = params.section(modality).model
-        args = get(modality).model_args(params.section(modality), splits, tokenizer)
+    for task in (SPEECH, ASR):
+        model = params.task(task).model
+        args = params.kind(task).model_args(params.task(task), splits, tokenizer)
         assert model.augment_strength == 1.0
         assert (args["freq_mask"], args["time_mask"]) == (model.freq_mask, model.time_mask)
         assert type(args["freq_mask"]) is int and type(args["time_mask"]) is int
@@ -279,8 +318,8 @@ def test_speech_auto_scales_spec_augment_by_clips_per_class(tmp_path, params):
             soundfile.write(data_dir / word / f"s{clip}_nohash_0.wav", noise, 16000, subtype="PCM_16")
     (data_dir / "validation_list.txt").write_text("".join(f"{word}/s3_nohash_0.wav\n" for word in ("yes", "no", "up")))
     (data_dir / "testing_list.txt").write_text("".join(f"{word}/s4_nohash_0.wav\n" for word in ("yes", "no", "up")))
-    keys = {f"speech.model.{key}": AUTO for key in ("embed_dim", "depth", "num_heads", "augment_strength")}
-    section = override(params, keys).speech
+    keys = {f"tasks.{SPEECH}.model.{key}": AUTO for key in ("embed_dim", "depth", "num_heads", "augment_strength")}
+    section = override(params, keys).task(SPEECH)
     spec = get("speech")
     resolved_section, resolved = spec.resolve(section, data_dir, None)
     size = model_size(9)  # nine training clips
@@ -306,7 +345,7 @@ def test_asr_auto_sizes_the_model_the_transcripts_and_spec_augment(tmp_path, par
         lines = ["path\tsentence\tspeaker"] + [f"clips/{i}.wav\t{sentences[i]}\ts{i}" for i in rows]
         (data_dir / f"{split}.tsv").write_text("\n".join(lines) + "\n")
     keys = ("embed_dim", "num_heads", "encoder_depth", "decoder_depth", "max_len", "augment_strength")
-    section = override(params, {f"asr.model.{key}": AUTO for key in keys}).asr
+    section = override(params, {f"tasks.{ASR}.model.{key}": AUTO for key in keys}).task(ASR)
     spec = get("asr")
     tokenizer = spec.learn_tokenizer(data_dir, section)
     resolved_section, resolved = spec.resolve(section, data_dir, tokenizer)
@@ -320,9 +359,9 @@ def test_asr_auto_sizes_the_model_the_transcripts_and_spec_augment(tmp_path, par
 
 
 def test_a_section_without_auto_is_left_as_it_is(params, tmp_path):
-    for modality in params.present_modalities():
-        section = params.section(modality)
-        assert get(modality).resolve(section, tmp_path / "no data", None) == (section, {})  # reads nothing
+    for task in params.tasks:
+        section = params.task(task)
+        assert params.kind(task).resolve(section, tmp_path / "no data", None) == (section, {})  # reads nothing
 
 
 # ---- the record on the MLflow run ---------------------------------------------------------------------------------
@@ -353,9 +392,9 @@ def test_the_train_stage_logs_and_records_what_auto_resolved_to(tmp_path, prefec
     from tasks.tracking.mlflow_tracking import connect
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    generate_text_dataset(tmp_path / "data" / "text", locales=["en_US", "de_DE"], samples_per_class=30, min_words=3,
+    generate_text_dataset(tmp_path / "data" / TEXT, locales=["en_US", "de_DE"], samples_per_class=30, min_words=3,
                           max_words=8, val_fraction=0.15, test_fraction=0.15, seed=0)  # fmt: skip
-    params = auto_params(tmp_path, "text", {"embed_dim": AUTO, "depth": AUTO, "num_heads": AUTO, "max_len": AUTO})
+    params = auto_params(tmp_path, TEXT, {"embed_dim": AUTO, "depth": AUTO, "num_heads": AUTO, "max_len": AUTO})
     client, experiment_id = connect(tmp_path, params, "text")
     run_id = client.create_run(experiment_id).info.run_id
     lines = LinesOf(logging.getLogger("prefect"))  # what Prefect's console shows, whoever captures it

@@ -9,14 +9,14 @@ import torch
 from torch.multiprocessing import ProcessRaisedException
 
 from tasks.data.builtin_image import generate_image_dataset
-from tasks.modalities import get
+from tasks.kinds import get
 from tasks.names import CHECKPOINT
 from tasks.params import ParamsError, load_params
 from tasks.reproducibility import set_seeds
 from tasks.training.distributed import Ranks, launch
 from tasks.training.job import train_and_save
 from tasks.training.loop import LengthBatches, make_loader
-from tests.conftest import tiny_params, write_params
+from tests.conftest import IMAGE, tiny_params, write_params
 
 CPU = torch.device("cpu")
 
@@ -25,9 +25,11 @@ CPU = torch.device("cpu")
 def image_project(tmp_path_factory):
     project = tmp_path_factory.mktemp("ddp")
     raw = tiny_params()
-    raw["image"]["train"].update(epochs=2, max_batches_per_epoch=3, distributed={"nproc": 2})
+    raw["tasks"][IMAGE]["train"].update(epochs=2, max_batches_per_epoch=3, distributed={"nproc": 2})
     params = load_params(write_params(project, raw))
-    generate_image_dataset(project / "data" / "image", image_size=params.image.data.image_size, digit_size=26, seed=0)
+    generate_image_dataset(
+        project / "data" / IMAGE, image_size=params.task(IMAGE).data.image_size, digit_size=26, seed=0
+    )
     return project, params
 
 
@@ -67,7 +69,7 @@ def test_the_shuffled_batches_of_several_processes_are_those_of_one_process_shar
 def test_an_items_augmentation_depends_on_the_seed_epoch_and_item_alone(image_project):
     project, params = image_project
     set_seeds(0)
-    train = get("image").load_splits(project / "data" / "image", params.image, 0, None).train
+    train = get("image").load_splits(project / "data" / IMAGE, params.task(IMAGE), 0, None).train
     train.set_epoch(2)
     in_order = [train[index][0] for index in (0, 1, 2)]
     alone = train[2][0]  # as a process that loads item 2 without 0 and 1 first
@@ -122,14 +124,18 @@ def test_a_failed_rank_fails_the_training_with_its_error():
 @pytest.mark.parametrize(
     "distributed, batch_size, message",
     [
-        ({"nproc": 0}, 64, "image.train.distributed.nproc: Input should be greater than or equal to 1"),
-        ({"nproc": 3}, 64, "image.train: Value error, batch_size (64) must be divisible by distributed.nproc (3)"),
-        ({"nproc": 2, "rank": 1}, 64, "image.train.distributed.rank: Extra inputs are not permitted"),
+        ({"nproc": 0}, 64, f"tasks.{IMAGE}.train.distributed.nproc: Input should be greater than or equal to 1"),
+        (
+            {"nproc": 3},
+            64,
+            f"tasks.{IMAGE}.train: Value error, batch_size (64) must be divisible by distributed.nproc (3)",
+        ),
+        ({"nproc": 2, "rank": 1}, 64, f"tasks.{IMAGE}.train.distributed.rank: Extra inputs are not permitted"),
     ],
 )
 def test_a_bad_process_count_is_refused_naming_the_key(tmp_path, distributed, batch_size, message):
     raw = tiny_params()
-    raw["image"]["train"].update(batch_size=batch_size, distributed=distributed)
+    raw["tasks"][IMAGE]["train"].update(batch_size=batch_size, distributed=distributed)
     with pytest.raises(ParamsError) as error:
         load_params(write_params(tmp_path, raw))
     assert message in str(error.value)

@@ -1,4 +1,4 @@
-"""global.executor: the modality pipelines at once on a Dask cluster (a real local one, started by the run), each still
+"""global.executor: the task pipelines at once on a Dask cluster (a real local one, started by the run), each still
 writing its MLflow run and its cached stages; the setting validated; a scheduler that does not answer is a user's
 mistake."""
 
@@ -9,11 +9,11 @@ from mlflow.tracking import MlflowClient
 from flows.cli import EXIT_INVALID
 from tasks.executor import THREADS_TAG, ExecutorUnavailable, cores
 from tasks.params import ParamsError, load_params
-from tests.conftest import stage_states, tiny_params, write_params
+from tests.conftest import IMAGE, TEXT, stage_states, tiny_params, write_params
 from tests.test_cli import assert_one_line_error, attnflow
 from tests.test_serving import free_port
 
-TWO = ["text", "image"]
+TWO = [TEXT, IMAGE]
 
 
 def executor_of(tmp_path, executor) -> dict:
@@ -64,7 +64,7 @@ def assert_nothing_ran(project):
 @pytest.mark.integration  # the command line in its own process
 def test_a_scheduler_that_does_not_answer_is_one_line_and_exit_2_before_anything_runs(tmp_path):
     nobody_listens(tmp_path)
-    result = attnflow(tmp_path, "run", "--modality", "text")
+    result = attnflow(tmp_path, "run", "--task", TEXT)
     assert_one_line_error(result, EXIT_INVALID, "cannot reach the Dask scheduler at global.executor.address tcp://")
     assert not (tmp_path / ".prefect" / "temporary-server.log").exists()  # checked before a server started
     assert_nothing_ran(tmp_path)
@@ -77,26 +77,26 @@ def test_the_pipeline_flow_checks_the_scheduler_before_any_work(tmp_path, prefec
 
     params_path = nobody_listens(tmp_path)
     with pytest.raises(ExecutorUnavailable, match="global.executor.address tcp://127.0.0.1:"):
-        attention_pipeline(params_path=str(params_path), modalities=["text"])
+        attention_pipeline(params_path=str(params_path), tasks=[TEXT])
     assert_nothing_ran(tmp_path)
 
 
 def on_two_workers(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["global"].update(modalities=TWO, executor={"kind": "dask", "workers": 2})
+    params["global"].update(tasks=TWO, executor={"kind": "dask", "workers": 2})
     return write_params(project, params)
 
 
 @pytest.mark.integration
 @pytest.mark.slow  # two pipeline runs, each starting a 2-worker cluster: about 90 s on 2 cores
-def test_two_modalities_run_at_once_on_a_local_dask_cluster_and_are_cached(tiny_project, prefect_server, monkeypatch):
+def test_two_tasks_run_at_once_on_a_local_dask_cluster_and_are_cached(tiny_project, prefect_server, monkeypatch):
     from flows.pipeline import attention_pipeline
 
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
     params_path = str(on_two_workers(tiny_project))
     first = attention_pipeline(params_path=params_path)
     client = MlflowClient(f"sqlite:///{tiny_project / 'mlflow.db'}")
-    runs = {m: client.get_run(first["modalities"][m]["run_id"]) for m in TWO}
+    runs = {m: client.get_run(first["tasks"][m]["run_id"]) for m in TWO}
 
     for run in runs.values():  # each wrote its run, in a worker process, with the threads it trained with
         assert run.info.status == "FINISHED"
@@ -106,20 +106,20 @@ def test_two_modalities_run_at_once_on_a_local_dask_cluster_and_are_cached(tiny_
     pids = {run.data.tags["attnflow_pid"] for run in runs.values()}
     parent = client.get_run(first["parent_run_id"])
     assert len(pids) == 2 and parent.data.tags["attnflow_pid"] not in pids  # two processes, neither the flow's
-    text, image = runs["text"].info, runs["image"].info
+    text, image = runs[TEXT].info, runs[IMAGE].info
     assert text.start_time < image.end_time and image.start_time < text.end_time  # they overlapped in time
     assert parent.info.status == "FINISHED"
 
     second = attention_pipeline(params_path=params_path)
-    for modality in TWO:  # the stage cache holds across workers and runs
-        assert second["modalities"][modality]["cached_from_run_id"] == first["modalities"][modality]["run_id"]
+    for name in TWO:  # the stage cache holds across workers and runs
+        assert second["tasks"][name]["cached_from_run_id"] == first["tasks"][name]["run_id"]
     states = stage_states(tiny_project, second)
     assert states and {name: state for name, state in states.items() if state != "Cached"} == {}
     assert {f"train-{m}" for m in TWO} <= set(states)
 
 
 def write_runs(uri: str, count: int) -> int:
-    """What a modality pipeline writes, ``count`` times: a run, a batch of params and metrics, a tag, its end. Returns
+    """What a task pipeline writes, ``count`` times: a run, a batch of params and metrics, a tag, its end. Returns
     the errors met (run in a spawned process)."""
     import time
 

@@ -6,11 +6,11 @@ import torch
 from tasks.data.builtin_translation import generate_translation_dataset, read_phrases
 from tasks.data.datasets import read_parallel, train_tokenizer
 from tasks.evaluation.explain_sequence import localization
-from tasks.modalities import get
-from tasks.modalities.base import Explanation
-from tasks.modalities.translation import token_phrases
+from tasks.kinds import get
+from tasks.kinds.base import Explanation
+from tasks.kinds.translation import token_phrases
 from tasks.params import load_params
-from tests.conftest import REPO
+from tests.conftest import REPO, TRANSLATION
 from tests.test_sequence_attribution import PositionCopier
 
 
@@ -19,7 +19,7 @@ def corpus(tmp_path):
     generate_translation_dataset(tmp_path, num_pairs=150, max_phrases=3, test_fraction=0.2, seed=3)
     german, english = read_parallel(tmp_path, "train", ("de", "en"))
     tokenizer = train_tokenizer(german + english, 300, reversible=True)
-    section = load_params(REPO / "params.yaml").section("translation")
+    section = load_params(REPO / "params.yaml").task(TRANSLATION)
     explanation = Explanation(None, "", None, {}, None, section, tokenizer, None, 0, True, tmp_path)
     return tokenizer, explanation
 
@@ -84,12 +84,12 @@ def test_the_methods_the_stage_prints_and_compare_shows_are_ones_the_explainer_m
     sequence tasks' no rollout, and a name of the other kind would make the stage's log line fail."""
     from attn_models.attribution import METHODS
     from attn_models.sequence_attribution import SEQUENCE_METHODS
-    from tasks.modalities import discover
-    from tasks.modalities.sequence import SequenceTask
+    from tasks.kinds import discover
+    from tasks.kinds.sequence import SequenceKind
     from tasks.tracking.compare import explain_metrics
 
     for name, spec in discover().items():
-        methods = SEQUENCE_METHODS if isinstance(spec, SequenceTask) else METHODS
+        methods = SEQUENCE_METHODS if isinstance(spec, SequenceKind) else METHODS
         assert len(spec.explain_headline) == 2 and set(spec.explain_headline) <= set(methods), name
         assert [metric.split(".")[1] for metric in explain_metrics(spec)] == list(spec.explain_headline)
     assert "attn_deletion_gap.cross_attention" in explain_metrics(get("translation"))

@@ -11,12 +11,15 @@ import pytest
 import sacrebleu
 from mlflow.tracking import MlflowClient
 
+from tasks.kinds import get
+from tasks.kinds.sequence import SequenceKind
 from tasks.lineage import data_md5
-from tasks.modalities import get
-from tasks.modalities.sequence import SequenceTask
 from tasks.names import MONITOR_REFERENCE
-from tasks.params import MODALITIES, load_params
-from tests.conftest import CACHED_STAGES, SECOND_RUN_MODALITIES
+from tasks.params import load_params
+from tests.conftest import ASR, BUILTIN_TASKS, CACHED_STAGES, IMAGE, SECOND_RUN_TASKS, SPEECH, TEXT, TRANSLATION
+
+TASKS = list(BUILTIN_TASKS.values())  # what the session's first pipeline run trains
+KIND = {task: kind for kind, task in BUILTIN_TASKS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,7 @@ def pipeline_result(pipeline_runs):
     return project, first
 
 
-def test_pipeline_logs_a_finished_run_per_modality_with_everything(pipeline_result):
+def test_pipeline_logs_a_finished_run_per_task_with_everything(pipeline_result):
     project, result = pipeline_result
     uri = f"sqlite:///{project / 'mlflow.db'}"
     client = MlflowClient(uri, registry_uri=uri)
@@ -37,32 +40,34 @@ def test_pipeline_logs_a_finished_run_per_modality_with_everything(pipeline_resu
 
     experiments = [e.experiment_id for e in client.search_experiments()]
     children = client.search_runs(experiments, f"tags.pipeline_run_id = '{parent.info.run_id}'")
-    assert sorted(run.data.tags["modality"] for run in children) == sorted(MODALITIES)
-    assert {parent.data.tags[f"run_id.{run.data.tags['modality']}"] for run in children} == {
+    assert sorted(run.data.tags["task"] for run in children) == sorted(TASKS)
+    assert {run.data.tags["kind"] for run in children} == set(BUILTIN_TASKS)
+    assert {parent.data.tags[f"run_id.{run.data.tags['task']}"] for run in children} == {
         run.info.run_id for run in children
     }
     for run in children:
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
-        modality = tags["modality"]
+        task = tags["task"]
         assert run.info.status == "FINISHED"
-        epochs = "3" if modality == "image" else "1"
+        epochs = "3" if task == IMAGE else "1"
         experiment = client.get_experiment(run.info.experiment_id)  # one experiment per task
-        assert experiment.name == f"attnflow-{tags['task']}"
-        assert run.info.run_name.startswith(f"{modality}-") and run.info.run_name.endswith(f"-ep{epochs} (trained)")
+        assert experiment.name == f"attnflow-{task}"
+        model_class = get(KIND[task]).model_class.rpartition(":")[2]
+        assert run.info.run_name.startswith(f"{model_class}-") and run.info.run_name.endswith(f"-ep{epochs} (trained)")
         assert len(tags["test_data_md5"]) == 32 and tags["sweep_id"] == "s1"
         assert tags["data_md5"] == md5
         assert tags["task"] and tags["prefect_flow_run_id"] and len(tags["git_sha"]) == 40
         assert params["model.embed_dim"] == "16" and params["train.epochs"] == epochs
-        assert {*get(modality).metrics, "train_loss", "val_loss", "train_accuracy", "val_accuracy"} <= set(metrics)
-        for name in get(modality).metrics:
-            assert metrics[name] == result["modalities"][modality][name] and metrics[name] >= 0
+        assert {*get(KIND[task]).metrics, "train_loss", "val_loss", "train_accuracy", "val_accuracy"} <= set(metrics)
+        for name in get(KIND[task]).metrics:
+            assert metrics[name] == result["tasks"][task][name] and metrics[name] >= 0
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         attention = {a.path for a in client.list_artifacts(run.info.run_id, "attention")}
         assert {"attention/sample_00.png", "attention/sample_01.png", "attention/attention_maps.json"} <= attention
         maps = json.loads(Path(client.download_artifacts(run.info.run_id, "attention/attention_maps.json")).read_text())
         assert len(maps) == 2
-        if isinstance(get(modality), SequenceTask):
-            check_sequence_artifacts(client, run.info.run_id, get(modality), maps, artifacts, project)
+        if isinstance(get(KIND[task]), SequenceKind):
+            check_sequence_artifacts(client, run.info.run_id, get(KIND[task]), maps, artifacts, project)
         else:
             assert "confusion_matrix.png" in artifacts and abs(sum(maps[0]["relevance"]) - 1) < 1e-3
             reference = json.loads(Path(client.download_artifacts(run.info.run_id, MONITOR_REFERENCE)).read_text())
@@ -86,8 +91,9 @@ def check_sequence_artifacts(client, run_id: str, spec, maps: list[dict], artifa
     samples = json.loads(Path(client.download_artifacts(run_id, f"{spec.outputs_folder}/samples.json")).read_text())
     assert samples and {"source", "reference", spec.output_field} == set(samples[0])
     hypotheses = Path(client.download_artifacts(run_id, f"{spec.outputs_folder}/test_hypotheses.txt")).read_text()
-    params = load_params(project / "params.yaml").section(spec.name)
-    _, references = spec.test_texts(project / "data" / spec.name, params)
+    task = BUILTIN_TASKS[spec.name]
+    params = load_params(project / "params.yaml").task(task)
+    _, references = spec.test_texts(project / "data" / task, params)
     assert hypotheses.count("\n") == len(references)  # one line per test example
     if spec.name == "translation":  # the logged scores are sacrebleu's on exactly these hypotheses and the references
         metrics, hypotheses = client.get_run(run_id).data.metrics, hypotheses.splitlines()
@@ -109,7 +115,7 @@ def test_data_is_versioned_and_dvc_status_is_clean(pipeline_result):
         check=True,
     )
     assert json.loads(cloud.stdout) == {}  # everything was pushed to the default remote
-    assert sorted(p.name for p in (project / "data").iterdir()) == sorted(MODALITIES)
+    assert sorted(p.name for p in (project / "data").iterdir()) == sorted(TASKS)
 
 
 def dvc_digest(files: list[Path], data_dir: Path) -> str:
@@ -126,13 +132,13 @@ def test_runs_record_their_datasets_with_dvc_digests(pipeline_result):
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     listing = json.loads(next((project / ".dvc" / "cache").rglob(result["data_md5"][2:])).read_text())  # DVC's own
     recorded = {entry["relpath"]: entry["md5"] for entry in listing}
-    for modality, run_result in result["modalities"].items():
+    for task, run_result in result["tasks"].items():
         run = client.get_run(run_result["run_id"])
         inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
         assert sorted(inputs) == ["test", "train", "val"]
         for split, dataset in inputs.items():
-            files = get(modality).split_files(project / "data" / modality, split)
-            assert dataset.digest == dvc_digest(files, project / "data"), (modality, split)
+            files = get(KIND[task]).split_files(project / "data" / task, split)
+            assert dataset.digest == dvc_digest(files, project / "data"), (task, split)
             assert all(recorded[f.relative_to(project / "data").as_posix()] for f in files)  # all in DVC's record
             assert dataset.source_type == "dvc" and json.loads(dataset.source)["data_md5"] == result["data_md5"]
             assert dataset.name == f"{run.data.tags['task']}-{split}"
@@ -144,8 +150,8 @@ def test_registered_versions_carry_their_model_card_and_served_models_a_signatur
     client = MlflowClient(uri, registry_uri=uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    for modality, run_result in result["modalities"].items():
-        spec, promotion = get(modality), run_result["promotion"]
+    for task, run_result in result["tasks"].items():
+        spec, promotion = get(KIND[task]), run_result["promotion"]
         version = client.get_model_version(promotion["registered_model"], promotion["version"])
         assert f"version {promotion['version']} ({promotion['alias']})" in version.description
         assert f"{spec.primary_metric}` {run_result[spec.primary_metric]:.4f}" in version.description
@@ -163,15 +169,15 @@ def test_experiments_open_in_the_training_view_and_runs_say_what_they_are(pipeli
     for experiment in client.search_experiments():
         if experiment.name.startswith("attnflow"):
             assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    image = client.get_run(first["modalities"]["image"]["run_id"])
+    image = client.get_run(first["tasks"][IMAGE]["run_id"])
     assert image.info.run_name.endswith("(trained)")
     assert any(key.startswith("system/cpu_utilization") for key in image.data.metrics)  # MLflow's system metrics
-    translation = client.get_run(first["modalities"]["translation"]["run_id"]).data.tags
+    translation = client.get_run(first["tasks"][TRANSLATION]["run_id"]).data.tags
     assert translation["test_bleu.signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
 
 
 def test_the_prefect_run_shows_the_results(pipeline_result):
-    """The pipeline's flow run carries a table of every modality's metrics, the promotions and links to MLflow."""
+    """The pipeline's flow run carries a table of every task's metrics, the promotions and links to MLflow."""
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
@@ -186,21 +192,21 @@ def test_the_prefect_run_shows_the_results(pipeline_result):
         by_type.setdefault(artifact.type, []).append(artifact)
     [table] = by_type["table"]
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
-    assert table.key == "attnflow-results" and sorted(row["modality"] for row in rows) == sorted(MODALITIES)
-    image = next(row for row in rows if row["modality"] == "image")
-    assert image["test_accuracy"] == round(result["modalities"]["image"]["test_accuracy"], 4)
+    assert table.key == "attnflow-results" and sorted(row["task"] for row in rows) == sorted(TASKS)
+    image = next(row for row in rows if row["task"] == IMAGE)
+    assert image["test_accuracy"] == round(result["tasks"][IMAGE]["test_accuracy"], 4)
     markdown = [artifact.data for artifact in by_type["markdown"]]  # Prefect stores a link as Markdown, [text](url)
     [promotions] = [text for text in markdown if text.startswith("# Promotion decisions")]
     assert "champion" in promotions and "first model" in promotions
     links = [text for text in markdown if text.startswith("[")]
-    assert len(links) == 2 * len(MODALITIES)  # a run and a registered version each
-    assert any(f"/runs/{result['modalities']['text']['run_id']})" in link for link in links)
-    subflows = [client.get_run(r["run_id"]).data.tags["prefect_flow_run_id"] for r in result["modalities"].values()]
+    assert len(links) == 2 * len(TASKS)  # a run and a registered version each
+    assert any(f"/runs/{result['tasks'][TEXT]['run_id']})" in link for link in links)
+    subflows = [client.get_run(r["run_id"]).data.tags["prefect_flow_run_id"] for r in result["tasks"].values()]
     with get_client(sync_client=True) as prefect:
         training = prefect.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
             any_=subflows)))  # fmt: skip
     progress = [artifact for artifact in training if artifact.type == "progress"]
-    assert len(progress) == len(MODALITIES) and {float(artifact.data) for artifact in progress} == {100.0}
+    assert len(progress) == len(TASKS) and {float(artifact.data) for artifact in progress} == {100.0}
 
 
 def test_cached_stage_results_are_stored_as_json(pipeline_result):
@@ -215,7 +221,7 @@ def test_cached_stage_results_are_stored_as_json(pipeline_result):
         for path in storage.iterdir()
         if path.name.startswith(CACHED_STAGES) and path.stat().st_mtime >= since
     ]
-    assert len(records) >= 3 * len(MODALITIES)
+    assert len(records) >= 3 * len(TASKS)
     assert {record["metadata"]["serializer"]["type"] for record in records} == {"json"}
     assert all(isinstance(record["result"], str) and json.loads(record["result"]) for record in records)
 
@@ -233,18 +239,18 @@ def test_classifiers_explain_their_attention_with_scores_curves_and_viewer_examp
     """The explain stage's metrics for every method, its curves and the examples the viewer shows; localization
     where the evidence is known (built-in digits without clutter, built-in spoken words)."""
     from attn_models.attribution import METHODS
-    from tasks.modalities.classification import Classifier
+    from tasks.kinds.classification import Classifier
 
     project, result = pipeline_result
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    explained = [m for m in MODALITIES if get(m).explainer and isinstance(get(m), Classifier)]
-    assert {"text", "image", "speech"} <= set(explained)
-    for modality in explained:
-        run_id = result["modalities"][modality]["run_id"]
+    explained = [m for m in TASKS if get(KIND[m]).explainer and isinstance(get(KIND[m]), Classifier)]
+    assert {TEXT, IMAGE, SPEECH} <= set(explained)
+    for task in explained:
+        run_id = result["tasks"][task]["run_id"]
         metrics = client.get_run(run_id).data.metrics
         for method in METHODS:
             check_faithfulness_metrics(metrics, method)
-            if modality in ("image", "speech"):  # text's needs the tiny model to predict a joined text's class
+            if task in (IMAGE, SPEECH):  # text's needs the tiny model to predict a joined text's class
                 assert f"attn_localization.{method}" in metrics
         files = {f.path for f in client.list_artifacts(run_id, "explain")}
         assert files == {"explain/curves.png", "explain/scores.json", "explain/examples.json", "explain/viewer.html"}
@@ -253,7 +259,7 @@ def test_classifiers_explain_their_attention_with_scores_curves_and_viewer_examp
         for example in examples["examples"]:
             tokens = len(example["maps"]["rollout"])
             assert set(example["maps"]) == set(METHODS)
-            assert len(example["tokens"]) == tokens if modality == "text" else example["picture"]
+            assert len(example["tokens"]) == tokens if task == TEXT else example["picture"]
             assert len(example["heads"][0][0]) == tokens
 
 
@@ -261,20 +267,20 @@ def test_sequence_tasks_explain_each_output_token_with_scores_curves_and_an_alig
     """Translation and asr: every sequence method's faithfulness metrics; localization on the built-in translation
     phrases only (asr has no ground truth); an alignment (output tokens x source units) per method in the viewer."""
     from attn_models.sequence_attribution import SEQUENCE_METHODS
-    from tasks.modalities.sequence import SequenceTask
+    from tasks.kinds.sequence import SequenceKind
 
     project, result = pipeline_result
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    explained = [m for m in MODALITIES if isinstance(get(m), SequenceTask)]
-    assert {"translation", "asr"} <= set(explained) and all(get(m).explainer for m in explained)
-    for modality in explained:
-        run_id = result["modalities"][modality]["run_id"]
+    explained = [m for m in TASKS if isinstance(get(KIND[m]), SequenceKind)]
+    assert {TRANSLATION, ASR} <= set(explained) and all(get(KIND[m]).explainer for m in explained)
+    for task in explained:
+        run_id = result["tasks"][task]["run_id"]
         metrics = client.get_run(run_id).data.metrics
         for method in SEQUENCE_METHODS:
             check_faithfulness_metrics(metrics, method)
             assert metrics[f"attn_logprob_drop.{method}"] >= 0
-            assert (f"attn_localization.{method}" in metrics) == (modality == "translation")
-            assert (f"attn_pointing.{method}" in metrics) == (modality == "translation")
+            assert (f"attn_localization.{method}" in metrics) == (task == TRANSLATION)
+            assert (f"attn_pointing.{method}" in metrics) == (task == TRANSLATION)
         files = {f.path for f in client.list_artifacts(run_id, "explain")}
         assert files == {"explain/curves.png", "explain/scores.json", "explain/examples.json", "explain/viewer.html"}
         examples = json.loads(Path(client.download_artifacts(run_id, "explain/examples.json")).read_text())
@@ -293,12 +299,12 @@ def test_the_explain_table_lists_every_method_of_the_last_pipeline(pipeline_resu
 
     project, _ = pipeline_result
     rows = table(last_pipeline_runs(MlflowClient(f"sqlite:///{project / 'mlflow.db'}"))).splitlines()[2:]
-    assert len(rows) == 5 * len([m for m in SECOND_RUN_MODALITIES if get(m).explainer])  # the second pipeline's
+    assert len(rows) == 5 * len([m for m in SECOND_RUN_TASKS if get(KIND[m]).explainer])  # the second pipeline's
     assert all(row.count("|") == 9 for row in rows) and any("| image | gradient_attention |" in row for row in rows)
     assert any("| translation | cross_attention |" in row for row in rows)
 
 
-def test_every_modality_compresses_and_its_champion_gets_a_compact_version(pipeline_result):
+def test_every_task_compresses_and_its_champion_gets_a_compact_version(pipeline_result):
     """The compress stage's table, metrics, plot and decision on every run; the float row's metric is the evaluate
     stage's (classifiers: test accuracy; sequence tasks: greedy decoding); the first runs are champions, so each
     registered a `compact` version serving the chosen variant; the alias is on the champion's (the second run's,
@@ -308,8 +314,8 @@ def test_every_modality_compresses_and_its_champion_gets_a_compact_version(pipel
     project, result = pipeline_result
     uri = f"sqlite:///{project / 'mlflow.db'}"
     client = MlflowClient(uri, registry_uri=uri)
-    for modality, run_result in result["modalities"].items():
-        spec, run_id = get(modality), run_result["run_id"]
+    for task, run_result in result["tasks"].items():
+        spec, run_id = get(KIND[task]), run_result["run_id"]
         run = client.get_run(run_id)
         metrics, tags = run.data.metrics, run.data.tags
         table = json.loads(Path(client.download_artifacts(run_id, "compress/variants.json")).read_text())
@@ -345,7 +351,7 @@ def test_the_compress_table_lists_every_variant_of_the_last_pipeline(pipeline_re
     project, _ = pipeline_result
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     rows = table(client, last_pipeline_runs(client, "compress_metric.float")).splitlines()[2:]
-    assert len(rows) == len(VARIANTS) * len(SECOND_RUN_MODALITIES)  # the second pipeline's
+    assert len(rows) == len(VARIANTS) * len(SECOND_RUN_TASKS)  # the second pipeline's
     assert all(row.count("|") == 14 for row in rows)
-    assert sum(row.endswith("| yes |") for row in rows) == len(SECOND_RUN_MODALITIES)  # one compact variant each
+    assert sum(row.endswith("| yes |") for row in rows) == len(SECOND_RUN_TASKS)  # one compact variant each
     assert any(row.startswith("| translation | int8 |") and "test_bleu_greedy" in row for row in rows)

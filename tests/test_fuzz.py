@@ -1,5 +1,5 @@
 """Generated malformed inputs, seeded: params files, every importer layout, and serving request values of every
-modality. Each must end in the project's own clear error, one line naming the input (ParamsError: the file and the
+task. Each must end in the project's own clear error, one line naming the input (ParamsError: the file and the
 key; DataImportError: the file; BadRequest: the row and what is wrong with it), never another exception; a broken
 import, run through the prepare stage, leaves data/ and data.dvc as they were and no scratch folder behind.
 
@@ -18,11 +18,11 @@ from prefect.logging import disable_run_logger
 
 from tasks.data.importers import DataImportError
 from tasks.data.requests import BadRequest, each_row
-from tasks.modalities import get
+from tasks.kinds import get
 from tasks.params import ParamsError, load_params
 from tasks.schema import ServingLimits
 from tasks.stages.prepare import SCRATCH_DIR, data_recipe, prepare_data
-from tests.conftest import REPO, tiny_params, write_params
+from tests.conftest import IMAGE, REPO, SPEECH, TEXT, TRANSLATION, tiny_params, write_params
 from tests.test_import import make_png, make_wav, write_lines, write_rows
 
 pytestmark = pytest.mark.fuzz  # hundreds of cases: in `make test`, not in the quick `make test-fast`
@@ -149,13 +149,14 @@ def translation_files(root):
                                                "splits": {"train": "train"}}  # fmt: skip
 
 
-LAYOUTS = {  # modality, a tiny valid dataset (returns the file to break and the import_from settings)
-    "text-csv": ("text", text_dataset),
-    "text-tsv": ("text", tsv_dataset),
-    "image-folders": ("image", image_folders),
-    "image-csv": ("image", image_manifest),
-    "speech-folders": ("speech", speech_folders),
-    "translation-files": ("translation", translation_files),
+# the built-in task of the kind, a tiny valid dataset (returns the file to break and the import_from settings)
+LAYOUTS = {
+    "text-csv": (TEXT, text_dataset),
+    "text-tsv": (TEXT, tsv_dataset),
+    "image-folders": (IMAGE, image_folders),
+    "image-csv": (IMAGE, image_manifest),
+    "speech-folders": (SPEECH, speech_folders),
+    "translation-files": (TRANSLATION, translation_files),
 }
 
 
@@ -189,20 +190,20 @@ def importer_cases() -> list:
 
 @pytest.mark.parametrize(("layout", "seed"), list(importer_cases()))
 def test_a_broken_file_in_any_import_layout_is_one_error_naming_it(tmp_path, layout, seed):
-    modality, make = LAYOUTS[layout]
+    task, make = LAYOUTS[layout]
     broken, import_from = make(tmp_path)
     how = corrupt(broken, random.Random(seed))
     params = tiny_params()
-    params[modality]["data"]["import_from"] = {"val_fraction": 0.2, "test_fraction": 0.2, **import_from}
+    params["tasks"][task]["data"]["import_from"] = {"val_fraction": 0.2, "test_fraction": 0.2, **import_from}
     loaded = load_params(write_params(tmp_path, params))
-    kept = tmp_path / "data" / modality / "kept.txt"  # the last good version, as a run before left it
+    kept = tmp_path / "data" / task / "kept.txt"  # the last good version, as a run before left it
     kept.parent.mkdir(parents=True)
     kept.write_text("the last good version")
     (tmp_path / "data.dvc").write_text("outs: []\n")
     before = snapshot(tmp_path / "data", tmp_path / "data.dvc")
     try:
         with disable_run_logger():  # the prepare stage's own work, outside a flow run
-            prepare_data.fn(modality, loaded, tmp_path, data_recipe(modality, loaded, tmp_path))
+            prepare_data.fn(task, loaded, tmp_path, data_recipe(task, loaded, tmp_path))
     except DataImportError as error:
         assert one_line(str(error)) and broken.name in str(error), (how, str(error))
     else:
@@ -221,17 +222,17 @@ def snapshot(*paths) -> dict:
 MODEL_ARGS = {"in_channels": 1, "image_size": 16, "sample_rate": 16000, "clip_seconds": 1.0, "max_len": 8}
 
 
-def request_value(modality: str):
-    """The function a served model of the modality applies to one raw request value."""
-    spec = get(modality)
+def request_value(kind: str):
+    """The function a served model of the kind applies to one raw request value."""
+    spec = get(kind)
     if hasattr(spec, "request_input"):
         return lambda value: spec.request_input(value, MODEL_ARGS, None, LIMITS)
     return lambda value: spec.request_source(value, {"model_args": MODEL_ARGS}, None, LIMITS)
 
 
-def malformed_value(modality: str, rng: random.Random):
-    """A value no model of the modality can take."""
-    if modality in ("text", "translation"):
+def malformed_value(kind: str, rng: random.Random):
+    """A value no model of the kind can take."""
+    if kind in ("text", "translation"):
         return rng.choice([None, 3, 2.5, True, ["a", "b"], {"text": "a"}, "", "   ", "x" * (17 * 2**20)])
     garbage = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
     size = rng.randrange(2, 40)
@@ -241,13 +242,13 @@ def malformed_value(modality: str, rng: random.Random):
     choices = [
         base64.b64encode(garbage).decode(),  # not a file of the kind
         "".join(rng.choice("!@#$%^&*()") for _ in range(rng.randrange(1, 30))),  # not base64
-        [with_nan, with_nan] if modality == "image" else with_nan,
+        [with_nan, with_nan] if kind == "image" else with_nan,
         ragged,
         [["a", "b"], ["c", "d"]],
         [],
         {"pixels": [1, 2]},
     ]
-    if modality == "image":
+    if kind == "image":
         choices += [7, [[[0.0] * 5] * 4] * 4]  # a scalar; 5 channels
     else:
         choices.append(np.zeros(16000 * 61).tolist() if rng.random() < 0.2 else [[[[]]]])  # over 60 s; no samples
@@ -256,15 +257,15 @@ def malformed_value(modality: str, rng: random.Random):
 
 def serving_cases() -> list:
     rng = random.Random(2)
-    for modality in ("text", "image", "speech", "translation", "asr"):
+    for kind in ("text", "image", "speech", "translation", "asr"):
         for case in range(2 * FUZZ_CASES):
-            yield pytest.param(modality, rng.randrange(2**32), id=f"serve-{modality}-{case}")
+            yield pytest.param(kind, rng.randrange(2**32), id=f"serve-{kind}-{case}")
 
 
-@pytest.mark.parametrize(("modality", "seed"), list(serving_cases()))
-def test_a_malformed_request_value_is_refused_with_its_row_named(modality, seed):
-    value = malformed_value(modality, random.Random(seed))
-    decode = request_value(modality)
+@pytest.mark.parametrize(("kind", "seed"), list(serving_cases()))
+def test_a_malformed_request_value_is_refused_with_its_row_named(kind, seed):
+    value = malformed_value(kind, random.Random(seed))
+    decode = request_value(kind)
     with pytest.raises(BadRequest) as error:
         each_row([value], decode)
     assert one_line(str(error.value)) and str(error.value).startswith("row 0: "), str(error.value)

@@ -26,11 +26,11 @@ from tasks.data.importers import (
     import_translation,
     source_fingerprint,
 )
-from tasks.modalities import get
+from tasks.kinds import get
 from tasks.params import ParamsError, load_params
 from tasks.stages.prepare import data_recipe, prepare_data, read_recipe
 from tasks.stages.version import version_data
-from tests.conftest import REPO, tiny_params, write_params
+from tests.conftest import BUILTIN_TASKS, IMAGE, REPO, SPEECH, TEXT, TRANSLATION, tiny_params, write_params
 
 SHARED = REPO.parent / "shared" / "datasets"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent (real datasets beside the checkout)")
@@ -97,7 +97,7 @@ def parallel_folder(root: Path, pairs=12) -> Path:
     return root
 
 
-TRANSLATION = {"source_lang": "de", "target_lang": "en", "splits": {"train": "train", "val": "val"}}
+TRANSLATION_FILES = {"source_lang": "de", "target_lang": "en", "splits": {"train": "train", "val": "val"}}
 
 
 def tree_digest(folder: Path) -> dict:
@@ -108,8 +108,9 @@ def tree_digest(folder: Path) -> dict:
     }
 
 
-def section(modality: str):
-    return load_params(REPO / "params.yaml").section(modality)
+def section(kind: str):
+    """The section of the built-in task of a kind."""
+    return load_params(REPO / "params.yaml").task(BUILTIN_TASKS[kind])
 
 
 # ---- each layout --------------------------------------------------------------------------------
@@ -190,7 +191,9 @@ def test_text_csv_and_headerless_tsv(tmp_path):
 
 def test_parallel_files_plain_and_gzipped_with_a_carved_test_split(tmp_path):
     out = tmp_path / "out"
-    summary = import_translation(parallel_folder(tmp_path / "src"), out, test_fraction=0.25, seed=3, **TRANSLATION)
+    summary = import_translation(
+        parallel_folder(tmp_path / "src"), out, test_fraction=0.25, seed=3, **TRANSLATION_FILES
+    )
     assert summary == {"num_pairs": 14, "splits": {"train": 9, "val": 2, "test": 3}}
     assert sorted(p.name for p in out.iterdir()) == [
         f"{s}.{lang}" for s in ("test", "train", "val") for lang in ("de", "en")
@@ -201,10 +204,10 @@ def test_parallel_files_plain_and_gzipped_with_a_carved_test_split(tmp_path):
     sources, targets = read_parallel(out, "test", ("de", "en"))
     assert [s.split()[3] for s in sources] == [t.split()[2] for t in targets]  # still aligned after carving
     again = tmp_path / "again"
-    import_translation(tmp_path / "src", again, test_fraction=0.25, seed=3, **TRANSLATION)
+    import_translation(tmp_path / "src", again, test_fraction=0.25, seed=3, **TRANSLATION_FILES)
     assert tree_digest(out) == tree_digest(again)  # deterministic: DVC md5 reproducible
     tokenizer = train_tokenizer(sum(read_parallel(out, "train", ("de", "en")), []), 60, reversible=True)
-    params = load_params(REPO / "params.yaml").section("translation")
+    params = load_params(REPO / "params.yaml").task(TRANSLATION)
     params = params.model_copy(update={"data": params.data.model_copy(update={"import_from": None})})
     splits = get("translation").load_splits(out, params, 0, tokenizer)
     source_ids, target_ids = splits.train[0]
@@ -213,7 +216,7 @@ def test_parallel_files_plain_and_gzipped_with_a_carved_test_split(tmp_path):
 
 def test_params_import_from_is_validated(tmp_path):
     params = tiny_params()
-    params["text"]["data"] = {
+    params["tasks"][TEXT]["data"] = {
         "import_from": {
             "path": "x.tsv",
             "layout": "tsv",
@@ -224,19 +227,19 @@ def test_params_import_from_is_validated(tmp_path):
     }
     with pytest.raises(ParamsError, match="integer positions"):
         load_params(write_params(tmp_path, params))
-    params["text"]["data"] = {}
+    params["tasks"][TEXT]["data"] = {}
     with pytest.raises(ParamsError, match="data.builtin .* or data.import_from"):
         load_params(write_params(tmp_path, params))
-    params["text"]["data"] = {"import_from": {"path": "x.csv", "bogus": 1}}
+    params["tasks"][TEXT]["data"] = {"import_from": {"path": "x.csv", "bogus": 1}}
     with pytest.raises(ParamsError, match="bogus"):
         load_params(write_params(tmp_path, params))
-    params["text"]["data"] = {
+    params["tasks"][TEXT]["data"] = {
         "import_from": {"path": "x.tsv", "layout": "tsv", "has_header": False, "text_columns": [0], "label_column": 1}
     }
-    params["image"]["data"]["import_from"] = {"path": "pictures"}  # beside builtin: import_from wins
+    params["tasks"][IMAGE]["data"]["import_from"] = {"path": "pictures"}  # beside builtin: import_from wins
     loaded = load_params(write_params(tmp_path, params))
-    assert data_recipe("image", loaded, tmp_path)["source"] == "import"
-    assert data_recipe("text", loaded, tmp_path)["content_sha256"] == "missing"
+    assert data_recipe(IMAGE, loaded, tmp_path)["source"] == "import"
+    assert data_recipe(TEXT, loaded, tmp_path)["content_sha256"] == "missing"
 
 
 def test_source_fingerprint_follows_files(tmp_path):
@@ -333,37 +336,37 @@ BAD = {
     "translation": [misaligned_parallel_files, empty_parallel_line, not_utf8, missing_side, broken_gzip],
 }
 TEXT_COLUMNS = {"text_columns": ["title", "body"], "label_column": "topic"}
-IMPORT_OPTIONS = {"text": TEXT_COLUMNS, "translation": TRANSLATION}
+IMPORT_OPTIONS = {"text": TEXT_COLUMNS, "translation": TRANSLATION_FILES}
 
 
 @pytest.mark.parametrize(
-    "modality,make_bad", [(m, f) for m, fs in BAD.items() for f in fs], ids=lambda v: getattr(v, "__name__", v)
+    "kind,make_bad", [(m, f) for m, fs in BAD.items() for f in fs], ids=lambda v: getattr(v, "__name__", v)
 )
-def test_bad_data_names_the_file(tmp_path, modality, make_bad):
+def test_bad_data_names_the_file(tmp_path, kind, make_bad):
     source, message = make_bad(tmp_path)
     importer = {
         "image": import_images,
         "speech": import_speech,
         "text": import_text,
         "translation": import_translation,
-    }[modality]
+    }[kind]
     with pytest.raises(DataImportError, match=re.escape(message)):
-        importer(source, tmp_path / "out", **IMPORT_OPTIONS.get(modality, {}))
+        importer(source, tmp_path / "out", **IMPORT_OPTIONS.get(kind, {}))
 
 
 @flow
-def prepare_and_version(modalities, params, root, version=True):
+def prepare_and_version(tasks, params, root, version=True):
     recipes = [  # as the pipeline calls it: cached (its result storage saved on the server first), with retries
         call_cached(
             prepare_data,
             force=False,
             outputs_exist=lambda recipe: True,
-            modality=m,
+            task=m,
             params=params,
             root=root,
             recipe=data_recipe(m, params, root),
         )  # fmt: skip
-        for m in modalities
+        for m in tasks
     ]
     return recipes, (version_data(root) if version else None)
 
@@ -371,16 +374,16 @@ def prepare_and_version(modalities, params, root, version=True):
 def test_a_bad_import_changes_nothing_in_data_or_data_dvc(tmp_path, tiny_project, prefect_server):
     params = tiny_params()
     image_folders(tiny_project / "my_images")
-    params["image"]["data"]["import_from"] = {"path": "my_images"}  # relative: read from the project root
+    params["tasks"][IMAGE]["data"]["import_from"] = {"path": "my_images"}  # relative: read from the project root
     params_path = write_params(tiny_project, params)
-    recipes, _ = prepare_and_version(["text", "image"], load_params(params_path), tiny_project)
+    recipes, _ = prepare_and_version([TEXT, IMAGE], load_params(params_path), tiny_project)
     assert [r["source"] for r in recipes] == ["builtin", "import"]
     assert (
-        read_recipe(tiny_project / "data" / "image")
+        read_recipe(tiny_project / "data" / IMAGE)
         == recipes[1]
-        == data_recipe("image", load_params(params_path), tiny_project)
+        == data_recipe(IMAGE, load_params(params_path), tiny_project)
     )
-    assert (tiny_project / "data" / "image" / "val").is_dir()
+    assert (tiny_project / "data" / IMAGE / "val").is_dir()
     before, dvc_before = tree_digest(tiny_project / "data"), (tiny_project / "data.dvc").read_text()
 
     for folder in ("i", "s", "t", "p"):
@@ -391,13 +394,14 @@ def test_a_bad_import_changes_nothing_in_data_or_data_dvc(tmp_path, tiny_project
         "text": empty_text(tmp_path / "t"),
         "translation": misaligned_parallel_files(tmp_path / "p"),
     }
-    for modality, (source, message) in bad.items():
+    for kind, (source, message) in bad.items():
         edited = yaml.safe_load(params_path.read_text())
-        edited[modality]["data"]["import_from"] = {"path": str(source), **IMPORT_OPTIONS.get(modality, {})}
+        edited["tasks"][BUILTIN_TASKS[kind]]["data"]["import_from"] = {"path": str(source),
+                                                                          **IMPORT_OPTIONS.get(kind, {})}  # fmt: skip
         with pytest.raises(DataImportError, match=re.escape(message)):
-            prepare_and_version([modality], load_params(write_params(tiny_project, edited)), tiny_project)
-        assert tree_digest(tiny_project / "data") == before and not (tiny_project / "data" / "speech").exists()
-        assert not (tiny_project / "data" / "translation").exists()
+            prepare_and_version([BUILTIN_TASKS[kind]], load_params(write_params(tiny_project, edited)), tiny_project)
+        assert tree_digest(tiny_project / "data") == before and not (tiny_project / "data" / SPEECH).exists()
+        assert not (tiny_project / "data" / TRANSLATION).exists()
         assert (tiny_project / "data.dvc").read_text() == dvc_before
         assert not any((tiny_project / ".attnflow-tmp").iterdir())  # the scratch copy is gone
 
@@ -411,7 +415,7 @@ def test_a_split_can_come_from_its_own_file_with_its_own_columns(tmp_path, prefe
     test_rows = [[f"title {i}", f"{label} news {i}", label] for label in ("World", "Sports") for i in range(3)]
     write_rows(tmp_path / "news" / "test.csv", [["title", "description", "class"], *test_rows])
     params = tiny_params()
-    params["text"]["data"] = {
+    params["tasks"][TEXT]["data"] = {
         "import_from": {
             "path": "news/train.tsv",
             "layout": "tsv",
@@ -430,16 +434,16 @@ def test_a_split_can_come_from_its_own_file_with_its_own_columns(tmp_path, prefe
     loaded = load_params(write_params(tmp_path, params))
     prepare_and_version(["text"], loaded, tmp_path, version=False)
 
-    data = tmp_path / "data" / "text"
+    data = tmp_path / "data" / TEXT
     test_texts, test_labels = read_text_csv(data / "test.csv")
     assert sorted(zip(test_texts, test_labels)) == sorted((row[1], row[2]) for row in test_rows)
     train_texts, _ = read_text_csv(data / "train.csv")
     val_texts, _ = read_text_csv(data / "val.csv")  # carved from the training file
     assert val_texts and len(train_texts) + len(val_texts) == 20 and all(t.startswith("story") for t in val_texts)
 
-    before = data_recipe("text", loaded, tmp_path)["content_sha256"]
+    before = data_recipe(TEXT, loaded, tmp_path)["content_sha256"]
     write_rows(tmp_path / "news" / "test.csv", [["title", "description", "class"], *test_rows[:-1]])
-    assert data_recipe("text", loaded, tmp_path)["content_sha256"] != before  # the test file is part of the recipe
+    assert data_recipe(TEXT, loaded, tmp_path)["content_sha256"] != before  # the test file is part of the recipe
 
 
 # ---- real datasets, small slices ----------------------------------------------------------------------
@@ -595,4 +599,4 @@ def test_a_gzip_bomb_is_refused(tmp_path, monkeypatch):
     source = parallel_folder(tmp_path / "parallel")
     write_lines(source / "train.de.gz", ["Ein Satz." for _ in range(5000)])  # 50 kB of text in a few hundred bytes
     with pytest.raises(DataImportError, match="train.de.gz: more than .* of text"):
-        import_translation(source, tmp_path / "out", **TRANSLATION)
+        import_translation(source, tmp_path / "out", **TRANSLATION_FILES)

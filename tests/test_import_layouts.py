@@ -10,18 +10,18 @@ import pytest
 from tasks.data.importers import DataImportError
 from tasks.params import load_params
 from tasks.stages.prepare import import_data
-from tests.conftest import tiny_params, write_params
+from tests.conftest import IMAGE, SPEECH, TEXT, TRANSLATION, tiny_params, write_params
 from tests.test_import import make_png, make_wav, write_lines, write_rows
 
 LABELS = ("a", "b", "c")
 
 
-def imported(tmp_path, modality: str, import_from: dict) -> dict:
+def imported(tmp_path, task: str, import_from: dict) -> dict:
     """Import through the params file, as the prepare stage does; returns the examples per split."""
     params = tiny_params()
-    params[modality]["data"]["import_from"] = {"val_fraction": 0.2, "test_fraction": 0.2, **import_from}
+    params["tasks"][task]["data"]["import_from"] = {"val_fraction": 0.2, "test_fraction": 0.2, **import_from}
     loaded = load_params(write_params(tmp_path, params))
-    return import_data(modality, loaded, tmp_path, tmp_path / "out")["splits"]
+    return import_data(task, loaded, tmp_path, tmp_path / "out")["splits"]
 
 
 # ---- text -------------------------------------------------------------------------------------
@@ -35,14 +35,14 @@ def test_text_train_val_and_test_files(tmp_path):
     for name, rows in (("train", 10), ("dev", 3), ("test", 4)):
         text_file(tmp_path / f"{name}.csv", rows)
     assert imported(
-        tmp_path, "text", {"path": "train.csv", "val": {"path": "dev.csv"}, "test": {"path": "test.csv"}}
+        tmp_path, TEXT, {"path": "train.csv", "val": {"path": "dev.csv"}, "test": {"path": "test.csv"}}
     ) == {"train": 30, "val": 9, "test": 12}
 
 
 def test_text_train_and_test_files_val_carved(tmp_path):
     text_file(tmp_path / "train.csv", 10)
     text_file(tmp_path / "test.csv", 4)
-    assert imported(tmp_path, "text", {"path": "train.csv", "test": {"path": "test.csv"}}) == {
+    assert imported(tmp_path, TEXT, {"path": "train.csv", "test": {"path": "test.csv"}}) == {
         "train": 24,
         "val": 6,
         "test": 12,
@@ -51,20 +51,20 @@ def test_text_train_and_test_files_val_carved(tmp_path):
 
 def test_text_one_file_both_carved(tmp_path):
     text_file(tmp_path / "all.csv", 10)
-    assert imported(tmp_path, "text", {"path": "all.csv"}) == {"train": 18, "val": 6, "test": 6}
+    assert imported(tmp_path, TEXT, {"path": "all.csv"}) == {"train": 18, "val": 6, "test": 6}
 
 
 def test_text_folder_of_split_files(tmp_path):
     (tmp_path / "news").mkdir()
     for name, rows in (("train", 10), ("val", 3), ("test", 4)):
         text_file(tmp_path / "news" / f"{name}.csv", rows)
-    assert imported(tmp_path, "text", {"path": "news"}) == {"train": 30, "val": 9, "test": 12}
+    assert imported(tmp_path, TEXT, {"path": "news"}) == {"train": 30, "val": 9, "test": 12}
 
 
 def test_text_folder_with_train_only_carves_both(tmp_path):
     (tmp_path / "news").mkdir()
     text_file(tmp_path / "news" / "train.tsv", 10, "\t")
-    assert imported(tmp_path, "text", {"path": "news", "layout": "tsv"}) == {"train": 18, "val": 6, "test": 6}
+    assert imported(tmp_path, TEXT, {"path": "news", "layout": "tsv"}) == {"train": 18, "val": 6, "test": 6}
 
 
 def test_tsv_split_files_inherit_layout_header_and_columns(tmp_path):
@@ -80,10 +80,10 @@ def test_tsv_split_files_inherit_layout_header_and_columns(tmp_path):
         "val": {"path": "dev.tsv"},
         "test": {"path": "test.tsv"},
     }
-    assert imported(tmp_path, "text", import_from) == {"train": 30, "val": 9, "test": 12}
+    assert imported(tmp_path, TEXT, import_from) == {"train": 30, "val": 9, "test": 12}
     params = tiny_params()
-    params["text"]["data"]["import_from"] = import_from
-    test_file = load_params(write_params(tmp_path, params)).text.data.import_from.test
+    params["tasks"][TEXT]["data"]["import_from"] = import_from
+    test_file = load_params(write_params(tmp_path, params)).task(TEXT).data.import_from.test
     assert (test_file.layout, test_file.has_header, test_file.text_columns, test_file.label_column) == (
         "tsv",
         True,
@@ -98,7 +98,7 @@ def test_a_split_file_can_set_its_own_layout(tmp_path):
     text_file(tmp_path / "test.csv", 4, header=("description", "class"))
     assert imported(
         tmp_path,
-        "text",
+        TEXT,
         {
             "path": "train.tsv",
             "layout": "tsv",
@@ -126,12 +126,12 @@ def test_a_split_file_can_set_its_own_layout(tmp_path):
 def test_the_wrong_layout_is_named(tmp_path, layout, delimiter, hint):
     text_file(tmp_path / "train.txt", 10, delimiter)
     with pytest.raises(DataImportError, match=f"train.txt: missing column.*{hint}"):
-        imported(tmp_path, "text", {"path": "train.txt", "layout": layout})
+        imported(tmp_path, TEXT, {"path": "train.txt", "layout": layout})
     text_file(tmp_path / "plain.txt", 10, delimiter, header=None)
     with pytest.raises(DataImportError, match=f"plain.txt, row 1: missing column.*{hint}"):
         imported(
             tmp_path,
-            "text",
+            TEXT,
             {"path": "plain.txt", "layout": layout, "has_header": False, "text_columns": [0], "label_column": 1},
         )
 
@@ -169,7 +169,7 @@ def image_manifest(root, splits: list[str] | None, per_class: int = 10, name: st
 )
 def test_image_folders(tmp_path, splits, expected):
     image_tree(tmp_path / "pics", splits)
-    assert imported(tmp_path, "image", {"path": "pics"}) == expected
+    assert imported(tmp_path, IMAGE, {"path": "pics"}) == expected
 
 
 @pytest.mark.parametrize(
@@ -185,14 +185,14 @@ def test_image_manifest(tmp_path, splits, expected):
     image_manifest(tmp_path / "src", splits)
     split_column = {"split_column": "split"} if splits else {}
     assert (
-        imported(tmp_path, "image", {"path": "src/labels.csv", "layout": "csv", "image_column": "file", **split_column})
+        imported(tmp_path, IMAGE, {"path": "src/labels.csv", "layout": "csv", "image_column": "file", **split_column})
         == expected
     )
 
 
 def test_a_manifest_may_be_tab_separated(tmp_path):
     image_manifest(tmp_path / "src", None, name="labels.tsv")
-    split = imported(tmp_path, "image", {"path": "src/labels.tsv", "layout": "csv", "image_column": "file"})
+    split = imported(tmp_path, IMAGE, {"path": "src/labels.tsv", "layout": "csv", "image_column": "file"})
     assert split == {"train": 18, "val": 6, "test": 6}
 
 
@@ -221,7 +221,7 @@ def speech_commands(root, lists: dict[str, list[int]]):
 )
 def test_speech_commands_folder(tmp_path, lists, expected):
     speech_commands(tmp_path / "sc", lists)
-    assert imported(tmp_path, "speech", {"path": "sc"}) == expected
+    assert imported(tmp_path, SPEECH, {"path": "sc"}) == expected
 
 
 @pytest.mark.parametrize("with_split", [True, False], ids=["split-column", "no-split-column"])
@@ -239,7 +239,7 @@ def test_speech_manifest(tmp_path, with_split):
     assert (
         imported(
             tmp_path,
-            "speech",
+            SPEECH,
             {"path": "src/clips.csv", "layout": "csv", "audio_column": "clip", "label_column": "word", **split_column},
         )
         == expected
@@ -270,8 +270,6 @@ def parallel(root, stems: dict[str, int]):
 def test_parallel_files(tmp_path, stems, splits, expected):
     parallel(tmp_path / "corpus", stems)
     assert (
-        imported(
-            tmp_path, "translation", {"path": "corpus", "source_lang": "de", "target_lang": "en", "splits": splits}
-        )
+        imported(tmp_path, TRANSLATION, {"path": "corpus", "source_lang": "de", "target_lang": "en", "splits": splits})
         == expected
     )

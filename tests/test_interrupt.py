@@ -13,7 +13,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, tiny_params, write_params
+from tests.conftest import IMAGE, REPO, tiny_params, write_params
 from tests.test_temporary_server import processes_with_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -23,7 +23,7 @@ def start(project, *arguments: str, log: str = "run.log") -> subprocess.Popen:
     own = ("PREFECT_API", "PREFECT_LOGGING", "MLFLOW_")
     env = {key: value for key, value in os.environ.items() if not key.startswith(own)}
     env.update(PREFECT_HOME=str(project / ".prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "flows.cli", "run", "--modality", "image", *arguments]
+    command = [sys.executable, "-m", "flows.cli", "run", "--task", IMAGE, *arguments]
     output = (project / log).open("w")
     return subprocess.Popen(command, cwd=project, env=env, stdout=output, stderr=subprocess.STDOUT)
 
@@ -44,7 +44,7 @@ def runs(project) -> list:
 def long_training(tiny_project):
     """The tiny project, with an image training of many epochs (a minute or more): time to stop it."""
     params = tiny_params()
-    params["image"]["train"].update(epochs=40, max_batches_per_epoch=None)
+    params["tasks"][IMAGE]["train"].update(epochs=40, max_batches_per_epoch=None)
     write_params(tiny_project, params)
     return tiny_project
 
@@ -69,7 +69,7 @@ def test_after_sigkill_the_next_run_closes_what_was_left_running_and_resumes_tra
     last finished epoch, and ends with the test metrics of an uninterrupted run (trained afterwards with --force)."""
     project = tiny_project
     params = tiny_params()
-    params["image"]["train"].update(epochs=6, max_batches_per_epoch=None)
+    params["tasks"][IMAGE]["train"].update(epochs=6, max_batches_per_epoch=None)
     write_params(project, params)
     process = start(project)
     wait_for(project, "image epoch 3/6", process)
@@ -92,9 +92,7 @@ def test_after_sigkill_the_next_run_closes_what_was_left_running_and_resumes_tra
 
     whole = start(project, "--force", log="whole.log")
     assert whole.wait(timeout=300) == 0, (project / "whole.log").read_text()[-3000:]
-    finished = [
-        run for run in runs(project) if run.data.tags.get("modality") == "image" and run.info.status == "FINISHED"
-    ]
+    finished = [run for run in runs(project) if run.data.tags.get("task") == IMAGE and run.info.status == "FINISHED"]
     resumed, uninterrupted = sorted(finished, key=lambda run: run.info.start_time)
     assert resumed.data.tags["resumed_after_epoch"] and "resumed_after_epoch" not in uninterrupted.data.tags
     test_metrics = ("test_accuracy", "test_macro_f1", "best_val_accuracy", "best_epoch")
@@ -107,15 +105,16 @@ def test_two_runs_at_once_run_one_after_the_other_and_the_better_is_champion(tin
     """The second waits for the project's lock, saying so; both finish; the registry ends with the better model as
     champion, whichever finished first."""
     project = tiny_project
-    better = start(project, "--set", "image.train.epochs=3", "--set", "image.train.max_batches_per_epoch=10",
+    better = start(project, "--set", f"tasks.{IMAGE}.train.epochs=3",
+                   "--set", f"tasks.{IMAGE}.train.max_batches_per_epoch=10",
                    log="better.log")  # fmt: skip
     time.sleep(1)
-    worse = start(project, "--set", "image.train.lr=0.000001", log="worse.log")
+    worse = start(project, "--set", f"tasks.{IMAGE}.train.lr=0.000001", log="worse.log")
     assert better.wait(timeout=600) == 0 and worse.wait(timeout=600) == 0
     logs = (project / "better.log").read_text() + (project / "worse.log").read_text()
     assert "is busy: waiting for its running pipeline (pid" in logs
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}", registry_uri=f"sqlite:///{project / 'mlflow.db'}")
-    image = [run for run in runs(project) if run.data.tags.get("modality") == "image"]
+    image = [run for run in runs(project) if run.data.tags.get("task") == IMAGE]
     assert len(image) == 2 and {run.info.status for run in runs(project)} == {"FINISHED"}
     best = max(image, key=lambda run: run.data.metrics["test_accuracy"])
     assert client.get_model_version_by_alias("attnflow-digit-classification", "champion").run_id == best.info.run_id

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from tasks.data.builtin_image import generate_image_dataset
-from tasks.modalities import get
+from tasks.kinds import get
 from tasks.params import load_params
 from tasks.reproducibility import set_seeds
 from tasks.training import ema, loop, resume
 from tasks.training.loop import LengthBatches, fit, make_loader
-from tests.conftest import tiny_params, write_params
+from tests.conftest import IMAGE, tiny_params, write_params
 
 
 def test_length_batches_cover_every_item_once_with_little_padding():
@@ -40,9 +40,9 @@ def image_project(tmp_path_factory):
     project = tmp_path_factory.mktemp("resume")
     params = load_params(write_params(project, tiny_params()))
     # a small validation split: every epoch validates, and these tests train many short epochs
-    generate_image_dataset(project / "data", image_size=params.image.data.image_size, digit_size=26, seed=0,
+    generate_image_dataset(project / "data", image_size=params.task(IMAGE).data.image_size, digit_size=26, seed=0,
                            val_fraction=0.03, test_fraction=0.03)  # fmt: skip
-    return project, params.image
+    return project, params.task(IMAGE)
 
 
 def train_images(project, section, state_file, stop_after: int | None = None, plans: list | None = None,

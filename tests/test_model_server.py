@@ -1,4 +1,4 @@
-"""The project's model server (`attnflow serve-model`, tasks/serving/server.py), over real HTTP on a free loopback
+"""The project's model server (`attnflow model serve`, tasks/serving/server.py), over real HTTP on a free loopback
 port: the bearer token, the answers and the 400s of MLflow's scoring server, /metrics, /version, the observer hook,
 and the refusals before anything loads."""
 
@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 
 from flows.cli import EXIT_INVALID
 from tasks.serving.server import TOKEN_ENV, create_app, listening_socket, load_registered
-from tests.conftest import REPO, tiny_params, write_params
+from tests.conftest import IMAGE, REPO, tiny_params, write_params
 from tests.test_cli import assert_one_line_error, attnflow
 from tests.test_serving import BAD_REQUESTS, check_answers, raw_inputs
 
@@ -58,14 +58,14 @@ def image_request(project: Path) -> str:
 
 @contextmanager
 def served_command(project: Path, tmp_path: Path, *arguments: str):
-    """`attnflow serve-model --task digit-classification` in its own process, with the token in its environment,
+    """`attnflow model serve --task digit-classification` in its own process, with the token in its environment,
     until /health answers; yields its port, then stops it with SIGTERM and checks that it ended cleanly."""
     sock = listening_socket("127.0.0.1", 0)  # a free port, released for the server to bind
     port = sock.getsockname()[1]
     sock.close()
     env = {**os.environ, TOKEN_ENV: TOKEN, "PYTHONPATH": str(REPO), "PREFECT_HOME": str(tmp_path / ".prefect")}
     env.pop("MLFLOW_TRACKING_URI", None)  # the project's own store, as a user's shell in the project has it
-    command = [sys.executable, "-m", "flows.cli", "serve-model", "--params", str(project / "params.yaml")]
+    command = [sys.executable, "-m", "flows.cli", "model", "serve", "--params", str(project / "params.yaml")]
     log_path = tmp_path / "serve-model.log"
     with log_path.open("w") as log:
         server = subprocess.Popen([*command, "--task", "digit-classification", "--port", str(port), *arguments],
@@ -110,7 +110,7 @@ def test_the_served_champion_needs_the_token_answers_and_counts(pipeline_runs, t
         status, version = call(port, "/version", token=TOKEN)
         assert status == 200
         assert json.loads(version) | {"mlflow": None} == {"name": MODEL, "version": int(champion.version),
-            "alias": "champion", "run_id": champion.run_id, "modality": "image", "task": "digit-classification",
+            "alias": "champion", "run_id": champion.run_id, "kind": "image", "task": "digit-classification",
             "mlflow": None}  # fmt: skip
         status, metrics = call(port, "/metrics", token=TOKEN)
     assert status == 200
@@ -212,20 +212,20 @@ def test_an_address_beyond_loopback_without_a_token_is_refused_before_anything_l
     monkeypatch.delenv(TOKEN_ENV, raising=False)
     write_params(tmp_path, tiny_params())
     for host in ("0.0.0.0", "myhost.example"):
-        result = attnflow(tmp_path, "serve-model", "--task", "digit-classification", "--host", host)
+        result = attnflow(tmp_path, "model", "serve", "--task", "digit-classification", "--host", host)
         assert_one_line_error(result, EXIT_INVALID, f"refusing to listen on {host} without a token", TOKEN_ENV)
     (tmp_path / "empty-token").write_text("\n")
-    result = attnflow(tmp_path, "serve-model", "--task", "image", "--token-file", str(tmp_path / "empty-token"))
+    result = attnflow(tmp_path, "model", "serve", "--task", IMAGE, "--token-file", str(tmp_path / "empty-token"))
     assert_one_line_error(result, EXIT_INVALID, "empty-token: the token is empty")
-    result = attnflow(tmp_path, "serve-model", "--task", "image", "--token-file", str(tmp_path / "missing"))
+    result = attnflow(tmp_path, "model", "serve", "--task", IMAGE, "--token-file", str(tmp_path / "missing"))
     assert_one_line_error(result, EXIT_INVALID, "--token-file", "missing: cannot read it (No such file or directory)")
-    assert_one_line_error(attnflow(tmp_path, "serve-model", "--task", "image"), EXIT_INVALID, "no MLflow store at")
+    assert_one_line_error(attnflow(tmp_path, "model", "serve", "--task", IMAGE), EXIT_INVALID, "no MLflow store at")
     assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_an_alias_the_model_lacks_is_refused_naming_its_aliases(pipeline_runs, monkeypatch):
     monkeypatch.delenv(TOKEN_ENV, raising=False)
-    result = attnflow(pipeline_runs[0], "serve-model", "--task", "digit-classification", "--variant", "staging")
+    result = attnflow(pipeline_runs[0], "model", "serve", "--task", "digit-classification", "--variant", "staging")
     assert_one_line_error(result, EXIT_INVALID, f"model {MODEL} has no version with the alias 'staging'",
                           "its aliases: challenger (v", "champion (v1)", "compact (v2)")  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""The monitor on the champion served by `attnflow serve-model`: its answers to held-out inputs of the test
+"""The monitor on the champion served by `attnflow model serve`: its answers to held-out inputs of the test
 distribution pass, its answers to inverted images fail naming the drifted features, the webhook block hears of it,
 and the request log that the server keeps holds no input."""
 
@@ -17,7 +17,7 @@ from flows.cli import main
 from flows.monitor import DriftDetected, monitor
 from tasks.monitoring.request_log import request_log_for
 from tasks.params import load_params
-from tests.conftest import write_params
+from tests.conftest import IMAGE, write_params
 from tests.test_model_server import TOKEN, call, served_command
 
 NAME = "attnflow-digit-classification"
@@ -73,7 +73,7 @@ def test_monitor_passes_held_out_digits_and_names_the_drift_of_inverted_ones(pip
     version = client.get_model_version_by_alias(NAME, "champion")
     store = request_log_for(load_params(params_path), tmp_path, NAME)
 
-    held_out = sorted((project / "data" / "image" / "val").glob("*/*.png"))  # same generator, not the reference's
+    held_out = sorted((project / "data" / IMAGE / "val").glob("*/*.png"))  # same generator, not the reference's
     encoded = [base64.b64encode(path.read_bytes()).decode() for path in held_out]
     inverted = [(255 - np.asarray(Image.open(path))).tolist() for path in held_out[:150]]
     with served_command(project, tmp_path, "--params", str(params_path)) as port:  # logs through its observer
@@ -99,7 +99,7 @@ def test_monitor_passes_held_out_digits_and_names_the_drift_of_inverted_ones(pip
     figures = {"held_out": ok.data.metrics, "inverted": drift.data.metrics, "reason": str(drifted.value)}
     (tmp_path / "figures.json").write_text(json.dumps(figures, indent=1))  # for the record: what the checks saw
 
-    assert main(["monitor", "--params", str(params_path), "--task", "image"]) == 0  # nothing new since
+    assert main(["monitor", "--params", str(params_path), "--task", IMAGE]) == 0  # nothing new since
     assert "not enough requests: 0 < min_requests 100" in capsys.readouterr().out
 
     stored = b"".join(path.read_bytes() for path in store.path.parent.iterdir())

@@ -179,7 +179,7 @@ def test_concurrent_writers_lose_no_row(tmp_path):
 def test_speech_summary_hears_level_and_silence():
     import torch
 
-    from tasks.modalities import get
+    from tasks.kinds import get
 
     speech, generator = get("speech"), torch.Generator().manual_seed(0)
     quiet = 0.01 * torch.randn(16000, generator=generator)
@@ -193,7 +193,7 @@ def test_speech_summary_hears_level_and_silence():
 
 def test_text_summary_counts_unknown_subwords():
     from tasks.data.datasets import encode_texts, train_tokenizer
-    from tasks.modalities import get
+    from tasks.kinds import get
 
     tokenizer = train_tokenizer(["der schnelle braune fuchs springt"] * 20, 60)
     known, garbage = encode_texts(tokenizer, ["der fuchs", "жжж ѯѯ"], 64)

@@ -7,41 +7,82 @@ import sys
 import pytest
 import yaml
 
-from tasks.modalities import MODALITIES
+from tasks.kinds import KINDS
 from tasks.params import ParamsError, load_params
-from tests.conftest import REPO, tiny_params, write_params
+from tests.conftest import BUILTIN_TASKS, IMAGE, REPO, SPEECH, TEXT, TRANSLATION, tiny_params, write_params
 
 
 def test_the_repository_params_are_valid():
     params = load_params(REPO / "params.yaml")
-    assert params.global_.modalities == list(MODALITIES)  # every registered modality runs by default
-    assert params.speech.data.builtin.words[0] == "yes"  # quoted: not YAML's boolean
+    assert params.global_.tasks is None and params.selected_tasks() == list(BUILTIN_TASKS.values())  # all, in order
+    assert {params.task(name).kind for name in params.tasks} == set(KINDS)  # a built-in task of every kind
+    assert params.task(SPEECH).data.builtin.words[0] == "yes"  # quoted: not YAML's boolean
 
 
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda p: p["image"]["model"].update(depht=3), "image.model.depht: Extra inputs are not permitted"),
-        (lambda p: p["text"]["train"].update(epochs="many"), "text.train.epochs: Input should be a valid integer"),
-        (lambda p: p["speech"]["train"].update(lr=-0.1), "speech.train.lr: Input should be greater than 0"),
-        (lambda p: p["image"]["train"].update(ema_decay=1.0), "image.train.ema_decay: Input should be less than 1"),
-        (lambda p: p["text"]["train"].update(average_epochs=1), "text.train.average_epochs: Input should be greater"),
         (
-            lambda p: p["translation"]["train"].update(ema_decay=0.999, average_epochs=3),
-            "translation.train: Value error, ema_decay and average_epochs: give one weight average, not both",
+            lambda p: p["tasks"][IMAGE]["model"].update(depht=3),
+            f"tasks.{IMAGE}.model.depht: Extra inputs are not permitted",
         ),
-        (lambda p: p["speech"]["train"].update(precision="fp16"), "speech.train.precision: Input should be 'fp32'"),
-        (lambda p: p["image"]["train"].update(cutmix_alpha=-1), "image.train.cutmix_alpha: Input should be greater"),
-        (lambda p: p["text"]["train"].update(mixup_alpha=0.8), "text.train.mixup_alpha: Extra inputs are not"),
-        (lambda p: p["text"]["model"].update(token_dropout=0.9), "text.model.token_dropout: Input should be less"),
-        (lambda p: p["image"]["model"].update(pool="mean"), "image.model.pool: Input should be 'cls' or 'attention'"),
-        (lambda p: p["translation"]["model"].update(pool="attention"), "translation.model.pool: Extra inputs are not"),
+        (
+            lambda p: p["tasks"][TEXT]["train"].update(epochs="many"),
+            f"tasks.{TEXT}.train.epochs: Input should be a valid integer",
+        ),
+        (
+            lambda p: p["tasks"][SPEECH]["train"].update(lr=-0.1),
+            f"tasks.{SPEECH}.train.lr: Input should be greater than 0",
+        ),
+        (
+            lambda p: p["tasks"][IMAGE]["train"].update(ema_decay=1.0),
+            f"tasks.{IMAGE}.train.ema_decay: Input should be less than 1",
+        ),
+        (
+            lambda p: p["tasks"][TEXT]["train"].update(average_epochs=1),
+            f"tasks.{TEXT}.train.average_epochs: Input should be greater",
+        ),
+        (
+            lambda p: p["tasks"][TRANSLATION]["train"].update(ema_decay=0.999, average_epochs=3),
+            f"tasks.{TRANSLATION}.train: Value error, ema_decay and average_epochs: give one weight average, not both",
+        ),
+        (
+            lambda p: p["tasks"][SPEECH]["train"].update(precision="fp16"),
+            f"tasks.{SPEECH}.train.precision: Input should be 'fp32'",
+        ),
+        (
+            lambda p: p["tasks"][IMAGE]["train"].update(cutmix_alpha=-1),
+            f"tasks.{IMAGE}.train.cutmix_alpha: Input should be greater",
+        ),
+        (
+            lambda p: p["tasks"][TEXT]["train"].update(mixup_alpha=0.8),
+            f"tasks.{TEXT}.train.mixup_alpha: Extra inputs are not",
+        ),
+        (
+            lambda p: p["tasks"][TEXT]["model"].update(token_dropout=0.9),
+            f"tasks.{TEXT}.model.token_dropout: Input should be less",
+        ),
+        (
+            lambda p: p["tasks"][IMAGE]["model"].update(pool="mean"),
+            f"tasks.{IMAGE}.model.pool: Input should be 'cls' or 'attention'",
+        ),
+        (
+            lambda p: p["tasks"][TRANSLATION]["model"].update(pool="attention"),
+            f"tasks.{TRANSLATION}.model.pool: Extra inputs are not",
+        ),
         (lambda p: p["global"].update(device="tpu"), "global.device: Input should be 'auto', 'cpu' or 'cuda'"),
         (
-            lambda p: p["image"]["model"].update(num_heads=3),
-            "image.model: Value error, embed_dim (16) must be divisible",
+            lambda p: p["tasks"][IMAGE]["model"].update(num_heads=3),
+            f"tasks.{IMAGE}.model: Value error, embed_dim (16) must be divisible",
         ),
-        (lambda p: p["text"].pop("task"), "text.task: Field required"),
+        (lambda p: p["tasks"][TEXT].pop("kind"), f"tasks.{TEXT}.kind: every task names its kind (text, image,"),
+        (lambda p: p["tasks"][TEXT].update(kind="video"), f"tasks.{TEXT}.kind: every task names its kind"),
+        (lambda p: p["tasks"][TEXT].update(kind="image"), f"tasks.{TEXT}.data.builtin.locales: Extra inputs"),
+        (lambda p: p["tasks"].update({"my task": p["tasks"][TEXT]}), "tasks.my task: a task's name is letters"),
+        (lambda p: p["tasks"].update({"a.b": p["tasks"][TEXT]}), "tasks.a.b: a task's name is letters"),
+        (lambda p: p["tasks"].clear(), "tasks: Dictionary should have at least 1 item"),
+        (lambda p: p["global"].update(tasks=["nope"]), "global.tasks names ['nope'], which `tasks` lacks"),
+        (lambda p: p.update(text=p["tasks"][TEXT]), "sections ['text'] name kinds: since tasks have names"),
         (lambda p: p["global"]["schedule"].update(cron="0 25 * * *"), "global.schedule.cron: Value error, not a cron"),
         (
             lambda p: p["global"]["schedule"].update(timezone="Mars/Olympus"),
@@ -55,31 +96,34 @@ def test_the_repository_params_are_valid():
         (lambda p: p["global"]["monitor"].update(ks_pvalue=1.5), "global.monitor.ks_pvalue: Input should be less"),
         (lambda p: p["global"]["monitor"].update(min_requests=0), "global.monitor.min_requests: Input should be"),
         (
-            lambda p: p["translation"]["model"].update(decoder_depth=0),
-            "translation.model.decoder_depth: Value error, 'auto' or an integer from 1 to 24 (got 0)",
+            lambda p: p["tasks"][TRANSLATION]["model"].update(decoder_depth=0),
+            f"tasks.{TRANSLATION}.model.decoder_depth: Value error, 'auto' or an integer from 1 to 24 (got 0)",
         ),
         (
-            lambda p: p["translation"]["model"].update(num_heads=3),
-            "translation.model: Value error, embed_dim (16) must be",
+            lambda p: p["tasks"][TRANSLATION]["model"].update(num_heads=3),
+            f"tasks.{TRANSLATION}.model: Value error, embed_dim (16) must be",
         ),
-        (lambda p: p["translation"]["eval"].update(beam_size=0), "translation.eval.beam_size: Input should be greater"),
         (
-            lambda p: p["translation"]["data"].update(
+            lambda p: p["tasks"][TRANSLATION]["eval"].update(beam_size=0),
+            f"tasks.{TRANSLATION}.eval.beam_size: Input should be greater",
+        ),
+        (
+            lambda p: p["tasks"][TRANSLATION]["data"].update(
                 import_from={"path": "x", "source_lang": "de", "target_lang": "de"}
             ),
-            "translation.data.import_from: Value error, source_lang and target_lang are both 'de'",
+            f"tasks.{TRANSLATION}.data.import_from: Value error, source_lang and target_lang are both 'de'",
         ),
         (
-            lambda p: p["translation"]["data"].update(
+            lambda p: p["tasks"][TRANSLATION]["data"].update(
                 import_from={"path": "x", "source_lang": "de", "target_lang": "en", "splits": {"val": "val"}}
             ),
-            "translation.data.import_from: Value error, splits must name the train file stem",
+            f"tasks.{TRANSLATION}.data.import_from: Value error, splits must name the train file stem",
         ),
         (
-            lambda p: p["translation"]["data"].update(
+            lambda p: p["tasks"][TRANSLATION]["data"].update(
                 import_from={"path": "x", "source_lang": "de", "target_lang": "en", "splits": {"dev": "val"}}
             ),
-            "translation.data.import_from.splits.dev.[key]: Input should be 'train', 'val' or 'test'",
+            f"tasks.{TRANSLATION}.data.import_from.splits.dev.[key]: Input should be 'train', 'val' or 'test'",
         ),
     ],
 )
@@ -94,18 +138,27 @@ def test_invalid_values_name_the_key(tmp_path, edit, message):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda p: p["image"]["train"].update(lr=float("nan")), "image.train.lr: Input should be a finite number"),
         (
-            lambda p: p["text"]["train"].update(weight_decay=float("inf")),
-            "text.train.weight_decay: Input should be a finite",
+            lambda p: p["tasks"][IMAGE]["train"].update(lr=float("nan")),
+            f"tasks.{IMAGE}.train.lr: Input should be a finite number",
+        ),
+        (
+            lambda p: p["tasks"][TEXT]["train"].update(weight_decay=float("inf")),
+            f"tasks.{TEXT}.train.weight_decay: Input should be a finite",
         ),
         (lambda p: p["global"].update(seed=2**32), "global.seed: Value error, out of range (at most 4294967295)"),
-        (lambda p: p["image"]["train"].update(epochs=True), "image.train.epochs: Value error, a number, not a boolean"),
         (
-            lambda p: p["speech"]["data"].update(sample_rate=False),
-            "speech.data.sample_rate: Value error, a number, not",
+            lambda p: p["tasks"][IMAGE]["train"].update(epochs=True),
+            f"tasks.{IMAGE}.train.epochs: Value error, a number, not a boolean",
         ),
-        (lambda p: p["text"]["train"].update(batch_size=10**12), "text.train.batch_size: Value error, out of range"),
+        (
+            lambda p: p["tasks"][SPEECH]["data"].update(sample_rate=False),
+            f"tasks.{SPEECH}.data.sample_rate: Value error, a number, not",
+        ),
+        (
+            lambda p: p["tasks"][TEXT]["train"].update(batch_size=10**12),
+            f"tasks.{TEXT}.train.batch_size: Value error, out of range",
+        ),
     ],
 )
 def test_numbers_are_finite_bounded_and_not_booleans(tmp_path, edit, message):
@@ -134,13 +187,17 @@ def test_a_malformed_file_is_one_clear_error(tmp_path, content, message):
     assert str(error.value).startswith(str(tmp_path / "params.yaml")) and "\n" not in str(error.value)
 
 
-def test_a_section_may_be_left_out_only_when_its_modality_is_not_run(tmp_path):
+def test_a_project_holds_any_number_of_tasks_of_a_kind_and_runs_those_selected(tmp_path):
     params = tiny_params()
-    params = {"global": params["global"] | {"modalities": ["image"]}, "image": params["image"]}  # one section
-    assert load_params(write_params(tmp_path, params)).present_modalities() == ["image"]
-    params["global"]["modalities"] = ["image", "speech"]
-    with pytest.raises(ParamsError, match=r"global.modalities lists \['speech'\] but the file has no section"):
-        load_params(write_params(tmp_path, params))
+    news = params["tasks"][TEXT] | {"train": params["tasks"][TEXT]["train"] | {"epochs": 3}}
+    params["tasks"] = {"news": news, TEXT: params["tasks"][TEXT], IMAGE: params["tasks"][IMAGE]}
+    loaded = load_params(write_params(tmp_path, params))
+    assert loaded.selected_tasks() == ["news", TEXT, IMAGE]  # the file's order
+    assert loaded.kind("news") is loaded.kind(TEXT) and loaded.task("news").train.epochs == 3
+    params["global"]["tasks"] = [IMAGE, "news"]
+    assert load_params(write_params(tmp_path, params)).selected_tasks() == [IMAGE, "news"]
+    with pytest.raises(ParamsError, match=r"unknown task 'spam'; the params have news, "):
+        loaded.task("spam")
 
 
 def test_unreadable_file_names_the_file(tmp_path):
@@ -152,15 +209,15 @@ def test_unreadable_file_names_the_file(tmp_path):
 
 def test_cli_rejects_invalid_params_before_any_work(tmp_path):
     params = tiny_params()
-    params["image"]["train"]["batch_size"] = 0
+    params["tasks"][IMAGE]["train"]["batch_size"] = 0
     path = write_params(tmp_path, params)
     result = subprocess.run(
         [sys.executable, "-m", "flows.cli", "run", "--params", str(path)], cwd=REPO, capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert "image.train.batch_size: Input should be greater than or equal to 1" in result.stderr
+    assert f"tasks.{IMAGE}.train.batch_size: Input should be greater than or equal to 1" in result.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "mlflow.db").exists()
-    assert yaml.safe_load(path.read_text())["image"]["train"]["batch_size"] == 0
+    assert yaml.safe_load(path.read_text())["tasks"][IMAGE]["train"]["batch_size"] == 0
 
 
 @pytest.mark.parametrize(

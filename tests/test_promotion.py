@@ -4,10 +4,10 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks.modalities import get
-from tasks.params import MODALITIES
+from tasks.kinds import get
+from tasks.params import load_params
 from tasks.tracking.registry import CHALLENGER, CHAMPION, Candidate, decide, register_and_promote
-from tests.conftest import SECOND_RUN_MODALITIES
+from tests.conftest import BUILTIN_TASKS, IMAGE, SECOND_RUN_TASKS
 
 SAME, OTHER = "a" * 32, "b" * 32
 
@@ -46,9 +46,9 @@ def test_decide_when_lower_is_better(new, champion, alias, reason):
 
 
 def test_runs_rank_best_first_in_the_metric_direction():
-    from tasks.modalities.base import Modality
+    from tasks.kinds.base import Kind
 
-    class ErrorRate(Modality):
+    class ErrorRate(Kind):
         metrics, higher_is_better = ("test_wer",), False
 
     scores = [0.3, None, 0.1, 0.2]
@@ -100,20 +100,20 @@ def test_register_and_promote_moves_aliases_in_a_real_registry(tmp_path):
 def test_pipeline_runs_promote_the_better_and_keep_the_worse_as_challenger(pipeline_runs):
     project, first, second = pipeline_runs
     uri = f"sqlite:///{project / 'mlflow.db'}"
-    client = MlflowClient(uri, registry_uri=uri)
-    assert set(second["modalities"]) == set(SECOND_RUN_MODALITIES)
-    for modality in MODALITIES:
-        name = first["modalities"][modality]["promotion"]["registered_model"]
+    client, params = MlflowClient(uri, registry_uri=uri), load_params(project / "params.yaml")
+    assert set(second["tasks"]) == set(SECOND_RUN_TASKS)
+    for task in BUILTIN_TASKS.values():
+        name = first["tasks"][task]["promotion"]["registered_model"]
         champion = client.get_model_version_by_alias(name, CHAMPION)  # every task has one
-        good = client.get_run(first["modalities"][modality]["run_id"])
+        good = client.get_run(first["tasks"][task]["run_id"])
         assert good.data.tags["promotion"] == CHAMPION and good.data.tags["promotion_reason"].startswith("first model")
-        if modality not in SECOND_RUN_MODALITIES:
+        if task not in SECOND_RUN_TASKS:
             assert champion.run_id == good.info.run_id
             continue
-        metric = get(modality).primary_metric
-        worse = client.get_run(second["modalities"][modality]["run_id"])
+        metric = params.kind(task).primary_metric
+        worse = client.get_run(second["tasks"][task]["run_id"])
         scores = good.data.metrics[metric], worse.data.metrics[metric]
-        better = scores[1] > scores[0] if get(modality).higher_is_better else scores[1] < scores[0]
+        better = scores[1] > scores[0] if params.kind(task).higher_is_better else scores[1] < scores[0]
         expected = CHAMPION if better else CHALLENGER  # the rule, whatever training gave
         assert worse.data.tags["promotion"] == expected
         assert client.get_model_version_by_alias(name, expected).run_id == worse.info.run_id
@@ -124,6 +124,6 @@ def test_pipeline_runs_promote_the_better_and_keep_the_worse_as_challenger(pipel
         assert client.get_model_version_by_alias(name, "compact").run_id == champion.run_id  # compact follows it
         registration = worse.data.tags["compact_registration"]
         assert registration.startswith("registered" if expected == CHAMPION else "not registered: the model it")
-    image = client.get_run(second["modalities"]["image"]["run_id"])  # designed to be clearly worse
+    image = client.get_run(second["tasks"][IMAGE]["run_id"])  # designed to be clearly worse
     assert image.data.tags["promotion"] == CHALLENGER
     assert image.data.tags["promotion_reason"].startswith("worse on the same test data")

@@ -13,7 +13,7 @@ from flows.cli import EXIT_CODE_CHANGED, EXIT_FAILED, main
 from flows.experiments import reproduce
 from flows.pipeline import attention_pipeline
 from tasks.lineage import data_md5
-from tests.conftest import CACHED_STAGES, make_tiny_project, stage_states
+from tests.conftest import CACHED_STAGES, IMAGE, TEXT, make_tiny_project, stage_states
 
 LINEAGE_TAGS = {
     "git_sha",
@@ -33,8 +33,8 @@ def project(tmp_path_factory, prefect_server):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
         project = make_tiny_project(tmp_path_factory.mktemp("repro") / "project")
-        edit_params(project, lambda p: p["global"].update(modalities=["text", "image"]))
-        commit(project, "two modalities")
+        edit_params(project, lambda p: p["global"].update(tasks=[TEXT, IMAGE]))
+        commit(project, "two tasks")
         first = attention_pipeline(params_path=str(project / "params.yaml"))
         yield project, first
 
@@ -74,8 +74,8 @@ def second(project):
 def test_second_run_with_nothing_changed_is_cached(project, second):
     project, first = project
     client = mlflow_client(project)
-    for modality, result in second["modalities"].items():
-        original = first["modalities"][modality]
+    for name, result in second["tasks"].items():
+        original = first["tasks"][name]
         assert result["cached_from_run_id"] == original["run_id"]
         assert result["test_accuracy"] == original["test_accuracy"]
         run = client.get_run(result["run_id"])
@@ -96,7 +96,7 @@ def test_cached_stages_show_as_cached_in_prefect(project, second):
 def test_every_run_carries_its_lineage(project):
     project, first = project
     client = mlflow_client(project)
-    for result in first["modalities"].values():
+    for result in first["tasks"].values():
         tags = client.get_run(result["run_id"]).data.tags
         assert set(tags) >= LINEAGE_TAGS
         assert tags["data_md5"] == data_md5(project) and tags["git_dirty"] == "false" and tags["device"] == "cpu"
@@ -106,7 +106,7 @@ def test_every_run_carries_its_lineage(project):
 
 def test_reproduce_matches_exactly(project):
     project, first = project
-    original = first["modalities"]["image"]["run_id"]
+    original = first["tasks"][IMAGE]["run_id"]
     result = reproduce(original, params_path=str(project / "params.yaml"))
     assert result["match"], result["metrics"]
     assert result["run_id"] != original
@@ -115,24 +115,24 @@ def test_reproduce_matches_exactly(project):
     assert "cached_from_run_id" not in tags  # reproduce trains again
 
 
-def test_changing_one_modality_reruns_only_that_modality(project):
+def test_changing_one_task_reruns_only_that_task(project):
     project, first = project
-    edit_params(project, lambda p: p["image"]["train"].update(lr=0.01))
+    edit_params(project, lambda p: p["tasks"][IMAGE]["train"].update(lr=0.01))
     commit(project, "image lr")
     result = run_pipeline(project)
-    assert result["modalities"]["image"]["cached_from_run_id"] is None
-    assert result["modalities"]["text"]["cached_from_run_id"] == first["modalities"]["text"]["run_id"]
+    assert result["tasks"][IMAGE]["cached_from_run_id"] is None
+    assert result["tasks"][TEXT]["cached_from_run_id"] == first["tasks"][TEXT]["run_id"]
 
 
 def test_reproduce_restores_an_old_data_version(project):
     project, first = project
     old_md5 = first["data_md5"]
-    edit_params(project, lambda p: p["text"]["data"]["builtin"].update(samples_per_class=25))
+    edit_params(project, lambda p: p["tasks"][TEXT]["data"]["builtin"].update(samples_per_class=25))
     commit(project, "more text data")
     regenerated = run_pipeline(project)
     assert regenerated["data_md5"] != old_md5
 
-    result = reproduce(first["modalities"]["text"]["run_id"], params_path=str(project / "params.yaml"))
+    result = reproduce(first["tasks"][TEXT]["run_id"], params_path=str(project / "params.yaml"))
     assert result["data_md5"] == result["restored_data_md5"] == old_md5
     assert result["match"], result["metrics"]
     assert data_md5(project) == regenerated["data_md5"]  # the workspace is back on the current version
@@ -140,7 +140,7 @@ def test_reproduce_restores_an_old_data_version(project):
 
 def test_reproduce_reports_a_mismatch(project, capsys):
     project, first = project
-    original = first["modalities"]["image"]["run_id"]
+    original = first["tasks"][IMAGE]["run_id"]
     mlflow_client(project).log_metric(original, "test_macro_f1", 0.123456)  # the record now disagrees
     assert main(["reproduce", original, "--params", str(project / "params.yaml")]) == EXIT_FAILED
     assert "MISMATCH" in capsys.readouterr().out
@@ -149,7 +149,7 @@ def test_reproduce_reports_a_mismatch(project, capsys):
 def test_reproduce_stops_when_torch_differs_from_the_runs(project, capsys):
     """Exact results need the same torch build: why pyproject pins torch."""
     project, first = project
-    run_id, client = first["modalities"]["text"]["run_id"], mlflow_client(project)
+    run_id, client = first["tasks"][TEXT]["run_id"], mlflow_client(project)
     recorded = client.get_run(run_id).data.tags["torch_version"]
     client.set_tag(run_id, "torch_version", "2.10.0+cpu")
     try:
@@ -163,6 +163,6 @@ def test_reproduce_stops_when_torch_differs_from_the_runs(project, capsys):
 def test_reproduce_stops_when_the_code_changed(project, capsys):
     project, first = project
     (project / "NOTES.md").write_text("a change after the run\n")
-    code = main(["reproduce", first["modalities"]["text"]["run_id"], "--params", str(project / "params.yaml")])
+    code = main(["reproduce", first["tasks"][TEXT]["run_id"], "--params", str(project / "params.yaml")])
     assert code == EXIT_CODE_CHANGED
     assert "--allow-code-change" in capsys.readouterr().err

@@ -1,6 +1,6 @@
-"""Scheduled runs on a real Prefect server: `attnflow serve` registers the deployment with params.yaml's
+"""Scheduled runs on a real Prefect server: `attnflow schedule serve` registers the deployment with params.yaml's
 schedule, a run triggered through the deployment is the same pipeline (same MLflow runs and lineage tags),
-and `attnflow status` shows it."""
+and `attnflow schedule status` shows it."""
 
 import os
 import socket
@@ -20,9 +20,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.cli import main
 from flows.schedule import deployments
-from tasks.modalities import MODALITIES
 from tasks.scheduling.server import start_server, stop_server, wait_until_up
-from tests.conftest import REPO, stop_process_group, tiny_params, write_params
+from tests.conftest import BUILTIN_TASKS, IMAGE, REPO, stop_process_group, tiny_params, write_params
 
 DEPLOYMENT = "attention-pipeline/scheduled"
 MONITOR_DEPLOYMENT = "monitor/scheduled"
@@ -52,10 +51,10 @@ def real_server(tmp_path_factory):
 
 @pytest.fixture
 def serving(tiny_project, real_server, tmp_path):
-    """`attnflow serve --params <tiny>/params.yaml` in a subprocess against the test server."""
+    """`attnflow schedule serve --params <tiny>/params.yaml` in a subprocess against the test server."""
     params = tiny_params()
-    params["global"]["modalities"] = ["text", "image"]
-    params["global"]["schedule"] = {"cron": "30 4 * * *", "timezone": "Europe/Berlin", "per_modality": False}
+    params["global"]["tasks"] = ["text", "image"]
+    params["global"]["schedule"] = {"cron": "30 4 * * *", "timezone": "Europe/Berlin", "per_task": False}
     params_path = write_params(tiny_project, params)
     env = {
         **os.environ,
@@ -66,7 +65,7 @@ def serving(tiny_project, real_server, tmp_path):
     env.pop("MLFLOW_TRACKING_URI", None)
     log = tmp_path / "serve.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "serve", "--params", str(params_path)],
+        [sys.executable, "-m", "flows.cli", "schedule", "serve", "--params", str(params_path)],
         cwd=REPO,
         env=env,
         stdout=log.open("wb"),
@@ -83,7 +82,7 @@ def wait_for_deployment(process, log: Path, timeout: float = 180):
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
-            assert process.poll() is None, f"attnflow serve exited:\n{log.read_text()[-3000:]}"
+            assert process.poll() is None, f"attnflow schedule serve exited:\n{log.read_text()[-3000:]}"
             try:
                 return client.read_deployment_by_name(DEPLOYMENT)
             except ObjectNotFound:
@@ -101,7 +100,7 @@ def test_served_deployment_has_the_schedule_and_its_run_is_the_pipeline(serving,
         "Europe/Berlin",
         True,
     )
-    assert deployment.parameters == {"params_path": str(params_path), "modalities": None}
+    assert deployment.parameters == {"params_path": str(params_path), "tasks": None}
 
     flow_run = run_deployment(DEPLOYMENT, timeout=300)
     assert flow_run.state.is_completed(), f"{flow_run.state}\n{log.read_text()[-3000:]}"
@@ -109,10 +108,10 @@ def test_served_deployment_has_the_schedule_and_its_run_is_the_pipeline(serving,
     client = MlflowClient(f"sqlite:///{tiny_project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("attnflow")
     [parent] = client.search_runs([experiment.experiment_id], f"tags.prefect_flow_run_id = '{flow_run.id}'")
-    assert parent.info.status == "FINISHED" and parent.data.tags["modalities"] == "text,image"
+    assert parent.info.status == "FINISHED" and parent.data.tags["tasks"] == "text,image"
     task_experiments = [e.experiment_id for e in client.search_experiments() if e.name.startswith("attnflow-")]
     children = client.search_runs(task_experiments, f"tags.pipeline_run_id = '{parent.info.run_id}'")
-    assert sorted(run.data.tags["modality"] for run in children) == ["image", "text"]
+    assert sorted(run.data.tags["kind"] for run in children) == ["image", "text"]
     for run in children:
         assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
         assert run.data.tags["data_md5"] == parent.data.tags["data_md5"]
@@ -123,21 +122,21 @@ def test_served_deployment_has_the_schedule_and_its_run_is_the_pipeline(serving,
     assert monitoring.parameters == {"params_path": str(params_path)}
     assert [s.schedule.cron for s in monitoring.schedules] == ["0 * * * *"]
 
-    assert main(["status", "--params", str(params_path)]) == 0
+    assert main(["schedule", "status", "--params", str(params_path)]) == 0
     out = capsys.readouterr().out
     assert DEPLOYMENT in out and "30 4 * * * (Europe/Berlin)" in out and "next run:" in out
     assert "monitor/scheduled" in out and "0 * * * * (Europe/Berlin)" in out
     assert "Completed" in out and flow_run.name in out
 
 
-def test_the_server_schedules_runs_per_modality(real_server, tiny_project):
+def test_the_server_schedules_runs_per_task(real_server, tiny_project):
     params = tiny_params()
-    params["global"]["schedule"] = {"cron": "0 * * * *", "timezone": "UTC", "per_modality": True}
+    params["global"]["schedule"] = {"cron": "0 * * * *", "timezone": "UTC", "per_task": True}
     params_path = write_params(tiny_project, params)
     ids = {f"{deployment.flow_name}/{deployment.name}": deployment.apply() for deployment in deployments(params_path)}
-    assert sorted(ids) == sorted([*(f"{DEPLOYMENT}-{m}" for m in MODALITIES), MONITOR_DEPLOYMENT])
+    assert sorted(ids) == sorted([*(f"{DEPLOYMENT}-{m}" for m in BUILTIN_TASKS.values()), MONITOR_DEPLOYMENT])
     with get_client(sync_client=True) as client:
-        assert client.read_deployment(ids[f"{DEPLOYMENT}-image"]).parameters["modalities"] == ["image"]
+        assert client.read_deployment(ids[f"{DEPLOYMENT}-{IMAGE}"]).parameters["tasks"] == [IMAGE]
         [schedule] = client.read_deployment(ids[MONITOR_DEPLOYMENT]).schedules  # global.monitor.cron, the default
         assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 * * * *", "UTC")
         deadline = time.monotonic() + 30

@@ -1,4 +1,4 @@
-"""The registered champion, served: raw input in -> label, class probabilities and attention out, per modality;
+"""The registered champion, served: raw input in -> label, class probabilities and attention out, per kind;
 source sentences in -> translations and their alignment out, for translation."""
 
 import base64
@@ -20,39 +20,37 @@ import pytest
 import soundfile
 from PIL import Image
 
-from tasks.modalities import MODALITIES, get
 from tasks.params import load_params
+from tests.conftest import BUILTIN_TASKS, IMAGE, TRANSLATION
 
-TASKS = {"text": "language-id", "image": "digit-classification", "speech": "keyword-spotting"}
+CLASSIFIERS = ("text", "image", "speech")  # kinds, one built-in task of each
 
 
-def raw_inputs(project: Path, modality: str) -> list:
+def raw_inputs(project: Path, kind: str) -> list:
     """Two raw test inputs as a client would send them: text strings; an image and a clip as arrays and base64."""
-    data = project / "data" / modality
-    if modality == "text":
+    data = project / "data" / BUILTIN_TASKS[kind]
+    if kind == "text":
         with (data / "test.csv").open(newline="") as file:
             return [row["text"] for row in csv.DictReader(file)][:2]
     path = (
         sorted((data / "test").glob("*/*.png"))[0]
-        if modality == "image"
+        if kind == "image"
         else data / (data / "testing_list.txt").read_text().split()[0]
     )
     as_array = (
-        np.asarray(Image.open(path)).tolist()
-        if modality == "image"
-        else soundfile.read(path, dtype="float32")[0].tolist()
+        np.asarray(Image.open(path)).tolist() if kind == "image" else soundfile.read(path, dtype="float32")[0].tolist()
     )
     return [as_array, base64.b64encode(path.read_bytes()).decode()]
 
 
-def check_answers(answers: list[dict], modality: str, count: int) -> None:
+def check_answers(answers: list[dict], kind: str, count: int) -> None:
     assert len(answers) == count
     for answer in answers:
         probabilities = answer["probabilities"]
         assert answer["label"] == max(probabilities, key=probabilities.get)
         assert abs(sum(probabilities.values()) - 1) < 1e-3
         assert answer["attention"] and abs(sum(answer["attention"]) - 1) < 1e-3
-        if modality == "text":
+        if kind == "text":
             assert len(answer["tokens"]) == len(answer["attention"])
 
 
@@ -61,7 +59,7 @@ def test_translation_champion_translates_raw_sentences(pipeline_runs):
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model("models:/attnflow-translation-de-en@champion")
-    sources = (project / "data" / "translation" / "test.de").read_text().splitlines()[:2]
+    sources = (project / "data" / TRANSLATION / "test.de").read_text().splitlines()[:2]
     answers = model.predict(pd.DataFrame({"text": sources}))
     client = mlflow.MlflowClient()
     champion_run = client.get_model_version_by_alias("attnflow-translation-de-en", "champion").run_id
@@ -75,36 +73,36 @@ def test_translation_champion_translates_raw_sentences(pipeline_runs):
         assert all(abs(sum(row) - 1) < 1e-3 and len(row) == len(answer["source_tokens"]) for row in answer["alignment"])
 
 
-@pytest.mark.parametrize("modality", list(TASKS))
-def test_champion_predicts_from_raw_input(pipeline_runs, modality, monkeypatch):
+@pytest.mark.parametrize("kind", CLASSIFIERS)
+def test_champion_predicts_from_raw_input(pipeline_runs, kind, monkeypatch):
     project = pipeline_runs[0]
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model(f"models:/attnflow-{TASKS[modality]}@champion")
-    column = {"speech": "audio"}.get(modality, modality)
-    answers = model.predict(pd.DataFrame({column: raw_inputs(project, modality)}))
-    check_answers(answers, modality, 2)
-    if modality != "text":  # the array and the encoded file are the same input
+    model = mlflow.pyfunc.load_model(f"models:/attnflow-{BUILTIN_TASKS[kind]}@champion")
+    column = {"speech": "audio"}.get(kind, kind)
+    answers = model.predict(pd.DataFrame({column: raw_inputs(project, kind)}))
+    check_answers(answers, kind, 2)
+    if kind != "text":  # the array and the encoded file are the same input
         assert answers[0]["probabilities"] == pytest.approx(answers[1]["probabilities"], abs=1e-4)
 
 
-@pytest.mark.parametrize("modality", list(TASKS))
-def test_a_request_is_one_forward_pass_that_answers_each_row_as_alone(pipeline_runs, modality):
+@pytest.mark.parametrize("kind", CLASSIFIERS)
+def test_a_request_is_one_forward_pass_that_answers_each_row_as_alone(pipeline_runs, kind):
     """Rows are predicted together (texts of different lengths padded), and padding changes no row's answer."""
     project = pipeline_runs[0]
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model(f"models:/attnflow-{TASKS[modality]}@champion")
-    column = {"speech": "audio"}.get(modality, modality)
-    values = raw_inputs(project, modality)
-    if modality == "text":
+    model = mlflow.pyfunc.load_model(f"models:/attnflow-{BUILTIN_TASKS[kind]}@champion")
+    column = {"speech": "audio"}.get(kind, kind)
+    values = raw_inputs(project, kind)
+    if kind == "text":
         values = [values[0], values[0] + " " + values[1], values[1][:3]]  # three lengths
     passes = []
     model.unwrap_python_model().model.register_forward_hook(lambda *_: passes.append(1))
     together = model.predict(pd.DataFrame({column: values}))
     assert len(passes) == 1
     alone = [model.predict(pd.DataFrame({column: [value]}))[0] for value in values]
-    if modality == "text":
+    if kind == "text":
         assert len({len(answer["tokens"]) for answer in together}) == 3
     for row, single in zip(together, alone):
         assert row["label"] == single["label"] and row.get("tokens") == single.get("tokens")
@@ -120,7 +118,7 @@ def test_a_request_can_ask_for_another_attention_map(pipeline_runs):
     project = pipeline_runs[0]
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model(f"models:/attnflow-{TASKS['image']}@champion")
+    model = mlflow.pyfunc.load_model(f"models:/attnflow-{IMAGE}@champion")
     request = pd.DataFrame({"image": raw_inputs(project, "image")})
     rollout = model.predict(request)
     weighted = model.predict(request, params={"attention": "gradient_attention"})
@@ -245,8 +243,11 @@ def test_serving_imports_only_its_pinned_requirements(pipeline_runs):
 
     project = pipeline_runs[0]
     params = load_params(project / "params.yaml")
-    cases = [(f"attnflow-{params.section(m).task}", get(m).input_column,
-              get(m).serving_example(project / "data" / m, params.section(m))) for m in MODALITIES]  # fmt: skip
+    cases = [
+        (f"attnflow-{name}", params.kind(name).input_column,
+         params.kind(name).serving_example(project / "data" / name, params.task(name)))
+        for name in params.tasks
+    ]  # fmt: skip
     loaded = subprocess.run(
         [sys.executable, "-c", SERVED_IMPORTS, f"sqlite:///{project / 'mlflow.db'}", json.dumps(cases)],
         capture_output=True,
@@ -282,18 +283,18 @@ def test_a_wav_at_44101_hz_is_answered_promptly_in_bounded_memory(pipeline_runs)
     check_answers(answers, "speech", 1)
 
 
-@pytest.mark.parametrize("modality", MODALITIES)
-def test_the_compact_model_answers_as_its_variant_was_measured(pipeline_runs, modality):
+@pytest.mark.parametrize("task", BUILTIN_TASKS.values())
+def test_the_compact_model_answers_as_its_variant_was_measured(pipeline_runs, task):
     """`compact` rebuilds the chosen variant at load (the float weights, the kept heads, int8 when it says so) and
     answers the input example as the compress stage's in-memory variant did; its answers have the champion's fields."""
     project = pipeline_runs[0]
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow.db'}")
-    spec, section = get(modality), load_params(project / "params.yaml").section(modality)
-    name = f"attnflow-{section.task}"
+    params = load_params(project / "params.yaml")
+    spec, section, name = params.kind(task), params.task(task), f"attnflow-{task}"
     version = mlflow.MlflowClient().get_model_version_by_alias(name, "compact")
     logged = Path(mlflow.MlflowClient().download_artifacts(version.run_id, "compress/compact_example_answers.json"))
-    request = pd.DataFrame({spec.input_column: [spec.serving_example(project / "data" / modality, section)]})
+    request = pd.DataFrame({spec.input_column: [spec.serving_example(project / "data" / task, section)]})
     [compact] = mlflow.pyfunc.load_model(f"models:/{name}@compact").predict(request)
     [champion] = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(request)
     [expected] = json.loads(logged.read_text())

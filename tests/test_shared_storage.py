@@ -16,7 +16,7 @@ from flows.pipeline import attention_pipeline
 from tasks.lineage import data_md5
 from tasks.names import CHECKPOINT
 from tasks.result_storage import JsonRemoteResultStorage, RefusedResult
-from tests.conftest import CACHED_STAGES, make_tiny_project, run, stage_states, tiny_params, write_params
+from tests.conftest import CACHED_STAGES, TEXT, make_tiny_project, run, stage_states, tiny_params, write_params
 from tests.s3 import moto_server
 from tests.test_result_storage import crafted_pickle_record
 from tests.test_serving import free_port
@@ -44,7 +44,7 @@ def s3_project(folder, s3, results: str | None = None):
     where `results` says (global.results.storage), committed."""
     project = make_tiny_project(folder)
     params = tiny_params()
-    params["global"]["modalities"] = ["text"]
+    params["global"]["tasks"] = [TEXT]
     params["global"]["results"] = {"storage": results}
     write_params(project, params)
     run(project, sys.executable, "-m", "dvc", "remote", "add", "-d", DVC_REMOTE, f"s3://{s3.bucket}/dvc")
@@ -94,7 +94,7 @@ def test_a_second_clone_gets_every_stage_from_the_shared_cache(s3, origin, tmp_p
 
     second = attention_pipeline(params_path=str(second_clone / "params.yaml"))
     assert stage_states(second_clone, second, uri) == {f"{stage}text": "Cached" for stage in CACHED_STAGES}
-    made, cached = first["modalities"]["text"], second["modalities"]["text"]
+    made, cached = first["tasks"][TEXT], second["tasks"][TEXT]
     assert cached["cached_from_run_id"] == made["run_id"] and cached["test_accuracy"] == made["test_accuracy"]
     client = MlflowClient(uri)
     experiment_id = client.get_run(cached["run_id"]).info.experiment_id
@@ -110,10 +110,10 @@ def test_reproduce_in_a_fresh_clone_restores_the_data_from_the_bucket(origin, tm
     the retrained model's test metrics match the run's exactly."""
     project, first, _ = origin
     fresh = clone(project, tmp_path / "fresh")
-    run_id = first["modalities"]["text"]["run_id"]
+    run_id = first["tasks"][TEXT]["run_id"]
     assert main(["reproduce", run_id, "--params", str(fresh / "params.yaml")]) == 0, capsys.readouterr().err
     assert "exact match" in capsys.readouterr().out
-    assert data_md5(fresh) == first["data_md5"] and (fresh / "data" / "text").is_dir()
+    assert data_md5(fresh) == first["data_md5"] and (fresh / "data" / TEXT).is_dir()
     assert not (fresh / ".dvc-storage").exists()
 
 

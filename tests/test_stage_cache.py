@@ -1,5 +1,5 @@
 """A stage re-runs when code it uses changes, and only then: each stage's cache key follows the imports of its
-module, its modality's module and that modality's model (tasks/caching.py), and the data's code through the data
+module, its task's kind's module and that kind's model (tasks/caching.py), and the data's code through the data
 recipe.
 
 The edits are made to a copy of the code that the cache keys are computed from (`tasks.caching.CODE_ROOT` points at
@@ -13,9 +13,9 @@ import yaml
 
 from flows.pipeline import attention_pipeline
 from tasks import caching
-from tests.conftest import REPO, make_tiny_project, stage_states, tiny_params, write_params
+from tests.conftest import IMAGE, REPO, TEXT, make_tiny_project, stage_states, tiny_params, write_params
 
-MODALITIES = ("text", "image")
+TASKS = (TEXT, IMAGE)
 STAGES = ("prepare-data", "train", "evaluate", "explain", "compress")
 
 
@@ -30,7 +30,7 @@ def project(tmp_path_factory, prefect_server):
         monkeypatch.setattr(caching, "CODE_ROOT", code)
         project = make_tiny_project(tmp_path_factory.mktemp("cache") / "project")
         params = tiny_params()
-        params["global"]["modalities"] = list(MODALITIES)
+        params["global"]["tasks"] = list(TASKS)
         write_params(project, params)
         first = attention_pipeline(params_path=str(project / "params.yaml"))
         assert set(stage_states(project, first).values()) == {"Completed"}
@@ -47,10 +47,8 @@ def rerun_after_editing(project, code, *modules: str) -> dict[str, str]:
 
 
 def expected(rerun: dict[str, set[str]]) -> dict[str, str]:
-    """Completed for the stages named per modality, Cached for every other."""
-    return {
-        f"{stage}-{m}": "Completed" if stage in rerun.get(m, ()) else "Cached" for m in MODALITIES for stage in STAGES
-    }
+    """Completed for the stages named per task, Cached for every other."""
+    return {f"{stage}-{m}": "Completed" if stage in rerun.get(m, ()) else "Cached" for m in TASKS for stage in STAGES}
 
 
 # Each run edits modules whose stages do not overlap, so one run checks several edits.
@@ -59,12 +57,12 @@ def test_a_generator_reruns_its_data_and_what_follows_and_a_model_its_training(p
     image model: image's training, evaluation, explanation and compression. Nothing else."""
     states = rerun_after_editing(*project, "tasks/data/builtin_text.py", "attn_models/vit.py")
     everything_after_data = {"train", "evaluate", "explain", "compress"}
-    assert states == expected({"text": {"prepare-data", *everything_after_data}, "image": everything_after_data})
+    assert states == expected({TEXT: {"prepare-data", *everything_after_data}, IMAGE: everything_after_data})
 
 
 def test_the_training_loop_reruns_every_training(project):
     states = rerun_after_editing(*project, "tasks/training/loop.py")
-    assert states == expected({m: {"train", "evaluate", "explain", "compress"} for m in MODALITIES})
+    assert states == expected({m: {"train", "evaluate", "explain", "compress"} for m in TASKS})
 
 
 def test_the_prepare_stage_and_the_serving_wrapper_rerun_their_stages_only(project):
@@ -72,25 +70,25 @@ def test_the_prepare_stage_and_the_serving_wrapper_rerun_their_stages_only(proje
     cached); the serving wrapper, which the evaluate and compress stages log, re-runs every evaluation and
     compression."""
     states = rerun_after_editing(*project, "tasks/stages/prepare.py", "tasks/serving/pyfunc_model.py")
-    assert states == expected({m: {"prepare-data", "evaluate", "compress"} for m in MODALITIES})
+    assert states == expected({m: {"prepare-data", "evaluate", "compress"} for m in TASKS})
 
 
 def test_the_scoring_of_attention_maps_reruns_the_explanations_only(project):
     """The explainer (named by the spec, not imported by it): the explain stages re-run, the evaluations (which log
     the models) stay cached. (The attribution methods themselves are also served: they re-run both.)"""
     states = rerun_after_editing(*project, "tasks/evaluation/explain.py")
-    assert states == expected({m: {"explain"} for m in MODALITIES})
+    assert states == expected({m: {"explain"} for m in TASKS})
 
 
 def test_the_compression_code_and_its_params_rerun_the_compressions_only(project):
     """The variants' measuring code re-runs every compression; so does a change to global.compress (the rule's
     allowed drop), and nothing else."""
     states = rerun_after_editing(*project, "tasks/evaluation/compress.py")
-    assert states == expected({m: {"compress"} for m in MODALITIES})
+    assert states == expected({m: {"compress"} for m in TASKS})
     project_dir, _ = project
     params = yaml.safe_load((project_dir / "params.yaml").read_text())
     params["global"]["compress"]["max_metric_drop"] = 0.5
     write_params(project_dir, params)
     assert stage_states(project_dir, attention_pipeline(params_path=str(project_dir / "params.yaml"))) == expected(
-        {m: {"compress"} for m in MODALITIES}
+        {m: {"compress"} for m in TASKS}
     )

@@ -1,5 +1,5 @@
-"""The shape of the code, checked: modality knowledge lives in tasks/modalities/, packages import each other without
-cycles, attn_models/ stays pure PyTorch, and shared names are defined once (tasks/names.py)."""
+"""The shape of the code, checked: what differs between kinds of task lives in tasks/kinds/, packages import each
+other without cycles, attn_models/ stays pure PyTorch, and shared names are defined once (tasks/names.py)."""
 
 import ast
 import re
@@ -75,7 +75,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_package_import_cycles():
     graph = package_graph()
-    assert {"tasks.modalities", "tasks.stages", "tasks.data", "tasks.params", "flows"} <= set(graph)
+    assert {"tasks.kinds", "tasks.stages", "tasks.data", "tasks.params", "flows"} <= set(graph)
     assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
 
 
@@ -84,14 +84,25 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
 
 
-BRANCH = re.compile(r"""modality\s*[!=]=|modality in \(|task\s*==\s*["']translation["']|\.task\s*==""")
+# A branch on a kind's name: a comparison with one (`== "text"`, `in ("image", ...)`), or with a spec's name.
+KIND_NAME = r"""["'](?:text|image|speech|translation|asr)["']"""
+BRANCH = re.compile(
+    rf"""[!=]=\s*{KIND_NAME}|{KIND_NAME}\s*[!=]=|\bin\s*[(\[{{]\s*{KIND_NAME}|spec\.name\s*[!=]=|\bmodality\b"""
+)
 
 
-def test_no_modality_branches_outside_the_modality_modules():
+def test_the_branch_finder_finds_branches_on_a_kinds_name():
+    for line in ('if kind == "text":', "if 'asr' != name:", 'if name in ("image", "speech"):', "spec.name == k",
+                 "modality = 1"):  # fmt: skip
+        assert BRANCH.search(line), line
+    assert not BRANCH.search('if executor.kind == "dask":') and not BRANCH.search('row["text"]')
+
+
+def test_no_kind_branches_outside_the_kind_modules():
     offending = [
         f"{path.relative_to(REPO)}:{number}: {line.strip()}"
         for path in SOURCES
-        if path.parts[-2] != "modalities"
+        if path.parts[-2] != "kinds"
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if BRANCH.search(line)
     ]
@@ -126,10 +137,10 @@ def test_shared_names_are_defined_once(literal):
 @pytest.mark.parametrize("kind", ["generator", "importer"])
 def test_the_data_code_stays_apart_from_the_model_and_serving_code(kind):
     """The data recipe fingerprints the generator's and importer's modules with all they import: if one imported a
-    modality module, an edit to a model, the training loop or the serving wrapper would rebuild that data and change
+    kind's module, an edit to a model, the training loop or the serving wrapper would rebuild that data and change
     data.dvc. Data code lives in tasks/data and imports nothing outside it but tasks/progress.py."""
     from tasks.caching import code_closure
-    from tasks.modalities import discover
+    from tasks.kinds import discover
 
     for name, spec in discover().items():
         files = code_closure(getattr(spec, kind).partition(":")[0])

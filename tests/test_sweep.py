@@ -5,17 +5,17 @@ from mlflow.tracking import MlflowClient
 
 from flows.cli import main
 from tasks.params import ParamsError, load_params, parse_grid, with_overrides
-from tests.conftest import REPO
+from tests.conftest import IMAGE, REPO
 
 
 def test_grid_parsing_and_overrides_are_validated():
     assert parse_grid(["model.depth=1,2", "train.lr=0.001"]) == {"model.depth": [1, 2], "train.lr": [0.001]}
     params = load_params(REPO / "params.yaml")
-    assert with_overrides(params, "image", {"model.depth": 1}).image.model.depth == 1
-    with pytest.raises(ParamsError, match="image.model.dept: no such key"):
-        with_overrides(params, "image", {"model.dept": 1})
+    assert with_overrides(params, IMAGE, {"model.depth": 1}).task(IMAGE).model.depth == 1
+    with pytest.raises(ParamsError, match=f"tasks.{IMAGE}.model.dept: no such key"):
+        with_overrides(params, IMAGE, {"model.dept": 1})
     with pytest.raises(ParamsError, match="depth"):
-        with_overrides(params, "image", {"model.depth": 0})
+        with_overrides(params, IMAGE, {"model.depth": 0})
     with pytest.raises(ParamsError, match="must look like"):
         parse_grid(["model.depth"])
 
@@ -28,8 +28,8 @@ def test_sweep_runs_every_configuration_and_ranks_them(tiny_project, prefect_ser
             "sweep",
             "--params",
             params,
-            "--modality",
-            "image",
+            "--task",
+            IMAGE,
             "--grid",
             "model.depth=1,2",
             "--grid",
@@ -43,7 +43,7 @@ def test_sweep_runs_every_configuration_and_ranks_them(tiny_project, prefect_ser
     client = MlflowClient(f"sqlite:///{tiny_project / 'mlflow.db'}")
     runs = client.search_runs(
         [client.get_experiment_by_name("attnflow-digit-classification").experiment_id],
-        "tags.sweep_id != '' and tags.modality = 'image'",
+        f"tags.sweep_id != '' and tags.task = '{IMAGE}'",
     )
     assert len(runs) == 4
     assert len({run.data.tags["sweep_id"] for run in runs}) == 1

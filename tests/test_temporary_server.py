@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CACHED_STAGES, REPO
+from tests.conftest import CACHED_STAGES, REPO, TEXT
 
 pytestmark = pytest.mark.integration  # `attnflow run` in a subprocess, with its own temporary Prefect server
 
@@ -23,8 +23,8 @@ def test_run_without_a_server_starts_and_stops_a_temporary_one(tiny_project):
         "-m",
         "flows.cli",
         "run",
-        "--modality",
-        "text",
+        "--task",
+        TEXT,
         "--params",
         str(tiny_project / "params.yaml"),
     ]

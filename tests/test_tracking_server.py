@@ -10,12 +10,12 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tasks.modalities import get
+from tasks.kinds import get
 from tasks.params import load_params
 from tasks.tracking.registry import CHAMPION, registered_model_name
-from tests.conftest import mlflow_command, tiny_params, write_params
+from tests.conftest import TEXT, mlflow_command, tiny_params, write_params
 
-MODALITY = "text"  # the quickest to train
+TASK = TEXT  # the quickest to train
 
 
 @pytest.fixture
@@ -46,26 +46,26 @@ def test_the_pipeline_logs_runs_artifacts_and_models_to_a_tracking_server(
 
     url, artifact_root = tracking_server
     params = tiny_params()
-    params["global"]["modalities"] = [MODALITY]
+    params["global"]["tasks"] = [TASK]
     params_path = write_params(tiny_project, params)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
 
     result = attention_pipeline(params_path=str(params_path))
 
     client = MlflowClient(url, registry_uri=url)
-    run_id = result["modalities"][MODALITY]["run_id"]
+    run_id = result["tasks"][TASK]["run_id"]
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and client.get_run(result["parent_run_id"]).info.status == "FINISHED"
     assert run.info.artifact_uri.startswith("mlflow-artifacts:/"), run.info.artifact_uri  # the proxy, not a path
-    for name in get(MODALITY).metrics:
-        assert run.data.metrics[name] == result["modalities"][MODALITY][name]
+    for name in get("text").metrics:
+        assert run.data.metrics[name] == result["tasks"][TASK][name]
 
     listed = {a.path for a in client.list_artifacts(run_id)}
     assert {"params.yaml", "attention"} <= listed, listed
     attention = {a.path for a in client.list_artifacts(run_id, "attention")}
     assert {"attention/sample_00.png", "attention/attention_maps.json"} <= attention, attention
     downloaded = Path(client.download_artifacts(run_id, "params.yaml", str(tiny_project.parent / "downloads")))
-    assert yaml.safe_load(downloaded.read_text())["global"]["modalities"] == [MODALITY]
+    assert yaml.safe_load(downloaded.read_text())["global"]["tasks"] == [TASK]
     maps = json.loads(Path(client.download_artifacts(run_id, "attention/attention_maps.json")).read_text())
     assert maps
 
@@ -76,16 +76,16 @@ def test_the_pipeline_logs_runs_artifacts_and_models_to_a_tracking_server(
     assert not (tiny_project / "mlartifacts").exists() and not (tiny_project / "mlflow.db").exists()
 
     # The model: registered through the server (champion of a first run) and loaded back from it, as serve-model does.
-    name = registered_model_name(load_params(params_path), MODALITY)
-    assert result["modalities"][MODALITY]["promotion"]["alias"] == CHAMPION
+    name = registered_model_name(load_params(params_path), TASK)
+    assert result["tasks"][TASK]["promotion"]["alias"] == CHAMPION
     assert any(path.endswith("MLmodel") for path in landed)  # the logged model's files went through the proxy
     model, info = load_registered(url, name, CHAMPION)
-    assert info["run_id"] == run_id and info["modality"] == MODALITY
+    assert info["run_id"] == run_id and info["task"] == TASK and info["kind"] == "text"
     assert len(model.predict(pd.DataFrame({"text": ["hello world", "bonjour le monde"]}))) == 2
 
 
-@pytest.mark.parametrize("command", [["run"], ["sweep", "--modality", "text", "--grid", "train.lr=0.001"],
-                                     ["compare", "--task", "text"], ["serve-model", "--task", "text"]])  # fmt: skip
+@pytest.mark.parametrize("command", [["run"], ["sweep", "--task", TEXT, "--grid", "train.lr=0.001"],
+                                     ["compare", "--task", TEXT], ["model", "serve", "--task", TEXT]])  # fmt: skip
 def test_a_tracking_server_that_does_not_answer_is_named_at_once(command, tiny_project, monkeypatch, capsys):
     """Before anything starts: MLflow itself would retry for minutes, then end in a traceback."""
     from flows.cli import EXIT_INVALID, main

@@ -10,7 +10,7 @@ import shutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import mlflow_command
+from tests.conftest import IMAGE, TEXT, mlflow_command
 from tests.test_serving import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -52,7 +52,7 @@ def test_compare_view_shows_both_runs_metrics(pipeline_runs, mlflow_ui, tmp_path
 
     project, first, second = pipeline_runs
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    runs = [client.get_run(result["modalities"]["image"]["run_id"]) for result in (first, second)]
+    runs = [client.get_run(result["tasks"][IMAGE]["run_id"]) for result in (first, second)]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
@@ -86,7 +86,7 @@ def test_the_explain_stages_viewer_opens_from_its_artifact_and_switches_maps(pip
     from playwright.sync_api import sync_playwright
 
     project, first, _ = pipeline_runs
-    run = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(first["modalities"]["image"]["run_id"])
+    run = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(first["tasks"][IMAGE]["run_id"])
     address = f"{mlflow_ui}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/artifactPath/"
     address += "explain/viewer.html"
     with sync_playwright() as playwright:
@@ -125,7 +125,7 @@ def prefect_ui_run(tmp_path):
         wait_until_up(f"{url}/api", server, home / "server.log")
         project = make_tiny_project(tmp_path / "project")
         params = tiny_params()
-        params["global"]["modalities"] = ["text"]
+        params["global"]["tasks"] = [TEXT]
         write_params(project, params)
         with temporary_settings(updates={PREFECT_API_URL: f"{url}/api"}), pytest.MonkeyPatch.context() as monkeypatch:
             monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -141,7 +141,7 @@ def test_prefect_ui_shows_the_results_table_of_a_pipeline_run(prefect_ui_run, tm
     from playwright.sync_api import sync_playwright
 
     url, result, flow_run_id = prefect_ui_run
-    accuracy = f"{round(result['modalities']['text']['test_accuracy'], 4):g}"
+    accuracy = f"{round(result['tasks'][TEXT]['test_accuracy'], 4):g}"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
@@ -155,4 +155,4 @@ def test_prefect_ui_shows_the_results_table_of_a_pipeline_run(prefect_ui_run, tm
         body = page.inner_text("body")
         browser.close()
     print(f"screenshots: {tmp_path}")
-    assert "language-id" in body and accuracy in body and result["modalities"]["text"]["run_id"] in body
+    assert "language-id" in body and accuracy in body and result["tasks"][TEXT]["run_id"] in body

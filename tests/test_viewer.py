@@ -70,19 +70,19 @@ def image_explained() -> dict:
     """Two image examples on a 4x4 grid: the first with rollout in the top-left patch and gradient_attention in the
     bottom-right one, the second with rollout in patch 5."""
     examples = [example(17, 16, 0, 15, picture=picture()), example(3, 16, 5, 10, picture=picture())]
-    base = {"modality": "image", "kind": "image", "methods": METHODS, "layers": 2, "heads": 4, "grid": [4, 4]}
+    base = {"title": "image", "kind": "image", "methods": METHODS, "layers": 2, "heads": 4, "grid": [4, 4]}
     return {**base, "examples": examples, "scores": SCORES}
 
 
 def spectrogram_explained() -> dict:
     """A 64-frame spectrogram (16 mel bands) in 8 frame columns, rollout in column 6."""
-    base = {"modality": "speech", "kind": "spectrogram", "methods": METHODS, "layers": 2, "heads": 4, "grid": [1, 8]}
+    base = {"title": "speech", "kind": "spectrogram", "methods": METHODS, "layers": 2, "heads": 4, "grid": [1, 8]}
     return {**base, "examples": [example(4, 8, 6, 1, picture=picture(64, 16))]}
 
 
 def tokens_explained() -> dict:
     tokens = ["the", "##re", ATTACK, "is", "a", "cat"]
-    base = {"modality": "text", "kind": "tokens", "methods": METHODS, "layers": 2, "heads": 4}
+    base = {"title": "text", "kind": "tokens", "methods": METHODS, "layers": 2, "heads": 4}
     return {**base, "examples": [example(0, len(tokens), 2, 5, tokens=tokens)]}
 
 
@@ -98,7 +98,7 @@ def alignment_explained() -> dict:
     maps["gradient_attention"] = [peaked(4, 3 - t) for t in range(3)]
     example = {"index": 5, "true": "Poland and Chile", "predicted": "Poland and Chile", "source_tokens": sources,
                "output_tokens": outputs, "maps": maps}  # fmt: skip
-    base = {"modality": "translation", "kind": "alignment", "methods": SEQUENCE_METHODS, "layers": 0, "heads": 0}
+    base = {"title": "translation", "kind": "alignment", "methods": SEQUENCE_METHODS, "layers": 0, "heads": 0}
     return {**base, "examples": [example], "scores": SCORES}
 
 

@@ -1,6 +1,6 @@
-"""A worker on a work pool (README, *Scaling out*): `attnflow deploy --pool` puts the pipeline's deployments on a
-`process` work pool of a real Prefect server, a real `prefect worker start --pool` process picks up a triggered run and
-executes it in its own process, and the run is the pipeline (its MLflow runs, in the project's store)."""
+"""A worker on a work pool (README, *Scaling out*): `attnflow schedule deploy --pool` puts the pipeline's deployments on
+a `process` work pool of a real Prefect server, a real `prefect worker start --pool` process picks up a triggered run
+and executes it in its own process, and the run is the pipeline (its MLflow runs, in the project's store)."""
 
 import os
 import subprocess
@@ -16,7 +16,7 @@ from prefect.settings import get_current_settings
 
 from flows.cli import EXIT_INVALID, main
 from flows.schedule import CODE_ROOT
-from tests.conftest import stop_process_group, tiny_params, write_params
+from tests.conftest import TEXT, stop_process_group, tiny_params, write_params
 
 POOL = "attnflow-test-pool"
 DEPLOYMENT = "attention-pipeline/scheduled"
@@ -66,12 +66,12 @@ def wait_until_final(flow_run_id, process, log: Path):
 def test_a_worker_on_a_process_pool_executes_a_deployment_run(worker, tiny_project, capsys):
     process, log = worker
     params = tiny_params()
-    params["global"]["modalities"] = ["text"]
-    params["global"]["schedule"] = {"cron": NEVER, "timezone": "UTC", "per_modality": False}
+    params["global"]["tasks"] = [TEXT]
+    params["global"]["schedule"] = {"cron": NEVER, "timezone": "UTC", "per_task": False}
     params["global"]["monitor"]["cron"] = NEVER
     params_path = write_params(tiny_project, params)
 
-    assert main(["deploy", "--params", str(params_path), "--pool", POOL]) == 0
+    assert main(["schedule", "deploy", "--params", str(params_path), "--pool", POOL]) == 0
     assert f"deployed {DEPLOYMENT} to the work pool {POOL!r}" in capsys.readouterr().out
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name(DEPLOYMENT)
@@ -90,7 +90,7 @@ def test_a_worker_on_a_process_pool_executes_a_deployment_run(worker, tiny_proje
     experiments = [e.experiment_id for e in client.search_experiments()]
     [parent] = client.search_runs(experiments, f"tags.prefect_flow_run_id = '{flow_run.id}'")
     [child] = client.search_runs(experiments, f"tags.pipeline_run_id = '{parent.info.run_id}'")
-    assert parent.info.status == child.info.status == "FINISHED" and child.data.tags["modality"] == "text"
+    assert parent.info.status == child.info.status == "FINISHED" and child.data.tags["kind"] == "text"
     assert "test_accuracy" in child.data.metrics
     pid = int(parent.data.tags["attnflow_pid"])  # the run's own process, which the worker started
     assert pid != os.getpid() and flow_run.infrastructure_pid.split(":")[-1] == str(pid), flow_run.infrastructure_pid
@@ -99,9 +99,11 @@ def test_a_worker_on_a_process_pool_executes_a_deployment_run(worker, tiny_proje
 @pytest.mark.integration
 def test_deploy_names_a_missing_work_pool(prefect_server, tiny_project, capsys):
     params_path = tiny_project / "params.yaml"
-    assert main(["deploy", "--params", str(params_path), "--pool", "no-such-pool"]) == EXIT_INVALID
+    assert main(["schedule", "deploy", "--params", str(params_path), "--pool", "no-such-pool"]) == EXIT_INVALID
     err = capsys.readouterr().err
     assert "no work pool 'no-such-pool'" in err and "prefect work-pool create no-such-pool --type process" in err
     assert "Traceback" not in err
-    assert main(["deploy", "--params", str(params_path), "--pool", ""]) == EXIT_INVALID  # `make deploy` without POOL
+    assert (
+        main(["schedule", "deploy", "--params", str(params_path), "--pool", ""]) == EXIT_INVALID
+    )  # `make deploy` without POOL
     assert "--pool needs the name of a work pool" in capsys.readouterr().err

@@ -5,7 +5,7 @@ data/asr/{train,val,test}.tsv with the columns path (relative to data/asr), sent
 splits. The built-in data (``generate_asr_dataset``) and every import layout (``import_asr``: Common Voice, a CSV/TSV
 manifest, LibriSpeech) are written this way.
 
-This is the task's data code only, apart from its spec (tasks/modalities/asr.py): the data recipe fingerprints the
+This is the task's data code only, apart from its spec (tasks/kinds/asr.py): the data recipe fingerprints the
 generator's and importer's modules with all they import, so keeping the model, loop and serving code out of here
 keeps an edit to them from rebuilding data/asr.
 """

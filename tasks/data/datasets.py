@@ -1,5 +1,5 @@
-"""Readers of prepared data shared by the modalities (tasks/modalities/), which each turn their own layout in
-data/<modality>/ into ``Splits``: image decoding and albumentations transforms, audio clips, CSV text, parallel
+"""Readers of prepared data shared by the kinds (tasks/kinds/), which each turn their own layout in
+data/<task>/ into ``Splits``: image decoding and albumentations transforms, audio clips, CSV text, parallel
 text files, and the BPE tokenizer with its batching."""
 
 import csv

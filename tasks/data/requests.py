@@ -1,4 +1,4 @@
-"""What a served model accepts, and what it refuses with one line: the raw request values of every modality decoded
+"""What a served model accepts, and what it refuses with one line: the raw request values of every kind decoded
 within limits (``global.serving`` in params.yaml, recorded in the served model's config).
 
 A value that cannot be decoded (not base64, not an image or an audio file, not an array of finite numbers) or that

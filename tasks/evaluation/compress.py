@@ -5,10 +5,10 @@ Variants (tasks/schema.py VARIANTS): ``float`` (the trained model), ``int8`` (ev
 and ``pruned+int8``; the how is in attn_models/compression.py. Each is measured on the CPU:
 
 - size: its state dict as torch.save writes it (MB);
-- latency: p50 and p95 over ``latency_repeats`` timed calls (after one warm-up) of the modality's ``timed_call`` on
+- latency: p50 and p95 over ``latency_repeats`` timed calls (after one warm-up) of the kind's ``timed_call`` on
   a batch of 1 and of 32 test inputs (the test split repeated when it is smaller), with torch held to
   ``threads`` CPU threads: a classifier's forward pass, a sequence model's greedy decoding;
-- the modality's ``compress_metric`` on the test split (a classifier's test accuracy as the evaluate stage computes
+- the kind's ``compress_metric`` on the test split (a classifier's test accuracy as the evaluate stage computes
   it; a sequence model's greedy-decoding BLEU or WER), and its change from the float model's.
 """
 
@@ -103,7 +103,7 @@ def pruned_model(model, spec, splits, section, settings, seed: int) -> tuple[tor
 
 
 def finetune(model, spec, splits, section, steps: int, seed: int) -> None:
-    """steps training steps (the modality's training loss, AdamW at the section's learning rate), in place."""
+    """steps training steps (the kind's training loss, AdamW at the section's learning rate), in place."""
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=section.train.lr, weight_decay=section.train.weight_decay)
     loader = make_loader(splits.train, splits, section.train.batch_size, shuffle=True, seed=seed)

@@ -4,14 +4,14 @@ For a fixed, evenly spaced sample of test examples and every method of attn_mode
 
 - **deletion AUC** (lower is better): the predicted class's probability as the tokens are removed, most relevant
   first, averaged over the curve; **insertion AUC** (higher is better): the same as they are added back to an input
-  with all tokens removed. A removed token is the baseline input's (the modality's ``removal_baseline``: a black
+  with all tokens removed. A removed token is the baseline input's (the kind's ``removal_baseline``: a black
   image, silence, unknown words; attn_models/attribution.py).
 - **deletion gap**: the random map's deletion AUC minus the method's: above 0, the map ranks the tokens the model
   relies on better than chance.
-- **localization** (when the modality knows where the evidence is, ``Classifier.localization_target``): the share of
+- **localization** (when the kind knows where the evidence is, ``Classifier.localization_target``): the share of
   the map's mass on the evidence (the ink of a built-in digit, the frames of a built-in spoken word), and the
   **pointing game**: whether the map's top token lies on it. Where the evidence is the whole input (every word of a
-  sentence says its language), the modality joins the example with one of another class instead
+  sentence says its language), the kind joins the example with one of another class instead
   (``Classifier.spliced_example``) and scores the maps of the joined input on the part of the class it predicts.
 
 Metric names: ``attn_<score>.<method>``, e.g. ``attn_deletion_auc.gradient_attention``. Files, under explain/:
@@ -39,7 +39,7 @@ def sample_indices(count: int, samples: int) -> list[int]:
 
 def score_example(model, inputs, baseline, localization_target, steps: int, seed: int) -> dict:
     """The maps of one example (inputs: a batch of one) and, per method, its curves and localization.
-    baseline: the input that removed tokens are taken from (the modality's ``removal_baseline``);
+    baseline: the input that removed tokens are taken from (the kind's ``removal_baseline``);
     localization_target(tokens): the evidence's share of each token (T,), or None when unknown."""
     reference = reference_tokens(model, baseline)  # once: every map and curve of the example takes it
     maps = class_token_maps(model, inputs, seed=seed, reference=reference)
@@ -121,7 +121,7 @@ def curves_figure(examples: list[dict], steps: int, title: str, methods=METHODS,
 
 def explain_classifier(spec, e) -> dict[str, float]:
     """Maps of every method for global.explain.samples test examples, scored; curves and scores logged to the run
-    (e: tasks.modalities.base.Explanation). Returns the attn_* metrics."""
+    (e: tasks.kinds.base.Explanation). Returns the attn_* metrics."""
     import matplotlib.pyplot as plt
 
     examples, shown = [], []
@@ -146,7 +146,7 @@ def explain_classifier(spec, e) -> dict[str, float]:
     plt.close(figure)
     e.client.log_dict(e.run_id, {"samples": len(examples), "scores": table}, "explain/scores.json")
     layers, heads, _ = examples[0]["maps"]["heads"].shape
-    explained = {"modality": spec.name, "kind": spec.viewer_kind, "methods": list(METHODS), "layers": layers,
+    explained = {"title": spec.name, "kind": spec.viewer_kind, "methods": list(METHODS), "layers": layers,
                  "heads": heads, **({"grid": shown[0]["grid"]} if "grid" in shown[0] else {}), "examples": shown,
                  "scores": table}  # fmt: skip
     e.client.log_dict(e.run_id, explained, "explain/examples.json")

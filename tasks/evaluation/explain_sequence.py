@@ -6,12 +6,12 @@ settings, as the evaluate stage decodes) is read back by teacher forcing, and fo
 
 - **deletion AUC** (lower is better): each output token's probability as the source units are removed in the order
   of that token's own map, most relevant first, averaged over the output tokens, then over the curve; **insertion
-  AUC** (higher is better): the same as they are added back to the baseline (the modality's ``removal_baseline``:
+  AUC** (higher is better): the same as they are added back to the baseline (the kind's ``removal_baseline``:
   [UNK] tokens for translation, a silent clip for speech recognition). **deletion gap**: the random map's deletion
   AUC minus the method's; above 0, better than chance.
 - **log-probability drop** (higher is better): the deletion curve in log-probabilities: how far, on average over
   the curve's points and the output tokens, log p(y_t) falls below its value on the whole source.
-- **localization** (where the modality knows the right alignment: ``SequenceTask.alignment_evidence``; the built-in
+- **localization** (where the kind knows the right alignment: ``SequenceKind.alignment_evidence``; the built-in
   translation corpus's phrases): the maps of the *reference* output (teacher-forced, so its phrases are known); per
   reference subword inside a phrase, the share of its map on the source subwords of the aligned phrase, and the
   **pointing game**: whether its top source subword lies in that phrase. Only sentences of two phrases or more count
@@ -72,7 +72,7 @@ def localization(model, source, target, reference, evidence, seed: int) -> dict[
 
 def explain_sequence(spec, e) -> dict[str, float]:
     """Maps of every method for global.explain.samples test inputs, scored; curves and scores logged to the run
-    (e: tasks.modalities.base.Explanation). Returns the attn_* metrics."""
+    (e: tasks.kinds.base.Explanation). Returns the attn_* metrics."""
     import matplotlib.pyplot as plt
 
     indices = sample_indices(len(e.splits.test), e.settings.samples)
@@ -103,7 +103,7 @@ def explain_sequence(spec, e) -> dict[str, float]:
     e.client.log_figure(e.run_id, figure, "explain/curves.png")
     plt.close(figure)
     e.client.log_dict(e.run_id, {"samples": len(examples), "scores": table}, "explain/scores.json")
-    explained = {"modality": spec.name, "kind": "alignment", "methods": list(SEQUENCE_METHODS), "layers": 0,
+    explained = {"title": spec.name, "kind": "alignment", "methods": list(SEQUENCE_METHODS), "layers": 0,
                  "heads": 0, "examples": shown, "scores": table}  # fmt: skip
     e.client.log_dict(e.run_id, explained, "explain/examples.json")
     e.client.log_text(e.run_id, viewer_html(explained), "explain/viewer.html")

@@ -1,6 +1,6 @@
 """What the monitor compares (tasks/monitoring/, flows/monitor.py), computed one way for the test split when a model is
 evaluated (its reference, logged to its run) and for each answer the served model gives (the request log): summary
-features of the input (the modality's ``input_features``, which a served answer carries as ``input_summary``), the
+features of the input (the kind's ``input_features``, which a served answer carries as ``input_summary``), the
 answer's confidence and the entropy of its attention map, and the predicted label. Never the raw input.
 
 Here, apart from the monitor's own package, because the classifiers' evaluation builds the reference with it and

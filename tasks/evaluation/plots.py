@@ -1,5 +1,5 @@
-"""Figures shared by the modalities: a classifier's confusion matrix and the title of a sample's attention figure.
-Each modality draws its own attention maps (tasks/modalities/<modality>.py)."""
+"""Figures shared by the kinds: a classifier's confusion matrix and the title of a sample's attention figure.
+Each kind draws its own attention maps (tasks/kinds/<kind>.py)."""
 
 import matplotlib
 

@@ -7,9 +7,9 @@ as base64 PNGs, the code is plain JavaScript), so it opens from a file:// URL, o
 artifact view, which shows HTML in a sandboxed iframe (scripts allowed; no storage, no same origin, no navigation).
 
 What `explained` holds (built by the explain stage; `tests/test_viewer.py` builds examples by hand):
-- `modality` (shown in the title), `kind` ("tokens", "image", "spectrogram" or "alignment"), `methods` (the map
-  names, in order), `layers` and `heads` (the shape of each example's `heads`; 0 when there is no raw attention to
-  show, as for "alignment"), `grid` ([rows, cols] of patches for "image",
+- `title` (the task's kind, shown in the title), `kind` ("tokens", "image", "spectrogram" or "alignment"),
+  `methods` (the map names, in order), `layers` and `heads` (the shape of each example's `heads`; 0 when there is
+  no raw attention to show, as for "alignment"), `grid` ([rows, cols] of patches for "image",
   [1, frames] for "spectrogram"; absent for "tokens"), `scores` (optional: {method: {score name: value}});
 - `examples`: each with `index` (in the test set), `true`, `predicted`, `tokens` ("tokens" only) or `picture` (a
   base64 PNG: the grayscale image, or the spectrogram with time on the x axis), `maps` ({method: one value per
@@ -181,7 +181,7 @@ function fillScores() {
   methods.forEach(m => addRow("td", [m, ...names.map(name => data.scores[m][name]?.toFixed(3) ?? "")]));
 }
 
-$("title").textContent = document.title = `${data.modality}: attention and relevance maps`;
+$("title").textContent = document.title = `${data.title}: attention and relevance maps`;
 fillSelectors();
 fillScores();
 ["example", "method", "layer", "head"].forEach(id => $(id).addEventListener("change", render));

@@ -149,7 +149,7 @@ def prefect_server(root: Path, start: bool = True, port: int = LOCAL_PORT):
     process = None
     if not configured and not is_up(api_url):
         if not start:
-            raise ServerUnavailable(f"no Prefect server answers at {api_url}; start one with `attnflow serve`")
+            raise ServerUnavailable(f"no Prefect server answers at {api_url}; start one with `attnflow schedule serve`")
         home = root / ".prefect"
         process = start_server(home, port)
     try:

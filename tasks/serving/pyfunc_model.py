@@ -1,9 +1,9 @@
 """The served model: an mlflow.pyfunc wrapper that takes raw inputs, one row per example (``dataframe_records`` or
-``inputs`` in a serving request), and answers per example as the checkpoint's modality says (tasks/modalities/):
+``inputs`` in a serving request), and answers per example as the checkpoint's kind says (tasks/kinds/):
 a classifier with the label, the class probabilities and the attention over the input; a sequence model (translation,
 speech recognition) with its output and the alignment of the output with the input.
 
-Which field holds the input is the modality's ``input_column`` (text: "text", image: "image", speech: "audio", ...).
+Which field holds the input is the kind's ``input_column`` (text: "text", image: "image", speech: "audio", ...).
 """
 
 from importlib.metadata import version
@@ -37,15 +37,15 @@ def pinned(packages: tuple[str, ...]) -> list[str]:
 
 
 class AttentionModel(mlflow.pyfunc.PythonModel):
-    """Raw inputs in; the modality's answers out (its spec's ``serve``)."""
+    """Raw inputs in; the kind's answers out (its spec's ``serve``)."""
 
     def load_context(self, context):
         from tokenizers import Tokenizer
 
-        from tasks.modalities import get, load_checkpoint
+        from tasks.kinds import get, load_checkpoint
 
         self.model, self.checkpoint = load_checkpoint(context.artifacts[CHECKPOINT])
-        self.spec = get(self.checkpoint["modality"])
+        self.spec = get(self.checkpoint["kind"])
         tokenizer = context.artifacts.get(TOKENIZER)
         self.tokenizer = Tokenizer.from_file(tokenizer) if tokenizer else None
         self.config = context.model_config  # e.g. how a sequence model decodes: the run's eval settings
@@ -125,10 +125,10 @@ def log_serving_model(
     name: str = SERVING_ARTIFACT,
 ):
     """Log the pyfunc wrapper as the run's "serving" model (or under name: the compress stage's "compact"), with this
-    project's model and data code. config: what the modality's serving reads (e.g. decoding settings; "quantize":
+    project's model and data code. config: what the kind's serving reads (e.g. decoding settings; "quantize":
     the compact int8 variants); example: a raw input value of the request field column, and answers: what the model
     answered it, which give the signature: the field takes any value (a string, or an array of pixels or samples),
-    the answer's fields are those of the example's; params: what a request's "params" may set (the modality's
+    the answer's fields are those of the example's; params: what a request's "params" may set (the kind's
     serving_params), with their defaults."""
     import pandas as pd
     from mlflow.models import ModelSignature, infer_signature

@@ -1,4 +1,4 @@
-"""The project's model server (`attnflow serve-model`): a registered version of a task's served model
+"""The project's model server (`attnflow model serve`): a registered version of a task's served model
 (tasks/serving/pyfunc_model.py) behind bearer-token authentication, with Prometheus metrics, /health and /version.
 
 POST /invocations answers what MLflow's scoring server (`mlflow models serve`) answers, byte for byte: the request is
@@ -12,7 +12,7 @@ field; the same HTTP 400 messages), so the two servers cannot drift apart. What 
   (``check_bind``);
 - metrics (/metrics, prometheus-client, in the app's own registry): requests and errors by endpoint and status
   code, latency, the labels a classifier answered, rows per request and request bytes per row;
-- /version: the registered model's name, version and alias, its run, modality and task;
+- /version: the registered model's name, version and alias, its run, kind and task;
 - ``on_answers``: an observer called with each successful prediction (a request log plugs in there).
 
 The server keeps no state between requests but its metrics (and what an observer keeps), so replicas behind a load
@@ -125,7 +125,7 @@ def load_registered(tracking_uri: str, name: str, alias: str):
         "version": version.version,
         "alias": alias,
         "run_id": version.run_id,
-        "modality": tags.get("modality"),
+        "kind": tags.get("kind"),
         "task": tags.get("task"),
     }
     return model, info
@@ -219,7 +219,7 @@ def create_app(model, model_info: dict, token: str | None = None, on_answers: Ob
     """The FastAPI app serving model (a loaded pyfunc model of tasks/serving/pyfunc_model.py).
 
     model_info: what /version answers and the metrics and the observer are told (``load_registered``'s: name,
-    version, alias, run_id, modality, task). token: the bearer token every path but /health and /ping needs; None:
+    version, alias, run_id, kind, task). token: the bearer token every path but /health and /ping needs; None:
     no authentication (``check_bind`` allows that on loopback only).
     on_answers: called as ``on_answers(model_info, rows, answers)`` after each successful prediction, before the
     response is sent, in the request's worker thread: rows are the request's raw input values, one per row (what

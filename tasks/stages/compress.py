@@ -15,7 +15,6 @@ from pathlib import Path
 from prefect import get_run_logger, task
 
 from tasks.caching import Stage
-from tasks.modalities import get
 from tasks.params import Params
 from tasks.tracking.checkpoints import checkpoint_path as trained_checkpoint
 from tasks.tracking.mlflow_tracking import connect, log_metrics
@@ -30,7 +29,7 @@ FOLDER = "compress"  # the run's artifact folder of this stage
 
 
 @task(**STAGE.task_options())
-def compress_model(modality: str, params: Params, root: Path, run_id: str, trained: dict, data_recipe: dict) -> dict:
+def compress_model(task: str, params: Params, root: Path, run_id: str, trained: dict, data_recipe: dict) -> dict:
     """Returns the variants' metrics, the chosen variant and why, and the id of the MLflow run that holds them with
     the table, the plot and the compact model."""
     import json
@@ -39,16 +38,16 @@ def compress_model(modality: str, params: Params, root: Path, run_id: str, train
     import torch
 
     from tasks.evaluation.compress import build_variants, measure_variants, tradeoff_figure
-    from tasks.modalities import load_trained
-    from tasks.modalities.base import Evaluation
+    from tasks.kinds import load_trained
+    from tasks.kinds.base import Evaluation
     from tasks.tracking.compact import choose
 
-    spec, section, settings = get(modality), params.section(modality), params.global_.compress
-    checkpoint_path, data_dir = trained_checkpoint(root, trained), root / "data" / modality
+    spec, section, settings = params.kind(task), params.task(task), params.global_.compress
+    checkpoint_path, data_dir = trained_checkpoint(root, trained), root / "data" / task
     model, checkpoint, tokenizer, tokenizer_path, splits = load_trained(
         checkpoint_path, data_dir, section, params.global_.seed
     )
-    client, _ = connect(root, params, modality)
+    client, _ = connect(root, params, task)
     cpu = torch.device("cpu")
     evaluation = Evaluation(client, run_id, model, checkpoint, splits, section, tokenizer, cpu, data_dir)
     variants, pruning = build_variants(model, spec, splits, section, settings, params.global_.seed)
@@ -61,24 +60,24 @@ def compress_model(modality: str, params: Params, root: Path, run_id: str, train
     client.log_dict(run_id, table, f"{FOLDER}/variants.json")
     if pruning:
         client.log_dict(run_id, pruning, f"{FOLDER}/pruning.json")
-    figure = tradeoff_figure(rows, spec.compress_metric, f"{modality}: compressed variants ({settings.threads} thread)")
+    figure = tradeoff_figure(rows, spec.compress_metric, f"{task}: compressed variants ({settings.threads} thread)")
     client.log_figure(run_id, figure, f"{FOLDER}/tradeoff.png")
     plt.close(figure)
     client.set_tag(run_id, "compact_variant", choice.variant)
     client.set_tag(run_id, "compact_reason", choice.reason)
-    answers = log_compact_model(root, params, modality, run_id, checkpoint, tokenizer_path if tokenizer else None,
+    answers = log_compact_model(root, params, task, run_id, checkpoint, tokenizer_path if tokenizer else None,
                                 variants[choice.variant], pruning, choice.variant)  # fmt: skip
     client.log_text(run_id, json.dumps(answers), f"{FOLDER}/compact_example_answers.json")
     get_run_logger().info(
         "%s compressed: %s",
-        modality,
+        task,
         "; ".join(f"{r.variant} {r.size_mb:.2f} MB {r.p50_ms_b32:.1f} ms/32 {r.metric:.4f}" for r in rows),
     )
-    get_run_logger().info("%s compact: %s", modality, choice.reason)
+    get_run_logger().info("%s compact: %s", task, choice.reason)
     return {"metrics": metrics, "variant": choice.variant, "reason": choice.reason, "run_id": run_id}
 
 
-def log_compact_model(root, params, modality, run_id, checkpoint, tokenizer_path, variant, pruning, name) -> list:
+def log_compact_model(root, params, task, run_id, checkpoint, tokenizer_path, variant, pruning, name) -> list:
     """Log the chosen variant as the run's served model "compact": a checkpoint of its float weights (the pruned
     model's, with the heads each layer kept) and, in the model config, whether to quantize them at load. Returns its
     answers to the input example, from the variant as measured (the served model must give them too)."""
@@ -89,7 +88,7 @@ def log_compact_model(root, params, modality, run_id, checkpoint, tokenizer_path
     from tasks.schema import VARIANTS
     from tasks.serving.pyfunc_model import log_serving_model
 
-    spec, section = get(modality), params.section(modality)
+    spec, section = params.kind(task), params.task(task)
     model, quantize = variant
     kept = pruning["kept_heads"] if VARIANTS[name][0] else None
     compact = {**checkpoint, "state_dict": model.state_dict(), "kept_heads": kept}
@@ -98,7 +97,7 @@ def log_compact_model(root, params, modality, run_id, checkpoint, tokenizer_path
     torch.save(compact, path)
     config = {**(spec.serving_config(section) or {}), "limits": params.global_.serving.model_dump(),
               "variant": name, "quantize": quantize}  # fmt: skip
-    example = spec.serving_example(root / "data" / modality, section)
+    example = spec.serving_example(root / "data" / task, section)
     tokenizer = None
     if tokenizer_path:
         from tokenizers import Tokenizer
@@ -111,18 +110,18 @@ def log_compact_model(root, params, modality, run_id, checkpoint, tokenizer_path
     return answers
 
 
-@task(name="register-compact", task_run_name="register-compact-{modality}")
-def register_compact_model(modality: str, params: Params, root: Path, run_id: str, compressed: dict,
+@task(name="register-compact", task_run_name="register-compact-{task}")
+def register_compact_model(task: str, params: Params, root: Path, run_id: str, compressed: dict,
                            model_run_id: str) -> str | None:  # fmt: skip
     """Register the compact model as a version with the alias `compact` when the model it compresses (the one
     model_run_id evaluated and registered) is the champion."""
     from tasks.tracking.compact import register_compact
     from tasks.tracking.registry import registered_model_name
 
-    client, _ = connect(root, params, modality)
-    name = registered_model_name(params, modality)
+    client, _ = connect(root, params, task)
+    name = registered_model_name(params, task)
     version = register_compact(client, name, run_id, compressed, model_run_id)
     get_run_logger().info(
-        "%s: %s", modality, f"{name} version {version} is compact" if version else "compact model not registered"
+        "%s: %s", task, f"{name} version {version} is compact" if version else "compact model not registered"
     )
     return version

@@ -1,4 +1,4 @@
-"""Evaluate stage: the modality's test metrics and attention maps (its spec's ``evaluate``), and the model, logged
+"""Evaluate stage: the task's test metrics and attention maps (its spec's ``evaluate``), and the model, logged
 twice: with mlflow.pytorch ("model") and as the pyfunc wrapper that takes raw inputs ("serving", tasks/serving/).
 
 torch and mlflow's model flavors are imported inside the task body: a cached run never enters it, and leaving them
@@ -12,7 +12,6 @@ from pathlib import Path
 from prefect import get_run_logger, task
 
 from tasks.caching import Stage
-from tasks.modalities import get
 from tasks.names import LABELS
 from tasks.params import Params
 from tasks.tracking.checkpoints import checkpoint_path as trained_checkpoint
@@ -26,29 +25,30 @@ STAGE = Stage(
 )
 
 
-def test_split_md5(modality: str, data_dir: Path) -> str:
-    """md5 over the test split alone (file names and bytes): two test metrics are comparable only when it matches."""
+def test_split_md5(spec, data_dir: Path) -> str:
+    """md5 over the test split alone (file names and bytes; spec: the task's kind): two test metrics are comparable
+    only when it matches."""
     digest = hashlib.md5()
-    for path in get(modality).split_files(data_dir, "test"):
+    for path in spec.split_files(data_dir, "test"):
         digest.update(path.relative_to(data_dir).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
 @task(**STAGE.task_options())
-def evaluate_model(modality: str, params: Params, root: Path, run_id: str, trained: dict, data_recipe: dict) -> dict:
+def evaluate_model(task: str, params: Params, root: Path, run_id: str, trained: dict, data_recipe: dict) -> dict:
     """Returns the test metrics and the id of the MLflow run that holds them with the models and figures."""
     import attn_models
-    from tasks.modalities import load_trained
-    from tasks.modalities.base import Evaluation
+    from tasks.kinds import load_trained
+    from tasks.kinds.base import Evaluation
     from tasks.reproducibility import resolve_device
     from tasks.serving.pyfunc_model import MODEL_PACKAGES, log_serving_model, pinned
 
-    spec, section = get(modality), params.section(modality)
-    checkpoint_path, data_dir = trained_checkpoint(root, trained), root / "data" / modality
+    spec, section = params.kind(task), params.task(task)
+    checkpoint_path, data_dir = trained_checkpoint(root, trained), root / "data" / task
     model, checkpoint, tokenizer, tokenizer_path, splits = load_trained(
         checkpoint_path, data_dir, section, params.global_.seed
     )
-    client, _ = connect(root, params, modality)
+    client, _ = connect(root, params, task)
     metrics = spec.evaluate(
         Evaluation(
             client,
@@ -64,12 +64,12 @@ def evaluate_model(modality: str, params: Params, root: Path, run_id: str, train
     )
     get_run_logger().info(
         "%s on %d test examples: %s",
-        modality,
+        task,
         len(splits.test),
         ", ".join(f"{name} {metrics[name]:.4f}" for name in spec.metrics),
     )
     log_metrics(client, run_id, metrics)
-    client.set_tag(run_id, "test_data_md5", test_split_md5(modality, data_dir))
+    client.set_tag(run_id, "test_data_md5", test_split_md5(spec, data_dir))
 
     labels_file = checkpoint_path.parent / LABELS
     labels_file.write_text(json.dumps(checkpoint["class_names"]))

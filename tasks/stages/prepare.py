@@ -1,4 +1,4 @@
-"""Prepare stage: build each modality's dataset into data/<modality>/: generated (``data.builtin``) or imported
+"""Prepare stage: build each task's dataset into data/<task>/: generated (``data.builtin``) or imported
 from the user's own files (``data.import_from``, which wins when both are set; see tasks/data/importers.py).
 
 A dataset is rebuilt only when its recipe changed (``data_recipe``): for built-in data the generator's arguments, seed
@@ -17,33 +17,32 @@ from prefect import get_run_logger, task
 
 from tasks.caching import Stage, code_fingerprint, digest
 from tasks.data.importers import DataImportError, source_fingerprint
-from tasks.modalities import get
-from tasks.modalities.base import load_object
+from tasks.kinds.base import load_object
 from tasks.names import RECIPE_FILE
 from tasks.params import Params
 
 SCRATCH_DIR = ".attnflow-tmp"  # beside data/, same file system, never versioned
 # The recipe holds all the data depends on, its generator's or importer's code included.
-STAGE = Stage("prepare-data", params=(), upstream=("recipe",), module=__name__, modality_code=False)
+STAGE = Stage("prepare-data", params=(), upstream=("recipe",), module=__name__, kind_code=False)
 
 
 def as_json(recipe: dict) -> dict:
     return json.loads(json.dumps(recipe))  # as read back from dataset.json: tuples become lists
 
 
-def builtin_recipe(modality: str, params: Params) -> dict:
-    """Everything a modality's built-in data depends on: the generator's arguments and its code."""
-    spec = get(modality)
-    arguments = spec.builtin_arguments(params.section(modality), params.global_.seed)
+def builtin_recipe(task: str, params: Params) -> dict:
+    """Everything a task's built-in data depends on: the generator's arguments and its code."""
+    spec = params.kind(task)
+    arguments = spec.builtin_arguments(params.task(task), params.global_.seed)
     code = code_fingerprint(spec.generator.partition(":")[0])
-    return as_json({"source": "builtin", "modality": modality, "arguments": arguments, "code_sha256": code})
+    return as_json({"source": "builtin", "task": task, "arguments": arguments, "code_sha256": code})
 
 
-def import_recipe(modality: str, params: Params, root: Path) -> dict:
+def import_recipe(task: str, params: Params, root: Path) -> dict:
     """Everything imported data depends on: the import arguments, the seed (splits the source lacks), what else the
-    modality records (a target sample rate), a fingerprint of the files it reads and the importer's code."""
-    spec, import_from = get(modality), params.section(modality).data.import_from
-    arguments = spec.import_arguments(params.section(modality), params.global_.seed)
+    task records (a target sample rate), a fingerprint of the files it reads and the importer's code."""
+    spec, import_from = params.kind(task), params.task(task).data.import_from
+    arguments = spec.import_arguments(params.task(task), params.global_.seed)
     paths = spec.import_paths(import_from, root)
     content = source_fingerprint(
         paths.pop("path"), manifest=getattr(import_from, "layout", None) in spec.manifest_layouts
@@ -53,7 +52,7 @@ def import_recipe(modality: str, params: Params, root: Path) -> dict:
     return as_json(
         {
             "source": "import",
-            "modality": modality,
+            "task": task,
             "arguments": arguments,
             "content_sha256": content,
             "code_sha256": code_fingerprint(spec.importer.partition(":")[0]),
@@ -61,19 +60,19 @@ def import_recipe(modality: str, params: Params, root: Path) -> dict:
     )
 
 
-def data_recipe(modality: str, params: Params, root: Path) -> dict:
-    """The recipe of the modality's data: imported when data.import_from is set, else built-in."""
-    if params.section(modality).data.import_from is not None:
-        return import_recipe(modality, params, root)
-    return builtin_recipe(modality, params)
+def data_recipe(task: str, params: Params, root: Path) -> dict:
+    """The recipe of the task's data: imported when data.import_from is set, else built-in."""
+    if params.task(task).data.import_from is not None:
+        return import_recipe(task, params, root)
+    return builtin_recipe(task, params)
 
 
-def import_data(modality: str, params: Params, root: Path, out_dir: Path, recipe: dict | None = None) -> dict:
-    """Import the modality's data.import_from into out_dir with the arguments its recipe records (paths resolved
+def import_data(task: str, params: Params, root: Path, out_dir: Path, recipe: dict | None = None) -> dict:
+    """Import the task's data.import_from into out_dir with the arguments its recipe records (paths resolved
     against the project root); returns the importer's summary (examples per split)."""
-    spec = get(modality)
-    arguments = dict((recipe or import_recipe(modality, params, root))["arguments"])
-    paths = spec.import_paths(params.section(modality).data.import_from, root)
+    spec = params.kind(task)
+    arguments = dict((recipe or import_recipe(task, params, root))["arguments"])
+    paths = spec.import_paths(params.task(task).data.import_from, root)
     source = paths.pop("path")
     for split, path in paths.items():  # absolute, like the source
         arguments[split] = {**arguments[split], "path": str(path)}
@@ -86,8 +85,8 @@ def read_recipe(dataset_dir: Path) -> dict | None:
 
 
 def dataset_matches(root: Path, recipe: dict) -> bool:
-    """The data in data/<modality> was built from this recipe (a cached result's output still exists)."""
-    return read_recipe(root / "data" / recipe["modality"]) == recipe
+    """The data in data/<task> was built from this recipe (a cached result's output still exists)."""
+    return read_recipe(root / "data" / recipe["task"]) == recipe
 
 
 def swap_in(built: Path, target: Path) -> None:
@@ -111,26 +110,26 @@ def retry_unless_bad_data(_task, _task_run, state) -> bool:
 
 
 @task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_unless_bad_data, **STAGE.task_options())
-def prepare_data(modality: str, params: Params, root: Path, recipe: dict) -> dict:
-    """Build data/<modality> from its recipe (``data_recipe``, which the caller computes) unless it is built already;
+def prepare_data(task: str, params: Params, root: Path, recipe: dict) -> dict:
+    """Build data/<task> from its recipe (``data_recipe``, which the caller computes) unless it is built already;
     returns the recipe."""
     logger = get_run_logger()
-    target = root / "data" / modality
+    target = root / "data" / task
     if dataset_matches(root, recipe):
-        logger.info("data/%s is up to date with its recipe", modality)
+        logger.info("data/%s is up to date with its recipe", task)
         return recipe
     scratch_root = root / SCRATCH_DIR
     scratch_root.mkdir(exist_ok=True)
-    built = Path(tempfile.mkdtemp(prefix=f"{modality}-", dir=scratch_root))
+    built = Path(tempfile.mkdtemp(prefix=f"{task}-", dir=scratch_root))
     try:
         if recipe["source"] == "import":
-            summary = import_data(modality, params, root, built, recipe)
+            summary = import_data(task, params, root, built, recipe)
         else:
-            summary = load_object(get(modality).generator)(built, **recipe["arguments"])
+            summary = load_object(params.kind(task).generator)(built, **recipe["arguments"])
         (built / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
         target.parent.mkdir(exist_ok=True)
         swap_in(built, target)
     finally:
         shutil.rmtree(built, ignore_errors=True)
-    logger.info("%s data/%s: %s", "imported" if recipe["source"] == "import" else "built", modality, summary)
+    logger.info("%s data/%s: %s", "imported" if recipe["source"] == "import" else "built", task, summary)
     return recipe

@@ -1,11 +1,11 @@
-"""Train stage: fit a modality's model on data/<modality>/ and save a checkpoint that can rebuild it.
+"""Train stage: fit a task's model on data/<task>/ and save a checkpoint that can rebuild it.
 
 Training saves its whole state after every epoch under outputs/resume/, named after this stage's cache key (its
 params, data and code): a run that was stopped goes on from its last finished epoch the next time the same stage
 runs, and ends with the metrics an uninterrupted run has (tasks/training/resume.py). The file goes once the
 checkpoint is written.
 
-The modality's spec (tasks/modalities/) supplies the tokenizer, the data, the model and the loss; the loop
+The task's kind (tasks/kinds/) supplies the tokenizer, the data, the model and the loss; the loop
 (tasks/training/loop.py) is the same for all. torch and the data loaders are imported inside the task body: a cached
 run never enters it, and leaving them out of module scope saves seconds of start-up on every run.
 """
@@ -19,7 +19,6 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from tasks.caching import Stage
 from tasks.defaults import describe, log_resolved
-from tasks.modalities import get
 from tasks.params import Params
 from tasks.tracking.checkpoints import log_trained, relative_checkpoint
 from tasks.tracking.mlflow_tracking import connect, log_metrics
@@ -40,12 +39,12 @@ STAGE = Stage(
     module=__name__,
 )
 SYSTEM_METRICS_SECONDS = 10  # MLflow samples CPU, memory (and GPU) usage this often while a model trains
-TRAINING_ENVIRONMENT = ("device", "torch_version")  # returned by train_model; lineage tags of the modality run
+TRAINING_ENVIRONMENT = ("device", "torch_version")  # returned by train_model; lineage tags of the task run
 RESUME_DIR = "resume"  # outputs/resume/<stage cache key>.pt: an interrupted training's state (tasks/training/resume.py)
 
 
 @task(**STAGE.task_options())
-def train_model(modality: str, params: Params, root: Path, run_id: str, data_recipe: dict) -> dict:
+def train_model(task: str, params: Params, root: Path, run_id: str, data_recipe: dict) -> dict:
     """Returns the checkpoint's path (relative to the project root), the id of the MLflow run that trained it and
     where it trained (TRAINING_ENVIRONMENT). With train.distributed.nproc above 1 the training runs in that many
     processes (tasks/training/distributed.py), whose rank 0 reports here: this process alone logs to MLflow and
@@ -58,25 +57,25 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
     from tasks.training.job import train_and_save
 
     logger = get_run_logger()
-    spec, section = get(modality), params.section(modality)
+    section = params.task(task)
     device = resolve_device(params.global_.device)
     nproc = section.train.distributed.nproc
-    distributed.check_devices(nproc, device, f"{modality}.train.distributed.nproc")
+    distributed.check_devices(nproc, device, f"tasks.{task}.train.distributed.nproc")
     out_dir = root / "outputs" / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    client, _ = connect(root, params, modality)
+    client, _ = connect(root, params, task)
     epochs, budget = section.train.epochs, section.train.budget_minutes
     planning = f"for {budget:g} minutes" if budget is not None else f"{epochs} epochs"
-    progress_artifact = create_progress_artifact(0.0, description=f"{modality}: training, {planning}")
-    inputs = {"modality": modality, "params": params, "root": root, "data_recipe": data_recipe}
+    progress_artifact = create_progress_artifact(0.0, description=f"{task}: training, {planning}")
+    inputs = {"task": task, "params": params, "root": root, "data_recipe": data_recipe}
     state_file = root / "outputs" / RESUME_DIR / f"{STAGE.cache_key(None, inputs)}.pt"  # this stage's inputs only
     trained = {}
 
     def started(built: dict) -> None:
         trained.update(built, started=time.perf_counter())
         resolved = built.get("resolved") or {}
-        logger.info("%s: %s with %.2fM parameters, %d train / %d val samples on %s (%s)%s%s", modality,
+        logger.info("%s: %s with %.2fM parameters, %d train / %d val samples on %s (%s)%s%s", task,
                     built["model"], built["num_parameters"] / 1e6, built["train"], built["val"], device,
                     built["precision"],
                     f", {nproc} processes" if nproc > 1 else "",
@@ -87,11 +86,11 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
     def report(epoch: int, metrics: dict) -> None:
         log_metrics(client, run_id, metrics, step=epoch)
         update_progress_artifact(progress_artifact, 100.0 * epoch / epochs,
-                                 description=f"{modality}: epoch {epoch}/{epochs}, val accuracy "
+                                 description=f"{task}: epoch {epoch}/{epochs}, val accuracy "
                                  f"{metrics['val_accuracy']:.3f}")  # fmt: skip
         logger.info(
             "%s epoch %d/%d  train loss %.3f acc %.3f | val loss %.3f acc %.3f | %.0f samples/s",
-            modality,
+            task,
             epoch,
             epochs,
             metrics["train_loss"],
@@ -102,7 +101,7 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
         )
 
     def resumed(epoch: int) -> None:
-        logger.info("%s: resuming training after epoch %d/%d, saved by an interrupted run (%s)", modality, epoch,
+        logger.info("%s: resuming training after epoch %d/%d, saved by an interrupted run (%s)", task, epoch,
                     epochs, state_file.relative_to(root))  # fmt: skip
         client.set_tag(run_id, "resumed_after_epoch", str(epoch))
 
@@ -111,7 +110,7 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
         epochs = math.ceil(steps / steps_per_epoch)
         most = min(section.train.epochs * steps_per_epoch, section.train.max_steps or math.inf)
         plan = describe_plan(budget, schedule_kind(section.train), epoch, elapsed, pace, steps, steps_per_epoch, most)
-        logger.info("%s: %s", modality, plan)
+        logger.info("%s: %s", task, plan)
         client.set_tag(run_id, "train_schedule", plan)
         first = {FIRST_EPOCH_SECONDS: elapsed} if epoch == 1 else {}
         log_metrics(client, run_id, {PLANNED_STEPS: steps, PLANNED_EPOCHS: steps / steps_per_epoch, **first,
@@ -127,9 +126,9 @@ def train_model(modality: str, params: Params, root: Path, run_id: str, data_rec
     monitor.start()  # MLflow's system metrics (system/cpu_utilization_percentage, memory, ...) while it trains
     try:
         if nproc == 1:
-            train_and_save(spec, params, root, out_dir, state_file, distributed.Events(handler=on_event))
+            train_and_save(task, params, root, out_dir, state_file, distributed.Events(handler=on_event))
         else:  # not resumable yet: each rank's random state would have to be saved with the rest
-            distributed.launch(nproc, device, train_and_save, (spec, params, root, out_dir, None), on_event)
+            distributed.launch(nproc, device, train_and_save, (task, params, root, out_dir, None), on_event)
     finally:
         monitor.finish()
     log_metrics(

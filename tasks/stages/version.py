@@ -1,5 +1,5 @@
 """Version-data stage: data/ as one DVC version (data.dvc), pushed to the default remote. It runs once per pipeline
-run, after every modality's data is prepared: DVC locks its repository, so it is never called from parallel tasks."""
+run, after every task's data is prepared: DVC locks its repository, so it is never called from parallel tasks."""
 
 from pathlib import Path
 

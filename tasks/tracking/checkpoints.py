@@ -1,4 +1,4 @@
-"""A trained model's files (outputs/<run id>/: the checkpoint and, for token-based modalities, the tokenizer): where a
+"""A trained model's files (outputs/<run id>/: the checkpoint and, for token-based tasks, the tokenizer): where a
 cached train result says they are, and how a project that lacks them gets them.
 
 The train stage's result names the checkpoint relative to the project root, so it holds in any clone; it is read

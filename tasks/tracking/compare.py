@@ -5,8 +5,6 @@ import io
 
 from mlflow.tracking import MlflowClient
 
-from tasks.modalities import get
-
 TRAINING_METRICS = ("best_val_accuracy", "num_parameters")
 
 
@@ -17,9 +15,9 @@ def explain_metrics(spec) -> tuple[str, ...]:
     return tuple(f"attn_deletion_gap.{method}" for method in spec.explain_headline) if spec.explainer else ()
 
 
-def compare_runs(client: MlflowClient, experiment_id: str, modality: str, sweep: str | None = None) -> list[dict]:
-    """One row per finished run, sorted by the modality's primary test metric (best first, in its direction)."""
-    spec = get(modality)
+def compare_runs(client: MlflowClient, experiment_id: str, spec, sweep: str | None = None) -> list[dict]:
+    """One row per finished run of a task (spec: its kind), sorted by the kind's primary test metric (best first, in
+    its direction)."""
     metrics = (*spec.metrics, *TRAINING_METRICS, *explain_metrics(spec))  # the first ranks
     query = "attributes.status = 'FINISHED'" + (f" AND tags.sweep_id = '{sweep}'" if sweep else "")
     runs = client.search_runs([experiment_id], query, max_results=1000)

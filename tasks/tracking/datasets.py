@@ -1,4 +1,4 @@
-"""The data a modality run trained and was tested on, as MLflow dataset inputs: one per split (train, val, test),
+"""The data a task run trained and was tested on, as MLflow dataset inputs: one per split (train, val, test),
 named after the task, sourced at its path in the project's DVC-tracked data/ folder, with a digest that DVC's own
 record gives.
 
@@ -16,8 +16,6 @@ from pathlib import Path
 from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag
-
-from tasks.modalities import get
 
 SPLITS = ("train", "val", "test")
 CONTEXT_TAG = "mlflow.data.context"  # MLflow's tag for the role of an input (train, val, test)
@@ -76,12 +74,12 @@ def split_digest(files: list[Path], data_dir: Path, listing: dict[str, str]) -> 
     return hashlib.md5(listing_json.encode()).hexdigest() + ".dir"
 
 
-def split_inputs(root: Path, modality: str, task: str, data_md5: str) -> list[DatasetInput]:
-    """The train, val and test splits of a modality's prepared data as MLflow dataset inputs."""
-    spec, data_dir, listing = get(modality), root / "data", dvc_listing(root, data_md5)
+def split_inputs(root: Path, task: str, spec, data_md5: str) -> list[DatasetInput]:
+    """The train, val and test splits of a task's prepared data (spec: its kind) as MLflow dataset inputs."""
+    data_dir, listing = root / "data", dvc_listing(root, data_md5)
     inputs = []
     for split in SPLITS:
-        files = spec.split_files(data_dir / modality, split)
+        files = spec.split_files(data_dir / task, split)
         where = Path(os.path.commonpath(files)).relative_to(root)  # the split's file, or the folder holding it
         source = DvcDatasetSource(where.as_posix(), data_md5)
         dataset = MetaDataset(source, name=f"{task}-{split}", digest=split_digest(files, data_dir, listing))

@@ -1,4 +1,4 @@
-"""MLflow: where runs go, and how a pipeline run and its modality runs are opened, tagged and closed.
+"""MLflow: where runs go, and how a pipeline run and its task runs are opened, tagged and closed.
 
 Run ids are passed explicitly everywhere (MLflow's active run is per thread, and Prefect may run
 work on other threads); only ``log_pytorch_model`` activates a run, because ``log_model`` needs it.
@@ -39,23 +39,21 @@ def model_version_url(ui: str, name: str, version: str) -> str:
     return f"{ui}/#/models/{name}/versions/{version}"
 
 
-def experiment_name(params: Params, modality: str | None = None) -> str:
+def experiment_name(params: Params, task: str | None = None) -> str:
     """The pipeline runs go to `tracking.experiment`; each task's runs to `<tracking.experiment>-<task>`."""
     base = params.global_.tracking.experiment
-    return f"{base}-{params.section(modality).task}" if modality else base
+    return f"{base}-{task}" if task else base
 
 
-def run_name(modality: str, section) -> str:
-    """What tells runs of one task apart: model, size and training settings, e.g.
-    image-VisionTransformer-d4-w64-h4-lr0.002-ep30."""
-    from tasks.modalities import get
-
+def run_name(spec, section) -> str:
+    """What tells runs of one task apart (they share its experiment): model, size and training settings, e.g.
+    VisionTransformer-d4-w64-h4-lr0.002-ep30 (spec: the task's kind)."""
     t = section.train
-    return f"{modality}-{get(modality).describe_model(section)}-lr{t.lr:g}-ep{t.epochs}"
+    return f"{spec.describe_model(section)}-lr{t.lr:g}-ep{t.epochs}"
 
 
 def connect(
-    root: Path, params: Params, modality: str | None = None, experiment: str | None = None
+    root: Path, params: Params, task: str | None = None, experiment: str | None = None
 ) -> tuple[MlflowClient, str]:
     """Point MLflow at the project's store; return a client and the id of the pipeline's (or a task's, or the named)
     experiment."""
@@ -63,7 +61,7 @@ def connect(
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri)
-    name = experiment or experiment_name(params, modality)
+    name = experiment or experiment_name(params, task)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # made before the tag was set
@@ -76,7 +74,7 @@ def connect(
 
 
 def run_kind(tags: dict, cached_from: str | None) -> str:
-    """What a modality run is, for its name: trained, cached (from which run), a reproduction, a sweep member."""
+    """What a task run is, for its name: trained, cached (from which run), a reproduction, a sweep member."""
     if cached_from:
         kind = f"cached from {cached_from[:8]}"
     elif "reproduced_from_run_id" in tags:

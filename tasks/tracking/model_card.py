@@ -1,16 +1,16 @@
 """Model cards: the descriptions the registry shows for a task's registered model and for each of its versions,
-generated from the run that made the version (its tags, metrics, params and dataset inputs) and the modality's
+generated from the run that made the version (its tags, metrics, params and dataset inputs) and the task's
 spec (what a request holds, how attention is read, what to mind)."""
 
-from tasks.modalities import get
+from tasks.kinds import get
 
 PROMOTION_RULE = "tasks/tracking/registry.py"
 
 
-def registered_model_description(task: str, modality: str) -> str:
-    spec = get(modality)
+def registered_model_description(task: str, spec) -> str:
+    """The registered model's description: the task, its kind (spec) and what its versions' aliases mean."""
     return (
-        f"Task **{task}** ({modality}), trained by attnflow. Serving input (field `{spec.input_column}`): "
+        f"Task **{task}** (kind {spec.name}), trained by attnflow. Serving input (field `{spec.input_column}`): "
         f"{spec.serving_input}. Attention: {spec.attention_method}.\n\n"
         f"The `champion` alias is the best version on its test data by `{spec.primary_metric}` "
         f"({'higher' if spec.higher_is_better else 'lower'} is better; the rule is in {PROMOTION_RULE}); "
@@ -21,7 +21,7 @@ def registered_model_description(task: str, modality: str) -> str:
 def model_card(run, version: str, alias: str, reason: str) -> str:
     """Markdown for one registered version, from its MLflow run."""
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
-    spec = get(tags["modality"])
+    spec = get(tags["kind"])
     scores = ", ".join(f"`{name}` {metrics[name]:.4f}" for name in spec.metrics if name in metrics)
     model = ", ".join(f"{key.removeprefix('model.')}={value}" for key, value in sorted(params.items())
                       if key.startswith("model."))  # fmt: skip

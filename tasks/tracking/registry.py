@@ -1,6 +1,6 @@
 """Model registry: one registered model per task, and the promotion rule for its `champion` alias.
 
-The rule (``decide``), on the modality's primary test metric (its spec's ``metrics[0]``: test_accuracy for
+The rule (``decide``), on the task's primary test metric (its spec's ``metrics[0]``: test_accuracy for
 classifiers, test_bleu for translation; ``higher_is_better`` says which way is better, lower for error rates):
 - no champion yet                   -> the new version becomes champion;
 - same test data (test_data_md5)    -> champion only if strictly better, otherwise challenger (a tie keeps the
@@ -25,8 +25,8 @@ from tasks.tracking.mlflow_tracking import experiment_name, log_metrics
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
-def registered_model_name(params: Params, modality: str) -> str:
-    return experiment_name(params, modality)  # one registered model per task, named like its experiment
+def registered_model_name(params: Params, task: str) -> str:
+    return experiment_name(params, task)  # one registered model per task, named like its experiment
 
 
 @dataclass(frozen=True)

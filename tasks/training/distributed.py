@@ -4,7 +4,7 @@ torch.distributed, gloo on the CPU and NCCL on GPUs, on a free loopback port.
 Every process (a rank) builds the same model from the same seed, trains on its shard of each epoch (batch_size /
 nproc examples of every global batch) and, after each backward pass, averages its gradients with the other ranks' in
 one all-reduce, as DistributedDataParallel does: every rank then takes the same optimizer step and holds the same
-weights. DistributedDataParallel's wrapper itself is not used: the modalities' losses call their models' own methods
+weights. DistributedDataParallel's wrapper itself is not used: the kinds' losses call their models' own methods
 and attributes (``model.pad_id``, the speech recognizer's ``forward_with_ctc``), which the wrapper hides, and a
 forward pass that bypasses it would leave its gradients unsynchronised. Sums (losses, correct labels, counts) are
 reduced the same way, so every rank sees the metrics of the whole epoch and of the whole validation split.

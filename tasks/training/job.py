@@ -4,8 +4,8 @@ same way from the seed, rank 0 alone writes the tokenizer and the checkpoint.
 
 What it reports goes to ``events(name, *args)``: "started" (what it trains, on what), "resumed" (epoch), "planned"
 (steps, steps per epoch, the first epoch's seconds, the pace planned: a time budget's plan), "epoch" (epoch,
-metrics) and "finished" (the best epoch); the stage logs them. It takes the modality's spec as an argument rather
-than importing the registry: tasks/modalities imports this package, not the other way round.
+metrics) and "finished" (the best epoch); the stage logs them. It reads the task's kind from the params it is given
+rather than importing the registry: tasks/kinds imports this package, not the other way round.
 """
 
 from pathlib import Path
@@ -19,14 +19,14 @@ from tasks.training.loop import fit, precision_name
 
 
 def train_and_save(
-    spec, params, root: Path, out_dir: Path, state_file: Path | None, events, ranks: Ranks = ONE_PROCESS
+    task: str, params, root: Path, out_dir: Path, state_file: Path | None, events, ranks: Ranks = ONE_PROCESS
 ) -> None:
-    """Train the modality's model on data/<modality>/ and write out_dir/CHECKPOINT (and its tokenizer). params: the
-    whole tasks.params.Params (not imported here: it imports every modality)."""
-    section, seed = params.section(spec.name), params.global_.seed
+    """Train the task's model on data/<task>/ and write out_dir/CHECKPOINT (and its tokenizer). params: the whole
+    tasks.params.Params (not imported here: it imports every kind)."""
+    spec, section, seed = params.kind(task), params.task(task), params.global_.seed
     set_seeds(seed)
     device = ranks.place(resolve_device(params.global_.device))
-    data_dir = root / "data" / spec.name
+    data_dir = root / "data" / task
     tokenizer = spec.learn_tokenizer(data_dir, section)
     if tokenizer is not None and ranks.main:
         tokenizer.save(str(out_dir / TOKENIZER))
@@ -42,6 +42,6 @@ def train_and_save(
                spec, state_file, on_resume=lambda epoch: events("resumed", epoch), ranks=ranks,
                on_plan=lambda *plan: events("planned", *plan))  # fmt: skip
     if ranks.main:
-        torch.save({"modality": spec.name, "model_args": args, "state_dict": model.cpu().state_dict(),
+        torch.save({"kind": spec.name, "model_args": args, "state_dict": model.cpu().state_dict(),
                     "class_names": splits.class_names, "resolved": resolved, **best}, out_dir / CHECKPOINT)  # fmt: skip
     events("finished", best)

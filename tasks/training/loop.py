@@ -1,10 +1,10 @@
 """The training loop (AdamW, linear warm-up then cosine decay or a time budget's schedule, best-on-validation weights)
 and batched prediction.
 
-The same loop trains every modality: what a batch's logits and labels are comes from the modality
+The same loop trains every kind: what a batch's logits and labels are comes from the kind
 (``logits_and_labels`` of its spec: one label per example for a classifier, one per target token for a sequence
 model), so loss and accuracy are per example or per token accordingly; the training loss is the spec's
-``training_loss`` (label-smoothed cross-entropy unless the modality adds to it).
+``training_loss`` (label-smoothed cross-entropy unless the kind adds to it).
 """
 
 import copy
@@ -176,7 +176,7 @@ def fit(
     With train.ema_decay, validation scores (and the best keeps) the weights' moving average (tasks/training/ema.py).
     With train.average_epochs, the mean of the last epochs' weights is validated after training and kept when it
     scores better than the best epoch.
-    spec: the modality's (tasks/modalities/): its training_loss trains, its logits_and_labels validates.
+    spec: the kind's (tasks/kinds/): its training_loss trains, its logits_and_labels validates.
 
     state_file: where the loop's state is saved after each epoch (tasks/training/resume.py); when it exists at the
     start, training goes on after its epoch, and on_resume(epoch) is told so first.

@@ -1,17 +1,17 @@
-"""The registry of modalities: every module in this package that defines ``SPEC`` (a ``Modality``, see base.py).
+"""The registry of task kinds: every module in this package that defines ``SPEC`` (a ``Kind``, see base.py).
 
-Adding a task is adding one module here (plus its model in attn_models/ and its params.yaml section): the
-params schema, the stages, the command line and the served model find it through this registry.
+A task in params.yaml names its kind (``kind: text``). Adding a kind is adding one module here (plus its model in
+attn_models/): the params schema, the stages, the command line and the served model find it through this registry.
 """
 
 import importlib
 import pkgutil
 from pathlib import Path
 
-from tasks.modalities.base import Modality
+from tasks.kinds.base import Kind
 
 
-def discover() -> dict[str, Modality]:
+def discover() -> dict[str, Kind]:
     """name -> spec of every module in this package that defines SPEC, in pipeline order."""
     specs = []
     for module_info in pkgutil.iter_modules(__path__):
@@ -22,25 +22,25 @@ def discover() -> dict[str, Modality]:
 
 
 REGISTRY = discover()
-MODALITIES = tuple(REGISTRY)
+KINDS = tuple(REGISTRY)
 
 
-def get(name: str) -> Modality:
+def get(name: str) -> Kind:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown modality {name!r}; choose from {', '.join(MODALITIES)}") from None
+        raise ValueError(f"unknown task kind {name!r}; choose from {', '.join(KINDS)}") from None
 
 
 def load_checkpoint(path) -> tuple:
-    """The trained model of a checkpoint (on the CPU, in eval mode), built by its modality's spec, and the checkpoint.
+    """The trained model of a checkpoint (on the CPU, in eval mode), built by its kind, and the checkpoint.
 
     Read with ``weights_only=True``: a checkpoint holds tensors and plain values only, so a crafted file cannot run
     code when it is loaded. A pruned model's checkpoint names the heads each attention layer kept (``kept_heads``)."""
     import torch  # here: a cached run never loads a checkpoint
 
     checkpoint = torch.load(path, weights_only=True, map_location="cpu")
-    model = get(checkpoint["modality"]).build_model(checkpoint["model_args"])
+    model = get(checkpoint["kind"]).build_model(checkpoint["model_args"])
     if checkpoint.get("kept_heads"):  # a pruned variant (the compress stage): its smaller layers first
         from attn_models.compression import prune_heads
 
@@ -61,5 +61,5 @@ def load_trained(checkpoint_path: Path, data_dir: Path, section, seed: int) -> t
     tokenizer_path = Path(checkpoint_path).parent / TOKENIZER
     tokenizer = Tokenizer.from_file(str(tokenizer_path)) if tokenizer_path.exists() else None
     section = resolved_section(section, checkpoint.get("resolved", {}))  # the `auto` keys as training resolved them
-    splits = get(checkpoint["modality"]).load_splits(data_dir, section, seed, tokenizer)
+    splits = get(checkpoint["kind"]).load_splits(data_dir, section, seed, tokenizer)
     return model, checkpoint, tokenizer, tokenizer_path, splits

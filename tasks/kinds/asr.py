@@ -20,17 +20,17 @@ from pydantic import Field, model_validator
 
 from tasks.data.asr_data import DIGIT_WORDS, SPLIT_FILES, read_split
 from tasks.defaults import AUTO, augment_strength, auto_or_number, is_auto, size_values, token_length
-from tasks.modalities.sequence import SequenceTask
+from tasks.kinds.sequence import SequenceKind
 from tasks.schema import (
     AttentionParams,
     DataSection,
     DecodeParams,
     Depth,
     Fraction,
-    ModalityParams,
     Section,
     SplitFraction,
     Strength,
+    TaskParams,
     TrainParams,
     check_range,
 )
@@ -107,7 +107,8 @@ class AsrTrain(TrainParams):
     guide_sigma: float = Field(0.2, gt=0, le=1)  # how far from the diagonal the prior tolerates attention
 
 
-class AsrParams(ModalityParams):
+class AsrParams(TaskParams):
+    kind: Literal["asr"]
     data: AsrData
     model: AsrModel
     train: AsrTrain
@@ -146,7 +147,7 @@ def pad_pairs(batch):
     return pad_waveforms(list(waveforms)), pad_sequence(targets, batch_first=True, padding_value=0)
 
 
-class Asr(SequenceTask):
+class Asr(SequenceKind):
     name, order, params = "asr", 50, AsrParams
     metrics = ("test_wer", "test_cer", "test_wer_greedy")  # jiwer's rates of the detokenized transcripts
     higher_is_better = False

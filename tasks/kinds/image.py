@@ -10,8 +10,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tasks.defaults import AUTO, augment_strength, auto_or_number, is_auto, size_values
-from tasks.modalities.classification import Classifier
-from tasks.schema import DataSection, ModalityParams, ModelParams, Section, SplitFraction, Strength, TrainParams
+from tasks.kinds.classification import Classifier
+from tasks.schema import DataSection, ModelParams, Section, SplitFraction, Strength, TaskParams, TrainParams
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -104,7 +104,8 @@ class ImageTrain(TrainParams):
     cutmix_alpha: float = Field(0.0, ge=0, le=10)
 
 
-class ImageParams(ModalityParams):
+class ImageParams(TaskParams):
+    kind: Literal["image"]
     data: ImageData
     model: ImageModel
     train: ImageTrain

@@ -9,8 +9,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tasks.defaults import AUTO, auto_or_number, is_auto, size_values, token_length
-from tasks.modalities.classification import Classifier
-from tasks.schema import DataSection, ModalityParams, ModelParams, Section, SplitFraction, check_range
+from tasks.kinds.classification import Classifier
+from tasks.schema import DataSection, ModelParams, Section, SplitFraction, TaskParams, check_range
 
 SPLITS = ("train", "val", "test")
 
@@ -86,7 +86,8 @@ class TextModel(ModelParams):
     token_dropout: float = Field(0.0, ge=0, le=0.5)  # training: each subword hidden with this probability (0: off)
 
 
-class TextParams(ModalityParams):
+class TextParams(TaskParams):
+    kind: Literal["text"]
     data: TextData
     model: TextModel
 

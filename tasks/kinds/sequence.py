@@ -1,16 +1,16 @@
-"""The sequence kind of modality: an encoder-decoder (attn_models.encoder_decoder) writes a token sequence for each
+"""The sequence kinds: an encoder-decoder (attn_models.encoder_decoder) writes a token sequence for each
 input, e.g. a translation or a transcript; its cross-attention over the input is the attention map (an alignment).
 
 Training: teacher forcing, one label per target token. Evaluation: the test split decoded with beam search and
-greedily, detokenized, scored by the modality (``score``) against the raw references; the hypotheses, sample
-outputs and the alignment of ``eval.attention_maps`` test inputs, drawn by the modality. Explanation (the explain
-stage): per output token, maps over the input by five methods, scored for faithfulness and, where the modality
+greedily, detokenized, scored by the kind (``score``) against the raw references; the hypotheses, sample
+outputs and the alignment of ``eval.attention_maps`` test inputs, drawn by the kind. Explanation (the explain
+stage): per output token, maps over the input by five methods, scored for faithfulness and, where the kind
 knows the right alignment, localization (tasks/evaluation/explain_sequence.py). Serving: per input, the output text
 and its alignment. Decoding settings come from the eval section (tasks/schema.py DecodeParams), so
 evaluation and serving decode the same way.
 """
 
-from tasks.modalities.base import Evaluation, Explanation, Modality
+from tasks.kinds.base import Evaluation, Explanation, Kind
 
 
 def output_ids(row, eos_id: int, pad_id: int) -> list[int]:
@@ -22,7 +22,7 @@ def output_ids(row, eos_id: int, pad_id: int) -> list[int]:
     return ids
 
 
-class SequenceTask(Modality):
+class SequenceKind(Kind):
     attention_method = (
         "cross-attention of each output token over the input, averaged over heads and layers (rows sum to 1): the "
         "alignment of the output with the input"
@@ -30,7 +30,7 @@ class SequenceTask(Modality):
     outputs_folder: str  # artifact folder of the test outputs: translations/, transcripts/
     output_field: str  # the answer's field holding the output text: translation, transcript
 
-    # ---- what each sequence modality provides -------------------------------------------------
+    # ---- what each sequence kind provides -------------------------------------------------
     def collate_sources(self, sources: list):
         """A batch of model inputs (what the model's encode takes) from a list of single inputs."""
         raise NotImplementedError

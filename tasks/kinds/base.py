@@ -1,15 +1,15 @@
-"""What the pipeline knows about a modality, in one object: ``Modality``.
+"""What the pipeline knows about a kind of task, in one object: ``Kind``.
 
-The stages (tasks/stages/), the served model (tasks/serving/) and the command line ask a modality's spec for
-everything that differs between modalities: its params section, built-in data and importer, the files of its test
+The stages (tasks/stages/), the served model (tasks/serving/) and the command line ask a kind's spec for
+everything that differs between kinds: its params section, built-in data and importer, the files of its test
 split, tokenizer, data loading, model, loss, evaluation, attention maps and serving input. Nothing outside
-tasks/modalities/ branches on a modality's name.
+tasks/kinds/ branches on a kind's name.
 
-Two kinds of task share most of that: ``Classifier`` (tasks/modalities/classification.py: one label per input, read
-from a class token, attention rollout over the input) and ``SequenceTask`` (tasks/modalities/sequence.py: an
-encoder-decoder writes a token sequence; cross-attention aligns it with the input). A modality module subclasses
-one of them, fills in what is its own and ends with ``SPEC = TheModality()``; the registry
-(tasks/modalities/__init__.py) finds it there.
+Two families of kinds share most of that: ``Classifier`` (tasks/kinds/classification.py: one label per input, read
+from a class token, attention rollout over the input) and ``SequenceKind`` (tasks/kinds/sequence.py: an
+encoder-decoder writes a token sequence; cross-attention aligns it with the input). A kind module subclasses
+one of them, fills in what is its own and ends with ``SPEC = TheKind()``; the registry
+(tasks/kinds/__init__.py) finds it there.
 
 Heavy libraries (torch, PIL, soundfile, tokenizers, matplotlib) are imported inside the methods that use them: every
 command imports every spec (params validation needs their sections), and a cached run never calls those methods.
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tasks.defaults import is_auto, resolved_section
-from tasks.schema import ModalityParams, Section
+from tasks.schema import Section, TaskParams
 
 SPLIT_FILE_KEYS = ("val", "test")  # import settings may name a separate file for these splits (text does)
 
@@ -42,14 +42,14 @@ def load_object(reference: str):
 
 @dataclass
 class Evaluation:
-    """What the evaluate stage hands a modality's ``evaluate``."""
+    """What the evaluate stage hands a kind's ``evaluate``."""
 
     client: Any  # MlflowClient: figures and files go to run_id
     run_id: str
     model: Any  # the trained torch module, on the CPU, in eval mode
     checkpoint: dict
     splits: Any  # tasks.data.datasets.Splits
-    section: Any  # the modality's params section
+    section: Any  # the kind's params section
     tokenizer: Any  # tokenizers.Tokenizer, or None
     device: Any  # torch.device to predict on
     data_dir: Path
@@ -57,14 +57,14 @@ class Evaluation:
 
 @dataclass
 class Explanation:
-    """What the explain stage hands a modality's ``explain``."""
+    """What the explain stage hands a kind's ``explain``."""
 
     client: Any  # MlflowClient: figures and files go to run_id
     run_id: str
     model: Any  # the trained torch module, on the CPU, in eval mode
     checkpoint: dict
     splits: Any  # tasks.data.datasets.Splits
-    section: Any  # the modality's params section
+    section: Any  # the kind's params section
     tokenizer: Any  # tokenizers.Tokenizer, or None
     settings: Any  # tasks.schema.ExplainParams (global.explain)
     seed: int  # global.seed: the random maps are drawn from it
@@ -83,12 +83,12 @@ def auto_keys(section, prefix: str = "") -> list[str]:
     return keys
 
 
-class Modality:
-    """The spec of one modality. Class attributes say what it is; methods do its specific work."""
+class Kind:
+    """The spec of one kind. Class attributes say what it is; methods do its specific work."""
 
-    name: ClassVar[str]  # the params section, data/<name>/, the MLflow tag `modality`
-    order: ClassVar[int]  # position in the default pipeline (global.modalities)
-    params: ClassVar[type[ModalityParams]]  # its params.yaml section, validated on load
+    name: ClassVar[str]  # what a task's `kind:` says; the MLflow tag `kind`
+    order: ClassVar[int]  # position in lists of kinds (docs, the params schema)
+    params: ClassVar[type[TaskParams]]  # its params.yaml section, validated on load
     metrics: ClassVar[tuple[str, ...]]  # test metrics; the first (primary) ranks runs and decides promotion
     higher_is_better: ClassVar[bool] = True  # of the primary metric: False for error rates
     input_column: ClassVar[str]  # the field of a serving request that holds the raw input
@@ -148,7 +148,7 @@ class Modality:
 
     def auto_values(self, section, data_dir: Path, tokenizer) -> dict:
         """The values of the section's `auto` keys ({"model.embed_dim": 96, ...}), by the rules of tasks/defaults.py
-        and the modality's own, from the prepared data (called only when some key says auto)."""
+        and the kind's own, from the prepared data (called only when some key says auto)."""
         return {}
 
     def resolve(self, section, data_dir: Path, tokenizer) -> tuple:
@@ -185,7 +185,7 @@ class Modality:
 
     def training_loss(self, model, inputs, targets, train):
         """(loss, logits, labels) of a training batch: label-smoothed cross-entropy on ``logits_and_labels`` (train:
-        the section's train params). A modality whose model learns from more than its logits (an auxiliary loss)
+        the section's train params). A kind whose model learns from more than its logits (an auxiliary loss)
         overrides it; validation scores ``logits_and_labels`` alone."""
         import torch.nn.functional as F
 
@@ -194,7 +194,7 @@ class Modality:
 
     # ---- evaluation ---------------------------------------------------------------------------
     def evaluate(self, evaluation: Evaluation) -> dict[str, float]:
-        """Compute the test metrics (keys: ``metrics``) and log this modality's figures and files to the run."""
+        """Compute the test metrics (keys: ``metrics``) and log this kind's figures and files to the run."""
         raise NotImplementedError
 
     # 'module:function(spec, Explanation) -> attn_* metrics': scores the attention maps in the explain stage, or None

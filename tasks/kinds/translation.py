@@ -12,8 +12,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tasks.defaults import AUTO, auto_or_number, is_auto, size_values, token_length
-from tasks.modalities.sequence import SequenceTask
-from tasks.schema import AttentionParams, DataSection, DecodeParams, Depth, ModalityParams, Section, SplitFraction
+from tasks.kinds.sequence import SequenceKind
+from tasks.schema import AttentionParams, DataSection, DecodeParams, Depth, Section, SplitFraction, TaskParams
 
 BUILTIN_LANGUAGES = ("de", "en")  # the built-in corpus (tasks/data/builtin_translation.py): German -> English
 
@@ -59,7 +59,8 @@ class TranslationModel(AttentionParams):
     max_len: auto_or_number(int, 4, 4096) = AUTO
 
 
-class TranslationParams(ModalityParams):
+class TranslationParams(TaskParams):
+    kind: Literal["translation"]
     data: TranslationData
     model: TranslationModel
     eval: DecodeParams = DecodeParams()
@@ -71,7 +72,7 @@ def languages(section) -> tuple[str, str]:
     return (imported.source_lang, imported.target_lang) if imported is not None else BUILTIN_LANGUAGES
 
 
-class Translation(SequenceTask):
+class Translation(SequenceKind):
     name, order, params = "translation", 40, TranslationParams
     metrics = ("test_bleu", "test_chrf", "test_bleu_greedy")  # sacrebleu on detokenized output
     input_column = "text"

@@ -1,16 +1,16 @@
-"""The classifier kind of modality: one label per input, predicted from a class token; the attention map is attention
+"""The classifier kinds: one label per input, predicted from a class token; the attention map is attention
 rollout from the class token over the input tokens (text subwords, image patches, spectrogram frames).
 
 Evaluation: test accuracy and macro F1, a confusion matrix, and the rollout of ``eval.attention_maps`` test samples
-drawn by the modality (``attention_figure``), and the reference of the served model's monitor (``log_reference``).
+drawn by the kind (``attention_figure``), and the reference of the served model's monitor (``log_reference``).
 Serving: per input, the label, the class probabilities, the rollout and a summary of the input (``input_features``).
 """
 
-from tasks.modalities.base import Evaluation, Explanation, Modality
+from tasks.kinds.base import Evaluation, Explanation, Kind
 from tasks.names import MONITOR_REFERENCE
 
 
-class Classifier(Modality):
+class Classifier(Kind):
     metrics = ("test_accuracy", "test_macro_f1")
     attention_method = (
         "attention rollout (Abnar & Zuidema, 2020) from the class token over the input tokens: heads averaged, the "
@@ -20,7 +20,7 @@ class Classifier(Modality):
     def logits_and_labels(self, model, inputs, targets):
         return model(inputs), targets
 
-    # ---- what each classifier modality draws and decodes --------------------------------------
+    # ---- what each classifier kind draws and decodes --------------------------------------
     def attention_figure(self, model, inputs, relevance, true: str, predicted: str, tokenizer):
         """A matplotlib figure of one test sample (inputs: a batch of one) and its rollout (numpy, one per token)."""
         raise NotImplementedError
@@ -43,7 +43,7 @@ class Classifier(Modality):
 
     def reference_request(self, split, index: int, tokenizer) -> tuple:
         """Test example index of split as a decoded request (a batch of one, what else the answer carries), for the
-        reference the monitor compares served answers with; a modality adds what its request_input records of the
+        reference the monitor compares served answers with; a kind adds what its request_input records of the
         raw value (a clip's duration before it is padded or cut)."""
         return split[index][0].unsqueeze(0), {}
 

@@ -15,8 +15,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tasks.defaults import augment_strength, is_auto, size_values
-from tasks.modalities.classification import Classifier
-from tasks.schema import DataSection, ModalityParams, ModelParams, Section, SplitFraction, Strength, check_range
+from tasks.kinds.classification import Classifier
+from tasks.schema import DataSection, ModelParams, Section, SplitFraction, Strength, TaskParams, check_range
 
 NOT_WORDS = {"_background_noise_"}  # Speech Commands' noise recordings; _silence_ and _unknown_ are classes
 SPLIT_LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
@@ -86,7 +86,8 @@ class SpeechModel(ModelParams):
         return self
 
 
-class SpeechParams(ModalityParams):
+class SpeechParams(TaskParams):
+    kind: Literal["speech"]
     data: SpeechData
     model: SpeechModel
 
