@@ -66,7 +66,7 @@ def modality_pipeline(
 ) -> dict:
     """Train, evaluate and promote one modality, recorded as one MLflow run in its task's experiment."""
     client, experiment_id = connect(root, params, modality)
-    section, metrics = params.section(modality), get(modality).metrics
+    section, metrics = params.section(modality), (*get(modality).metrics, *get(modality).val_metrics)
     run_tags = {
         MLFLOW_PARENT_RUN_ID: parent_run_id,
         "pipeline_run_id": parent_run_id,

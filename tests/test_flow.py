@@ -50,11 +50,12 @@ def test_pipeline_logs_a_finished_run_per_modality_with_everything(pipeline_resu
         assert experiment.name == f"attnflow-{tags['task']}"
         assert run.info.run_name.startswith(f"{modality}-") and run.info.run_name.endswith(f"-ep{epochs} (trained)")
         assert len(tags["test_data_md5"]) == 32 and tags["sweep_id"] == "s1"
+        assert len(tags["val_data_md5"]) == 32 and tags["val_data_md5"] != tags["test_data_md5"]
         assert tags["data_md5"] == md5
         assert tags["task"] and tags["prefect_flow_run_id"] and len(tags["git_sha"]) == 40
         assert params["model.embed_dim"] == "16" and params["train.epochs"] == epochs
         assert {*get(modality).metrics, "train_loss", "val_loss", "train_accuracy", "val_accuracy"} <= set(metrics)
-        for name in get(modality).metrics:
+        for name in (*get(modality).metrics, *get(modality).val_metrics):  # eval_val_*: evaluate's, on validation
             assert metrics[name] == result["modalities"][modality][name] and metrics[name] >= 0
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         attention = {a.path for a in client.list_artifacts(run.info.run_id, "attention")}
