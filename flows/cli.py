@@ -403,6 +403,7 @@ def compare(args) -> int:
     check_tracking_server(tracking_uri(project_root(args.params), params))
     client, experiment_id = connect(project_root(args.params), params, modality)
     rows = comparison.compare_runs(client, experiment_id, modality, args.sweep)
+    print(comparison.ranking(modality))
     print(comparison.as_table(rows))
     if args.markdown:
         Path(args.markdown).write_text(comparison.as_markdown(rows))

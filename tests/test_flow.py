@@ -150,6 +150,8 @@ def test_registered_versions_carry_their_model_card_and_served_models_a_signatur
         version = client.get_model_version(promotion["registered_model"], promotion["version"])
         assert f"version {promotion['version']} ({promotion['alias']})" in version.description
         assert f"{spec.primary_metric}` {run_result[spec.primary_metric]:.4f}" in version.description
+        decided = f"**Decided on**: validation ({spec.val_metric}): {run_result[spec.val_metric]:.4f}"
+        assert decided in version.description
         assert result["data_md5"] in version.description and spec.attention_method in version.description
         model = client.get_registered_model(promotion["registered_model"])
         assert spec.serving_input in model.description

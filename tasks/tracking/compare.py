@@ -1,4 +1,5 @@
-"""Compare the runs of one task: key params (those that differ between the runs) and metrics, best first."""
+"""Compare the runs of one task: key params (those that differ between the runs) and metrics, best first by the
+primary metric on the validation split (what promotion decides on); the test metrics are shown, never ranked by."""
 
 import csv
 import io
@@ -6,6 +7,7 @@ import io
 from mlflow.tracking import MlflowClient
 
 from tasks.modalities import get
+from tasks.tracking.model_card import decided_on
 
 TRAINING_METRICS = ("best_val_accuracy", "num_parameters")
 
@@ -18,9 +20,10 @@ def explain_metrics(spec) -> tuple[str, ...]:
 
 
 def compare_runs(client: MlflowClient, experiment_id: str, modality: str, sweep: str | None = None) -> list[dict]:
-    """One row per finished run, sorted by the modality's primary test metric (best first, in its direction)."""
+    """One row per finished run, sorted by the modality's primary metric on the validation split (best first, in its
+    direction; runs from before it was logged last)."""
     spec = get(modality)
-    metrics = (*spec.metrics, *TRAINING_METRICS, *explain_metrics(spec))  # the first ranks
+    metrics = (spec.val_metric, *spec.metrics, *TRAINING_METRICS, *explain_metrics(spec))  # the first ranks
     query = "attributes.status = 'FINISHED'" + (f" AND tags.sweep_id = '{sweep}'" if sweep else "")
     runs = client.search_runs([experiment_id], query, max_results=1000)
     differing = sorted(
@@ -37,6 +40,11 @@ def compare_runs(client: MlflowClient, experiment_id: str, modality: str, sweep:
         for run in runs
     ]
     return sorted(rows, key=lambda row: spec.rank_key(row[metrics[0]]))
+
+
+def ranking(modality: str) -> str:
+    """The line above the table: which split and figure ranked it."""
+    return f"best first; decided on: {decided_on(get(modality))}"
 
 
 def cell(value) -> str:
