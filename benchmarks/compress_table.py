@@ -1,6 +1,6 @@
 """The compress stage's variants of the last pipeline run in a project, as a Markdown table: one row per modality and
-variant, with size on disk, p50/p95 latency at batch 1 and 32 (ms, CPU, global.compress.threads threads), the test
-metric the stage scores (classifiers: test accuracy; translation: BLEU of greedy decoding; asr: WER of greedy
+variant, with size on disk, p50/p95 latency at batch 1 and 32 (ms, CPU, global.compress.threads threads), the validation
+metric the stage scores and chooses by (classifiers: accuracy; translation: BLEU of greedy decoding; asr: WER of greedy
 decoding), its change from float, how many times smaller and faster (batch 32) than float the variant is, and which
 variant the run registered as `compact`.
 

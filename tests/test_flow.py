@@ -303,9 +303,9 @@ def test_the_explain_table_lists_every_method_of_the_last_pipeline(pipeline_resu
 
 def test_every_modality_compresses_and_its_champion_gets_a_compact_version(pipeline_result):
     """The compress stage's table, metrics, plot and decision on every run; the float row's metric is the evaluate
-    stage's (classifiers: test accuracy; sequence tasks: greedy decoding); the first runs are champions, so each
-    registered a `compact` version serving the chosen variant; the alias is on the champion's (the second run's,
-    when it was better)."""
+    stage's on the validation split (classifiers: accuracy; sequence tasks: greedy decoding); the first runs are
+    champions, so each registered a `compact` version serving the chosen variant; the alias is on the champion's (the
+    second run's, when it was better)."""
     from tasks.schema import VARIANTS
 
     project, result = pipeline_result
@@ -351,4 +351,4 @@ def test_the_compress_table_lists_every_variant_of_the_last_pipeline(pipeline_re
     assert len(rows) == len(VARIANTS) * len(SECOND_RUN_MODALITIES)  # the second pipeline's
     assert all(row.count("|") == 14 for row in rows)
     assert sum(row.endswith("| yes |") for row in rows) == len(SECOND_RUN_MODALITIES)  # one compact variant each
-    assert any(row.startswith("| translation | int8 |") and "test_bleu_greedy" in row for row in rows)
+    assert any(row.startswith("| translation | int8 |") and "eval_val_bleu_greedy" in row for row in rows)
