@@ -269,10 +269,18 @@ def sweep(args) -> int:
     check_tracking_server(tracking_uri(project_root(args.params), params))
     check_reachable(params.global_.executor)
     with flows_module("flows.experiments", args.params) as experiments:
-        result = experiments.sweep(args.modality, grid, params_path=args.params)
+        result = experiments.sweep(args.modality, grid, params_path=args.params, register=not args.no_register)
     spec = get(args.modality)
-    print(f"\nSweep {result['sweep_id']} ({args.modality}), ranked by {spec.primary_metric}")
-    print_table(result["rows"], [*result["keys"], *spec.metrics, "run_id"])
+    print(f"\nSweep {result['sweep_id']} ({args.modality}), ranked by {result['ranked_by']} (validation)")
+    print_table(result["rows"], [*result["keys"], result["ranked_by"], *spec.metrics, "run_id"])
+    promotion = result["promotion"]
+    if promotion:
+        print(f"  winner: {promotion['registered_model']} v{promotion['version']} -> {promotion['alias']}: "
+              f"{promotion['reason']}")  # fmt: skip
+    elif result["registered"]:
+        print("  winner: already registered when its run was made (every stage came from the cache)")
+    else:
+        print("  no model registered (--no-register)")
     return 0
 
 
@@ -455,7 +463,9 @@ def parser() -> argparse.ArgumentParser:
     reproduce_parser.set_defaults(handler=reproduce)
 
     sweep_parser = commands.add_parser(
-        "sweep", parents=[common], help="run a grid of parameters for one modality and rank the runs"
+        "sweep",
+        parents=[common],
+        help="run a grid of parameters for one modality, rank the runs on validation and register the winner",
     )
     sweep_parser.add_argument("--modality", required=True, choices=MODALITIES)
     sweep_parser.add_argument(
@@ -464,6 +474,9 @@ def parser() -> argparse.ArgumentParser:
         required=True,
         metavar="KEY=V1,V2",
         help="a key of the modality's section and its values, e.g. model.depth=1,2 (repeatable)",
+    )
+    sweep_parser.add_argument(
+        "--no-register", action="store_true", help="register no model (by default the winner on validation only)"
     )
     sweep_parser.set_defaults(handler=sweep)
 

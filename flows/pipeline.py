@@ -63,8 +63,10 @@ def modality_pipeline(
     data_recipe: dict,
     force: bool = False,
     tags: dict | None = None,
+    register: bool = True,
 ) -> dict:
-    """Train, evaluate and promote one modality, recorded as one MLflow run in its task's experiment."""
+    """Train, evaluate and promote one modality, recorded as one MLflow run in its task's experiment. register=False
+    leaves the model out of the registry (a sweep registers its winner only, ``register_model``)."""
     client, experiment_id = connect(root, params, modality)
     section, metrics = params.section(modality), (*get(modality).metrics, *get(modality).val_metrics)
     run_tags = {
@@ -119,13 +121,11 @@ def modality_pipeline(
         if cached_from:  # every stage came from the cache: point at the run that made (and promoted) the result
             client.set_tag(run_id, "cached_from_run_id", cached_from)
             log_metrics(client, run_id, {name: evaluated[name] for name in metrics})
-            promotion = None
+        if register:
+            promotion = register_model(modality, params, root, run_id, evaluated["run_id"], compressed)
         else:
-            with exclusive(f"attnflow-promote-{root}-{modality}"):  # parallel runs of a task take turns
-                promotion = promote_model(modality, params, root, run_id)
-        if compressed:  # tagged either way; registered with the alias `compact` when it compresses the champion
-            with exclusive(f"attnflow-promote-{root}-{modality}"):
-                register_compact_model(modality, params, root, run_id, compressed, evaluated["run_id"])
+            promotion = None
+            client.set_tag(run_id, "registration", "not registered here: its sweep registers the winner only")
     except BaseException as error:
         fail_run(client, run_id, error)
         raise
@@ -134,9 +134,24 @@ def modality_pipeline(
         "run_id": run_id,
         "cached_from_run_id": cached_from,
         "promotion": promotion,
+        "compressed": compressed,
         **environment,
         **{name: evaluated[name] for name in metrics},
     }
+
+
+def register_model(modality: str, params: Params, root: Path, run_id: str, evaluated_run_id: str,
+                   compressed: dict | None) -> dict | None:  # fmt: skip
+    """Promote the run's model (not when its evaluation is cached from another run, which was promoted then), and
+    register its compact form when that model is the champion; returns the promotion (None when none ran)."""
+    promotion = None
+    if evaluated_run_id == run_id:
+        with exclusive(f"attnflow-promote-{root}-{modality}"):  # parallel runs of a task take turns
+            promotion = promote_model(modality, params, root, run_id)
+    if compressed:  # tagged either way; registered with the alias `compact` when it compresses the champion
+        with exclusive(f"attnflow-promote-{root}-{modality}"):
+            register_compact_model(modality, params, root, run_id, compressed, evaluated_run_id)
+    return promotion
 
 
 @task(name="modality-pipeline-on-worker", task_run_name="{modality}", cache_policy=NO_CACHE)
@@ -150,13 +165,14 @@ def modality_on_worker(
     force: bool,
     tags: dict | None,
     slots_by_host: dict[str, int],
+    register: bool = True,
 ) -> dict:
     """A modality's subflow in a Dask worker (Prefect submits tasks to a task runner, not flows), with the worker's
     torch threads set first and recorded on its MLflow run (tag torch_threads)."""
     threads = use_worker_threads(slots_by_host)
     get_run_logger().info("%s: training with %d torch threads on this worker", modality, threads)
     tags = {**(tags or {}), THREADS_TAG: str(threads)}
-    return modality_pipeline(modality, params, root, parent_run_id, lineage, data_recipe, force, tags)
+    return modality_pipeline(modality, params, root, parent_run_id, lineage, data_recipe, force, tags, register)
 
 
 @flow(name="attention-pipeline")
@@ -166,14 +182,16 @@ def attention_pipeline(
     force: bool = False,
     params: Params | None = None,
     tags: dict | None = None,
+    register: bool = True,
 ) -> dict:
     """Prepare -> version -> (train -> evaluate -> promote) per modality; returns each modality's run id, test
-    metrics and promotion decision.
+    metrics, validation figures and promotion decision.
 
     ``params`` replaces the file's contents when given (reproduce, sweeps); the project is still the
     folder of ``params_path``. ``tags`` are added to every MLflow run (``sweep_id`` picks out a sweep's
-    runs for ``attnflow compare --sweep``); ``force`` ignores the stage cache. The modalities run one after another,
-    or at once on a Dask cluster (global.executor, tasks/executor.py).
+    runs for ``attnflow compare --sweep``); ``force`` ignores the stage cache; ``register=False`` registers no model
+    (a sweep's configurations: the sweep registers its winner). The modalities run one after another, or at once on a
+    Dask cluster (global.executor, tasks/executor.py).
     """
     logger = get_run_logger()
     params = params or load_params(params_path)  # invalid params stop here, before any work
@@ -183,7 +201,7 @@ def attention_pipeline(
         project_lock(root, on_wait=logger.warning),  # one pipeline at a time per project (tasks/locking.py)
         open_executor(params.global_.executor, logger) as executor,  # a scheduler that does not answer stops here
     ):
-        return run_pipelines([(params, tags)], root, selected, force, logger, executor)[0]
+        return run_pipelines([(params, tags)], root, selected, force, logger, executor, register)[0]
 
 
 def selected_modalities(params: Params, modalities: list[str] | None) -> list[str]:
@@ -195,7 +213,7 @@ def selected_modalities(params: Params, modalities: list[str] | None) -> list[st
 
 
 def run_pipelines(runs: list[tuple[Params, dict | None]], root: Path, selected: list[str], force: bool, logger,
-                  executor) -> list[dict]:  # fmt: skip
+                  executor, register: bool = True) -> list[dict]:  # fmt: skip
     """Pipeline runs (one per (params, tags): the pipeline, or a sweep's configurations), under the project lock.
 
     Runs that read the same data share one preparation and one DVC version, in this process; their modality
@@ -209,8 +227,8 @@ def run_pipelines(runs: list[tuple[Params, dict | None]], root: Path, selected: 
         try:  # interrupted, or a worker's error escaped: no run of the group is left RUNNING
             for index in group:
                 opened[index] = open_pipeline_run(runs[index], root, selected, lineage_of[index], logger)
-            outcomes = executor.run(modality_pipeline, modality_on_worker, jobs(opened, runs, root, selected, recipes,
-                                                                                  lineage_of, force))  # fmt: skip
+            arguments = jobs(opened, runs, root, selected, recipes, lineage_of, force, register)
+            outcomes = executor.run(modality_pipeline, modality_on_worker, arguments)
         except BaseException as error:
             for client, parent in opened.values():
                 close_open_modality_runs(client, parent, error)
@@ -234,7 +252,8 @@ def run_pipelines(runs: list[tuple[Params, dict | None]], root: Path, selected: 
     return results
 
 
-def jobs(opened: dict, runs: list, root: Path, selected: list[str], recipes: dict, lineage_of: dict, force: bool):
+def jobs(opened: dict, runs: list, root: Path, selected: list[str], recipes: dict, lineage_of: dict, force: bool,
+         register: bool = True):  # fmt: skip
     """The arguments of each (run, modality)'s modality pipeline."""
     return {
         (index, modality): dict(
@@ -246,6 +265,7 @@ def jobs(opened: dict, runs: list, root: Path, selected: list[str], recipes: dic
             data_recipe=recipes[modality],
             force=force,
             tags=runs[index][1],
+            register=register,
         )  # fmt: skip
         for index, (_, parent) in opened.items()
         for modality in selected

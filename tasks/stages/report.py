@@ -19,9 +19,11 @@ def results_table(params: Params, results: dict[str, dict], failed: list[str]) -
     rows = []
     for modality, result in results.items():
         metrics = {name: round(result[name], 4) for name in get(modality).metrics}
-        promotion = (
-            result["promotion"]["alias"] if result["promotion"] else f"cached from {result['cached_from_run_id']}"
-        )
+        if result["promotion"]:
+            promotion = result["promotion"]["alias"]
+        else:  # a sweep's configuration is registered by the sweep, if it wins
+            cached = result["cached_from_run_id"]
+            promotion = f"cached from {cached}" if cached else "not registered (sweep member)"
         rows.append({"modality": modality, "task": params.section(modality).task, **metrics, "promotion": promotion,
                      "mlflow_run": result["run_id"]})  # fmt: skip
     return rows + [{"modality": m, "task": params.section(m).task, "promotion": "FAILED"} for m in failed]
@@ -31,6 +33,9 @@ def promotions_markdown(results: dict[str, dict], ui: str) -> str:
     lines = ["# Promotion decisions", ""]
     for modality, result in results.items():
         promotion = result["promotion"]
+        if promotion is None and result["cached_from_run_id"] is None:
+            lines.append(f"- **{modality}**: not registered: its sweep registers the winner only")
+            continue
         if promotion is None:
             lines.append(
                 f"- **{modality}**: nothing trained (every stage cached from run `{result['cached_from_run_id']}`)"
