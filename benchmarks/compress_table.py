@@ -1,12 +1,12 @@
-"""The compress stage's variants of the last pipeline run in a project, as a Markdown table: one row per modality and
-variant, with size on disk, p50/p95 latency at batch 1 and 32 (ms, CPU, global.compress.threads threads), the test
-metric the stage scores (classifiers: test accuracy; translation: BLEU of greedy decoding; asr: WER of greedy
+"""The compress stage's variants of the last pipeline run in a project, as a Markdown table: one row per task and
+variant, with size on disk, p50/p95 latency at batch 1 and 32 (ms, CPU, global.compress.threads threads), the validation
+metric the stage scores and chooses by (classifiers: accuracy; translation: BLEU of greedy decoding; asr: WER of greedy
 decoding), its change from float, how many times smaller and faster (batch 32) than float the variant is, and which
 variant the run registered as `compact`.
 
     usage: python benchmarks/compress_table.py [PROJECT]     (default: this checkout; run `make run` first)
 
-It reads the modality runs of the newest "pipeline" run in the project's MLflow store (mlflow.db): the table each
+It reads the task runs of the newest "pipeline" run in the project's MLflow store (mlflow.db): the table each
 compress stage logged (compress/variants.json) and the tag compact_variant.
 """
 
@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from benchmarks.explain_table import last_pipeline_runs
 
-HEADER = ("modality", "variant", "size MB", "p50 b1 ms", "p95 b1 ms", "p50 b32 ms", "p95 b32 ms", "metric", "value",
+HEADER = ("task", "variant", "size MB", "p50 b1 ms", "p95 b1 ms", "p50 b32 ms", "p95 b32 ms", "metric", "value",
           "change", "x smaller", "x faster b32", "compact")  # fmt: skip
 
 
@@ -35,7 +35,7 @@ def table(client: MlflowClient, runs: list) -> str:
         reference = logged["variants"][0]
         for row in logged["variants"]:
             cells = [
-                run.data.tags["modality"],
+                run.data.tags["task"],
                 row["variant"],
                 f"{row['size_mb']:.3f}",
                 *(f"{row[key]:.2f}" for key in ("p50_ms_b1", "p95_ms_b1", "p50_ms_b32", "p95_ms_b32")),
@@ -54,7 +54,7 @@ def main(project: Path) -> None:
     client = MlflowClient(f"sqlite:///{(project / 'mlflow.db').resolve()}")
     runs = last_pipeline_runs(client, "compress_metric.float")
     if not runs:
-        raise SystemExit("the last pipeline run has no compressed modality: is global.compress.enabled false?")
+        raise SystemExit("the last pipeline run has no compressed task: is global.compress.enabled false?")
     print(table(client, runs))
 
 

@@ -269,10 +269,18 @@ def sweep(args) -> int:
     check_tracking_server(tracking_uri(project_root(args.params), params))
     check_reachable(params.global_.executor)
     with flows_module("flows.experiments", args.params) as experiments:
-        result = experiments.sweep(args.task, grid, params_path=args.params)
+        result = experiments.sweep(args.task, grid, params_path=args.params, register=not args.no_register)
     spec = params.kind(args.task)
-    print(f"\nSweep {result['sweep_id']} ({args.task}), ranked by {spec.primary_metric}")
-    print_table(result["rows"], [*result["keys"], *spec.metrics, "run_id"])
+    print(f"\nSweep {result['sweep_id']} ({args.task}), ranked by {result['ranked_by']} (validation)")
+    print_table(result["rows"], [*result["keys"], result["ranked_by"], *spec.metrics, "run_id"])
+    promotion = result["promotion"]
+    if promotion:
+        print(f"  winner: {promotion['registered_model']} v{promotion['version']} -> {promotion['alias']}: "
+              f"{promotion['reason']}")  # fmt: skip
+    elif result["registered"]:
+        print("  winner: already registered when its run was made (every stage came from the cache)")
+    else:
+        print("  no model registered (--no-register)")
     return 0
 
 
@@ -395,6 +403,7 @@ def compare(args) -> int:
     check_tracking_server(tracking_uri(project_root(args.params), params))
     client, experiment_id = connect(project_root(args.params), params, args.task)
     rows = comparison.compare_runs(client, experiment_id, spec, args.sweep)
+    print(comparison.ranking(spec))
     print(comparison.as_table(rows))
     if args.markdown:
         Path(args.markdown).write_text(comparison.as_markdown(rows))
@@ -450,7 +459,13 @@ def parser() -> argparse.ArgumentParser:
         "--allow-code-change", action="store_true", help="go on when the code differs from the run's recorded commit"
     )
 
-    sweep_parser = command(commands, "sweep", "run a grid of settings for one task and rank the runs", sweep, [common])
+    sweep_parser = command(
+        commands,
+        "sweep",
+        "run a grid of settings for one task, rank the runs on validation and register the winner",
+        sweep,
+        [common],
+    )
     sweep_parser.add_argument("--task", required=True, help="a task of params.yaml")
     sweep_parser.add_argument(
         "--grid",
@@ -458,6 +473,9 @@ def parser() -> argparse.ArgumentParser:
         required=True,
         metavar="KEY=V1,V2",
         help="a key of the task's section and its values, e.g. model.depth=1,2 (repeatable)",
+    )
+    sweep_parser.add_argument(
+        "--no-register", action="store_true", help="register no model (by default the winner on validation only)"
     )
 
     compare_parser = command(

@@ -7,7 +7,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
-from flows.pipeline import attention_pipeline, run_pipelines
+from flows.pipeline import attention_pipeline, register_model, run_pipelines
 from tasks.executor import SEQUENTIAL, open_executor
 from tasks.kinds import get
 from tasks.lineage import code_changes_since, environment_changes
@@ -102,14 +102,36 @@ def reproduce_locked(run_id: str, params_path: str, allow_code_change: bool, roo
 
 
 @flow(name="sweep")
-def sweep(task: str, grid: dict[str, list], params_path: str = "params.yaml") -> dict:
-    """Run the pipeline for every combination of the grid; data preparation is shared through the stage cache."""
-    sweep_id = uuid.uuid4().hex[:8]
-    with project_lock(project_root(params_path), on_wait=get_run_logger().warning):
-        rows = sweep_configurations(task, grid, params_path, sweep_id)
+def sweep(task: str, grid: dict[str, list], params_path: str = "params.yaml", register: bool = True) -> dict:
+    """Run the pipeline for every combination of the grid, rank the configurations on validation and register the
+    winner's model only (none with register=False): otherwise every configuration's model would become a version,
+    and the champion would move in whatever order the configurations finish. Data preparation is shared through the
+    stage cache."""
+    sweep_id, root = uuid.uuid4().hex[:8], project_root(params_path)
     spec = load_params(params_path).kind(task)
-    rows.sort(key=lambda row: spec.rank_key(row[spec.primary_metric]))  # best first, in the metric's direction
-    return {"sweep_id": sweep_id, "task": task, "keys": list(grid), "rows": rows}
+    with project_lock(root, on_wait=get_run_logger().warning):
+        rows = rank_configurations(sweep_configurations(task, grid, params_path, sweep_id), spec)
+        promotion = register_winner(task, grid, rows[0], params_path) if register and rows else None
+    return {"sweep_id": sweep_id, "task": task, "keys": list(grid), "rows": rows, "ranked_by": spec.val_metric,
+            "registered": register, "promotion": promotion}  # fmt: skip
+
+
+def rank_configurations(rows: list[dict], spec) -> list[dict]:
+    """The configurations' results, best first by the primary metric on the validation split (spec.val_metric), in
+    its direction: the test metrics are reported beside it, never ranked by."""
+    return sorted(rows, key=lambda row: spec.rank_key(row[spec.val_metric]))
+
+
+def register_winner(task: str, grid: dict[str, list], winner: dict, params_path: str) -> dict | None:
+    """Promote the sweep's best configuration as a pipeline run promotes its model (tasks/stages/promote.py), with
+    its compact form. A winner whose every stage came from the cache is the model of the run that made it: that run
+    is registered, unless it already was. Returns the promotion, or None when nothing was registered."""
+    params = with_overrides(load_params(params_path), task, {key: winner[key] for key in grid})
+    root, made_by = project_root(params_path), winner["cached_from_run_id"] or winner["run_id"]
+    client, _ = connect(root, params, task)
+    if "registered_version" in client.get_run(made_by).data.tags:
+        return None
+    return register_model(task, params, root, made_by, made_by, winner["compressed"])
 
 
 def sweep_configurations(task: str, grid: dict[str, list], params_path: str, sweep_id: str) -> list[dict]:
@@ -124,7 +146,7 @@ def sweep_configurations(task: str, grid: dict[str, list], params_path: str, swe
         return sweep_at_once(task, runs, params_path, base)
     rows = []
     for overrides, params, tags in runs:
-        result = attention_pipeline(params_path=params_path, tasks=[task], params=params, tags=tags)
+        result = attention_pipeline(params_path=params_path, tasks=[task], params=params, tags=tags, register=False)
         rows.append({**overrides, **result["tasks"][task]})
     return rows
 
@@ -134,7 +156,6 @@ def sweep_at_once(task: str, runs: list[tuple[dict, Params, dict]], params_path:
     prepares and versions their data, and opens and closes their pipeline runs; the workers train and evaluate."""
     logger = get_run_logger()
     with open_executor(base.global_.executor, logger) as executor:
-        results = run_pipelines(
-            [(params, tags) for _, params, tags in runs], project_root(params_path), [task], False, logger, executor
-        )
+        results = run_pipelines([(params, tags) for _, params, tags in runs], project_root(params_path), [task],
+                                False, logger, executor, register=False)  # fmt: skip
     return [{**overrides, **result["tasks"][task]} for (overrides, _, _), result in zip(runs, results)]

@@ -62,10 +62,13 @@ def task_pipeline(
     data_recipe: dict,
     force: bool = False,
     tags: dict | None = None,
+    register: bool = True,
 ) -> dict:
-    """Train, evaluate and promote one task, recorded as one MLflow run in the task's experiment."""
+    """Train, evaluate and promote one task, recorded as one MLflow run in the task's experiment. register=False
+    leaves the model out of the registry (a sweep registers its winner only, ``register_model``)."""
     client, experiment_id = connect(root, params, task)
-    section, metrics = params.task(task), params.kind(task).metrics
+    spec, section = params.kind(task), params.task(task)
+    metrics = (*spec.metrics, *spec.val_metrics)
     run_tags = {
         MLFLOW_PARENT_RUN_ID: parent_run_id,
         "pipeline_run_id": parent_run_id,
@@ -118,13 +121,11 @@ def task_pipeline(
         if cached_from:  # every stage came from the cache: point at the run that made (and promoted) the result
             client.set_tag(run_id, "cached_from_run_id", cached_from)
             log_metrics(client, run_id, {name: evaluated[name] for name in metrics})
-            promotion = None
+        if register:
+            promotion = register_model(task, params, root, run_id, evaluated["run_id"], compressed)
         else:
-            with exclusive(f"attnflow-promote-{root}-{task}"):  # parallel runs of a task take turns
-                promotion = promote_model(task, params, root, run_id)
-        if compressed:  # tagged either way; registered with the alias `compact` when it compresses the champion
-            with exclusive(f"attnflow-promote-{root}-{task}"):
-                register_compact_model(task, params, root, run_id, compressed, evaluated["run_id"])
+            promotion = None
+            client.set_tag(run_id, "registration", "not registered here: its sweep registers the winner only")
     except BaseException as error:
         fail_run(client, run_id, error)
         raise
@@ -133,9 +134,24 @@ def task_pipeline(
         "run_id": run_id,
         "cached_from_run_id": cached_from,
         "promotion": promotion,
+        "compressed": compressed,
         **environment,
         **{name: evaluated[name] for name in metrics},
     }
+
+
+def register_model(task: str, params: Params, root: Path, run_id: str, evaluated_run_id: str,
+                   compressed: dict | None) -> dict | None:  # fmt: skip
+    """Promote the run's model (not when its evaluation is cached from another run, which was promoted then), and
+    register its compact form when that model is the champion; returns the promotion (None when none ran)."""
+    promotion = None
+    if evaluated_run_id == run_id:
+        with exclusive(f"attnflow-promote-{root}-{task}"):  # parallel runs of a task take turns
+            promotion = promote_model(task, params, root, run_id)
+    if compressed:  # tagged either way; registered with the alias `compact` when it compresses the champion
+        with exclusive(f"attnflow-promote-{root}-{task}"):
+            register_compact_model(task, params, root, run_id, compressed, evaluated_run_id)
+    return promotion
 
 
 @task(name="task-pipeline-on-worker", task_run_name="{task}", cache_policy=NO_CACHE)
@@ -149,13 +165,14 @@ def task_on_worker(
     force: bool,
     tags: dict | None,
     slots_by_host: dict[str, int],
+    register: bool = True,
 ) -> dict:
     """A task's subflow in a Dask worker (Prefect submits tasks to a task runner, not flows), with the worker's
     torch threads set first and recorded on its MLflow run (tag torch_threads)."""
     threads = use_worker_threads(slots_by_host)
     get_run_logger().info("%s: training with %d torch threads on this worker", task, threads)
     tags = {**(tags or {}), THREADS_TAG: str(threads)}
-    return task_pipeline(task, params, root, parent_run_id, lineage, data_recipe, force, tags)
+    return task_pipeline(task, params, root, parent_run_id, lineage, data_recipe, force, tags, register)
 
 
 @flow(name="attention-pipeline")
@@ -165,14 +182,16 @@ def attention_pipeline(
     force: bool = False,
     params: Params | None = None,
     tags: dict | None = None,
+    register: bool = True,
 ) -> dict:
     """Prepare -> version -> (train -> evaluate -> promote) per task; returns each task's run id, test
-    metrics and promotion decision.
+    metrics, validation figures and promotion decision.
 
     ``params`` replaces the file's contents when given (reproduce, sweeps); the project is still the
     folder of ``params_path``. ``tags`` are added to every MLflow run (``sweep_id`` picks out a sweep's
-    runs for ``attnflow compare --sweep``); ``force`` ignores the stage cache. The tasks run one after another,
-    or at once on a Dask cluster (global.executor, tasks/executor.py).
+    runs for ``attnflow compare --sweep``); ``force`` ignores the stage cache; ``register=False`` registers no model
+    (a sweep's configurations: the sweep registers its winner). The tasks run one after another, or at once on a
+    Dask cluster (global.executor, tasks/executor.py).
     """
     logger = get_run_logger()
     params = params or load_params(params_path)  # invalid params stop here, before any work
@@ -182,7 +201,7 @@ def attention_pipeline(
         project_lock(root, on_wait=logger.warning),  # one pipeline at a time per project (tasks/locking.py)
         open_executor(params.global_.executor, logger) as executor,  # a scheduler that does not answer stops here
     ):
-        return run_pipelines([(params, tags)], root, selected, force, logger, executor)[0]
+        return run_pipelines([(params, tags)], root, selected, force, logger, executor, register)[0]
 
 
 def selected_tasks(params: Params, tasks: list[str] | None) -> list[str]:
@@ -193,7 +212,7 @@ def selected_tasks(params: Params, tasks: list[str] | None) -> list[str]:
 
 
 def run_pipelines(runs: list[tuple[Params, dict | None]], root: Path, selected: list[str], force: bool, logger,
-                  executor) -> list[dict]:  # fmt: skip
+                  executor, register: bool = True) -> list[dict]:  # fmt: skip
     """Pipeline runs (one per (params, tags): the pipeline, or a sweep's configurations), under the project lock.
 
     Runs that read the same data share one preparation and one DVC version, in this process; their task
@@ -207,8 +226,8 @@ def run_pipelines(runs: list[tuple[Params, dict | None]], root: Path, selected: 
         try:  # interrupted, or a worker's error escaped: no run of the group is left RUNNING
             for index in group:
                 opened[index] = open_pipeline_run(runs[index], root, selected, lineage_of[index], logger)
-            outcomes = executor.run(task_pipeline, task_on_worker, jobs(opened, runs, root, selected, recipes,
-                                                                                  lineage_of, force))  # fmt: skip
+            arguments = jobs(opened, runs, root, selected, recipes, lineage_of, force, register)
+            outcomes = executor.run(task_pipeline, task_on_worker, arguments)
         except BaseException as error:
             for client, parent in opened.values():
                 close_open_task_runs(client, parent, error)
@@ -232,7 +251,8 @@ def run_pipelines(runs: list[tuple[Params, dict | None]], root: Path, selected: 
     return results
 
 
-def jobs(opened: dict, runs: list, root: Path, selected: list[str], recipes: dict, lineage_of: dict, force: bool):
+def jobs(opened: dict, runs: list, root: Path, selected: list[str], recipes: dict, lineage_of: dict, force: bool,
+         register: bool = True):  # fmt: skip
     """The arguments of each (run, task)'s task pipeline."""
     return {
         (index, name): dict(
@@ -244,6 +264,7 @@ def jobs(opened: dict, runs: list, root: Path, selected: list[str], recipes: dic
             data_recipe=recipes[name],
             force=force,
             tags=runs[index][1],
+            register=register,
         )  # fmt: skip
         for index, (_, parent) in opened.items()
         for name in selected

@@ -221,7 +221,8 @@ class CompressParams(Section):
     prune_fraction: float = Field(0.5, gt=0, lt=1)  # of each layer's heads, the least important (one always stays)
     importance_batches: int = Field(4, ge=1, le=1000)  # validation batches the head importance is summed over
     finetune_steps: int = Field(100, ge=0, le=100_000)  # training steps after pruning, at train.lr (0: none)
-    # relative to the float model's metric, in its direction: 0.02 = at most 2% worse (a metric of 0 allows no drop)
+    # relative to the float model's metric on the validation split, in its direction: 0.02 = at most 2% worse (a
+    # metric of 0 allows no drop)
     max_metric_drop: float = Field(0.02, ge=0, le=1)
     latency_repeats: int = Field(20, ge=1, le=10_000)  # timed calls per variant and batch size (after one warm-up)
     threads: int = Field(1, ge=1, le=256)  # torch CPU threads while timing

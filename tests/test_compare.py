@@ -1,4 +1,4 @@
-"""`attnflow compare` ranks the runs of a task by test_accuracy."""
+"""`attnflow compare` ranks the runs of a task by their validation accuracy (eval_val_accuracy), and says so."""
 
 import csv
 
@@ -30,8 +30,9 @@ def test_compare_ranks_the_two_runs(pipeline_runs, tmp_path, capsys):
     printed = capsys.readouterr().out
     rows = list(csv.DictReader(table.open()))
     assert len(rows) == 2
-    accuracies = [float(row["test_accuracy"]) for row in rows]
-    assert accuracies == sorted(accuracies, reverse=True)
+    assert "decided on: validation (eval_val_accuracy)" in printed
+    accuracies = [float(row["eval_val_accuracy"]) for row in rows]
+    assert accuracies == sorted(accuracies, reverse=True) and all(row["test_accuracy"] for row in rows)
     ids = {first["tasks"][IMAGE]["run_id"][:8], second["tasks"][IMAGE]["run_id"][:8]}
     assert {row["run_id"] for row in rows} == ids
     assert "train.lr" in rows[0] and {row["train.lr"] for row in rows} == {"0.005", "1e-06"}  # what differs

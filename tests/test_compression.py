@@ -1,5 +1,6 @@
 """Compression, pure: the head mask silences a head, pruning removes exactly the masked heads, head importance is the
-gradient it should be, int8 stays close to float, a pruned checkpoint loads; and the rule that picks `compact`."""
+gradient it should be, int8 stays close to float, a pruned checkpoint loads; and the rule that picks `compact`, on
+the validation split."""
 
 import copy
 from types import SimpleNamespace
@@ -137,20 +138,59 @@ def row(variant, p50, size, metric):
 
 def test_choose_the_fastest_within_the_allowed_drop():
     rows = [row("float", 10, 4.0, 0.90), row("int8", 5, 1.0, 0.89), row("pruned", 4, 3.0, 0.80)]
-    choice = choose(rows, 0.02, "test_accuracy")
+    choice = choose(rows, 0.02, "eval_val_accuracy")
     assert choice.variant == "int8"  # pruned is faster but 11% worse
     assert "too much worse: pruned" in choice.reason and "slower or larger: float" in choice.reason
-    assert choose(rows, 0.2, "test_accuracy").variant == "pruned"
-    assert choose(rows, 0.0, "test_accuracy").variant == "float"
+    assert "eval_val_accuracy is at most 2.0% worse than float's 0.9000" in choice.reason
+    assert choose(rows, 0.2, "eval_val_accuracy").variant == "pruned"
+    assert choose(rows, 0.0, "eval_val_accuracy").variant == "float"
 
 
 def test_choose_breaks_a_latency_tie_by_size_and_follows_error_rates():
     """Latencies within 5% of the fastest are a tie (timing noise); the smaller variant wins it."""
-    assert choose([row("float", 10.0, 4.0, 0.9), row("int8", 10.4, 1.0, 0.9)], 0.02, "test_accuracy").variant == "int8"
-    assert choose([row("float", 10.0, 4.0, 0.9), row("int8", 10.6, 1.0, 0.9)], 0.02, "test_accuracy").variant == "float"
+    metric = "eval_val_accuracy"
+    assert choose([row("float", 10.0, 4.0, 0.9), row("int8", 10.4, 1.0, 0.9)], 0.02, metric).variant == "int8"
+    assert choose([row("float", 10.0, 4.0, 0.9), row("int8", 10.6, 1.0, 0.9)], 0.02, metric).variant == "float"
     rows = [row("float", 10, 4.0, 0.10), row("int8", 5, 1.0, 0.12), row("pruned+int8", 5, 0.5, 0.105)]
-    assert choose(rows, 0.1, "test_wer", higher_is_better=False).variant == "pruned+int8"  # 5% worse, smaller
-    assert choose(rows, 0.01, "test_wer", higher_is_better=False).variant == "float"  # int8 20%, pruned+int8 5%
+    assert choose(rows, 0.1, "eval_val_wer_greedy", higher_is_better=False).variant == "pruned+int8"  # 5% worse
+    assert choose(rows, 0.01, "eval_val_wer_greedy", higher_is_better=False).variant == "float"  # 20%, 5% worse
+
+
+def test_the_compact_variant_is_chosen_on_the_validation_split_not_the_test_split():
+    """Two variants of a text classifier scored and chosen by the compress stage's own code: the validation labels are
+    what float predicts, the test labels what the other variant predicts. Scored on validation, float is perfect and
+    the other far worse, so float is chosen; on the test split it would be the other way round."""
+    from tasks.data.datasets import LabelledItems, Splits
+    from tasks.evaluation.compress import measure_variants
+    from tasks.kinds.base import Evaluation
+    from tasks.params import load_params
+    from tasks.schema import CompressParams
+    from tests.conftest import REPO, TEXT
+
+    params = load_params(REPO / "params.yaml")
+    spec, section = params.kind(TEXT), params.task(TEXT)
+    assert spec.compress_metric == "eval_val_accuracy" and spec.compress_metric in spec.val_metrics
+    args = {"vocab_size": 30, "num_classes": 3, "max_len": 8, "embed_dim": 16, "depth": 1, "num_heads": 2}
+    torch.manual_seed(1)
+    full, other = TextTransformer(**args).eval(), TextTransformer(**args).eval()
+    val_inputs, test_inputs = torch.randint(1, 30, (60, 8)), torch.randint(1, 30, (60, 8))
+    with torch.no_grad():
+        val_labels, test_labels = full(val_inputs).argmax(-1), other(test_inputs).argmax(-1)
+
+    def split(inputs, labels):
+        return LabelledItems(list(inputs), labels.tolist(), lambda item: item)
+
+    splits = Splits(split(val_inputs, val_labels), split(val_inputs, val_labels), split(test_inputs, test_labels),
+                    ["a", "b", "c"])  # fmt: skip
+    evaluation = Evaluation(None, "", full, {}, splits, section, None, torch.device("cpu"), None)
+    settings = CompressParams(variants=["float", "pruned"], latency_repeats=1)
+    rows = measure_variants({"float": (full, False), "pruned": (other, False)}, spec, evaluation, settings)
+    assert rows[0].metric == 1.0 and rows[1].metric < 0.9  # validation accuracies
+    choice = choose(rows, 0.02, spec.compress_metric, spec.higher_is_better)
+    assert choice.variant == "float" and "too much worse: pruned" in choice.reason
+    on_test = [spec.test_predictions(Evaluation(**{**evaluation.__dict__, "model": m}))[0]["test_accuracy"]
+               for m in (full, other)]  # fmt: skip
+    assert on_test[1] == 1.0 > on_test[0]  # what a choice on the test split would have seen
 
 
 def test_relative_drop():

@@ -55,11 +55,13 @@ def test_pipeline_logs_a_finished_run_per_task_with_everything(pipeline_result):
         model_class = get(KIND[task]).model_class.rpartition(":")[2]
         assert run.info.run_name.startswith(f"{model_class}-") and run.info.run_name.endswith(f"-ep{epochs} (trained)")
         assert len(tags["test_data_md5"]) == 32 and tags["sweep_id"] == "s1"
+        assert len(tags["val_data_md5"]) == 32 and tags["val_data_md5"] != tags["test_data_md5"]
         assert tags["data_md5"] == md5
         assert tags["task"] and tags["prefect_flow_run_id"] and len(tags["git_sha"]) == 40
         assert params["model.embed_dim"] == "16" and params["train.epochs"] == epochs
-        assert {*get(KIND[task]).metrics, "train_loss", "val_loss", "train_accuracy", "val_accuracy"} <= set(metrics)
-        for name in get(KIND[task]).metrics:
+        spec = get(KIND[task])
+        assert {*spec.metrics, "train_loss", "val_loss", "train_accuracy", "val_accuracy"} <= set(metrics)
+        for name in (*spec.metrics, *spec.val_metrics):  # eval_val_*: evaluate's, on validation
             assert metrics[name] == result["tasks"][task][name] and metrics[name] >= 0
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         attention = {a.path for a in client.list_artifacts(run.info.run_id, "attention")}
@@ -155,6 +157,8 @@ def test_registered_versions_carry_their_model_card_and_served_models_a_signatur
         version = client.get_model_version(promotion["registered_model"], promotion["version"])
         assert f"version {promotion['version']} ({promotion['alias']})" in version.description
         assert f"{spec.primary_metric}` {run_result[spec.primary_metric]:.4f}" in version.description
+        decided = f"**Decided on**: validation ({spec.val_metric}): {run_result[spec.val_metric]:.4f}"
+        assert decided in version.description
         assert result["data_md5"] in version.description and spec.attention_method in version.description
         model = client.get_registered_model(promotion["registered_model"])
         assert spec.serving_input in model.description
@@ -306,9 +310,9 @@ def test_the_explain_table_lists_every_method_of_the_last_pipeline(pipeline_resu
 
 def test_every_task_compresses_and_its_champion_gets_a_compact_version(pipeline_result):
     """The compress stage's table, metrics, plot and decision on every run; the float row's metric is the evaluate
-    stage's (classifiers: test accuracy; sequence tasks: greedy decoding); the first runs are champions, so each
-    registered a `compact` version serving the chosen variant; the alias is on the champion's (the second run's,
-    when it was better)."""
+    stage's on the validation split (classifiers: accuracy; sequence tasks: greedy decoding); the first runs are
+    champions, so each registered a `compact` version serving the chosen variant; the alias is on the champion's (the
+    second run's, when it was better)."""
     from tasks.schema import VARIANTS
 
     project, result = pipeline_result
@@ -354,4 +358,4 @@ def test_the_compress_table_lists_every_variant_of_the_last_pipeline(pipeline_re
     assert len(rows) == len(VARIANTS) * len(SECOND_RUN_TASKS)  # the second pipeline's
     assert all(row.count("|") == 14 for row in rows)
     assert sum(row.endswith("| yes |") for row in rows) == len(SECOND_RUN_TASKS)  # one compact variant each
-    assert any(row.startswith("| translation | int8 |") and "test_bleu_greedy" in row for row in rows)
+    assert any(row.startswith(f"| {TRANSLATION} | int8 |") and "eval_val_bleu_greedy" in row for row in rows)

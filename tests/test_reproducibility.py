@@ -81,6 +81,7 @@ def test_second_run_with_nothing_changed_is_cached(project, second):
         run = client.get_run(result["run_id"])
         assert run.data.tags["cached_from_run_id"] == original["run_id"]
         assert run.data.metrics["test_accuracy"] == original["test_accuracy"]
+        assert run.data.metrics["eval_val_accuracy"] == result["eval_val_accuracy"] == original["eval_val_accuracy"]
         assert not logged_models(client, result["run_id"])  # nothing was trained or logged again
 
 

@@ -8,8 +8,9 @@ and ``pruned+int8``; the how is in attn_models/compression.py. Each is measured 
 - latency: p50 and p95 over ``latency_repeats`` timed calls (after one warm-up) of the kind's ``timed_call`` on
   a batch of 1 and of 32 test inputs (the test split repeated when it is smaller), with torch held to
   ``threads`` CPU threads: a classifier's forward pass, a sequence model's greedy decoding;
-- the kind's ``compress_metric`` on the test split (a classifier's test accuracy as the evaluate stage computes
-  it; a sequence model's greedy-decoding BLEU or WER), and its change from the float model's.
+- the kind's ``compress_metric`` on the validation split, which the compact variant is chosen by (a classifier's
+  validation accuracy as the evaluate stage computes it; a sequence model's greedy-decoding BLEU or WER), and its
+  change from the float model's. The test split is only timed, never scored: it must not choose.
 """
 
 import copy

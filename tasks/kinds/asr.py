@@ -255,8 +255,8 @@ class Asr(SequenceKind):
     def collate_sources(self, sources):
         return pad_waveforms(sources)
 
-    def test_texts(self, data_dir, section):
-        rows = read_split(data_dir, "test")
+    def split_texts(self, data_dir, section, split):
+        rows = read_split(data_dir, split)
         return [row["path"] for row in rows], [row["sentence"] for row in rows]
 
     def score(self, hypotheses, references):

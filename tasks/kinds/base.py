@@ -26,12 +26,21 @@ from tasks.defaults import is_auto, resolved_section
 from tasks.schema import Section, TaskParams
 
 SPLIT_FILE_KEYS = ("val", "test")  # import settings may name a separate file for these splits (text does)
+VAL_PREFIX = "eval_val_"  # the evaluate stage's figures on the validation split (``val_name``)
 
 
 def resolve(path: str, root: Path) -> Path:
     """A path from params.yaml: a relative one is read from the project root."""
     path = Path(path).expanduser()
     return path if path.is_absolute() else root / path
+
+
+def val_name(metric: str) -> str:
+    """The evaluate stage's figure on the validation split of a test metric: test_accuracy -> eval_val_accuracy,
+    test_bleu -> eval_val_bleu. Models are chosen on these (promotion, sweeps, the compact variant), never on the
+    test split. Not val_<name>: the training loop logs val_accuracy every epoch (token accuracy, teacher-forced, for
+    sequence tasks), a different figure of a different model."""
+    return VAL_PREFIX + metric.removeprefix("test_")
 
 
 def load_object(reference: str):
@@ -89,7 +98,7 @@ class Kind:
     name: ClassVar[str]  # what a task's `kind:` says; the MLflow tag `kind`
     order: ClassVar[int]  # position in lists of kinds (docs, the params schema)
     params: ClassVar[type[TaskParams]]  # its params.yaml section, validated on load
-    metrics: ClassVar[tuple[str, ...]]  # test metrics; the first (primary) ranks runs and decides promotion
+    metrics: ClassVar[tuple[str, ...]]  # test metrics, reported; the first is the primary metric
     higher_is_better: ClassVar[bool] = True  # of the primary metric: False for error rates
     input_column: ClassVar[str]  # the field of a serving request that holds the raw input
     model_class: ClassVar[str]  # 'attn_models.module:Class', built with model_args
@@ -110,6 +119,18 @@ class Kind:
     @property
     def primary_metric(self) -> str:
         return self.metrics[0]
+
+    @property
+    def val_metric(self) -> str:
+        """The primary metric on the validation split (eval_val_accuracy, eval_val_bleu, eval_val_wer): what decides
+        promotion and ranks a sweep, so that the test split stays an unbiased report."""
+        return val_name(self.primary_metric)
+
+    @property
+    def val_metrics(self) -> tuple[str, ...]:
+        """What the evaluate stage logs on the validation split: the primary metric's figure and the compress
+        stage's metric (the same one for classifiers)."""
+        return tuple(dict.fromkeys((self.val_metric, self.compress_metric)))
 
     def rank_key(self, score: float | None) -> float:
         """Sorting key that puts the best score first (missing scores last)."""
@@ -138,7 +159,7 @@ class Kind:
 
     def split_files(self, data_dir: Path, split: str) -> list[Path]:
         """The files that make up one split (train, val, test) of the prepared data, sorted: the split's identity (its
-        digest as an MLflow dataset input; two test metrics are comparable only when the test files are the same)."""
+        digest as an MLflow dataset input; two figures of a split are comparable only when its files are the same)."""
         raise NotImplementedError
 
     # ---- training -----------------------------------------------------------------------------
@@ -194,7 +215,8 @@ class Kind:
 
     # ---- evaluation ---------------------------------------------------------------------------
     def evaluate(self, evaluation: Evaluation) -> dict[str, float]:
-        """Compute the test metrics (keys: ``metrics``) and log this kind's figures and files to the run."""
+        """Compute the test metrics (keys: ``metrics``) and the validation figures (keys: ``val_metrics``), and log
+        this kind's figures and files to the run."""
         raise NotImplementedError
 
     # 'module:function(spec, Explanation) -> attn_* metrics': scores the attention maps in the explain stage, or None
@@ -216,13 +238,13 @@ class Kind:
         raise NotImplementedError
 
     # ---- compression (tasks/stages/compress.py) ------------------------------------------------
-    # The test metric each compressed variant is scored on (a cheaper one than evaluation's where that is slow), in
-    # the direction of higher_is_better.
+    # The validation figure each compressed variant is scored on and the compact variant chosen by (a cheaper one than
+    # evaluation's primary metric where that is slow), in the direction of higher_is_better; one of val_metrics.
     compress_metric: ClassVar[str]
 
     def compress_score(self, evaluation: Evaluation) -> float:
-        """The compress_metric of evaluation.model (a variant of the trained model, on the CPU) on the test split;
-        nothing is logged."""
+        """The compress_metric of evaluation.model (a variant of the trained model, on the CPU) on the validation
+        split, as the evaluate stage computes it; nothing is logged."""
         raise NotImplementedError
 
     def timed_call(self, model, inputs, section) -> None:

@@ -3,14 +3,15 @@ input, e.g. a translation or a transcript; its cross-attention over the input is
 
 Training: teacher forcing, one label per target token. Evaluation: the test split decoded with beam search and
 greedily, detokenized, scored by the kind (``score``) against the raw references; the hypotheses, sample
-outputs and the alignment of ``eval.attention_maps`` test inputs, drawn by the kind. Explanation (the explain
+outputs and the alignment of ``eval.attention_maps`` test inputs, drawn by the kind; the validation split decoded
+the same two ways for its primary metric (``val_metrics``), which models are chosen by. Explanation (the explain
 stage): per output token, maps over the input by five methods, scored for faithfulness and, where the kind
 knows the right alignment, localization (tasks/evaluation/explain_sequence.py). Serving: per input, the output text
 and its alignment. Decoding settings come from the eval section (tasks/schema.py DecodeParams), so
 evaluation and serving decode the same way.
 """
 
-from tasks.kinds.base import Evaluation, Explanation, Kind
+from tasks.kinds.base import Evaluation, Explanation, Kind, val_name
 
 
 def output_ids(row, eos_id: int, pad_id: int) -> list[int]:
@@ -20,6 +21,11 @@ def output_ids(row, eos_id: int, pad_id: int) -> list[int]:
         if token in (eos_id, pad_id):
             return ids[:position]
     return ids
+
+
+def split_sources(split) -> list:
+    """The model inputs of a split (tasks.data.datasets.LabelledItems), in its order."""
+    return [split[i][0] for i in range(len(split))]
 
 
 class SequenceKind(Kind):
@@ -35,9 +41,13 @@ class SequenceKind(Kind):
         """A batch of model inputs (what the model's encode takes) from a list of single inputs."""
         raise NotImplementedError
 
-    def test_texts(self, data_dir, section) -> tuple[list[str], list[str]]:
-        """(what each test input is, as text: a sentence or a file name; its reference output), in test order."""
+    def split_texts(self, data_dir, section, split: str) -> tuple[list[str], list[str]]:
+        """(what each input of a split (val, test) is, as text: a sentence or a file name; its reference output), in
+        the split's order."""
         raise NotImplementedError
+
+    def test_texts(self, data_dir, section) -> tuple[list[str], list[str]]:
+        return self.split_texts(data_dir, section, "test")
 
     def score(self, hypotheses: list[str], references: list[str]) -> dict[str, float]:
         """The test metrics of detokenized outputs, except the greedy one (``metrics[-1]``: the primary metric of
@@ -125,16 +135,18 @@ class SequenceKind(Kind):
         import numpy as np
 
         e = evaluation
-        sources = [e.splits.test[i][0] for i in range(len(e.splits.test))]
+        sources = split_sources(e.splits.test)
         inputs, references = self.test_texts(e.data_dir, e.section)
         settings = e.section.eval.decode_settings()
         e.model.to(e.device)
         beam = self.decode(e.model, sources, settings, e.device)
         greedy_score = self.greedy_score(e.model, sources, references, settings, e.tokenizer, e.device)
+        val_scores = self.val_scores(e, settings)
         e.model.cpu()
         hypotheses = [e.tokenizer.decode(ids) for ids in beam]
         metrics = self.score(hypotheses, references) | {self.metrics[-1]: greedy_score}
         assert set(metrics) == set(self.metrics), f"{self.name}: score gave {sorted(metrics)}, not {self.metrics}"
+        metrics |= val_scores
         for key, value in self.metric_tags(hypotheses, references).items():
             e.client.set_tag(e.run_id, key, value)
 
@@ -164,6 +176,15 @@ class SequenceKind(Kind):
         e.client.log_dict(e.run_id, records, "attention/attention_maps.json")
         return metrics
 
+    def val_scores(self, e: Evaluation, settings: dict) -> dict[str, float]:
+        """The primary metric on the validation split, of beam search and of greedy decoding (``val_metrics``): the
+        same decoding as the test split's, on e.model where it is (e.device)."""
+        sources, (_, references) = split_sources(e.splits.val), self.split_texts(e.data_dir, e.section, "val")
+        beam = self.decode(e.model, sources, settings, e.device)
+        primary = self.score([e.tokenizer.decode(ids) for ids in beam], references)[self.primary_metric]
+        greedy = self.greedy_score(e.model, sources, references, settings, e.tokenizer, e.device)
+        return {self.val_metric: primary, self.compress_metric: greedy}
+
     def greedy_score(self, model, sources: list, references: list[str], settings: dict, tokenizer, device) -> float:
         """The primary metric of greedy decoding (the kind's last metric, e.g. test_bleu_greedy)."""
         greedy = self.decode(model, sources, settings | {"beam_size": 1}, device)
@@ -172,14 +193,15 @@ class SequenceKind(Kind):
     # ---- compression --------------------------------------------------------------------------
     @property
     def compress_metric(self) -> str:
-        """Greedy decoding's primary metric: a fraction of beam search's cost, and what the latency times."""
-        return self.metrics[-1]
+        """Greedy decoding's primary metric on the validation split (eval_val_bleu_greedy): a fraction of beam
+        search's cost, and what the latency times."""
+        return val_name(self.metrics[-1])
 
     def compress_score(self, evaluation: Evaluation) -> float:
         e = evaluation
-        sources = [e.splits.test[i][0] for i in range(len(e.splits.test))]
-        _, references = self.test_texts(e.data_dir, e.section)
-        return self.greedy_score(e.model, sources, references, e.section.eval.decode_settings(), e.tokenizer, e.device)
+        _, references = self.split_texts(e.data_dir, e.section, "val")
+        settings = e.section.eval.decode_settings()
+        return self.greedy_score(e.model, split_sources(e.splits.val), references, settings, e.tokenizer, e.device)
 
     def timed_call(self, model, inputs, section) -> None:
         """Greedy decoding of the batch, as far as the eval settings let it run."""

@@ -146,10 +146,10 @@ class Translation(SequenceKind):
 
         return pad_sequence(sources, batch_first=True, padding_value=0)  # [PAD] is id 0
 
-    def test_texts(self, data_dir, section):
+    def split_texts(self, data_dir, section, split):
         from tasks.data.datasets import read_parallel
 
-        return read_parallel(data_dir, "test", languages(section))
+        return read_parallel(data_dir, split, languages(section))
 
     def score(self, hypotheses, references):
         """BLEU and chrF (sacrebleu's defaults: 13a tokenization, case-sensitive)."""

@@ -1,9 +1,10 @@
 """Compress stage: smaller, faster variants of the trained model (float, int8, pruned, pruned+int8: global.compress),
-each measured on the CPU for size, latency and its test metric (tasks/evaluation/compress.py); the best within
-``max_metric_drop`` of the float model is chosen by a pure rule (tasks/tracking/compact.py) and logged as the served
-model "compact". Its run gets the table (compress/variants.json), a metric per variant and figure
-(compress_p50_ms_b32.int8, ...), the trade-off plot (compress/tradeoff.png), what pruning kept (compress/pruning.json)
-and the decision (tags compact_variant, compact_reason).
+each measured on the CPU for size, latency and its metric on the validation split (tasks/evaluation/compress.py); the
+best within ``max_metric_drop`` of the float model's validation figure is chosen by a pure rule
+(tasks/tracking/compact.py) and logged as the served model "compact". The test split never chooses. The run gets the
+table (compress/variants.json), a metric per variant and figure (compress_p50_ms_b32.int8, ...), the trade-off plot
+(compress/tradeoff.png), what pruning kept (compress/pruning.json) and the decision (tags compact_variant,
+compact_reason).
 
 Cached like the other stages on the checkpoint, the data recipe, global.compress, the data, model and eval sections
 (the metric decodes with the eval settings, the served model carries them) and its code. ``register_compact`` (not

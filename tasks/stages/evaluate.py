@@ -1,5 +1,6 @@
-"""Evaluate stage: the task's test metrics and attention maps (its spec's ``evaluate``), and the model, logged
-twice: with mlflow.pytorch ("model") and as the pyfunc wrapper that takes raw inputs ("serving", tasks/serving/).
+"""Evaluate stage: the task's test metrics, its primary metric on the validation split (``val_metrics``: what models
+are chosen by) and attention maps (its spec's ``evaluate``), and the model, logged twice: with mlflow.pytorch
+("model") and as the pyfunc wrapper that takes raw inputs ("serving", tasks/serving/).
 
 torch and mlflow's model flavors are imported inside the task body: a cached run never enters it, and leaving them
 out of module scope saves seconds of start-up on every run.
@@ -25,18 +26,19 @@ STAGE = Stage(
 )
 
 
-def test_split_md5(spec, data_dir: Path) -> str:
-    """md5 over the test split alone (file names and bytes; spec: the task's kind): two test metrics are comparable
-    only when it matches."""
+def split_md5(spec, data_dir: Path, split: str) -> str:
+    """md5 over one split alone (file names and bytes; spec: the task's kind): two figures on a split are comparable
+    only when it matches (tags test_data_md5 and val_data_md5; promotion compares validation figures)."""
     digest = hashlib.md5()
-    for path in spec.split_files(data_dir, "test"):
+    for path in spec.split_files(data_dir, split):
         digest.update(path.relative_to(data_dir).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
 @task(**STAGE.task_options())
 def evaluate_model(task: str, params: Params, root: Path, run_id: str, trained: dict, data_recipe: dict) -> dict:
-    """Returns the test metrics and the id of the MLflow run that holds them with the models and figures."""
+    """Returns the test metrics, the validation figures and the id of the MLflow run that holds them with the models
+    and figures."""
     import attn_models
     from tasks.kinds import load_trained
     from tasks.kinds.base import Evaluation
@@ -63,13 +65,16 @@ def evaluate_model(task: str, params: Params, root: Path, run_id: str, trained: 
         )
     )
     get_run_logger().info(
-        "%s on %d test examples: %s",
+        "%s on %d test examples: %s (on %d validation examples: %s)",
         task,
         len(splits.test),
         ", ".join(f"{name} {metrics[name]:.4f}" for name in spec.metrics),
+        len(splits.val),
+        ", ".join(f"{name} {metrics[name]:.4f}" for name in spec.val_metrics),
     )
     log_metrics(client, run_id, metrics)
-    client.set_tag(run_id, "test_data_md5", test_split_md5(spec, data_dir))
+    for split in ("test", "val"):
+        client.set_tag(run_id, f"{split}_data_md5", split_md5(spec, data_dir, split))
 
     labels_file = checkpoint_path.parent / LABELS
     labels_file.write_text(json.dumps(checkpoint["class_names"]))

@@ -1,6 +1,7 @@
-"""Promote stage: register a task run's served model as a new version of its task's registered model, apply
-the promotion rule (tasks/tracking/registry.py) on the task's primary metric, in its direction, and write the
-descriptions the registry shows: the task's, and the version's model card (tasks/tracking/model_card.py)."""
+"""Promote stage: register a task run's served model as a new version of its task's registered model, apply the
+promotion rule (tasks/tracking/registry.py) on the task's primary metric on the validation split (never the test
+split's), in its direction, and write the descriptions the registry shows: the task's, and the version's model card
+(tasks/tracking/model_card.py)."""
 
 from pathlib import Path
 
@@ -17,7 +18,7 @@ def promote_model(task: str, params: Params, root: Path, run_id: str) -> dict:
     """Register the new model version and decide whether it takes the `champion` alias."""
     client, _ = connect(root, params, task)
     spec, name = params.kind(task), registered_model_name(params, task)
-    version, decision, _ = register_and_promote(client, name, run_id, spec.primary_metric, spec.higher_is_better)
+    version, decision, _ = register_and_promote(client, name, run_id, spec.val_metric, spec.higher_is_better)
     client.update_registered_model(name, description=registered_model_description(task, spec))
     card = model_card(client.get_run(run_id), version, decision.alias, decision.reason)
     client.update_model_version(name, version, description=card)

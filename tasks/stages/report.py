@@ -18,9 +18,11 @@ def results_table(params: Params, results: dict[str, dict], failed: list[str]) -
     rows = []
     for name, result in results.items():
         metrics = {metric: round(result[metric], 4) for metric in params.kind(name).metrics}
-        promotion = (
-            result["promotion"]["alias"] if result["promotion"] else f"cached from {result['cached_from_run_id']}"
-        )
+        if result["promotion"]:
+            promotion = result["promotion"]["alias"]
+        else:  # a sweep's configuration is registered by the sweep, if it wins
+            cached = result["cached_from_run_id"]
+            promotion = f"cached from {cached}" if cached else "not registered (sweep member)"
         rows.append({"task": name, "kind": params.task(name).kind, **metrics, "promotion": promotion,
                      "mlflow_run": result["run_id"]})  # fmt: skip
     return rows + [{"task": name, "kind": params.task(name).kind, "promotion": "FAILED"} for name in failed]
@@ -30,6 +32,9 @@ def promotions_markdown(results: dict[str, dict], ui: str) -> str:
     lines = ["# Promotion decisions", ""]
     for name, result in results.items():
         promotion = result["promotion"]
+        if promotion is None and result["cached_from_run_id"] is None:
+            lines.append(f"- **{name}**: not registered: its sweep registers the winner only")
+            continue
         if promotion is None:
             lines.append(
                 f"- **{name}**: nothing trained (every stage cached from run `{result['cached_from_run_id']}`)"

@@ -1,7 +1,8 @@
 """Which compressed variant becomes the `compact` model, and its registration.
 
 The rule (``choose``), on the variants the compress stage measured (tasks/evaluation/compress.py):
-- a variant is eligible when its test metric is at most ``max_metric_drop`` worse than the float model's, relative
+- a variant is eligible when its metric on the validation split (the spec's compress_metric, e.g.
+  eval_val_accuracy; never a test figure) is at most ``max_metric_drop`` worse than the float model's, relative
   to it and in the metric's direction (0.02: 2% lower accuracy or BLEU, 2% higher WER; when the float model's metric
   is 0, no drop at all); the float model is always eligible;
 - of those, the fastest at batch 32 (p50 latency) wins, then the smallest: latencies within LATENCY_TIE of the

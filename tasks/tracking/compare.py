@@ -1,9 +1,12 @@
-"""Compare the runs of one task: key params (those that differ between the runs) and metrics, best first."""
+"""Compare the runs of one task: key params (those that differ between the runs) and metrics, best first by the
+primary metric on the validation split (what promotion decides on); the test metrics are shown, never ranked by."""
 
 import csv
 import io
 
 from mlflow.tracking import MlflowClient
+
+from tasks.tracking.model_card import decided_on
 
 TRAINING_METRICS = ("best_val_accuracy", "num_parameters")
 
@@ -16,9 +19,9 @@ def explain_metrics(spec) -> tuple[str, ...]:
 
 
 def compare_runs(client: MlflowClient, experiment_id: str, spec, sweep: str | None = None) -> list[dict]:
-    """One row per finished run of a task (spec: its kind), sorted by the kind's primary test metric (best first, in
-    its direction)."""
-    metrics = (*spec.metrics, *TRAINING_METRICS, *explain_metrics(spec))  # the first ranks
+    """One row per finished run of a task (spec: its kind), sorted by the kind's primary metric on the validation
+    split (best first, in its direction; runs from before it was logged last)."""
+    metrics = (spec.val_metric, *spec.metrics, *TRAINING_METRICS, *explain_metrics(spec))  # the first ranks
     query = "attributes.status = 'FINISHED'" + (f" AND tags.sweep_id = '{sweep}'" if sweep else "")
     runs = client.search_runs([experiment_id], query, max_results=1000)
     differing = sorted(
@@ -35,6 +38,11 @@ def compare_runs(client: MlflowClient, experiment_id: str, spec, sweep: str | No
         for run in runs
     ]
     return sorted(rows, key=lambda row: spec.rank_key(row[metrics[0]]))
+
+
+def ranking(spec) -> str:
+    """The line above the table: which split and figure ranked it (spec: the task's kind)."""
+    return f"best first; decided on: {decided_on(spec)}"
 
 
 def cell(value) -> str:

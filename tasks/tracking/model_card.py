@@ -12,10 +12,17 @@ def registered_model_description(task: str, spec) -> str:
     return (
         f"Task **{task}** (kind {spec.name}), trained by attnflow. Serving input (field `{spec.input_column}`): "
         f"{spec.serving_input}. Attention: {spec.attention_method}.\n\n"
-        f"The `champion` alias is the best version on its test data by `{spec.primary_metric}` "
+        f"The `champion` alias is the best version on its validation data by `{spec.val_metric}` "
         f"({'higher' if spec.higher_is_better else 'lower'} is better; the rule is in {PROMOTION_RULE}); "
-        "other versions are `challenger`s. Each version's description is its model card."
+        "other versions are `challenger`s. The test metrics are reported, never used to choose. "
+        "Each version's description is its model card."
     )
+
+
+def decided_on(spec) -> str:
+    """Which split and figure choose between models (promotion, sweeps, the compact variant): shown wherever test
+    figures are, so that no reader takes them for what decided."""
+    return f"validation ({spec.val_metric})"
 
 
 def model_card(run, version: str, alias: str, reason: str) -> str:
@@ -31,8 +38,9 @@ def model_card(run, version: str, alias: str, reason: str) -> str:
         "",
         f"- **Run**: `{run.info.run_id}` ({run.info.run_name}), commit `{tags.get('git_sha', '?')[:12]}`"
         f"{' (with uncommitted changes)' if tags.get('git_dirty') == 'true' else ''}",
-        f"- **Test metrics**: {scores} (`{spec.primary_metric}` ranks; "
+        f"- **Test metrics**: {scores} (reported once, never used to choose; "
         f"{'higher' if spec.higher_is_better else 'lower'} is better)",
+        f"- **Decided on**: {decided_on(spec)}: {metrics.get(spec.val_metric, float('nan')):.4f}",
         f"- **Promotion**: {alias}: {reason}",
         f"- **Data**: version `{tags.get('data_md5', '?')}` (data.dvc); splits (DVC digests): "
         f"{datasets or 'not recorded'}",
