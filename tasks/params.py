@@ -21,7 +21,7 @@ from cronsim import CronSim, CronSimError
 from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from tasks.kinds import KINDS, REGISTRY, get
-from tasks.kinds.base import Kind
+from tasks.kinds.kind import Kind
 from tasks.schema import CompressParams, ExplainParams, Section, ServingLimits
 
 

@@ -8,7 +8,7 @@ import importlib
 import pkgutil
 from pathlib import Path
 
-from tasks.kinds.base import Kind
+from tasks.kinds.kind import Kind
 
 
 def discover() -> dict[str, Kind]:

@@ -7,7 +7,10 @@ accuracy on the validation split too (``eval_val_accuracy``), which models are c
 Serving: per input, the label, the class probabilities, the rollout and a summary of the input (``input_features``).
 """
 
-from tasks.kinds.base import Evaluation, Explanation, Kind, val_name
+from abc import abstractmethod
+
+from tasks.kinds.base import Evaluation, Explanation, val_name
+from tasks.kinds.kind import Kind
 from tasks.names import MONITOR_REFERENCE
 
 
@@ -22,25 +25,25 @@ class Classifier(Kind):
         return model(inputs), targets
 
     # ---- what each classifier kind draws and decodes --------------------------------------
+    @abstractmethod
     def attention_figure(self, model, inputs, relevance, true: str, predicted: str, tokenizer):
         """A matplotlib figure of one test sample (inputs: a batch of one) and its rollout (numpy, one per token)."""
-        raise NotImplementedError
 
     def attention_record(self, item, tokenizer) -> dict:
         """What attention_maps.json records beside the relevance, e.g. the tokens of a text."""
         return {}
 
+    @abstractmethod
     def request_input(self, value, model_args: dict, tokenizer, limits: dict) -> tuple:
         """One raw request value -> (a batch of one for the model, what else the answer carries); a value it cannot
         take raises tasks.data.requests.BadRequest (limits: the served model's, global.serving)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def input_features(self, inputs, tokenizer) -> dict[str, float]:
         """Summary features of one decoded input (what request_input returns, unbatched: the same as a test split
         item) that tell whether served inputs still look like the test split (text: its length and share of unknown
         subwords; image: its brightness and contrast; audio: its level and silence), and carry none of the input
         itself: they go to the request log and the monitor compares them with the run's reference."""
-        raise NotImplementedError
 
     def reference_request(self, split, index: int, tokenizer) -> tuple:
         """Test example index of split as a decoded request (a batch of one, what else the answer carries), for the
@@ -158,11 +161,6 @@ class Classifier(Kind):
     explain_headline = ("gradient_attention", "rollout")
     viewer_kind: str = "tokens"  # how the HTML viewer draws an input: tokens, image or spectrogram
 
-    def removal_baseline(self, item, e: Explanation):
-        """An input like item that carries no evidence: what a token removed in the deletion and insertion curves
-        becomes (tasks/evaluation/explain.py)."""
-        raise NotImplementedError
-
     def localization_target(self, index: int, item, tokens: int, e: Explanation):
         """The share of each of the tokens of test example index (item) that is evidence for the label (T,), known by
         construction (the ink of a built-in digit, the span of a built-in spoken word), or None when not known."""
@@ -175,10 +173,10 @@ class Classifier(Kind):
         ``localization_target``. None: no such check."""
         return None
 
+    @abstractmethod
     def viewer_input(self, item, tokens: int, e: Explanation) -> dict:
         """What the viewer shows of one test input of that many tokens: {"tokens": [...]} or {"picture": base64 PNG,
         "grid": [rows, cols]} (the token grid laid over the picture)."""
-        raise NotImplementedError
 
     def model_example(self, model, splits):
         import torch

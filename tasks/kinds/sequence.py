@@ -11,7 +11,10 @@ and its alignment. Decoding settings come from the eval section (tasks/schema.py
 evaluation and serving decode the same way.
 """
 
-from tasks.kinds.base import Evaluation, Explanation, Kind, val_name
+from abc import abstractmethod
+
+from tasks.kinds.base import Evaluation, Explanation, val_name
+from tasks.kinds.kind import Kind
 
 
 def output_ids(row, eos_id: int, pad_id: int) -> list[int]:
@@ -37,22 +40,22 @@ class SequenceKind(Kind):
     output_field: str  # the answer's field holding the output text: translation, transcript
 
     # ---- what each sequence kind provides -------------------------------------------------
+    @abstractmethod
     def collate_sources(self, sources: list):
         """A batch of model inputs (what the model's encode takes) from a list of single inputs."""
-        raise NotImplementedError
 
+    @abstractmethod
     def split_texts(self, data_dir, section, split: str) -> tuple[list[str], list[str]]:
         """(what each input of a split (val, test) is, as text: a sentence or a file name; its reference output), in
         the split's order."""
-        raise NotImplementedError
 
     def test_texts(self, data_dir, section) -> tuple[list[str], list[str]]:
         return self.split_texts(data_dir, section, "test")
 
+    @abstractmethod
     def score(self, hypotheses: list[str], references: list[str]) -> dict[str, float]:
         """The test metrics of detokenized outputs, except the greedy one (``metrics[-1]``: the primary metric of
         greedy decoding, which the kind adds)."""
-        raise NotImplementedError
 
     def metric_tags(self, hypotheses: list[str], references: list[str]) -> dict[str, str]:
         """Tags that say exactly how the metrics were computed (e.g. sacrebleu's signature), to log on the run."""
@@ -62,14 +65,14 @@ class SequenceKind(Kind):
         """What the alignment record says about the input, e.g. its subword tokens."""
         return {}
 
+    @abstractmethod
     def alignment_figure(self, record: dict, source, model):
         """A matplotlib figure of one alignment record (output tokens x input positions)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def request_source(self, value, checkpoint: dict, tokenizer, limits: dict):
         """One raw request value -> one model input (as a split's item holds it); a value it cannot take raises
         tasks.data.requests.BadRequest (limits: the served model's, global.serving)."""
-        raise NotImplementedError
 
     # ---- training -----------------------------------------------------------------------------
     def logits_and_labels(self, model, inputs, targets):
@@ -214,11 +217,6 @@ class SequenceKind(Kind):
     explainer = "tasks.evaluation.explain_sequence:explain_sequence"  # by name: evaluate's code does not include it
     explain_headline = ("gradient_attention", "cross_attention")
 
-    def removal_baseline(self, source, e: Explanation):
-        """An input like source (one model input, as a split holds it) that carries no evidence: what a source unit
-        removed in the deletion and insertion curves becomes (attn_models/sequence_attribution.py)."""
-        raise NotImplementedError
-
     def alignment_evidence(self, index: int, source, target, e: Explanation):
         """The right alignment of test example index (source; target: its reference output ids, [BOS] .. [EOS]), known
         by construction: (T, S) with T = len(target) - 1 rows (the teacher-forced tokens) and one column per source
@@ -226,9 +224,9 @@ class SequenceKind(Kind):
         it is not known."""
         return None
 
+    @abstractmethod
     def viewer_source(self, source, units: int, e: Explanation) -> dict:
         """What the viewer shows of a source of that many units: {"source_tokens": one label per unit}."""
-        raise NotImplementedError
 
     # ---- serving ------------------------------------------------------------------------------
     def serve(self, model, checkpoint: dict, tokenizer, config: dict, values: list, params=None) -> list[dict]:
