@@ -15,6 +15,13 @@ import sys
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from tasks.errors import (
+    EXIT_CODES,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    AttnflowError,
+    UserError,
+)
 from tasks.executor import check_reachable
 from tasks.lineage import is_commit
 from tasks.params import (
@@ -30,21 +37,6 @@ from tasks.params import (
 from tasks.serving.server import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV
 from tasks.tracking.store import tracking_uri
 
-EXIT_FAILED = 1  # a task failed, `reproduce` found different metrics, or `monitor` found drift
-EXIT_INVALID = 2  # bad params, --set, --grid, run id, task or file: nothing ran
-EXIT_CODE_CHANGED = 3  # `reproduce`: the code differs from the run's commit (pass --allow-code-change)
-EXIT_BAD_DATA = 4  # an importer rejected the data (the message names the file and row); data/ is unchanged
-EXIT_STORAGE = 5  # the DVC remote or global.results.storage failed (named, with where credentials come from)
-EXIT_INTERRUPTED = 130  # SIGTERM or Ctrl-C: the open runs are closed as KILLED, the temporary server stopped
-EXIT_CODES = {
-    0: "success",
-    EXIT_FAILED: "a task failed, reproduce found different metrics, or monitor found drift",
-    EXIT_INVALID: "invalid input (params, --set, --grid, run id, task, file): nothing ran",
-    EXIT_CODE_CHANGED: "reproduce: the code differs from the run's commit",
-    EXIT_BAD_DATA: "the data was rejected by its importer (file and row named); data/ unchanged",
-    EXIT_STORAGE: "the DVC remote or the result storage (global.results.storage) failed: named in the message",
-    EXIT_INTERRUPTED: "interrupted (SIGTERM, Ctrl-C): open runs closed as KILLED",
-}
 TRACKING_SERVER_TIMEOUT_S = 10  # how long `check_tracking_server` waits for an answer
 
 EXAMPLES = """examples:
@@ -60,14 +52,6 @@ EXAMPLES = """examples:
 
 exit codes:
 """ + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
-
-
-class UserError(Exception):
-    """A user's mistake: printed as one line, the command exits with ``code``."""
-
-    def __init__(self, message: str, code: int = EXIT_INVALID):
-        super().__init__(message)
-        self.code = code
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:
@@ -244,12 +228,7 @@ def check_run_exists(params_path: str, run_id: str) -> None:
 def reproduce(args) -> int:
     check_run_exists(args.params, args.run_id)
     with flows_module("flows.experiments", args.params) as experiments:
-        try:
-            result = experiments.reproduce(
-                args.run_id, params_path=args.params, allow_code_change=args.allow_code_change
-            )
-        except experiments.CodeChangedError as error:
-            raise UserError(str(error), EXIT_CODE_CHANGED) from None
+        result = experiments.reproduce(args.run_id, params_path=args.params, allow_code_change=args.allow_code_change)
     print(
         f"\nReproduced run {args.run_id} as run {result['run_id']} on data version {result['data_md5']}"
         f" (restored from DVC; the re-run versioned it as {result['restored_data_md5']})"
@@ -581,23 +560,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def exit_code(error: Exception) -> int | None:
-    """The exit code of a user's mistake (EXIT_CODES), or None for anything else. The modules that define the
-    errors are looked up only if they were imported: then they may have raised."""
-    if isinstance(error, UserError):
-        return error.code
-    if isinstance(error, ParamsError):
-        return EXIT_INVALID
-    importers, pipeline = sys.modules.get("tasks.data.importers"), sys.modules.get("flows.pipeline")
-    if importers is not None and isinstance(error, importers.DataImportError):
-        return EXIT_BAD_DATA
-    if pipeline is not None and isinstance(error, pipeline.PipelineFailed):
-        return EXIT_FAILED
-    dvc, results = sys.modules.get("tasks.versioning.dvc"), sys.modules.get("tasks.result_storage")
-    if (dvc is not None and isinstance(error, dvc.DvcError)) or (
-        results is not None and isinstance(error, results.ResultStorageError)
-    ):
-        return EXIT_STORAGE
-    return None
+    """The exit code an error carries (tasks/errors.py), or None for a bug, which is raised with its traceback."""
+    return error.exit_code if isinstance(error, AttnflowError) else None
 
 
 if __name__ == "__main__":

@@ -8,18 +8,22 @@ from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
 from flows.pipeline import attention_pipeline, register_model, run_pipelines
+from tasks.errors import EXIT_CODE_CHANGED, AttnflowError
 from tasks.executor import SEQUENTIAL, open_executor
 from tasks.kinds import get
 from tasks.lineage import code_changes_since, environment_changes
 from tasks.locking import project_lock
 from tasks.params import Params, configurations, load_params, project_root, with_overrides
+from tasks.paths import ProjectPaths
 from tasks.tracking.mlflow_tracking import connect
 from tasks.training.budget import PLANNED_STEPS, schedule_kind
 from tasks.versioning.dvc import checkout_data_version, run_dvc
 
 
-class CodeChangedError(RuntimeError):
+class CodeChangedError(AttnflowError, RuntimeError):
     """The code differs from the commit a run recorded."""
+
+    exit_code = EXIT_CODE_CHANGED
 
 
 def read_recorded_run(client: MlflowClient, run_id: str) -> tuple[Params, str, dict]:
@@ -84,8 +88,8 @@ def reproduce_locked(run_id: str, params_path: str, allow_code_change: bool, roo
             tags={"reproduced_from_run_id": run_id},
         )
     finally:
-        (root / "data.dvc").write_text(previous_dvc_file)
-        run_dvc(root, "checkout", targets=[str(root / "data.dvc")], force=True)
+        ProjectPaths(root).data_dvc.write_text(previous_dvc_file)
+        run_dvc(root, "checkout", targets=[str(ProjectPaths(root).data_dvc)], force=True)
 
     new = result["tasks"][tags["task"]]
     comparison = {

@@ -15,17 +15,16 @@ tasks/executor.py); data preparation, DVC and the pipeline's own MLflow run stay
 
 from pathlib import Path
 
-import yaml
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tasks.caching import call_cached, digest
+from tasks.errors import EXIT_FAILED, AttnflowError
 from tasks.executor import THREADS_TAG, exclusive, open_executor, use_worker_threads
 from tasks.lineage import lineage_tags
 from tasks.locking import project_lock
-from tasks.params import Params, load_params, project_root, public_dump
+from tasks.params import Params, load_params, project_root
 from tasks.stages.compress import compress_model, register_compact_model
 from tasks.stages.evaluate import evaluate_model
 from tasks.stages.explain import explain_model
@@ -35,21 +34,13 @@ from tasks.stages.report import report_results
 from tasks.stages.train import TRAINING_ENVIRONMENT, train_model
 from tasks.stages.version import version_data
 from tasks.tracking.checkpoints import fetch_trained
-from tasks.tracking.datasets import split_inputs
-from tasks.tracking.mlflow_tracking import (
-    close_stale_runs,
-    connect,
-    fail_run,
-    log_metrics,
-    log_params,
-    process_tags,
-    run_kind,
-    run_name,
-)
+from tasks.tracking.pipeline_runs import NOT_REGISTERED, PipelineRun, TaskRun
 
 
-class PipelineFailed(RuntimeError):
+class PipelineFailed(AttnflowError, RuntimeError):
     """A task failed (the others ran); its MLflow run is FAILED with the error."""
+
+    exit_code = EXIT_FAILED
 
 
 @flow(name="task-pipeline", flow_run_name="{task}")
@@ -66,72 +57,48 @@ def task_pipeline(
 ) -> dict:
     """Train, evaluate and promote one task, recorded as one MLflow run in the task's experiment. register=False
     leaves the model out of the registry (a sweep registers its winner only, ``register_model``)."""
-    client, experiment_id = connect(root, params, task)
-    spec, section = params.kind(task), params.task(task)
+    spec = params.kind(task)
     metrics = (*spec.metrics, *spec.val_metrics)
-    run_tags = {
-        MLFLOW_PARENT_RUN_ID: parent_run_id,
-        "pipeline_run_id": parent_run_id,
-        "task": task,
-        "kind": section.kind,
-        "prefect_flow_run_id": flow_run.get_id(),
-        **process_tags(root),
-        **lineage,
-        **(tags or {}),
-    }
-    run_id = client.create_run(experiment_id, run_name=run_name(params.kind(task), section), tags=run_tags).info.run_id
-    client.set_tag(parent_run_id, f"run_id.{task}", run_id)
-    try:
-        client.log_inputs(run_id, datasets=split_inputs(root, task, params.kind(task), lineage["data_md5"]))
-        log_params(client, run_id, section.model_dump())
-        client.log_text(run_id, yaml.safe_dump(public_dump(params), sort_keys=False), "params.yaml")
-        client.log_text(run_id, (root / "data.dvc").read_text(), "data.dvc")
-        stage_inputs = dict(task=task, params=params, root=root, run_id=run_id, data_recipe=data_recipe)
+    run_tags = {"prefect_flow_run_id": flow_run.get_id(), **(tags or {})}
+    run = TaskRun.open(root, params, task, parent_run_id, lineage, run_tags)
+    with run.failing():
+        stage_inputs = dict(task=task, params=params, root=root, run_id=run.run_id, data_recipe=data_recipe)
         trained = call_cached(  # a checkpoint trained in another clone is fetched from the run that trained it
             train_model,
             force=force,
-            outputs_exist=lambda r: fetch_trained(client, root, r, get_run_logger()),
+            outputs_exist=lambda r: fetch_trained(run.client, root, r, get_run_logger()),
             **stage_inputs,
         )
         environment = {key: trained[key] for key in TRAINING_ENVIRONMENT}  # where the model was trained
-        for key, value in environment.items():
-            client.set_tag(run_id, key, value)
+        run.set_tags(environment)
         evaluated = call_cached(
             evaluate_model, force=force, outputs_exist=lambda r: True, trained=trained, **stage_inputs
         )
-        if params.kind(task).explainer:
+        if spec.explainer:  # cached: its curves and viewer are in the run that made them
             explained = call_cached(
                 explain_model, force=force, outputs_exist=lambda r: True, trained=trained, **stage_inputs
             )
-            if explained["run_id"] != run_id:  # cached: its curves and viewer are in the run that made them
-                log_metrics(client, run_id, explained["metrics"])
-                client.set_tag(run_id, "explained_in_run_id", explained["run_id"])
+            run.adopt(explained, explained["metrics"], {"explained_in_run_id": explained["run_id"]})
         compressed = None
-        if params.global_.compress.enabled:
+        if params.global_.compress.enabled:  # cached: its table, plot and compact model are in the run that made it
             compressed = call_cached(
                 compress_model, force=force, outputs_exist=lambda r: True, trained=trained, **stage_inputs
             )
-            if compressed["run_id"] != run_id:  # cached: its table, plot and compact model are in the run that made it
-                log_metrics(client, run_id, compressed["metrics"])
-                client.set_tag(run_id, "compressed_in_run_id", compressed["run_id"])
-                client.set_tag(run_id, "compact_variant", compressed["variant"])
-                client.set_tag(run_id, "compact_reason", compressed["reason"])
-        cached_from = None if evaluated["run_id"] == run_id else evaluated["run_id"]
-        client.update_run(run_id, name=f"{run_name(params.kind(task), section)} ({run_kind(run_tags, cached_from)})")
-        if cached_from:  # every stage came from the cache: point at the run that made (and promoted) the result
-            client.set_tag(run_id, "cached_from_run_id", cached_from)
-            log_metrics(client, run_id, {name: evaluated[name] for name in metrics})
+            run.adopt(compressed, compressed["metrics"], {"compressed_in_run_id": compressed["run_id"],
+                      "compact_variant": compressed["variant"], "compact_reason": compressed["reason"]})  # fmt: skip
+        # every stage came from the cache: point at the run that made (and promoted) the result
+        figures = {name: evaluated[name] for name in metrics}
+        cached = run.adopt(evaluated, figures, {"cached_from_run_id": evaluated["run_id"]})
+        cached_from = evaluated["run_id"] if cached else None
+        run.name_as(cached_from)  # before promotion: the model card shows the name
         if register:
-            promotion = register_model(task, params, root, run_id, evaluated["run_id"], compressed)
+            promotion = register_model(task, params, root, run.run_id, evaluated["run_id"], compressed)
         else:
             promotion = None
-            client.set_tag(run_id, "registration", "not registered here: its sweep registers the winner only")
-    except BaseException as error:
-        fail_run(client, run_id, error)
-        raise
-    client.set_terminated(run_id, "FINISHED")
+            run.set_tags({"registration": NOT_REGISTERED})
+    run.finish()
     return {
-        "run_id": run_id,
+        "run_id": run.run_id,
         "cached_from_run_id": cached_from,
         "promotion": promotion,
         "compressed": compressed,
@@ -225,21 +192,20 @@ def run_pipelines(runs: list[tuple[Params, dict | None]], root: Path, selected: 
         opened = {}
         try:  # interrupted, or a worker's error escaped: no run of the group is left RUNNING
             for index in group:
-                opened[index] = open_pipeline_run(runs[index], root, selected, lineage_of[index], logger)
+                params, tags = runs[index]
+                tags = {"prefect_flow_run_id": flow_run.get_id(), **lineage_of[index], **(tags or {})}
+                opened[index] = PipelineRun.open(root, params, selected, tags, logger)
             arguments = jobs(opened, runs, root, selected, recipes, lineage_of, force, register)
             outcomes = executor.run(task_pipeline, task_on_worker, arguments)
         except BaseException as error:
-            for client, parent in opened.values():
-                close_open_task_runs(client, parent, error)
-                fail_run(client, parent, error)
+            for pipeline_run in opened.values():
+                pipeline_run.fail(error)
             raise
         errors = []
-        for index, (client, parent) in opened.items():  # each closed, whatever happens to the others
+        for index, pipeline_run in opened.items():  # each closed, whatever happens to the others
             mine = {name: outcomes[(index, name)] for name in selected}
             try:
-                results[index] = close_pipeline_run(
-                    client, parent, runs[index][0], root, mine, lineage_of[index], logger
-                )
+                results[index] = close_pipeline_run(pipeline_run, runs[index][0], root, mine, lineage_of[index], logger)
             except BaseException as error:
                 errors.append(error)
         failures += [error for error in errors if isinstance(error, PipelineFailed)]
@@ -259,14 +225,14 @@ def jobs(opened: dict, runs: list, root: Path, selected: list[str], recipes: dic
             task=name,
             params=runs[index][0],
             root=root,
-            parent_run_id=parent,
+            parent_run_id=pipeline_run.run_id,
             lineage=lineage_of[index],
             data_recipe=recipes[name],
             force=force,
             tags=runs[index][1],
             register=register,
         )  # fmt: skip
-        for index, (_, parent) in opened.items()
+        for index, pipeline_run in opened.items()
         for name in selected
     }
 
@@ -299,71 +265,30 @@ def prepare_and_version(group: list[int], runs: list, root: Path, selected: list
     return recipes, {index: lineage_tags(root, runs[index][0], md5) for index in group}
 
 
-def open_pipeline_run(run: tuple[Params, dict | None], root: Path, selected: list[str], lineage: dict, logger):
-    """The pipeline's MLflow run, opened (and the experiments its task runs go to made, before they run at
-    once); returns the client and the run's id."""
-    params, tags = run
-    client, experiment_id = connect(root, params)
-    for name in selected:
-        connect(root, params, name)
-    for run_id in close_stale_runs(client, root):
-        logger.warning("closed run %s as KILLED: the process that ran it died without closing it", run_id)
-    parent = client.create_run(
-        experiment_id,
-        run_name="pipeline",
-        tags={
-            "prefect_flow_run_id": flow_run.get_id(),
-            "tasks": ",".join(selected),
-            **process_tags(root),
-            **lineage,
-            **(tags or {}),
-        },  # fmt: skip
-    )
-    try:
-        log_params(client, parent.info.run_id, public_dump(params)["global"])
-    except BaseException as error:
-        fail_run(client, parent.info.run_id, error)
-        raise
-    return client, parent.info.run_id
-
-
-def close_pipeline_run(client, parent_run_id: str, params: Params, root: Path, outcomes: dict, lineage: dict,
+def close_pipeline_run(pipeline_run: PipelineRun, params: Params, root: Path, outcomes: dict, lineage: dict,
                        logger) -> dict:  # fmt: skip
     """Record the task runs' outcomes on the pipeline run and close it, FINISHED, or FAILED naming the tasks
     that failed (PipelineFailed); whatever goes wrong here, the run is closed, never left RUNNING."""
     results, failed = {}, []
-    try:
+    with pipeline_run.failing():
         for name, outcome in outcomes.items():
             if isinstance(outcome, BaseException):  # its worker was lost: nothing closed its run
                 logger.error("%s: its Dask worker was lost: %s", name, outcome)
-                close_open_task_runs(client, parent_run_id, outcome, name)
+                pipeline_run.close_open_task_runs(outcome, name)
                 failed.append(name)
             elif outcome.is_completed():
                 results[name] = outcome.result()
             else:
                 failed.append(name)
-        for key in TRAINING_ENVIRONMENT:  # the pipeline run lists those of its task runs
-            client.set_tag(parent_run_id, key, ",".join(sorted({result[key] for result in results.values()})))
+        # the pipeline run lists the training environments of its task runs
+        pipeline_run.set_tags({key: ",".join(sorted({result[key] for result in results.values()}))
+                               for key in TRAINING_ENVIRONMENT})  # fmt: skip
         report_results(params, root, results, failed)  # in the Prefect UI: metrics table, promotions, links
         if failed:
             raise PipelineFailed(f"tasks failed: {', '.join(failed)} (see their MLflow runs and Prefect logs)")
-    except BaseException as error:
-        fail_run(client, parent_run_id, error)
-        raise
-    client.set_terminated(parent_run_id, "FINISHED")
+    pipeline_run.finish()
     for name, result in results.items():
         cached = f", cached from run {result['cached_from_run_id']}" if result["cached_from_run_id"] else ""
         figures = ", ".join(f"{metric} {result[metric]:.4f}" for metric in params.kind(name).metrics)
         logger.info("%s: %s (MLflow run %s%s)", name, figures, result["run_id"], cached)
-    return {"parent_run_id": parent_run_id, "data_md5": lineage["data_md5"], "tasks": results}
-
-
-def close_open_task_runs(client, parent_run_id: str, error: BaseException, task: str | None = None) -> None:
-    """Close as FAILED the task runs of this pipeline run (or only the task's) that were left RUNNING: by a
-    lost worker, or by an interruption while the tasks ran elsewhere."""
-    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
-    query = f"attributes.status = 'RUNNING' and tags.pipeline_run_id = '{parent_run_id}'"
-    if task is not None:
-        query += f" and tags.task = '{task}'"
-    for run in client.search_runs(experiments, query):
-        fail_run(client, run.info.run_id, error)
+    return {"parent_run_id": pipeline_run.run_id, "data_md5": lineage["data_md5"], "tasks": results}

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from tasks.caching import CODE_ROOT, digest
+from tasks.paths import ProjectPaths
 
 
 def git(root: Path, *args: str) -> str | None:
@@ -55,7 +56,7 @@ def environment_changes(tags: dict) -> list[str]:
 
 def data_md5(root: Path) -> str:
     """The md5 DVC recorded for data/ in data.dvc."""
-    return yaml.safe_load((root / "data.dvc").read_text())["outs"][0]["md5"]
+    return yaml.safe_load(ProjectPaths(root).data_dvc.read_text())["outs"][0]["md5"]
 
 
 def file_sha256(path: Path) -> str:

@@ -16,7 +16,8 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-LOCK_FILE = ".attnflow.lock"
+from tasks.paths import ProjectPaths
+
 _held: dict[Path, int] = {}  # project root -> depth of this process's holds
 _guard = threading.Lock()
 
@@ -35,7 +36,7 @@ def project_lock(root: Path, on_wait=print):
             with _guard:
                 _held[root] -= 1
         return
-    with open(root / LOCK_FILE, "a+") as file:
+    with open(ProjectPaths(root).lock, "a+") as file:
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -20,6 +20,7 @@ import yaml
 from cronsim import CronSim, CronSimError
 from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from tasks.errors import EXIT_INVALID, AttnflowError
 from tasks.kinds import KINDS, REGISTRY, get
 from tasks.kinds.kind import Kind
 from tasks.schema import CompressParams, ExplainParams, Section, ServingLimits
@@ -211,8 +212,10 @@ class Params(Section):
         return list(self.global_.tasks or self.tasks)
 
 
-class ParamsError(ValueError):
+class ParamsError(AttnflowError, ValueError):
     """params.yaml is missing, unreadable or invalid; the message names the file and key."""
+
+    exit_code = EXIT_INVALID
 
 
 def problems(error: ValidationError) -> str:

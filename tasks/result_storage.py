@@ -32,6 +32,8 @@ from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 from prefect.logging import get_logger
 
+from tasks.errors import EXIT_STORAGE, AttnflowError
+
 ALLOWED_SERIALIZER = "json"
 
 
@@ -39,8 +41,10 @@ class RefusedResult(ValueError):
     """A result file that does not name the JSON serializer: never deserialized."""
 
 
-class ResultStorageError(RuntimeError):
+class ResultStorageError(AttnflowError, RuntimeError):
     """global.results.storage cannot be reached (no credentials, no such bucket, no answer): nothing ran."""
+
+    exit_code = EXIT_STORAGE
 
 
 def checked_record(content: bytes, path: Path) -> bytes:

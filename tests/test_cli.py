@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from flows.cli import EXIT_BAD_DATA, EXIT_INVALID
+from flows.cli import exit_code
+from tasks.errors import EXIT_BAD_DATA, EXIT_INVALID
 from tests.conftest import IMAGE, REPO, TEXT, tiny_params, write_params
 from tests.test_import import write_rows
 
@@ -91,3 +92,24 @@ def test_data_an_importer_rejects_is_one_line_with_the_traceback_in_the_log(tiny
     log = (tiny_project / ".prefect" / "attnflow.log").read_text()
     assert "Traceback" in log and "DataImportError" in log
     assert not (tiny_project / "data" / TEXT).exists() and not (tiny_project / "data.dvc").exists()
+
+
+def test_every_reported_error_carries_its_exit_code():
+    """The errors a command reports as one line say their own exit code (tasks/errors.py); the table of codes in
+    `attnflow -h` lists each."""
+    from flows.experiments import CodeChangedError
+    from flows.pipeline import PipelineFailed
+    from tasks.data.importers import DataImportError
+    from tasks.errors import EXIT_CODE_CHANGED, EXIT_CODES, EXIT_FAILED, EXIT_STORAGE, AttnflowError, UserError
+    from tasks.executor import ExecutorUnavailable
+    from tasks.params import ParamsError
+    from tasks.result_storage import ResultStorageError
+    from tasks.versioning.dvc import DvcError
+
+    expected = {ParamsError: EXIT_INVALID, ExecutorUnavailable: EXIT_INVALID, DataImportError: EXIT_BAD_DATA,
+                PipelineFailed: EXIT_FAILED, DvcError: EXIT_STORAGE, ResultStorageError: EXIT_STORAGE,
+                CodeChangedError: EXIT_CODE_CHANGED}  # fmt: skip
+    assert {error: error.exit_code for error in expected} == expected
+    assert all(issubclass(error, AttnflowError) for error in expected) and set(expected.values()) < set(EXIT_CODES)
+    assert exit_code(DataImportError("rows.csv, row 3: no label")) == EXIT_BAD_DATA
+    assert exit_code(UserError("drift", EXIT_FAILED)) == EXIT_FAILED and exit_code(KeyError("bug")) is None

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from flows.cli import EXIT_INVALID
+from tasks.errors import EXIT_INVALID
 from tasks.executor import THREADS_TAG, ExecutorUnavailable, cores
 from tasks.params import ParamsError, load_params
 from tests.conftest import IMAGE, TEXT, stage_states, tiny_params, write_params

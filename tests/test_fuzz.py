@@ -20,8 +20,9 @@ from tasks.data.importers import DataImportError
 from tasks.data.requests import BadRequest, each_row
 from tasks.kinds import get
 from tasks.params import ParamsError, load_params
+from tasks.paths import ProjectPaths
 from tasks.schema import ServingLimits
-from tasks.stages.prepare import SCRATCH_DIR, data_recipe, prepare_data
+from tasks.stages.prepare import data_recipe, prepare_data
 from tests.conftest import IMAGE, REPO, SPEECH, TEXT, TRANSLATION, tiny_params, write_params
 from tests.test_import import make_png, make_wav, write_lines, write_rows
 
@@ -209,7 +210,7 @@ def test_a_broken_file_in_any_import_layout_is_one_error_naming_it(tmp_path, lay
     else:
         pytest.fail(f"{layout}: a {how} {broken.name} was imported")
     assert snapshot(tmp_path / "data", tmp_path / "data.dvc") == before  # nothing lost, nothing half-written
-    assert not any((tmp_path / SCRATCH_DIR).iterdir())
+    assert not any(ProjectPaths(tmp_path).scratch.iterdir())
 
 
 def snapshot(*paths) -> dict:

@@ -5,7 +5,8 @@ import subprocess
 import sys
 import time
 
-from tasks.locking import LOCK_FILE, project_lock
+from tasks.locking import project_lock
+from tasks.paths import ProjectPaths
 from tests.conftest import REPO
 
 HOLD = """
@@ -41,7 +42,7 @@ def test_a_killed_holder_releases_the_lock(tmp_path):
     holder.wait()
     messages = []
     with project_lock(tmp_path, on_wait=messages.append):
-        assert (tmp_path / LOCK_FILE).read_text().startswith("pid ")
+        assert ProjectPaths(tmp_path).lock.read_text().startswith("pid ")
     assert messages == []
 
 
@@ -53,4 +54,4 @@ def test_re_entrant_within_a_process(tmp_path):
         with project_lock(tmp_path / ".", on_wait=messages.append):  # the same project, spelled differently
             pass
     assert messages == []
-    assert (tmp_path / LOCK_FILE).read_text() == ""  # released: no holder named
+    assert ProjectPaths(tmp_path).lock.read_text() == ""  # released: no holder named

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from flows.cli import EXIT_INVALID
+from tasks.errors import EXIT_INVALID
 from tasks.serving.server import TOKEN_ENV, create_app, listening_socket, load_registered
 from tests.conftest import IMAGE, REPO, tiny_params, write_params
 from tests.test_cli import assert_one_line_error, attnflow

@@ -9,9 +9,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from flows.cli import EXIT_CODE_CHANGED, EXIT_FAILED, main
+from flows.cli import main
 from flows.experiments import reproduce
 from flows.pipeline import attention_pipeline
+from tasks.errors import EXIT_CODE_CHANGED, EXIT_FAILED
 from tasks.lineage import data_md5
 from tests.conftest import CACHED_STAGES, IMAGE, TEXT, make_tiny_project, stage_states
 

@@ -11,8 +11,9 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from flows.cli import EXIT_STORAGE, main
+from flows.cli import main
 from flows.pipeline import attention_pipeline
+from tasks.errors import EXIT_STORAGE
 from tasks.lineage import data_md5
 from tasks.names import CHECKPOINT
 from tasks.result_storage import JsonRemoteResultStorage, RefusedResult

@@ -146,3 +146,26 @@ def test_the_data_code_stays_apart_from_the_model_and_serving_code(kind):
         files = code_closure(getattr(spec, kind).partition(":")[0])
         outside = [str(f.relative_to(REPO)) for f in files if f.parent.name not in ("data", "tasks")]
         assert not outside, f"{name}'s {kind} imports {outside}"
+
+
+def tracking_calls(source: str) -> list[str]:
+    """What a module does to MLflow itself: its mlflow imports and its calls of a client's methods."""
+    found = []
+    for item in ast.walk(ast.parse(source)):
+        if isinstance(item, (ast.Import, ast.ImportFrom)):
+            names = [alias.name for alias in item.names] + ([item.module] if isinstance(item, ast.ImportFrom) else [])
+            found += [f"import {name}" for name in names if name and name.split(".")[0] == "mlflow"]
+        elif isinstance(item, ast.Call) and isinstance(item.func, ast.Attribute):
+            owner = item.func.value
+            name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+            if name in {"client", "mlflow"}:
+                found.append(f"{name}.{item.func.attr}(...)")
+    return found
+
+
+def test_the_pipeline_flow_only_composes():
+    """flows/pipeline.py says what runs when; how runs are opened, tagged, adopt a cached result and close is in
+    tasks/tracking/pipeline_runs.py."""
+    assert tracking_calls((REPO / "flows" / "pipeline.py").read_text()) == []
+    planted = "from mlflow import MlflowClient\nrun.client.set_tag(run_id, 'a', 'b')\nclient.log_metric(1)\n"
+    assert tracking_calls(planted) == ["import mlflow", "client.set_tag(...)", "client.log_metric(...)"]

@@ -88,7 +88,8 @@ def test_the_pipeline_logs_runs_artifacts_and_models_to_a_tracking_server(
                                      ["compare", "--task", TEXT], ["model", "serve", "--task", TEXT]])  # fmt: skip
 def test_a_tracking_server_that_does_not_answer_is_named_at_once(command, tiny_project, monkeypatch, capsys):
     """Before anything starts: MLflow itself would retry for minutes, then end in a traceback."""
-    from flows.cli import EXIT_INVALID, main
+    from flows.cli import main
+    from tasks.errors import EXIT_INVALID
     from tasks.scheduling.server import free_port
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there

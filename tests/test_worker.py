@@ -14,8 +14,9 @@ from prefect import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.settings import get_current_settings
 
-from flows.cli import EXIT_INVALID, main
+from flows.cli import main
 from flows.schedule import CODE_ROOT
+from tasks.errors import EXIT_INVALID
 from tests.conftest import TEXT, stop_process_group, tiny_params, write_params
 
 POOL = "attnflow-test-pool"

@@ -25,6 +25,7 @@ import numpy as np
 import soundfile
 from PIL import Image, UnidentifiedImageError
 
+from tasks.errors import EXIT_BAD_DATA, AttnflowError
 from tasks.progress import counted
 
 SPLITS = ("train", "val", "test")
@@ -36,8 +37,10 @@ NOT_WORDS = {"_background_noise_"}  # Speech Commands' noise recordings, not a c
 SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "dev": "val", "test": "test"}
 
 
-class DataImportError(ValueError):
+class DataImportError(AttnflowError, ValueError):
     """The user's data cannot be imported; the message names the file (and row) at fault."""
+
+    exit_code = EXIT_BAD_DATA
 
 
 # ---- what a source is made of ------------------------------------------------------------

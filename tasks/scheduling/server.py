@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
+from tasks.paths import ProjectPaths
+
 LOCAL_PORT = 4200
 PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a child gets when its parent dies
 STARTUP_TIMEOUT_S = 120
@@ -150,11 +152,11 @@ def prefect_server(root: Path, start: bool = True, port: int = LOCAL_PORT):
     if not configured and not is_up(api_url):
         if not start:
             raise ServerUnavailable(f"no Prefect server answers at {api_url}; start one with `attnflow schedule serve`")
-        home = root / ".prefect"
+        home = ProjectPaths(root).prefect_home
         process = start_server(home, port)
     try:
         if process:
-            wait_until_up(api_url, process, root / ".prefect" / "server.log")
+            wait_until_up(api_url, process, ProjectPaths(root).prefect_home / "server.log")
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             yield api_url
     finally:

@@ -17,6 +17,7 @@ from prefect import get_run_logger, task
 
 from tasks.caching import Stage
 from tasks.params import Params
+from tasks.paths import ProjectPaths
 from tasks.tracking.checkpoints import checkpoint_path as trained_checkpoint
 from tasks.tracking.mlflow_tracking import connect, log_metrics
 
@@ -44,7 +45,7 @@ def compress_model(task: str, params: Params, root: Path, run_id: str, trained: 
     from tasks.tracking.compact import choose
 
     spec, section, settings = params.kind(task), params.task(task), params.global_.compress
-    checkpoint_path, data_dir = trained_checkpoint(root, trained), root / "data" / task
+    checkpoint_path, data_dir = trained_checkpoint(root, trained), ProjectPaths(root).task_data(task)
     model, checkpoint, tokenizer, tokenizer_path, splits = load_trained(
         checkpoint_path, data_dir, section, params.global_.seed
     )
@@ -93,12 +94,12 @@ def log_compact_model(root, params, task, run_id, checkpoint, tokenizer_path, va
     model, quantize = variant
     kept = pruning["kept_heads"] if VARIANTS[name][0] else None
     compact = {**checkpoint, "state_dict": model.state_dict(), "kept_heads": kept}
-    path = root / "outputs" / run_id / COMPACT_CHECKPOINT
+    path = ProjectPaths(root).run_outputs(run_id) / COMPACT_CHECKPOINT
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(compact, path)
     config = {**(spec.serving_config(section) or {}), "limits": params.global_.serving.model_dump(),
               "variant": name, "quantize": quantize}  # fmt: skip
-    example = spec.serving_example(root / "data" / task, section)
+    example = spec.serving_example(ProjectPaths(root).task_data(task), section)
     tokenizer = None
     if tokenizer_path:
         from tokenizers import Tokenizer

@@ -15,6 +15,7 @@ from prefect import get_run_logger, task
 from tasks.caching import Stage
 from tasks.names import LABELS
 from tasks.params import Params
+from tasks.paths import ProjectPaths
 from tasks.tracking.checkpoints import checkpoint_path as trained_checkpoint
 from tasks.tracking.mlflow_tracking import connect, log_metrics, log_pytorch_model
 
@@ -46,7 +47,7 @@ def evaluate_model(task: str, params: Params, root: Path, run_id: str, trained: 
     from tasks.serving.pyfunc_model import MODEL_PACKAGES, log_serving_model, pinned
 
     spec, section = params.kind(task), params.task(task)
-    checkpoint_path, data_dir = trained_checkpoint(root, trained), root / "data" / task
+    checkpoint_path, data_dir = trained_checkpoint(root, trained), ProjectPaths(root).task_data(task)
     model, checkpoint, tokenizer, tokenizer_path, splits = load_trained(
         checkpoint_path, data_dir, section, params.global_.seed
     )

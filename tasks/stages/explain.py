@@ -12,6 +12,7 @@ from prefect import get_run_logger, task
 
 from tasks.caching import Stage
 from tasks.params import Params
+from tasks.paths import ProjectPaths
 from tasks.tracking.checkpoints import checkpoint_path as trained_checkpoint
 from tasks.tracking.mlflow_tracking import connect, log_metrics
 
@@ -31,7 +32,7 @@ def explain_model(task: str, params: Params, root: Path, run_id: str, trained: d
     from tasks.kinds.base import Explanation, load_object
 
     spec, section = params.kind(task), params.task(task)
-    checkpoint_path, data_dir = trained_checkpoint(root, trained), root / "data" / task
+    checkpoint_path, data_dir = trained_checkpoint(root, trained), ProjectPaths(root).task_data(task)
     model, checkpoint, tokenizer, _, splits = load_trained(checkpoint_path, data_dir, section, params.global_.seed)
     client, _ = connect(root, params, task)
     settings, builtin = params.global_.explain, data_recipe["source"] == "builtin"

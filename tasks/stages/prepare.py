@@ -20,8 +20,8 @@ from tasks.data.importers import DataImportError, source_fingerprint
 from tasks.kinds.base import load_object
 from tasks.names import RECIPE_FILE
 from tasks.params import Params
+from tasks.paths import ProjectPaths
 
-SCRATCH_DIR = ".attnflow-tmp"  # beside data/, same file system, never versioned
 # The recipe holds all the data depends on, its generator's or importer's code included.
 STAGE = Stage("prepare-data", params=(), upstream=("recipe",), module=__name__, kind_code=False)
 
@@ -86,7 +86,7 @@ def read_recipe(dataset_dir: Path) -> dict | None:
 
 def dataset_matches(root: Path, recipe: dict) -> bool:
     """The data in data/<task> was built from this recipe (a cached result's output still exists)."""
-    return read_recipe(root / "data" / recipe["task"]) == recipe
+    return read_recipe(ProjectPaths(root).task_data(recipe["task"])) == recipe
 
 
 def swap_in(built: Path, target: Path) -> None:
@@ -114,11 +114,11 @@ def prepare_data(task: str, params: Params, root: Path, recipe: dict) -> dict:
     """Build data/<task> from its recipe (``data_recipe``, which the caller computes) unless it is built already;
     returns the recipe."""
     logger = get_run_logger()
-    target = root / "data" / task
+    target = ProjectPaths(root).task_data(task)
     if dataset_matches(root, recipe):
         logger.info("data/%s is up to date with its recipe", task)
         return recipe
-    scratch_root = root / SCRATCH_DIR
+    scratch_root = ProjectPaths(root).scratch
     scratch_root.mkdir(exist_ok=True)
     built = Path(tempfile.mkdtemp(prefix=f"{task}-", dir=scratch_root))
     try:

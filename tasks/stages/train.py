@@ -20,6 +20,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from tasks.caching import Stage
 from tasks.defaults import describe, log_resolved
 from tasks.params import Params
+from tasks.paths import ProjectPaths
 from tasks.tracking.checkpoints import log_trained, relative_checkpoint
 from tasks.tracking.mlflow_tracking import connect, log_metrics
 from tasks.training.budget import (
@@ -40,7 +41,6 @@ STAGE = Stage(
 )
 SYSTEM_METRICS_SECONDS = 10  # MLflow samples CPU, memory (and GPU) usage this often while a model trains
 TRAINING_ENVIRONMENT = ("device", "torch_version")  # returned by train_model; lineage tags of the task run
-RESUME_DIR = "resume"  # outputs/resume/<stage cache key>.pt: an interrupted training's state (tasks/training/resume.py)
 
 
 @task(**STAGE.task_options())
@@ -61,7 +61,7 @@ def train_model(task: str, params: Params, root: Path, run_id: str, data_recipe:
     device = resolve_device(params.global_.device)
     nproc = section.train.distributed.nproc
     distributed.check_devices(nproc, device, f"tasks.{task}.train.distributed.nproc")
-    out_dir = root / "outputs" / run_id
+    out_dir = ProjectPaths(root).run_outputs(run_id)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     client, _ = connect(root, params, task)
@@ -69,7 +69,7 @@ def train_model(task: str, params: Params, root: Path, run_id: str, data_recipe:
     planning = f"for {budget:g} minutes" if budget is not None else f"{epochs} epochs"
     progress_artifact = create_progress_artifact(0.0, description=f"{task}: training, {planning}")
     inputs = {"task": task, "params": params, "root": root, "data_recipe": data_recipe}
-    state_file = root / "outputs" / RESUME_DIR / f"{STAGE.cache_key(None, inputs)}.pt"  # this stage's inputs only
+    state_file = ProjectPaths(root).resume / f"{STAGE.cache_key(None, inputs)}.pt"  # this stage's inputs only
     trained = {}
 
     def started(built: dict) -> None:

@@ -17,6 +17,8 @@ from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag
 
+from tasks.paths import ProjectPaths
+
 SPLITS = ("train", "val", "test")
 CONTEXT_TAG = "mlflow.data.context"  # MLflow's tag for the role of an input (train, val, test)
 
@@ -76,7 +78,7 @@ def split_digest(files: list[Path], data_dir: Path, listing: dict[str, str]) -> 
 
 def split_inputs(root: Path, task: str, spec, data_md5: str) -> list[DatasetInput]:
     """The train, val and test splits of a task's prepared data (spec: its kind) as MLflow dataset inputs."""
-    data_dir, listing = root / "data", dvc_listing(root, data_md5)
+    data_dir, listing = ProjectPaths(root).data, dvc_listing(root, data_md5)
     inputs = []
     for split in SPLITS:
         files = spec.split_files(data_dir / task, split)

@@ -17,9 +17,9 @@ from mlflow.tracking import MlflowClient
 
 from tasks.names import MODEL_ARTIFACT
 from tasks.params import Params
+from tasks.paths import ProjectPaths
 from tasks.tracking.store import tracking_uri
 
-ARTIFACTS_DIR = "mlartifacts"
 # The UI opens an experiment of this kind in its model-training view (not the GenAI one).
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
@@ -68,7 +68,7 @@ def connect(
             client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return client, experiment.experiment_id
     # Artifacts of a local store sit beside it, at an absolute path (never relative to the cwd).
-    artifact_location = (root / ARTIFACTS_DIR).resolve().as_uri() if uri.startswith("sqlite:") else None
+    artifact_location = ProjectPaths(root).artifacts.resolve().as_uri() if uri.startswith("sqlite:") else None
     tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
     return client, client.create_experiment(name, artifact_location=artifact_location, tags=tags)
 

@@ -5,9 +5,10 @@ import os
 from pathlib import Path
 
 from tasks.params import Params
+from tasks.paths import ProjectPaths
 
 
 def tracking_uri(root: Path, params: Params) -> str:
     """params.yaml's tracking.uri, else $MLFLOW_TRACKING_URI, else a sqlite store in the project."""
     configured = params.global_.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
-    return configured or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+    return configured or f"sqlite:///{ProjectPaths(root).mlflow_db.resolve()}"

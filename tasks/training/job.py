@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from tasks.names import CHECKPOINT, TOKENIZER
+from tasks.paths import ProjectPaths
 from tasks.reproducibility import resolve_device, set_seeds
 from tasks.training.distributed import ONE_PROCESS, Ranks
 from tasks.training.loop import fit, precision_name
@@ -26,7 +27,7 @@ def train_and_save(
     spec, section, seed = params.kind(task), params.task(task), params.global_.seed
     set_seeds(seed)
     device = ranks.place(resolve_device(params.global_.device))
-    data_dir = root / "data" / task
+    data_dir = ProjectPaths(root).task_data(task)
     tokenizer = spec.learn_tokenizer(data_dir, section)
     if tokenizer is not None and ranks.main:
         tokenizer.save(str(out_dir / TOKENIZER))

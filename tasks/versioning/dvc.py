@@ -7,9 +7,14 @@ locks its repository, so it must not run from parallel tasks.
 
 from pathlib import Path
 
+from tasks.errors import EXIT_STORAGE, AttnflowError
+from tasks.paths import ProjectPaths
 
-class DvcError(RuntimeError):
+
+class DvcError(AttnflowError, RuntimeError):
     """A DVC operation failed: the message names it, the project and the default remote (where push and pull go)."""
+
+    exit_code = EXIT_STORAGE
 
     @property
     def retryable(self) -> bool:
@@ -68,8 +73,8 @@ def describe_remote(config) -> str:
 
 def add_and_push(root: Path) -> None:
     """dvc add data && dvc push (to the project's default remote)."""
-    run_dvc(root, "add", targets=str(root / "data"))
-    run_dvc(root, "push", targets=[str(root / "data.dvc")])
+    run_dvc(root, "add", targets=str(ProjectPaths(root).data))
+    run_dvc(root, "push", targets=[str(ProjectPaths(root).data_dvc)])
 
 
 def checkout_data_version(root: Path, dvc_file: str) -> str:
@@ -77,7 +82,7 @@ def checkout_data_version(root: Path, dvc_file: str) -> str:
 
     Returns the data.dvc text it replaced, so the caller can go back to it.
     """
-    pointer = root / "data.dvc"
+    pointer = ProjectPaths(root).data_dvc
     previous = pointer.read_text()
     pointer.write_text(dvc_file)
     try:
