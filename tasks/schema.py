@@ -5,7 +5,7 @@ Every section forbids unknown keys and is frozen, so a typo stops the run with t
 change what another reads.
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -124,6 +124,10 @@ class DecodeParams(EvalParams):
 Width = auto_or_number(int, 8, 4096)
 Heads = auto_or_number(int, 1, 512)
 Depth = auto_or_number(int, 1, 24)
+# SpecAugment (attn_models/audio_augment.py), for every kind that hears audio: how many masks of each kind a training
+# example gets, and the widest of each (mel channels, or 10 ms frames); each kind sets its own defaults.
+MaskCount = Annotated[int, Field(ge=0, le=8)]
+MaskWidth = Annotated[int, Field(ge=0, le=1000)]
 Strength = auto_or_number(float, 0, 4)  # an augmentation's strength: 1 = as written, 0 = none (tasks/defaults.py)
 
 

@@ -27,6 +27,8 @@ from tasks.schema import (
     DecodeParams,
     Depth,
     Fraction,
+    MaskCount,
+    MaskWidth,
     Section,
     SplitFraction,
     Strength,
@@ -92,10 +94,10 @@ class AsrModel(AttentionParams):
     max_len: auto_or_number(int, 4, 4096) = 128
     n_mels: int = Field(80, ge=8, le=256)
     subsampling_layers: int = Field(4, ge=0, le=6)  # stride-2 convolutions: 4 = 160 ms a frame
-    freq_masks: int = Field(1, ge=0)  # SpecAugment, training only: bands of at most freq_mask mel channels
-    freq_mask: int = Field(15, ge=0)
-    time_masks: int = Field(1, ge=0)  # and stretches of at most time_mask frames (10 ms each)
-    time_mask: int = Field(10, ge=0)
+    freq_masks: MaskCount = 1  # SpecAugment, training only: bands of at most freq_mask mel channels
+    freq_mask: MaskWidth = 15
+    time_masks: MaskCount = 1  # and stretches of at most time_mask frames (10 ms each)
+    time_mask: MaskWidth = 10
     # scales freq_mask and time_mask (1: as written); auto: from the training utterances (tasks/defaults.py)
     augment_strength: Strength = 1.0
     memory_positions: bool = False  # positions added to the encoder output too

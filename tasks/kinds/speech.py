@@ -16,7 +16,17 @@ from pydantic import Field, model_validator
 
 from tasks.defaults import augment_strength, is_auto, size_values
 from tasks.kinds.classification import Classifier
-from tasks.schema import DataSection, ModelParams, Section, SplitFraction, Strength, TaskParams, check_range
+from tasks.schema import (
+    DataSection,
+    MaskCount,
+    MaskWidth,
+    ModelParams,
+    Section,
+    SplitFraction,
+    Strength,
+    TaskParams,
+    check_range,
+)
 
 NOT_WORDS = {"_background_noise_"}  # Speech Commands' noise recordings; _silence_ and _unknown_ are classes
 SPLIT_LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
@@ -70,10 +80,10 @@ class SpeechModel(ModelParams):
     what a params file without the keys trained with."""
 
     n_mels: int = Field(40, ge=8, le=256)
-    freq_masks: int = Field(1, ge=0, le=8)  # SpecAugment: bands of at most freq_mask mel channels
-    freq_mask: int = Field(8, ge=0)
-    time_masks: int = Field(1, ge=0, le=8)  # and stretches of at most time_mask frames (10 ms each)
-    time_mask: int = Field(10, ge=0)
+    freq_masks: MaskCount = 1  # SpecAugment: bands of at most freq_mask mel channels
+    freq_mask: MaskWidth = 8
+    time_masks: MaskCount = 1  # and stretches of at most time_mask frames (10 ms each)
+    time_mask: MaskWidth = 10
     # scales both masks' widest (1: as written); auto: from the training clips per class (tasks/defaults.py)
     augment_strength: Strength = 1.0
     time_shift_ms: float = Field(0.0, ge=0, le=1000)  # each clip moved up to this much either way, silence-filled
