@@ -41,7 +41,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *phras
         (["run", "--params", "missing.yaml"], ["missing.yaml: cannot read params: No such file"]),
         (
             ["run", "--set", f"tasks.{IMAGE}.train.epochs=0"],
-            ["--set image.train.epochs=0", "greater than or equal to 1"],
+            [f"--set tasks.{IMAGE}.train.epochs=0", "greater than or equal to 1"],
         ),
         (["run", "--set", f"tasks.{IMAGE}.train.epoch=3"], [f"tasks.{IMAGE}.train.epoch: no such key"]),
         (["run", "--set", "nonsense"], ["--set nonsense", "must look like section.key=value"]),
@@ -59,7 +59,7 @@ def test_bad_params_name_the_key(tmp_path):
     params["tasks"][TEXT]["train"]["epochs"] = "three"
     write_params(tmp_path, params)
     result = attnflow(tmp_path, "run")
-    assert_one_line_error(result, EXIT_INVALID, "params.yaml: invalid params: text.train.epochs", "'three'")
+    assert_one_line_error(result, EXIT_INVALID, f"params.yaml: invalid params: tasks.{TEXT}.train.epochs", "'three'")
     (tmp_path / "params.yaml").write_text("global: [unclosed\n")
     assert_one_line_error(attnflow(tmp_path, "run"), EXIT_INVALID, "params.yaml: not valid YAML")
 
@@ -76,7 +76,7 @@ def test_an_unknown_run_in_an_existing_store(tmp_path):
 def test_version_and_help_with_examples(tmp_path):
     assert attnflow(tmp_path, "--version").stdout.startswith("attnflow ")
     help_text = attnflow(tmp_path, "--help").stdout
-    assert "examples:" in help_text and "--set image.train.epochs=5" in help_text and "exit codes:" in help_text
+    assert "examples:" in help_text and f"--set tasks.{IMAGE}.train.epochs=5" in help_text and "exit codes:" in help_text
 
 
 # starts the temporary Prefect server and runs the prepare stage

@@ -395,11 +395,11 @@ def test_the_train_stage_logs_and_records_what_auto_resolved_to(tmp_path, prefec
     generate_text_dataset(tmp_path / "data" / TEXT, locales=["en_US", "de_DE"], samples_per_class=30, min_words=3,
                           max_words=8, val_fraction=0.15, test_fraction=0.15, seed=0)  # fmt: skip
     params = auto_params(tmp_path, TEXT, {"embed_dim": AUTO, "depth": AUTO, "num_heads": AUTO, "max_len": AUTO})
-    client, experiment_id = connect(tmp_path, params, "text")
+    client, experiment_id = connect(tmp_path, params, TEXT)
     run_id = client.create_run(experiment_id).info.run_id
     lines = LinesOf(logging.getLogger("prefect"))  # what Prefect's console shows, whoever captures it
     with lines:
-        flow(name="train-only")(lambda: train_model.fn("text", params, tmp_path, run_id, {}))()
+        flow(name="train-only")(lambda: train_model.fn(TEXT, params, tmp_path, run_id, {}))()
     client.set_terminated(run_id)
 
     run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(run_id)

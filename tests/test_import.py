@@ -432,7 +432,7 @@ def test_a_split_can_come_from_its_own_file_with_its_own_columns(tmp_path, prefe
         }
     }
     loaded = load_params(write_params(tmp_path, params))
-    prepare_and_version(["text"], loaded, tmp_path, version=False)
+    prepare_and_version([TEXT], loaded, tmp_path, version=False)
 
     data = tmp_path / "data" / TEXT
     test_texts, test_labels = read_text_csv(data / "test.csv")

@@ -84,7 +84,7 @@ def test_monitor_passes_held_out_digits_and_names_the_drift_of_inverted_ones(pip
     assert {"pixel_mean", "pixel_std"} == set(answers[0]["input_summary"])
     assert f"{NAME} v{version.version} (champion): ok: no drift in 5 features over {len(held_out)} requests" in out
     with pytest.raises(DriftDetected, match=r"drift in .*pixel_mean") as drifted:
-        monitor(params_path=str(params_path), task="image")
+        monitor(params_path=str(params_path), task=IMAGE)
     assert Webhook.received and "pixel_mean" in Webhook.received[0]["text"]
 
     experiment = client.get_experiment_by_name("attnflow-monitoring")
