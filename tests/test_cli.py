@@ -76,7 +76,8 @@ def test_an_unknown_run_in_an_existing_store(tmp_path):
 def test_version_and_help_with_examples(tmp_path):
     assert attnflow(tmp_path, "--version").stdout.startswith("attnflow ")
     help_text = attnflow(tmp_path, "--help").stdout
-    assert "examples:" in help_text and f"--set tasks.{IMAGE}.train.epochs=5" in help_text and "exit codes:" in help_text
+    assert "examples:" in help_text and "exit codes:" in help_text
+    assert f"--set tasks.{IMAGE}.train.epochs=5" in help_text
 
 
 # starts the temporary Prefect server and runs the prepare stage
