@@ -89,9 +89,7 @@ def test_second_run_with_nothing_changed_is_cached(project, second):
 def test_cached_stages_show_as_cached_in_prefect(project, second):
     """Every stage of the second run (and only of that run) is Cached on the Prefect server."""
     project, first = project
-    assert stage_states(project, second) == {
-        f"{stage}{m}": "Cached" for stage in CACHED_STAGES for m in (TEXT, IMAGE)
-    }
+    assert stage_states(project, second) == {f"{stage}{m}": "Cached" for stage in CACHED_STAGES for m in (TEXT, IMAGE)}
     assert set(stage_states(project, first).values()) == {"Completed"}
 
 
