@@ -94,7 +94,7 @@ def test_a_second_clone_gets_every_stage_from_the_shared_cache(s3, origin, tmp_p
     assert data_md5(second_clone) == first["data_md5"]
 
     second = attention_pipeline(params_path=str(second_clone / "params.yaml"))
-    assert stage_states(second_clone, second, uri) == {f"{stage}text": "Cached" for stage in CACHED_STAGES}
+    assert stage_states(second_clone, second, uri) == {f"{stage}{TEXT}": "Cached" for stage in CACHED_STAGES}
     made, cached = first["tasks"][TEXT], second["tasks"][TEXT]
     assert cached["cached_from_run_id"] == made["run_id"] and cached["test_accuracy"] == made["test_accuracy"]
     client = MlflowClient(uri)
