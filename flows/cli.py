@@ -163,6 +163,8 @@ def check_tracking_server(uri: str) -> None:
 
 def run(args) -> int:
     params, overrides = params_with_overrides(args)  # fail fast, before Prefect starts
+    for name in args.task or ():
+        params.task(name)  # an unknown one: ParamsError naming the tasks there are
     check_tracking_server(tracking_uri(project_root(args.params), params))
     check_reachable(params.global_.executor)
     with flows_module("flows.pipeline", args.params) as pipeline:

@@ -57,18 +57,18 @@ def image_request(project: Path) -> str:
 
 
 @contextmanager
-def served_command(project: Path, tmp_path: Path, *arguments: str):
-    """`attnflow model serve --task digit-classification` in its own process, with the token in its environment,
-    until /health answers; yields its port, then stops it with SIGTERM and checks that it ended cleanly."""
+def served_command(project: Path, tmp_path: Path, *arguments: str, task: str = IMAGE):
+    """`attnflow model serve --task <task>` in its own process, with the token in its environment, until /health
+    answers; yields its port, then stops it with SIGTERM and checks that it ended cleanly."""
     sock = listening_socket("127.0.0.1", 0)  # a free port, released for the server to bind
     port = sock.getsockname()[1]
     sock.close()
     env = {**os.environ, TOKEN_ENV: TOKEN, "PYTHONPATH": str(REPO), "PREFECT_HOME": str(tmp_path / ".prefect")}
     env.pop("MLFLOW_TRACKING_URI", None)  # the project's own store, as a user's shell in the project has it
     command = [sys.executable, "-m", "flows.cli", "model", "serve", "--params", str(project / "params.yaml")]
-    log_path = tmp_path / "serve-model.log"
+    log_path = tmp_path / f"serve-model-{task}.log"
     with log_path.open("w") as log:
-        server = subprocess.Popen([*command, "--task", "digit-classification", "--port", str(port), *arguments],
+        server = subprocess.Popen([*command, "--task", task, "--port", str(port), *arguments],
                                   cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         deadline = time.time() + 120
