@@ -12,17 +12,17 @@ git clone -q "$repo" "$work/clone"
 cd "$work/clone"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 
-# modality | the weaker configuration (--set arguments) | what it changes
+# task | the weaker configuration (--set arguments) | what it changes
 WEAKER=(
-  "text|--set text.train.epochs=2|2 epochs instead of 15"
-  "image|--set image.train.epochs=5|5 epochs instead of 30"
-  "speech|--set speech.train.epochs=4|4 epochs instead of 20"
-  "translation|--set translation.train.epochs=3|3 epochs instead of 8"
-  "asr|--set asr.train.epochs=1|1 epoch instead of 5"
+  "language-id|--set tasks.language-id.train.epochs=2|2 epochs instead of 15"
+  "digit-classification|--set tasks.digit-classification.train.epochs=5|5 epochs instead of 30"
+  "keyword-spotting|--set tasks.keyword-spotting.train.epochs=4|4 epochs instead of 20"
+  "translation-de-en|--set tasks.translation-de-en.train.epochs=3|3 epochs instead of 8"
+  "connected-digits|--set tasks.connected-digits.train.epochs=1|1 epoch instead of 5"
 )
 
 seconds() { local start=$SECONDS; "$@" > "$work/log" 2>&1 || { cat "$work/log"; exit 1; }; echo $((SECONDS - start)); }
-# The primary test metric of a modality in the last command's results table: "test_accuracy 0.9284".
+# The primary test metric of a task in the last command's results table: "test_accuracy 0.9284".
 metric() { grep -E "^$1 +test_" "$work/log" | awk '{sub(",", "", $3); print $2, $3}'; }
 
 setup=$(seconds make setup)
@@ -41,8 +41,8 @@ echo
 echo "| task | default: test metric | weaker configuration | its test metric | training + evaluation (s) |"
 echo "| --- | --- | --- | --- | --- |"
 for row in "${WEAKER[@]}"; do
-  IFS='|' read -r modality arguments change <<< "$row"
+  IFS='|' read -r task arguments change <<< "$row"
   # shellcheck disable=SC2086
-  took=$(seconds .venv/bin/attnflow run --modality "$modality" $arguments)
-  echo "| $modality | ${default[$modality]} | \`attnflow run --modality $modality $arguments\` ($change) | $(metric "$modality") | $took |"
+  took=$(seconds .venv/bin/attnflow run --task "$task" $arguments)
+  echo "| $task | ${default[$task]} | \`attnflow run --task $task $arguments\` ($change) | $(metric "$task") | $took |"
 done

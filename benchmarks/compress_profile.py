@@ -19,7 +19,7 @@ BATCH, SOURCE_TOKENS, NEW_TOKENS, SHOWN = 32, 20, 30, 8
 
 def newest_translation_checkpoint() -> Path:
     for path in sorted(Path("outputs").glob("*/checkpoint.pt"), key=lambda p: p.stat().st_mtime, reverse=True):
-        if torch.load(path, weights_only=True, map_location="cpu")["modality"] == "translation":
+        if torch.load(path, weights_only=True, map_location="cpu")["kind"] == "translation":
             return path
     raise SystemExit("no translation checkpoint under outputs/: run `make run` first")
 

@@ -1,7 +1,7 @@
 """The default built-in image model trained in one process and in several (train.distributed.nproc), with the same
 epochs and global batch size: test accuracy and wall time of each (docs/benchmarks.md, "Distributed training").
 
-    python benchmarks/ddp_image.py                       # params.yaml's image section: 30 epochs, nproc 1 and 2
+    python benchmarks/ddp_image.py                       # params.yaml's digit-classification: 30 epochs, nproc 1 and 2
     python benchmarks/ddp_image.py --epochs 10 --nproc 1 2 4 --seeds 7 8
 
 It generates the built-in digits into a temporary folder and trains through the train stage's own code
@@ -27,7 +27,6 @@ sys.path.insert(0, str(REPO))
 
 from tasks.data.builtin_image import generate_image_dataset  # noqa: E402
 from tasks.defaults import resolved_section  # noqa: E402
-from tasks.kinds import get  # noqa: E402
 from tasks.names import CHECKPOINT  # noqa: E402
 from tasks.params import load_params, override  # noqa: E402
 from tasks.reproducibility import resolve_device  # noqa: E402
@@ -35,45 +34,45 @@ from tasks.training.distributed import Events, launch  # noqa: E402
 from tasks.training.job import train_and_save  # noqa: E402
 from tasks.training.loop import make_loader, predict  # noqa: E402
 
-MODALITY = "image"
+TASK = "digit-classification"  # the built-in image task
 
 
 def train(params, root: Path, nproc: int) -> tuple[Path, float]:
     """The checkpoint trained with nproc processes, and the seconds it took."""
     out_dir = root / "outputs" / f"nproc{nproc}"
     out_dir.mkdir(parents=True)
-    spec, started = get(MODALITY), time.perf_counter()
+    started = time.perf_counter()
     if nproc == 1:
-        train_and_save(spec, params, root, out_dir, None, Events(handler=lambda *event: None))
+        train_and_save(TASK, params, root, out_dir, None, Events(handler=lambda *event: None))
     else:
         device = resolve_device(params.global_.device)
-        launch(nproc, device, train_and_save, (spec, params, root, out_dir, None), lambda *event: None)
+        launch(nproc, device, train_and_save, (TASK, params, root, out_dir, None), lambda *event: None)
     return out_dir / CHECKPOINT, time.perf_counter() - started
 
 
 def test_accuracy(params, root: Path, checkpoint_path: Path) -> float:
-    spec, section = get(MODALITY), params.section(MODALITY)
+    spec, section = params.kind(TASK), params.task(TASK)
     checkpoint = torch.load(checkpoint_path, weights_only=False)
     model = spec.build_model(checkpoint["model_args"])
     model.load_state_dict(checkpoint["state_dict"])
     section = resolved_section(section, checkpoint.get("resolved", {}))  # `auto` keys, as training resolved them
-    splits = spec.load_splits(root / "data" / MODALITY, section, params.global_.seed, None)
+    splits = spec.load_splits(root / "data" / TASK, section, params.global_.seed, None)
     logits, labels = predict(model, make_loader(splits.test, splits, section.eval.batch_size), torch.device("cpu"))
     return (logits.argmax(-1) == labels).float().mean().item()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, help="instead of params.yaml's image.train.epochs")
+    parser.add_argument("--epochs", type=int, help=f"instead of params.yaml's tasks.{TASK}.train.epochs")
     parser.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seeds", type=int, nargs="+", help="instead of params.yaml's global.seed (data, weights, "
                         "batches), each in turn")  # fmt: skip
     options = parser.parse_args()
     base = load_params(REPO / "params.yaml")
     if options.epochs:
-        base = override(base, {f"{MODALITY}.train.epochs": options.epochs})
-    section = base.section(MODALITY)
-    print(f"image: {section.train.epochs} epochs, global batch {section.train.batch_size}, "
+        base = override(base, {f"tasks.{TASK}.train.epochs": options.epochs})
+    section = base.task(TASK)
+    print(f"{TASK}: {section.train.epochs} epochs, global batch {section.train.batch_size}, "
           f"{len(os.sched_getaffinity(0))} cores, {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, OMP_NUM_THREADS {os.environ.get('OMP_NUM_THREADS', 'unset')}", flush=True)  # fmt: skip
     print("| seed | nproc | batch per process | test accuracy | wall time (s) |\n| --- | --- | --- | --- | --- |")
@@ -97,11 +96,11 @@ def train_each(params, counts: list[int]) -> list[tuple[float, float]]:
     results = []
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        spec, section = get(MODALITY), params.section(MODALITY)
+        spec, section = params.kind(TASK), params.task(TASK)
         generator_arguments = spec.builtin_arguments(section, params.global_.seed)
-        generate_image_dataset(root / "data" / MODALITY, **generator_arguments)
+        generate_image_dataset(root / "data" / TASK, **generator_arguments)
         for nproc in counts:
-            each = override(params, {f"{MODALITY}.train.distributed.nproc": nproc})
+            each = override(params, {f"tasks.{TASK}.train.distributed.nproc": nproc})
             checkpoint, seconds = train(each, root, nproc)
             results.append((test_accuracy(each, root, checkpoint), seconds))
     return results

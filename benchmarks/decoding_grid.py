@@ -1,9 +1,9 @@
 """Beam size and length penalty chosen on validation: a trained sequence model (translation, speech recognition)
 decodes its validation split with each setting of a grid, and the setting with the best validation score is the
-one to put in the section's `eval` (docs/real_data.md, "Decoding settings").
+one to put in the task's `eval` (docs/real_data.md, "Decoding settings").
 
     python benchmarks/decoding_grid.py --project outputs/benchmarks/multi30k
-    python benchmarks/decoding_grid.py --project . --modality translation --beams 1 4 --penalties 0 1
+    python benchmarks/decoding_grid.py --project . --task translation-de-en --beams 1 4 --penalties 0 1
 
 The project is one the pipeline (or benchmarks/real_data.py) trained in: its params.yaml, its data/ and the newest
 checkpoint under outputs/. Decoding is the evaluate stage's (`SequenceKind.decode`), scored with its metrics. The
@@ -21,7 +21,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tasks.kinds import get, load_trained  # noqa: E402
+from tasks.kinds import load_trained  # noqa: E402
 from tasks.kinds.sequence import SequenceKind  # noqa: E402
 from tasks.params import load_params  # noqa: E402
 from tasks.reproducibility import resolve_device  # noqa: E402
@@ -35,7 +35,7 @@ def newest_checkpoint(project: Path) -> Path:
 
 
 def split_texts(spec: SequenceKind, data_dir: Path, section, split: str) -> list[str]:
-    """The references of a split, in its order (the test split's through the modality's own reader)."""
+    """The references of a split, in its order (the test split's through its kind's own reader)."""
     if split == "test":
         return spec.test_texts(data_dir, section)[1]
     from tasks.data.datasets import read_parallel
@@ -54,25 +54,25 @@ def grid(beams: list[int], penalties: list[float]) -> list[tuple[int, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, required=True, help="a project the pipeline trained in")
-    parser.add_argument("--modality", help="the sequence modality (default: the only one in global.modalities)")
+    parser.add_argument("--task", help="a translation or asr task (default: the first that params.yaml runs)")
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--penalties", type=float, nargs="+", default=[0.0, 0.6, 1.0, 1.4])
     options = parser.parse_args()
     project = options.project.resolve()
     params = load_params(project / "params.yaml")
-    modality = options.modality or params.global_.modalities[0]
-    spec, section = get(modality), params.section(modality)
+    task = options.task or params.selected_tasks()[0]
+    spec, section = params.kind(task), params.task(task)
     if not isinstance(spec, SequenceKind):
-        sys.exit(f"error: {modality} is not a sequence task (translation, asr): nothing to decode")
+        sys.exit(f"error: {task} is not a sequence task (translation, asr): nothing to decode")
     checkpoint = newest_checkpoint(project)
-    data_dir = project / "data" / modality
+    data_dir = project / "data" / task
     model, _, tokenizer, _, splits = load_trained(checkpoint, data_dir, section, params.global_.seed)
     device = resolve_device(params.global_.device)
     model.to(device)
     sets = {name: ([split[i][0] for i in range(len(split))], split_texts(spec, data_dir, section, name))
             for name, split in (("val", splits.val), ("test", splits.test))}  # fmt: skip
     sizes = f"{len(sets['val'][0])} validation and {len(sets['test'][0])} test inputs"
-    print(f"{modality}: {checkpoint.relative_to(project)}, {sizes}, {spec.primary_metric}, torch threads "
+    print(f"{task}: {checkpoint.relative_to(project)}, {sizes}, {spec.primary_metric}, torch threads "
           f"{torch.get_num_threads()}")  # fmt: skip
 
     def score(split: str, beam: int, penalty: float) -> float:

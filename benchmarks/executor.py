@@ -1,9 +1,9 @@
-"""Wall time of the pipeline with the modality pipelines one after another (global.executor kind sequential) and at
+"""Wall time of the pipeline with the task pipelines one after another (global.executor kind sequential) and at
 once on a local Dask cluster (kind dask), as a user runs them (docs/benchmarks.md, "Parallel stages on a Dask cluster"):
 
-    python benchmarks/executor.py --part sweep      # (b) a 4-configuration sweep of one modality, sequential vs dask
+    python benchmarks/executor.py --part sweep      # (b) a 4-configuration sweep of one task, sequential vs dask
     python benchmarks/executor.py --part pipeline   # (a) the default pipeline, `attnflow run` (about 25 min on 2 cores)
-    python benchmarks/executor.py --part sweep --workers 4 --set image.train.epochs=10
+    python benchmarks/executor.py --part sweep --workers 4 --set tasks.digit-classification.train.epochs=10
 
 Each measurement runs the command line in its own fresh clone of this checkout's HEAD commit (uncommitted changes are
 not measured) with its own Prefect home: nothing is cached from another, and each generates its data, versions it with
@@ -26,9 +26,10 @@ sys.path.insert(0, str(REPO))
 
 from tasks.executor import cores  # noqa: E402
 
-SWEEP_MODALITY = "image"
+SWEEP_TASK = "digit-classification"  # the built-in image task
 SWEEP_GRID = ["model.depth=2,4", "train.lr=0.001,0.002"]  # 4 configurations
-SWEEP_SETTINGS = ["image.train.epochs=2", "global.compress.enabled=false"]  # minutes, not an hour, on 2 shared cores
+# minutes, not an hour, on 2 shared cores
+SWEEP_SETTINGS = [f"tasks.{SWEEP_TASK}.train.epochs=2", "global.compress.enabled=false"]
 
 
 def clone(workspace: Path) -> Path:
@@ -109,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += measure("default pipeline (`attnflow run`)", ["run"], [], args.workers, kinds, Path(scratch))
         if args.part in ("sweep", "both"):
             grid = [part for entry in SWEEP_GRID for part in ("--grid", entry)]
-            name = f"sweep of {SWEEP_MODALITY}, 4 configurations"
-            rows += measure(name, ["sweep", "--modality", SWEEP_MODALITY, *grid],
+            name = f"sweep of {SWEEP_TASK}, 4 configurations"
+            rows += measure(name, ["sweep", "--task", SWEEP_TASK, *grid],
                             args.settings or SWEEP_SETTINGS, args.workers, kinds, Path(scratch))  # fmt: skip
     print(f"{cores()} cores; python benchmarks/executor.py {' '.join(argv if argv is not None else sys.argv[1:])}\n")
     print(table(rows))

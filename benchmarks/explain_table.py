@@ -1,11 +1,11 @@
-"""The explain stage's scores of the last pipeline run in a project, as a Markdown table: one row per modality and
+"""The explain stage's scores of the last pipeline run in a project, as a Markdown table: one row per task and
 attribution method, with deletion AUC (lower is better), its gap to the random map (higher is better), insertion
 AUC (higher is better), the log-probability drop (sequence tasks; higher is better), localization and pointing game
 (where the evidence is known: docs/explain.md).
 
     usage: python benchmarks/explain_table.py [PROJECT]     (default: this checkout; run `make run` first)
 
-It reads the modality runs of the newest "pipeline" run in the project's MLflow store (mlflow.db), the metrics
+It reads the task runs of the newest "pipeline" run in the project's MLflow store (mlflow.db), the metrics
 attn_<score>.<method> that tasks/evaluation/explain.py and explain_sequence.py log.
 """
 
@@ -21,7 +21,7 @@ COLUMNS = ("deletion_auc", "deletion_gap", "insertion_auc", "logprob_drop", "loc
 
 
 def last_pipeline_runs(client: MlflowClient, metric: str = "attn_deletion_auc.random") -> list:
-    """The modality runs of the newest pipeline run that logged metric (default: the explain stage's)."""
+    """The task runs of the newest pipeline run that logged metric (default: the explain stage's)."""
     experiments = [experiment.experiment_id for experiment in client.search_experiments()]
     parents = client.search_runs(experiments, "tags.mlflow.runName = 'pipeline'", order_by=["start_time DESC"],
                                  max_results=1)  # fmt: skip
@@ -29,7 +29,7 @@ def last_pipeline_runs(client: MlflowClient, metric: str = "attn_deletion_auc.ra
         raise SystemExit("no pipeline run in this project: run `make run` first")
     children = client.search_runs(experiments, f"tags.pipeline_run_id = '{parents[0].info.run_id}'")
     return sorted((run for run in children if metric in run.data.metrics),
-                  key=lambda run: run.data.tags["modality"])  # fmt: skip
+                  key=lambda run: run.data.tags["task"])  # fmt: skip
 
 
 def methods_of(metrics: dict) -> tuple[str, ...]:
@@ -39,13 +39,13 @@ def methods_of(metrics: dict) -> tuple[str, ...]:
 
 
 def table(runs: list) -> str:
-    lines = ["| modality | method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
+    lines = ["| task | method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
     for run in runs:
         metrics = run.data.metrics
         for method in methods_of(metrics):
             cells = [metrics.get(f"attn_{score}.{method}") for score in COLUMNS]
             shown = ["" if value is None else f"{value:.3f}" for value in cells]
-            lines.append(f"| {run.data.tags['modality']} | {method} | " + " | ".join(shown) + " |")
+            lines.append(f"| {run.data.tags['task']} | {method} | " + " | ".join(shown) + " |")
     return "\n".join(lines)
 
 

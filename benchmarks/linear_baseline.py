@@ -2,12 +2,12 @@
 
 A Transformer trained from scratch on a few thousand texts earns its cost only if it beats what a linear model of
 token counts gets on the same split; where it does not, the limit is the model or its training, not the data. This
-script scores that reference on the split a pipeline run prepared (data/text/{train,val,test}.csv, the columns
+script scores that reference on the split a pipeline run prepared (data/<task>/{train,val,test}.csv, the columns
 `text` and `label`): the SVM's C is chosen on val, then the model trained on train is scored on test. Two token
 sets: words (scikit-learn's default, lowercased) and, with ``--tokenizer``, the subwords of a run's tokenizer.json,
 so the reference and the Transformer see the same pieces.
 
-    python benchmarks/linear_baseline.py outputs/benchmarks/ag_news/data/text \
+    python benchmarks/linear_baseline.py outputs/benchmarks/ag_news/data/news-topic \
         --tokenizer outputs/benchmarks/ag_news/outputs/<run id>/tokenizer.json
 """
 
@@ -22,7 +22,7 @@ C_GRID = (0.1, 0.3, 1.0, 3.0)  # the SVM's inverse regularisation, chosen on val
 def read_split(folder: Path, split: str) -> tuple[list[str], list[str]]:
     path = folder / f"{split}.csv"
     if not path.is_file():
-        sys.exit(f"error: {path} not found (a prepared text split: data/text/ of a pipeline run)")
+        sys.exit(f"error: {path} not found (a prepared text split: data/<task>/ of a pipeline run)")
     with path.open(newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
     if rows and not {"text", "label"} <= set(rows[0]):

@@ -8,10 +8,11 @@ Every variant starts from the same seed and sees the same batches; only what it 
 NAME or NAME=JSON, the JSON's keys one of the loop's (epochs, lr, weight_decay, embed_init_std, embed_lr_scale) or
 TextTransformer's own (token_dropout, pool, depth, dropout, ...):
 
-    python benchmarks/text_variants.py outputs/benchmarks/ag_news/data/text \\
+    python benchmarks/text_variants.py outputs/benchmarks/ag_news/data/news-topic \\
         'old-init={"embed_init_std": 1.0}' default 'token-dropout-0.25={"token_dropout": 0.25}'
 
-The split is data/text/{train,val,test}.csv of a pipeline run (columns text and label), as for linear_baseline.py.
+The split is data/<task>/{train,val,test}.csv of a pipeline run's text task (columns text and label), as for
+linear_baseline.py.
 """
 
 import argparse
@@ -116,7 +117,7 @@ def run_variant(name, loop, model_args, ids, labels, vocab_size) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("split", type=Path, help="data/text of a pipeline run: train.csv, val.csv, test.csv")
+    parser.add_argument("split", type=Path, help="data/<task> of a text task's run: train.csv, val.csv, test.csv")
     parser.add_argument("variants", nargs="+", help="NAME or NAME=JSON (see the module's docstring)")
     args = parser.parse_args(argv)
     variants = [parse_variant(text) for text in args.variants]  # every variant checked before the first trains

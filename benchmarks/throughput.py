@@ -1,10 +1,10 @@
 """Training throughput in the pipeline against a bare PyTorch loop of the same model and batches.
 
-    python benchmarks/throughput.py --project <a project that ran `make run`>   # every modality with data there
-    python benchmarks/throughput.py --project . --modality image --batches 20 --repeats 3
+    python benchmarks/throughput.py --project <a project that ran `make run`>   # every task with data there
+    python benchmarks/throughput.py --project . --task digit-classification --batches 20 --repeats 3
 
 In the pipeline, a training step is the train stage's loop (tasks/training/loop.py `fit`): batches come from the
-modality's DataLoader (decoding, augmentation, padding, feature extraction in the loading process), then the spec's
+task's DataLoader (decoding, augmentation, padding, feature extraction in the loading process), then the spec's
 loss, backward, the all-reduce hook, gradient clipping, AdamW and the schedule, with the progress bar. Its figure is
 the loop's own `train_samples_per_second` (what the stage logs to MLflow each epoch). The bare loop takes the same
 number of batches, loaded and collated before the clock starts, and runs only the loss (the same spec
@@ -26,16 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def prepared(project: Path, modality: str):
-    """The modality's spec, train params, splits and a freshly built model, as the train stage makes them."""
-    from tasks.kinds import get
+def prepared(project: Path, task: str):
+    """The task's spec (its kind), train params, splits and a freshly built model, as the train stage makes them."""
     from tasks.params import load_params
     from tasks.reproducibility import set_seeds
 
     params = load_params(project / "params.yaml")
-    spec, section, seed = get(modality), params.section(modality), params.global_.seed
+    spec, section, seed = params.kind(task), params.task(task), params.global_.seed
     set_seeds(seed)
-    data_dir = project / "data" / modality
+    data_dir = project / "data" / task
     tokenizer = spec.learn_tokenizer(data_dir, section)
     section, _ = spec.resolve(section, data_dir, tokenizer)  # `auto` keys, as the train stage resolves them
     splits = spec.load_splits(data_dir, section, seed, tokenizer)
@@ -75,37 +74,38 @@ def bare_rate(spec, train, splits, model, seed: int, batches: int) -> float:
     return examples / (time.perf_counter() - started)
 
 
-def measure(project: Path, modality: str, batches: int, repeats: int) -> dict:
-    spec, train, splits, model, seed = prepared(project, modality)
+def measure(project: Path, task: str, batches: int, repeats: int) -> dict:
+    spec, train, splits, model, seed = prepared(project, task)
     bare_rate(spec, train, splits, copy.deepcopy(model), seed, 2)  # warm-up: allocations, kernels' first calls
     pipeline, bare = [], []
     for _ in range(repeats):
         pipeline.append(pipeline_rate(spec, train, splits, copy.deepcopy(model), seed, batches))
         bare.append(bare_rate(spec, train, splits, copy.deepcopy(model), seed, batches))
     pipeline_median, bare_median = statistics.median(pipeline), statistics.median(bare)
-    return {"modality": modality, "batch_size": train.batch_size, "pipeline": pipeline_median, "bare": bare_median,
+    return {"task": task, "batch_size": train.batch_size, "pipeline": pipeline_median, "bare": bare_median,
             "ratio": pipeline_median / bare_median}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--project", type=Path, default=REPO, help="a project whose data/ is prepared")
-    parser.add_argument("--modality", action="append", help="repeatable; default: each with data in the project")
+    parser.add_argument("--task", action="append", help="a task of the project's params.yaml (repeatable); default: "
+                        "each with data in the project")  # fmt: skip
     parser.add_argument("--batches", type=int, default=20, help="training batches per measurement")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     import torch
 
-    from tasks.kinds import MODALITIES
+    from tasks.params import load_params
 
     project = args.project.resolve()
-    modalities = args.modality or [m for m in MODALITIES if (project / "data" / m).is_dir()]
+    tasks = args.task or [t for t in load_params(project / "params.yaml").tasks if (project / "data" / t).is_dir()]
     print(f"project {project}; {args.batches} batches x {args.repeats} repeats; {torch.get_num_threads()} threads\n")
-    print("| modality | batch | pipeline samples/s | bare loop samples/s | pipeline / bare |")
+    print("| task | batch | pipeline samples/s | bare loop samples/s | pipeline / bare |")
     print("| --- | --- | --- | --- | --- |")
-    for modality in modalities:
-        row = measure(project, modality, args.batches, args.repeats)
-        print(f"| {modality} | {row['batch_size']} | {row['pipeline']:.0f} | {row['bare']:.0f} | {row['ratio']:.2f} |",
+    for task in tasks:
+        row = measure(project, task, args.batches, args.repeats)
+        print(f"| {task} | {row['batch_size']} | {row['pipeline']:.0f} | {row['bare']:.0f} | {row['ratio']:.2f} |",
               flush=True)  # fmt: skip
 
 
