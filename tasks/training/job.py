@@ -41,7 +41,7 @@ def train_and_save(
                        "resolved": resolved})  # fmt: skip
     best = fit(model, splits, section.train, device, seed, lambda epoch, metrics: events("epoch", epoch, metrics),
                spec, state_file, on_resume=lambda epoch: events("resumed", epoch), ranks=ranks,
-               on_plan=lambda *plan: events("planned", *plan))  # fmt: skip
+               on_plan=lambda *plan: events("planned", *plan), label=task)  # fmt: skip
     if ranks.main:
         torch.save({"kind": spec.name, "model_args": args, "state_dict": model.cpu().state_dict(),
                     "class_names": splits.class_names, "resolved": resolved, **best}, out_dir / CHECKPOINT)  # fmt: skip

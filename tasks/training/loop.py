@@ -171,12 +171,14 @@ def fit(
     on_resume=None,
     ranks: Ranks = ONE_PROCESS,
     on_plan=None,
+    label: str | None = None,
 ) -> dict:
     """Train, keep the weights of the best validation epoch, and report each epoch to on_epoch_end(epoch, metrics).
     With train.ema_decay, validation scores (and the best keeps) the weights' moving average (tasks/training/ema.py).
     With train.average_epochs, the mean of the last epochs' weights is validated after training and kept when it
     scores better than the best epoch.
-    spec: the kind's (tasks/kinds/): its training_loss trains, its logits_and_labels validates.
+    spec: the kind's (tasks/kinds/): its training_loss trains, its logits_and_labels validates. label: what the
+    progress bar calls the training (the task's name; by default the kind's).
 
     state_file: where the loop's state is saved after each epoch (tasks/training/resume.py); when it exists at the
     start, training goes on after its epoch, and on_resume(epoch) is told so first.
@@ -227,7 +229,7 @@ def fit(
         model.train()
         started, examples, seen, loss_sum, correct = time.perf_counter(), 0, 0, 0.0, 0
         steps = min(steps_per_epoch, plan.total_steps - (epoch - 1) * steps_per_epoch)  # the last may be cut short
-        with progress(steps, f"{spec.name} epoch {epoch}/{epochs}", "batch") as bar:
+        with progress(steps, f"{label or spec.name} epoch {epoch}/{epochs}", "batch") as bar:
             for step, (inputs, targets) in enumerate(train_loader):
                 if step == steps:
                     break
