@@ -52,7 +52,7 @@ def long_training(tiny_project):
 def test_sigterm_closes_every_run_and_the_server_within_seconds(long_training):
     project = long_training
     process = start(project)
-    wait_for(project, "image epoch 1/40", process)
+    wait_for(project, f"{IMAGE} epoch 1/40", process)
     stopped = time.monotonic()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=15) == 130 and time.monotonic() - stopped < 15
@@ -72,7 +72,7 @@ def test_after_sigkill_the_next_run_closes_what_was_left_running_and_resumes_tra
     params["tasks"][IMAGE]["train"].update(epochs=6, max_batches_per_epoch=None)
     write_params(project, params)
     process = start(project)
-    wait_for(project, "image epoch 3/6", process)
+    wait_for(project, f"{IMAGE} epoch 3/6", process)
     process.kill()
     process.wait()
     time.sleep(2)
@@ -83,7 +83,7 @@ def test_after_sigkill_the_next_run_closes_what_was_left_running_and_resumes_tra
     again = start(project, log="again.log")
     assert again.wait(timeout=300) == 0, (project / "again.log").read_text()[-3000:]
     log = (project / "again.log").read_text()
-    assert re.search(r"image: resuming training after epoch [2-5]/6, saved by an interrupted run", log), log[-3000:]
+    assert re.search(rf"{IMAGE}: resuming training after epoch [2-5]/6, saved by an interrupted run", log), log[-3000:]
     closed = {run.info.run_id: run for run in runs(project) if run.info.run_id in left}
     assert {run.info.status for run in closed.values()} == {"KILLED"}
     assert all("ended without closing it" in run.data.tags["error"] for run in closed.values())
