@@ -106,7 +106,7 @@ def prefect_server_for(module: str):
         temporary_settings,
     )
 
-    from tasks.scheduling.server import start_temporary_server, stop_server, wait_until_up
+    from tasks.scheduling.server import TEMPORARY_STOP_S, start_temporary_server, stop_server, wait_until_up
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
         yield importlib.import_module(module)
@@ -122,7 +122,7 @@ def prefect_server_for(module: str):
         ):
             yield imported
     finally:
-        stop_server(process)  # drains this process's logs first
+        stop_server(process, TEMPORARY_STOP_S)  # drains this process's logs first
 
 
 @contextmanager
