@@ -8,6 +8,8 @@ anything logged goes to the log file (flows/logging.yml), never to the terminal.
 """
 
 import argparse
+import atexit
+import gc
 import importlib
 import os
 import signal
@@ -543,11 +545,22 @@ def on_sigterm(signum, frame):
     raise Interrupted("SIGTERM")
 
 
+def skip_the_last_collections() -> None:
+    """At exit, after the other exit handlers (registered before them, it runs after them): freeze every object left,
+    so that the interpreter's last garbage collections pass them by and the OS frees the memory at once. Those
+    collections of torch's, MLflow's, Prefect's and the pipeline's objects took about 3 s of every command's exit on
+    2 quiet cores, more on busy ones: half of a stop by Ctrl-C (6 s, 2 to 3 s without them). Nothing is lost: the
+    MLflow runs and the temporary server are closed before, logging's own exit handler still flushes the log files;
+    only objects left in reference cycles are not finalized."""
+    gc.freeze()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if "prefect" not in sys.modules:  # a fresh process: the command's own logging and signals (not a test, a worker)
         configure_logging()
         signal.signal(signal.SIGTERM, on_sigterm)
+        atexit.register(skip_the_last_collections)
     try:
         return args.handler(args)
     except KeyboardInterrupt as error:
