@@ -8,6 +8,8 @@ anything logged goes to the log file (flows/logging.yml), never to the terminal.
 """
 
 import argparse
+import atexit
+import gc
 import importlib
 import os
 import signal
@@ -90,7 +92,7 @@ def prefect_server_for(module: str):
         temporary_settings,
     )
 
-    from tasks.scheduling.server import start_temporary_server, stop_server, wait_until_up
+    from tasks.scheduling.server import TEMPORARY_STOP_S, start_temporary_server, stop_server, wait_until_up
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
         yield importlib.import_module(module)
@@ -106,7 +108,7 @@ def prefect_server_for(module: str):
         ):
             yield imported
     finally:
-        stop_server(process)  # drains this process's logs first
+        stop_server(process, TEMPORARY_STOP_S)  # drains this process's logs first
 
 
 @contextmanager
@@ -542,11 +544,22 @@ def on_sigterm(signum, frame):
     raise Interrupted("SIGTERM")
 
 
+def skip_the_last_collections() -> None:
+    """At exit, after the other exit handlers (registered before them, it runs after them): freeze every object left,
+    so that the interpreter's last garbage collections pass them by and the OS frees the memory at once. Those
+    collections of torch's, MLflow's, Prefect's and the pipeline's objects took about 3 s of every command's exit on
+    2 quiet cores, more on busy ones: half of a stop by Ctrl-C (6 s, 2 to 3 s without them). Nothing is lost: the
+    MLflow runs and the temporary server are closed before, logging's own exit handler still flushes the log files;
+    only objects left in reference cycles are not finalized."""
+    gc.freeze()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if "prefect" not in sys.modules:  # a fresh process: the command's own logging and signals (not a test, a worker)
         configure_logging()
         signal.signal(signal.SIGTERM, on_sigterm)
+        atexit.register(skip_the_last_collections)
     try:
         return args.handler(args)
     except KeyboardInterrupt as error:

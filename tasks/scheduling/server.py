@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -26,6 +26,7 @@ from tasks.paths import ProjectPaths
 LOCAL_PORT = 4200
 PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a child gets when its parent dies
 STARTUP_TIMEOUT_S = 120
+TEMPORARY_STOP_S = 5  # a temporary server holds nothing to save: killed if it has not stopped by then (it takes 0.3 s)
 
 
 class ServerUnavailable(RuntimeError):
@@ -96,7 +97,14 @@ def temporary_server_command(port: int) -> tuple[list[str], dict[str, str]]:
 def start_temporary_server(home: Path) -> tuple[subprocess.Popen, str]:
     """Prefect's API (no UI) on a free 127.0.0.1 port, started as Prefect starts its own temporary server
     (``temporary_server_command``). Returns at once with the process and its API URL; wait for it with
-    ``wait_until_up`` and stop it with ``stop_server``. Its output goes to home/temporary-server.log."""
+    ``wait_until_up`` and stop it with ``stop_server``. Its output goes to home/temporary-server.log.
+
+    It runs in a session of its own, so that a signal to the command's process group (Ctrl-C in a terminal, `timeout`,
+    `kill -- -PGID`) does not kill it under the command: the command's orderly stop reports its flow runs' end to this
+    server, and with the server gone Prefect's client would retry each call for a minute, leaving the command alive
+    for minutes and the server a zombie. The command stops it on the way out (``stop_server``). Out of the group, it
+    would outlive a command killed with SIGKILL: PR_SET_PDEATHSIG (``die_with_parent``) has the kernel stop it then
+    (a watchdog thread or a wrapper process would do the same, with more parts)."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     arguments, environment = temporary_server_command(port)
@@ -107,6 +115,7 @@ def start_temporary_server(home: Path) -> tuple[subprocess.Popen, str]:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,
             preexec_fn=die_with_parent,
         )
     return process, f"http://127.0.0.1:{port}/api"
@@ -131,13 +140,17 @@ def drain_client_workers() -> None:
     EventsWorker.drain_all()
 
 
-def stop_server(process: subprocess.Popen) -> None:
-    """Flush this process's pending logs and events to the server, then stop it."""
+def stop_server(process: subprocess.Popen, timeout: float = 20) -> None:
+    """Flush this process's pending logs and events to the server, then stop it (SIGTERM) and wait for it to end, so
+    that no zombie is left; one still running after timeout seconds is killed, with whatever it started (both kinds
+    of server start in a session of their own: its process group is its pid)."""
     drain_client_workers()
     process.terminate()
     try:
-        process.wait(timeout=20)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.kill()
         process.wait()
 
