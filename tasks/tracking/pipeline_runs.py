@@ -34,11 +34,25 @@ NOT_REGISTERED = "not registered here: its sweep registers the winner only"
 
 
 @dataclass
-class TaskRun:
-    """One task's MLflow run in the task's experiment."""
+class TrackedRun:
+    """An MLflow run of the pipeline's, and the client that writes to it."""
 
     client: MlflowClient
     run_id: str
+
+    def failing(self):
+        """A context in which any error (an interruption too) closes the run with it, then goes on up."""
+        return closing_on_error(self.client, self.run_id)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
+
+
+@dataclass
+class TaskRun(TrackedRun):
+    """One task's MLflow run in the task's experiment."""
+
     tags: dict[str, str]
     name: str  # model, size and training settings (run_name); the run's kind is added when it closes
 
@@ -67,14 +81,6 @@ class TaskRun:
             client.log_text(run.run_id, ProjectPaths(root).data_dvc.read_text(), "data.dvc")
         return run
 
-    def failing(self):
-        """A context in which any error (an interruption too) closes the run with it, then goes on up."""
-        return closing_on_error(self.client, self.run_id)
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, value)
-
     def adopt(self, result: dict, metrics: dict[str, float], tags: dict[str, str]) -> bool:
         """A stage's result made by another run (the stage cache, tasks/caching.py): its figures and the tags that
         point at that run are put on this one, so that each run shows what it stands on. Returns whether the result
@@ -94,11 +100,8 @@ class TaskRun:
 
 
 @dataclass
-class PipelineRun:
+class PipelineRun(TrackedRun):
     """The pipeline's run in the project's experiment (``tracking.experiment``)."""
-
-    client: MlflowClient
-    run_id: str
 
     @classmethod
     def open(cls, root: Path, params: Params, selected: list[str], tags: dict, logger) -> PipelineRun:
@@ -114,14 +117,6 @@ class PipelineRun:
         with run.failing():
             log_params(client, run.run_id, public_dump(params)["global"])
         return run
-
-    def failing(self):
-        """A context in which any error closes the run with it, then goes on up."""
-        return closing_on_error(self.client, self.run_id)
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, value)
 
     def fail(self, error: BaseException) -> None:
         """Close the run and its task runs still RUNNING (their process was interrupted, or their worker lost)."""
