@@ -304,8 +304,8 @@ def test_the_explain_table_lists_every_method_of_the_last_pipeline(pipeline_resu
     project, _ = pipeline_result
     rows = table(last_pipeline_runs(MlflowClient(f"sqlite:///{project / 'mlflow.db'}"))).splitlines()[2:]
     assert len(rows) == 5 * len([m for m in SECOND_RUN_TASKS if get(KIND[m]).explainer])  # the second pipeline's
-    assert all(row.count("|") == 9 for row in rows) and any("| image | gradient_attention |" in row for row in rows)
-    assert any("| translation | cross_attention |" in row for row in rows)
+    assert all(row.count("|") == 9 for row in rows) and any(f"| {IMAGE} | gradient_attention |" in row for row in rows)
+    assert any(f"| {TRANSLATION} | cross_attention |" in row for row in rows)
 
 
 def test_every_task_compresses_and_its_champion_gets_a_compact_version(pipeline_result):

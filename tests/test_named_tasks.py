@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from flows.cli import EXIT_INVALID, main
+from flows.cli import main
 from tasks.data.datasets import read_text_csv
+from tasks.errors import EXIT_INVALID
 from tests.conftest import IMAGE, TEXT, tiny_params, write_params
 from tests.test_cli import assert_one_line_error, attnflow
 from tests.test_import import tree_digest, write_rows
