@@ -103,7 +103,18 @@ def open_executor(settings: ExecutorParams, logger):
         try:
             yield executor
         finally:
-            executor.release_workers()
+            if not stopping():
+                executor.release_workers()
+
+
+def stopping() -> bool:
+    """In a finally block: the run is being stopped (Ctrl-C's KeyboardInterrupt, SIGTERM's, Prefect's
+    TerminationSignal: exceptions that are not an Exception), not ending or failing. The workers may still be busy
+    with a job then, and ``release_workers`` would wait for it to end: a SIGTERM to the command stopped nothing until
+    the worker's training ended (over 5 minutes). They are stopped with the cluster instead (their nanny kills them
+    4 s later)."""
+    error = sys.exc_info()[1]
+    return error is not None and not isinstance(error, Exception)
 
 
 def scheduler(settings: ExecutorParams) -> str:
