@@ -29,7 +29,7 @@ def required_attributes(cls: type) -> list[str]:
     them."""
     declared = []
     for base in cls.__mro__:
-        for name in vars(base).get("__annotations__", {}):
-            if get_origin(get_type_hints(base).get(name)) is ClassVar and name not in declared:
-                declared.append(name)
+        hints = get_type_hints(base) if vars(base).get("__annotations__") else {}
+        declared += [name for name in vars(base).get("__annotations__", {})
+                     if get_origin(hints.get(name)) is ClassVar and name not in declared]  # fmt: skip
     return [name for name in declared if not any(name in vars(base) for base in cls.__mro__)]
