@@ -37,7 +37,7 @@ def train_in_two_processes(project, params, name: str) -> tuple[dict, list]:
     out_dir = project / "outputs" / name
     out_dir.mkdir(parents=True)
     events = []
-    launch(2, CPU, train_and_save, (get("image"), params, project, out_dir, None), lambda *event: events.append(event))
+    launch(2, CPU, train_and_save, (IMAGE, params, project, out_dir, None), lambda *event: events.append(event))
     return torch.load(out_dir / CHECKPOINT, weights_only=False), events
 
 

@@ -21,7 +21,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from flows.cli import main
 from flows.schedule import deployments
 from tasks.scheduling.server import start_server, stop_server, wait_until_up
-from tests.conftest import BUILTIN_TASKS, IMAGE, REPO, stop_process_group, tiny_params, write_params
+from tests.conftest import BUILTIN_TASKS, IMAGE, REPO, TEXT, stop_process_group, tiny_params, write_params
 
 DEPLOYMENT = "attention-pipeline/scheduled"
 MONITOR_DEPLOYMENT = "monitor/scheduled"
@@ -53,7 +53,7 @@ def real_server(tmp_path_factory):
 def serving(tiny_project, real_server, tmp_path):
     """`attnflow schedule serve --params <tiny>/params.yaml` in a subprocess against the test server."""
     params = tiny_params()
-    params["global"]["tasks"] = ["text", "image"]
+    params["global"]["tasks"] = [TEXT, IMAGE]
     params["global"]["schedule"] = {"cron": "30 4 * * *", "timezone": "Europe/Berlin", "per_task": False}
     params_path = write_params(tiny_project, params)
     env = {
@@ -108,7 +108,7 @@ def test_served_deployment_has_the_schedule_and_its_run_is_the_pipeline(serving,
     client = MlflowClient(f"sqlite:///{tiny_project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("attnflow")
     [parent] = client.search_runs([experiment.experiment_id], f"tags.prefect_flow_run_id = '{flow_run.id}'")
-    assert parent.info.status == "FINISHED" and parent.data.tags["tasks"] == "text,image"
+    assert parent.info.status == "FINISHED" and parent.data.tags["tasks"] == f"{TEXT},{IMAGE}"
     task_experiments = [e.experiment_id for e in client.search_experiments() if e.name.startswith("attnflow-")]
     children = client.search_runs(task_experiments, f"tags.pipeline_run_id = '{parent.info.run_id}'")
     assert sorted(run.data.tags["kind"] for run in children) == ["image", "text"]
