@@ -137,12 +137,15 @@ def stop_and_check(project, process: subprocess.Popen, signum: int, send) -> Non
     130 within 15 s, with every MLflow run closed as KILLED, and that no process it started is left."""
     started = psutil.Process(process.pid).children(recursive=True)
     assert any("uvicorn" in child.cmdline() for child in started)  # the temporary Prefect server at least
-    stopped = time.monotonic()
+    stopped, before = time.monotonic(), len((project / "run.log").read_text())
     send(process.pid, signum)
     code = exit_code(process, timeout=60)
     seconds = time.monotonic() - stopped
     log = (project / "run.log").read_text()
-    assert code == 130 and seconds < 15, f"exit {code} after {seconds:.1f} s:\n{log[-3000:]}"
+    after = log[before:]  # what the command printed from the signal on: its first lines tell how it took it
+    assert code == 130 and seconds < 15, (
+        f"exit {code} after {seconds:.1f} s; from the signal on:\n{after[:1500]}\n[...]\n{after[-1500:]}"
+    )
     name = signal.Signals(signum).name
     assert f"error: interrupted by {'Ctrl-C' if signum == signal.SIGINT else name}" in log
     assert {(run.info.status, run.data.tags["error"]) for run in runs(project)} == {
