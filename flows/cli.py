@@ -17,6 +17,7 @@ import sys
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from tasks import stopping
 from tasks.errors import (
     EXIT_CODES,
     EXIT_FAILED,
@@ -559,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     if "prefect" not in sys.modules:  # a fresh process: the command's own logging and signals (not a test, a worker)
         configure_logging()
         signal.signal(signal.SIGTERM, on_sigterm)
+        stopping.watch()
         atexit.register(skip_the_last_collections)
     try:
         return args.handler(args)

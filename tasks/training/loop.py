@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Subset
 
+from tasks import stopping
 from tasks.data.datasets import Splits
 from tasks.progress import progress
 from tasks.schema import TrainParams
@@ -222,6 +223,7 @@ def fit(
         plan.total_steps / steps_per_epoch
     )  # as params say, or a budget's plan restored with the schedule
     epoch = finished
+    stopping.forget()
     while epoch < epochs:
         epoch += 1
         if hasattr(splits.train, "set_epoch"):
@@ -231,6 +233,7 @@ def fit(
         steps = min(steps_per_epoch, plan.total_steps - (epoch - 1) * steps_per_epoch)  # the last may be cut short
         with progress(steps, f"{label or spec.name} epoch {epoch}/{epochs}", "batch") as bar:
             for step, (inputs, targets) in enumerate(train_loader):
+                stopping.raise_if_stopped()  # a stop whose exception was lost (tasks/stopping.py)
                 if step == steps:
                     break
                 if step == steps // 2:
