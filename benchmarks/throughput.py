@@ -48,7 +48,9 @@ def pipeline_rate(spec, train, splits, model, seed: int, batches: int) -> float:
 
     from tasks.training.loop import fit
 
-    train = train.model_copy(update={"epochs": 1, "max_batches_per_epoch": batches, "budget_minutes": None})
+    train = train.model_copy(
+        update={"epochs": 1, "patience": None, "max_batches_per_epoch": batches, "budget_minutes": None}
+    )
     seen = {}
     fit(model, splits, train, torch.device("cpu"), seed, lambda epoch, metrics: seen.update(metrics), spec)
     return seen["train_samples_per_second"]

@@ -39,6 +39,10 @@ A sequence task has no classes: its examples per class are its training examples
 token lengths: the 99th percentile of the training split's token counts (with the tokens the model adds), rounded up
 to a multiple of 8, at least 16 and at most 512 (attention's cost grows with the square of the length).
 
+training length (``train.epochs``, ``train.patience``; see ``auto_epochs`` and ``auto_patience``): enough epochs for
+at least MIN_STEPS (480) optimizer steps, and at least MIN_EPOCHS (5); early stopping after a quarter of those
+epochs without a better validation figure, at least MIN_EPOCHS (so a plan of 5 epochs is never cut short).
+
 The cache stays right: the train stage's key holds the params (with ``auto``), the data's recipe (which fixes the
 prepared data these rules read) and the code (this module, imported by every kind's), so the resolved values are
 a function of the key.
@@ -65,17 +69,27 @@ STRENGTH_TIERS = ((100, 1.5), (1_000, 1.0), (5_000, 0.75), (math.inf, 0.5))  # (
 LENGTH_PERCENTILE = 99
 LENGTH_MULTIPLE = 8
 LENGTH_RANGE = (16, 512)
+# Training length. MIN_STEPS: the built-in tasks were tuned (on validation) to plans of 480 to 900 optimizer steps;
+# the shortest, connected-digits' 5 epochs of 96 batches, is the least training this project has seen train one of
+# these from-scratch models to a clear score. MIN_EPOCHS: that same task's 5 epochs, also about what AG News (9,000
+# texts) needed (docs/real_data.md): on large data each epoch is hundreds of steps, and 5 passes bound the run.
+MIN_STEPS = 480
+MIN_EPOCHS = 5
+PATIENCE_SHARE = 4  # early stopping waits for a quarter of the planned epochs without improvement
+LENGTH_KEYS = ("train.epochs", "train.patience")  # resolved from the training split's size (after the model's keys)
 
 
 # ---- the params side: keys that take a number or `auto` ----------------------------------------------------
-def auto_or_number(kind: type, low, high, low_open: bool = False):
-    """A params type taking ``auto`` or a number of kind in [low, high] (low excluded when low_open); a wrong value is
-    one message naming what the key takes (pydantic would give one per member of the union)."""
+def auto_or_number(kind: type, low, high, low_open: bool = False, nullable: bool = False):
+    """A params type taking ``auto`` or a number of kind in [low, high] (low excluded when low_open), or null when
+    nullable; a wrong value is one message naming what the key takes (pydantic would give one per member of the
+    union)."""
     low_text = f"above {low}" if low_open else f"from {low}"
-    what = f"'{AUTO}' or {'an integer' if kind is int else 'a number'} {low_text} to {high}"
+    number = "an integer" if kind is int else "a number"
+    what = f"'{AUTO}'{', null' if nullable else ''} or {number} {low_text} to {high}"
 
     def check(value):
-        if value == AUTO:
+        if value == AUTO or value is None and nullable:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and isinstance(value, float)):
             raise ValueError(what)
@@ -83,6 +97,8 @@ def auto_or_number(kind: type, low, high, low_open: bool = False):
             raise ValueError(what)
         return value
 
+    if nullable:
+        return Annotated[kind | Literal["auto"] | None, BeforeValidator(check)]
     return Annotated[kind | Literal["auto"], BeforeValidator(check)]
 
 
@@ -135,6 +151,72 @@ def token_length(lengths, extra: int = 0) -> int:
     high = float(np.percentile(np.asarray(lengths, dtype=float), LENGTH_PERCENTILE)) + extra if len(lengths) else 0
     rounded = math.ceil(high / LENGTH_MULTIPLE) * LENGTH_MULTIPLE
     return min(max(rounded, LENGTH_RANGE[0]), LENGTH_RANGE[1])
+
+
+def steps_per_epoch(train_examples: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch: one per batch, the last one partial (the loaders keep it)."""
+    return max(1, math.ceil(train_examples / batch_size))
+
+
+def auto_epochs(train_examples: int, batch_size: int) -> int:
+    """Epochs for that many training examples at that batch size: enough for MIN_STEPS optimizer steps, and at least
+    MIN_EPOCHS.
+
+    Why steps: an optimizer step is the unit of learning, and a fixed number of epochs means 5 steps on 31 examples
+    (one batch an epoch) but 15,000 on 100,000. So small data gets more epochs (31 examples, batch 32: 480 epochs of
+    one step; 1,000: 15 epochs of 32), and large data MIN_EPOCHS (100,000: 5 epochs, 15,625 steps), which bounds
+    the run: epochs never exceed MIN_STEPS, and train.max_steps and train.budget_minutes still cap it."""
+    return max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch(train_examples, batch_size)))
+
+
+def auto_patience(epochs: int) -> int:
+    """Epochs without a better validation figure before an ``auto`` training stops: a quarter of the planned epochs,
+    at least MIN_EPOCHS.
+
+    The long plans MIN_STEPS makes on small data (480 one-step epochs) are where early stopping saves most, and there
+    validation on a few examples is noisy, so it waits a quarter of the plan (120 epochs). A plan of MIN_EPOCHS
+    epochs is never cut short: the cosine decay's last epochs are where a short plan gains most."""
+    return max(MIN_EPOCHS, math.ceil(epochs / PATIENCE_SHARE))
+
+
+def length_values(train, train_examples: int) -> dict[str, object]:
+    """The resolved training-length keys of a train section ({"train.epochs": 480, "train.patience": 120}) that say
+    auto. patience auto follows epochs: on (auto_patience) when epochs is auto, off (None) when epochs is a number,
+    which trains as the params file did before the key existed."""
+    values = {}
+    epochs = train.epochs
+    if is_auto(epochs):
+        epochs = values["train.epochs"] = auto_epochs(train_examples, train.batch_size)
+    if is_auto(train.patience):
+        values["train.patience"] = auto_patience(epochs) if is_auto(train.epochs) else None
+    return values
+
+
+def most_steps(train, steps_per_epoch: int) -> int | float:
+    """The optimizer steps a training may take in all: its epochs of steps_per_epoch, or fewer under train.max_steps
+    (a resolved section: epochs is a number)."""
+    return min(train.epochs * steps_per_epoch, train.max_steps or math.inf)
+
+
+def short_training(task: str, train, train_examples: int) -> str | None:
+    """The warning for a plan of fewer than MIN_STEPS optimizer steps (a resolved section), naming the key that keeps
+    it short; None for a plan of at least that many. Under a time budget the plan is its most: the budget can only
+    shorten it."""
+    per_epoch = steps_per_epoch(train_examples, train.batch_size)
+    if train.max_batches_per_epoch is not None:
+        per_epoch = min(per_epoch, train.max_batches_per_epoch)
+    steps = most_steps(train, per_epoch)
+    if steps >= MIN_STEPS:
+        return None
+    if train.max_steps is not None and train.max_steps < train.epochs * per_epoch:
+        key = "train.max_steps"
+    elif per_epoch < steps_per_epoch(train_examples, train.batch_size):
+        key = "train.max_batches_per_epoch"
+    else:
+        key = f"train.epochs (auto: {auto_epochs(train_examples, train.batch_size)} epochs)"
+    return (f"{task}: training is planned for {steps} optimizer steps ({train_examples} examples, batch "
+            f"{train.batch_size}), fewer than the {MIN_STEPS} it takes to train a model from scratch; raise "
+            f"tasks.{task}.{key}")  # fmt: skip
 
 
 def size_values(model, train_examples: int, depth_keys: dict[str, object] | None = None) -> dict[str, int]:

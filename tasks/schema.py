@@ -46,8 +46,14 @@ class DistributedParams(Section):
     nproc: int = Field(1, ge=1, le=1024)
 
 
+Epochs = auto_or_number(int, 1, 1_000_000)
+Patience = auto_or_number(int, 1, 1_000_000, nullable=True)
+
+
 class TrainParams(Section):
-    epochs: int = Field(ge=1)
+    # passes over the training split; auto (and left out): from its size and batch_size, enough for a minimum of
+    # optimizer steps (tasks/defaults.py auto_epochs)
+    epochs: Epochs = AUTO
     batch_size: int = Field(ge=1)
     lr: float = Field(gt=0, le=1)
     weight_decay: float = Field(0.0, ge=0)
@@ -69,6 +75,9 @@ class TrainParams(Section):
     # the forward passes' number format (torch.autocast): bf16 (bfloat16 matrix products, float32 weights and
     # optimizer) or fp32; null: bf16 on a GPU that has it, fp32 on the CPU (tasks/training/loop.py, autocast_dtype)
     precision: Literal["fp32", "bf16"] | None = None
+    # early stopping: epochs without a better validation accuracy before training stops (the best epoch is kept);
+    # null: off; auto: on when epochs is auto (tasks/defaults.py auto_patience), off when epochs is a number
+    patience: Patience = AUTO
     distributed: DistributedParams = DistributedParams()
 
     @model_validator(mode="after")

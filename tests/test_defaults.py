@@ -16,12 +16,20 @@ from tasks.data.builtin_translation import generate_translation_dataset
 from tasks.data.datasets import image_transforms, rand_augment, read_text_csv
 from tasks.defaults import (
     AUTO,
+    LENGTH_KEYS,
     LENGTH_RANGE,
+    MIN_EPOCHS,
+    MIN_STEPS,
     RESOLVED_PREFIX,
     SIZE_TIERS,
     augment_strength,
+    auto_epochs,
+    auto_patience,
     heads_for,
+    length_values,
     model_size,
+    short_training,
+    steps_per_epoch,
     token_length,
 )
 from tasks.kinds import get, load_trained
@@ -30,6 +38,7 @@ from tasks.kinds.base import auto_keys
 from tasks.kinds.image import ImageAugment, patch_size_for
 from tasks.names import CHECKPOINT, TOKENIZER
 from tasks.params import ParamsError, load_params, override
+from tasks.schema import TrainParams
 from tasks.training import distributed
 from tasks.training.job import train_and_save
 from tests.conftest import ASR, IMAGE, REPO, SPEECH, TEXT, TRANSLATION, tiny_params, write_params
@@ -60,6 +69,39 @@ def test_explicit_values_win_and_the_rest_still_fit_them():
     for width in range(8, 600):
         heads = heads_for(width)
         assert width % heads == 0 and 1 <= heads <= 8 and width // heads >= 8
+
+
+def test_auto_epochs_give_tiny_data_enough_steps_and_large_data_a_bounded_number_of_epochs():
+    # the issue's dataset: 31 utterances, batch 32, trained 5 steps with the shipped 5 epochs
+    assert auto_epochs(31, 32) == 480 and 480 * steps_per_epoch(31, 32) == MIN_STEPS == 480 > 5
+    assert auto_epochs(3_072, 32) == 5  # connected-digits' training split: its tuned 5 epochs, unchanged
+    assert auto_epochs(100_000, 32) == MIN_EPOCHS == 5  # 15,625 steps, not more
+    for examples in (1, 30, 31, 300, 1_000, 3_072, 10_000, 100_000, 10**7):
+        for batch_size in (8, 32, 64, 256):
+            epochs = auto_epochs(examples, batch_size)
+            assert epochs * steps_per_epoch(examples, batch_size) >= MIN_STEPS  # never a handful of steps
+            assert MIN_EPOCHS <= epochs <= MIN_STEPS  # bounded at both ends
+            assert (epochs - 1) * steps_per_epoch(examples, batch_size) < MIN_STEPS or epochs == MIN_EPOCHS
+
+
+def test_auto_patience_waits_a_quarter_of_the_plan_and_follows_epochs():
+    assert auto_patience(480) == 120 and auto_patience(5) == 5 and auto_patience(48) == 12
+    train = TrainParams(batch_size=32, lr=0.001, label_smoothing=0.0)  # epochs and patience left out: auto
+    assert length_values(train, 31) == {"train.epochs": 480, "train.patience": 120}
+    explicit = train.model_copy(update={"epochs": 5})
+    assert length_values(explicit, 31) == {"train.patience": None}  # a number of epochs trains as it always did
+    assert length_values(explicit.model_copy(update={"patience": 3}), 31) == {}
+
+
+def test_a_plan_of_too_few_steps_is_warned_of_naming_the_key_and_a_sensible_one_is_not():
+    train = TrainParams(epochs=5, batch_size=32, lr=0.001, label_smoothing=0.0)
+    warning = short_training("dictation", train, 31)
+    assert "dictation: training is planned for 5 optimizer steps" in warning
+    assert f"fewer than the {MIN_STEPS}" in warning and "tasks.dictation.train.epochs (auto: 480 epochs)" in warning
+    assert short_training("dictation", train.model_copy(update={"epochs": 480}), 31) is None  # 480 steps: enough
+    assert short_training("digits", train.model_copy(update={"epochs": 5}), 3_072) is None  # 5 x 96 steps
+    capped = short_training("digits", train.model_copy(update={"epochs": 5, "max_steps": 100}), 3_072)
+    assert "planned for 100 optimizer steps" in capped and "tasks.digits.train.max_steps" in capped
 
 
 def test_augmentation_weakens_as_examples_per_class_grow():
@@ -189,10 +231,11 @@ def test_auto_is_accepted_where_documented_and_an_impossible_conv_patch_is_refus
         ASR: ["model.embed_dim", "model.encoder_depth", "model.decoder_depth", "model.num_heads", "model.max_len",
                 "model.augment_strength"],
     }  # fmt: skip
+    model_keys = lambda section: sorted(set(auto_keys(section)) - set(LENGTH_KEYS))  # noqa: E731
     for task, names in keys.items():
-        assert auto_keys(params.task(task)) == []  # params.yaml: the built-in data's tuned numbers
+        assert model_keys(params.task(task)) == []  # params.yaml: the built-in data's tuned numbers
         section = override(params, {f"tasks.{task}.{name}": AUTO for name in names}).task(task)
-        assert sorted(auto_keys(section)) == sorted(names)
+        assert model_keys(section) == sorted(names)
     with pytest.raises(
         ParamsError, match=f"{IMAGE}: Value error, model.patch_size auto with stem 'conv' needs an even"
     ):
@@ -205,7 +248,7 @@ def test_model_keys_left_out_are_auto_and_explicit_ones_are_checked_together(tmp
     for key in ("embed_dim", "depth", "num_heads", "patch_size"):
         del raw["tasks"][IMAGE]["model"][key]
     assert set(auto_keys(load_params(write_params(tmp_path, raw)).task(IMAGE))) == {
-        "model.embed_dim", "model.depth", "model.num_heads", "model.patch_size"}  # fmt: skip
+        "model.embed_dim", "model.depth", "model.num_heads", "model.patch_size", "train.patience"}  # fmt: skip
     raw["tasks"][IMAGE]["model"].update(embed_dim=30, num_heads=4)
     with pytest.raises(ParamsError, match=r"embed_dim \(30\) must be divisible by num_heads \(4\)"):
         load_params(write_params(tmp_path, raw))
@@ -246,8 +289,10 @@ def test_text_auto_keys_resolve_from_the_training_split_into_the_checkpoint(tmp_
 
     checkpoint = torch.load(tmp_path / "out" / CHECKPOINT, weights_only=True)
     assert checkpoint["resolved"] == resolved
+    assert resolved["train.patience"] is None  # patience auto with epochs 1: off
     for key, value in resolved.items():
-        assert checkpoint["model_args"][key.removeprefix("model.")] == value
+        if key.startswith("model."):
+            assert checkpoint["model_args"][key.removeprefix("model.")] == value
     model, _, _, _, splits = load_trained(tmp_path / "out" / CHECKPOINT, tmp_path / "data" / TEXT, params.task(TEXT), 0)
     assert max(len(ids) for ids, _ in splits.test) <= resolved["model.max_len"]  # evaluation reads as training did
     assert len(model.encoder.blocks) == resolved["model.depth"]
@@ -371,10 +416,12 @@ class LinesOf(logging.Handler):
 
     def __init__(self, logger: logging.Logger):
         super().__init__(logging.INFO)
-        self.logger, self.messages = logger, []
+        self.logger, self.messages, self.warnings = logger, [], []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+        if record.levelno == logging.WARNING:
+            self.warnings.append(record.getMessage())
 
     def __enter__(self):
         self.logger.addHandler(self)
@@ -388,7 +435,7 @@ def test_the_train_stage_logs_and_records_what_auto_resolved_to(tmp_path, prefec
     """The train stage's own body in a flow (no cache), on tiny built-in text data, logging to a sqlite store."""
     from prefect import flow
 
-    from tasks.stages.train import train_model
+    from tasks.stages.train import SHORT_TRAINING_TAG, train_model
     from tasks.tracking.mlflow_tracking import connect
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -405,10 +452,15 @@ def test_the_train_stage_logs_and_records_what_auto_resolved_to(tmp_path, prefec
     run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(run_id)
     recorded = {key: value for key, value in run.data.params.items() if key.startswith(RESOLVED_PREFIX)}
     assert set(recorded) == {RESOLVED_PREFIX + key for key in ("model.embed_dim", "model.depth", "model.num_heads",
-                                                                "model.max_len")}  # fmt: skip
+                                                                "model.max_len", "train.patience")}  # fmt: skip
+    assert recorded.pop(RESOLVED_PREFIX + "train.patience") == "None"  # patience auto with epochs 1: off
     [checkpoint_path] = (tmp_path / "outputs").rglob(CHECKPOINT)
     checkpoint = torch.load(checkpoint_path, weights_only=True)
     for key, value in recorded.items():
         assert checkpoint["model_args"][key.removeprefix(RESOLVED_PREFIX + "model.")] == int(value)
     logged = [line for line in lines.messages if "auto: model." in line]
     assert logged and f"model.embed_dim={checkpoint['model_args']['embed_dim']}" in logged[0]
+    # one epoch of one batch (42 texts, batch 64): a WARNING naming the task, the steps, the minimum and the key
+    [short] = [line for line in lines.warnings if "optimizer steps" in line]
+    assert short.startswith(f"{TEXT}: training is planned for 1 optimizer steps") and f"the {MIN_STEPS}" in short
+    assert f"tasks.{TEXT}.train.epochs" in short and run.data.tags[SHORT_TRAINING_TAG] == short

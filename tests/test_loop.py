@@ -54,7 +54,7 @@ def train_images(project, section, state_file, stop_after: int | None = None, pl
     set_seeds(0)
     splits = spec.load_splits(project / "data", section, 0, None)
     model = spec.build_model(spec.model_args(section, splits, None))
-    train = section.train.model_copy(update={"epochs": 3, "max_batches_per_epoch": 3, **train})
+    train = section.train.model_copy(update={"epochs": 3, "max_batches_per_epoch": 3, "patience": None, **train})
     history, resumed = {}, []
 
     def on_epoch_end(epoch, metrics):
@@ -83,6 +83,28 @@ def test_training_resumed_after_a_kill_ends_exactly_as_an_uninterrupted_one(imag
     assert {**first_history, **again_history} == whole_history  # the same losses and accuracies, epoch by epoch
     assert again["best"] == whole["best"]
     assert all(torch.equal(again["weights"][name], weights) for name, weights in whole["weights"].items())
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement_and_a_resumed_run_stops_there_too(
+    image_project, tmp_path
+):
+    """A learning rate too small to move a float32 weight: validation never beats epoch 1, so a patience of 2 ends
+    the training after epoch 3 of 8, keeping epoch 1."""
+    project, section = image_project
+    stuck = {"epochs": 8, "patience": 2, "lr": 1e-12, "max_batches_per_epoch": 1}
+    whole, whole_history, _ = train_images(project, section, tmp_path / "whole.pt", **stuck)
+    assert sorted(whole_history) == [1, 2, 3]
+    assert whole["best"]["best_epoch"] == 1 and whole["best"]["stopped_epoch"] == 3
+    state_file = tmp_path / "stopped.pt"
+    train_images(project, section, state_file, stop_after=3, **stuck)  # killed before epoch 3's state was saved
+    again, again_history, resumed = train_images(project, section, state_file, **stuck)
+    assert resumed == [2] and sorted(again_history) == [3] and again["best"] == whole["best"]
+    # killed after the stopping epoch's state was saved: the resumed run trains nothing more
+    after, after_history, resumed = train_images(project, section, tmp_path / "whole.pt", **stuck)
+    assert resumed == [3] and after_history == {} and after["best"] == whole["best"]
+    # composes with checkpoint averaging: a stop before the last epochs leaves no mean, and the best epoch is kept
+    averaged, _, _ = train_images(project, section, None, average_epochs=3, **stuck)
+    assert averaged["best"] == whole["best"] and same_weights(averaged["weights"], whole["weights"])
 
 
 class RunsCode:

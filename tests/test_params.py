@@ -9,7 +9,7 @@ import yaml
 
 from tasks.kinds import KINDS
 from tasks.params import ParamsError, load_params
-from tests.conftest import BUILTIN_TASKS, IMAGE, REPO, SPEECH, TEXT, TRANSLATION, tiny_params, write_params
+from tests.conftest import ASR, BUILTIN_TASKS, IMAGE, REPO, SPEECH, TEXT, TRANSLATION, tiny_params, write_params
 
 
 def test_the_repository_params_are_valid():
@@ -28,7 +28,19 @@ def test_the_repository_params_are_valid():
         ),
         (
             lambda p: p["tasks"][TEXT]["train"].update(epochs="many"),
-            f"tasks.{TEXT}.train.epochs: Input should be a valid integer",
+            f"tasks.{TEXT}.train.epochs: Value error, 'auto' or an integer from 1",
+        ),
+        (
+            lambda p: p["tasks"][ASR]["train"].update(patience=0),
+            f"tasks.{ASR}.train.patience: Value error, 'auto', null or an integer from 1 to 1000000",
+        ),
+        (
+            lambda p: p["tasks"][TEXT]["train"].update(patience="soon"),
+            f"tasks.{TEXT}.train.patience: Value error, 'auto', null or an integer from 1",
+        ),
+        (
+            lambda p: p["tasks"][IMAGE]["train"].update(epochs=0),
+            f"tasks.{IMAGE}.train.epochs: Value error, 'auto' or an integer from 1 to 1000000",
         ),
         (
             lambda p: p["tasks"][SPEECH]["train"].update(lr=-0.1),
@@ -149,7 +161,7 @@ def test_invalid_values_name_the_key(tmp_path, edit, message):
         (lambda p: p["global"].update(seed=2**32), "global.seed: Value error, out of range (at most 4294967295)"),
         (
             lambda p: p["tasks"][IMAGE]["train"].update(epochs=True),
-            f"tasks.{IMAGE}.train.epochs: Value error, a number, not a boolean",
+            f"tasks.{IMAGE}.train.epochs: Value error, 'auto' or an integer from 1",
         ),
         (
             lambda p: p["tasks"][SPEECH]["data"].update(sample_rate=False),

@@ -18,7 +18,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from tasks.caching import Stage
-from tasks.defaults import describe, log_resolved
+from tasks.defaults import describe, log_resolved, most_steps
 from tasks.params import Params
 from tasks.paths import ProjectPaths
 from tasks.tracking.checkpoints import log_trained, relative_checkpoint
@@ -41,6 +41,7 @@ STAGE = Stage(
 )
 SYSTEM_METRICS_SECONDS = 10  # MLflow samples CPU, memory (and GPU) usage this often while a model trains
 TRAINING_ENVIRONMENT = ("device", "torch_version")  # returned by train_model; lineage tags of the task run
+SHORT_TRAINING_TAG = "short_training"  # the warning of a plan of too few optimizer steps (tasks/defaults.py)
 
 
 @task(**STAGE.task_options())
@@ -65,7 +66,7 @@ def train_model(task: str, params: Params, root: Path, run_id: str, data_recipe:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     client, _ = connect(root, params, task)
-    epochs, budget = section.train.epochs, section.train.budget_minutes
+    epochs, budget = section.train.epochs, section.train.budget_minutes  # epochs: a number once training starts
     planning = f"for {budget:g} minutes" if budget is not None else f"{epochs} epochs"
     progress_artifact = create_progress_artifact(0.0, description=f"{task}: training, {planning}")
     inputs = {"task": task, "params": params, "root": root, "data_recipe": data_recipe}
@@ -73,7 +74,9 @@ def train_model(task: str, params: Params, root: Path, run_id: str, data_recipe:
     trained = {}
 
     def started(built: dict) -> None:
+        nonlocal epochs
         trained.update(built, started=time.perf_counter())
+        epochs = built["epochs"]  # as resolved from the data (train.epochs auto)
         resolved = built.get("resolved") or {}
         logger.info("%s: %s with %.2fM parameters, %d train / %d val samples on %s (%s)%s%s", task,
                     built["model"], built["num_parameters"] / 1e6, built["train"], built["val"], device,
@@ -82,6 +85,9 @@ def train_model(task: str, params: Params, root: Path, run_id: str, data_recipe:
                     f"; auto: {describe(resolved)}" if resolved else "")  # fmt: skip
         log_resolved(client, run_id, resolved)
         client.set_tag(run_id, "train_precision", built["precision"])
+        if built["short_training"]:
+            logger.warning("%s", built["short_training"])
+            client.set_tag(run_id, SHORT_TRAINING_TAG, built["short_training"])
 
     def report(epoch: int, metrics: dict) -> None:
         log_metrics(client, run_id, metrics, step=epoch)
@@ -107,8 +113,8 @@ def train_model(task: str, params: Params, root: Path, run_id: str, data_recipe:
 
     def planned(epoch: int, steps: int, steps_per_epoch: int, elapsed: float, pace) -> None:
         nonlocal epochs
+        most = most_steps(section.train.model_copy(update={"epochs": trained["epochs"]}), steps_per_epoch)
         epochs = math.ceil(steps / steps_per_epoch)
-        most = min(section.train.epochs * steps_per_epoch, section.train.max_steps or math.inf)
         plan = describe_plan(budget, schedule_kind(section.train), epoch, elapsed, pace, steps, steps_per_epoch, most)
         logger.info("%s: %s", task, plan)
         client.set_tag(run_id, "train_schedule", plan)
@@ -137,11 +143,18 @@ def train_model(task: str, params: Params, root: Path, run_id: str, data_recipe:
         {
             "best_val_accuracy": trained["best_val_accuracy"],
             "best_epoch": trained["best_epoch"],
-            **{name: trained[name] for name in ("averaged_val_accuracy", "averaged_epochs") if name in trained},
+            **{
+                name: trained[name]
+                for name in ("averaged_val_accuracy", "averaged_epochs", "stopped_epoch")
+                if name in trained
+            },
             "num_parameters": trained["num_parameters"],
             "train_seconds": time.perf_counter() - trained["started"],
         },
     )
+    if "stopped_epoch" in trained:
+        logger.info("%s: early stopping after epoch %d: no better validation accuracy since epoch %d "
+                    "(train.patience)", task, trained["stopped_epoch"], trained["best_epoch"])  # fmt: skip
     state_file.unlink(missing_ok=True)  # trained: nothing left to resume
     log_trained(client, run_id, out_dir)  # where a clone that gets this result from a shared cache fetches it
     # plain str: a cached result holding torch's TorchVersion would import torch when it is read back (seconds)

@@ -2,7 +2,8 @@
 training of several (tasks/training/distributed.py): every rank builds the tokenizer, the data and the model the
 same way from the seed, rank 0 alone writes the tokenizer and the checkpoint.
 
-What it reports goes to ``events(name, *args)``: "started" (what it trains, on what), "resumed" (epoch), "planned"
+What it reports goes to ``events(name, *args)``: "started" (what it trains, on what, for how many epochs, and the
+warning of a plan too short to train, or None), "resumed" (epoch), "planned"
 (steps, steps per epoch, the first epoch's seconds, the pace planned: a time budget's plan), "epoch" (epoch,
 metrics) and "finished" (the best epoch); the stage logs them. It reads the task's kind from the params it is given
 rather than importing the registry: tasks/kinds imports this package, not the other way round.
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from tasks.defaults import length_values, resolved_section, short_training
 from tasks.names import CHECKPOINT, TOKENIZER
 from tasks.paths import ProjectPaths
 from tasks.reproducibility import resolve_device, set_seeds
@@ -33,12 +35,16 @@ def train_and_save(
         tokenizer.save(str(out_dir / TOKENIZER))
     section, resolved = spec.resolve(section, data_dir, tokenizer)  # `auto` keys from the data (tasks/defaults.py)
     splits = spec.load_splits(data_dir, section, seed, tokenizer)
+    length = length_values(section.train, len(splits.train))  # train.epochs, train.patience: from the split's size
+    if length:
+        section, resolved = resolved_section(section, length), resolved | length
     args = spec.model_args(section, splits, tokenizer)
     model = spec.build_model(args)
     events("started", {"model": type(model).__name__, "num_parameters": sum(p.numel() for p in model.parameters()),
                        "train": len(splits.train), "val": len(splits.val), "device": str(device),
                        "precision": precision_name(section.train.precision, device),
-                       "resolved": resolved})  # fmt: skip
+                       "resolved": resolved, "epochs": section.train.epochs,
+                       "short_training": short_training(task, section.train, len(splits.train))})  # fmt: skip
     best = fit(model, splits, section.train, device, seed, lambda epoch, metrics: events("epoch", epoch, metrics),
                spec, state_file, on_resume=lambda epoch: events("resumed", epoch), ranks=ranks,
                on_plan=lambda *plan: events("planned", *plan), label=task)  # fmt: skip

@@ -18,6 +18,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Subset
 
 from tasks import stopping
 from tasks.data.datasets import Splits
+from tasks.defaults import is_auto, most_steps
 from tasks.progress import progress
 from tasks.schema import TrainParams
 from tasks.training import ema, resume
@@ -191,7 +192,14 @@ def fit(
     float32. train.max_steps ends the training after that many steps in all (the last epoch cut short). With
     train.budget_minutes, the steps are planned after the first epoch, and revised after the next ones while the
     schedule allows (tasks/training/budget.py); on_plan(epoch, steps, steps per epoch, seconds of the budget used,
-    the Pace planned for the rest) is told each plan. train.epochs (and max_steps) are then the most it may train."""
+    the Pace planned for the rest) is told each plan. train.epochs (and max_steps) are then the most it may train.
+
+    train.patience (early stopping) ends the training after that many epochs without a better validation accuracy
+    (stalled); the result then has its last epoch as stopped_epoch, and with train.average_epochs the mean holds
+    those of the planned last epochs it reached (none: the best epoch is kept). train is resolved: no `auto` left."""
+    if is_auto(train.epochs) or is_auto(train.patience):
+        raise ValueError("train.epochs or train.patience still 'auto': resolve the section first (tasks/defaults.py "
+                         "length_values)")  # fmt: skip
     pinned = device.type == "cuda"
     train_loader = make_loader(splits.train, splits, train.batch_size, shuffle=True, seed=seed, ranks=ranks,
                                pin_memory=pinned)  # fmt: skip
@@ -202,7 +210,7 @@ def fit(
     # on a GPU, AdamW's fused kernel: one launch for every parameter instead of several per tensor
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay,
                                   fused=device.type == "cuda")  # fmt: skip
-    most = min(train.epochs * steps_per_epoch, train.max_steps or math.inf)
+    most = most_steps(train, steps_per_epoch)
     plan = SCHEDULES[schedule_kind(train)](most, train.warmup_epochs * steps_per_epoch)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, plan)
     ranks.share_weights(model)
@@ -224,7 +232,7 @@ def fit(
     )  # as params say, or a budget's plan restored with the schedule
     epoch = finished
     stopping.forget()
-    while epoch < epochs:
+    while epoch < epochs and not stalled(epoch, best["epoch"], train.patience):
         epoch += 1
         if hasattr(splits.train, "set_epoch"):
             splits.train.set_epoch(epoch)
@@ -286,11 +294,21 @@ def fit(
             resume.save(state_file, resume.capture(epoch, model, optimizer, schedule, best, train_loader,
                                                    saved_average))  # fmt: skip
     result = {"best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"]}
-    if checkpoints is not None:
+    if epoch < epochs:  # early stopping (train.patience) ended it
+        result["stopped_epoch"] = epoch
+    if checkpoints is not None and checkpoints.n_averaged > 0:  # none when training stopped before the last epochs
         result.update(keep_better_mean(checkpoints, best, validate(checkpoints.module, val_loader, device,
                                                                    spec.logits_and_labels, ranks, dtype)))  # fmt: skip
     model.load_state_dict(best["state"])
     return result
+
+
+def stalled(epoch: int, best_epoch: int, patience: int | None) -> bool:
+    """Whether early stopping ends the training after `epoch`: `patience` epochs have passed since the best one.
+    Read from the best epoch, which the resumable state holds, so a resumed run stops where an uninterrupted one
+    would; and from validation figures summed over the ranks, so every rank of a distributed training stops at the
+    same epoch."""
+    return patience is not None and epoch - best_epoch >= patience
 
 
 def add_to_mean(checkpoints, model, epoch: int, first: int) -> None:

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
-from tasks.defaults import resolved_section
+from tasks.defaults import LENGTH_KEYS, resolved_section
 from tasks.kinds.base import SPLIT_FILE_KEYS, auto_keys, resolve
 
 
@@ -51,11 +51,14 @@ class DataPart(ABC):
 
     def resolve(self, section, data_dir: Path, tokenizer) -> tuple:
         """(the section with every `auto` key resolved from the prepared data, the resolved values by dotted key):
-        what load_splits and model_args are given, so that the checkpoint's model arguments hold numbers."""
-        if not auto_keys(section):
+        what load_splits and model_args are given, so that the checkpoint's model arguments hold numbers. The
+        training length (LENGTH_KEYS) is left `auto`: it is resolved from the loaded training split
+        (tasks/training/job.py)."""
+        keys = set(auto_keys(section)) - set(LENGTH_KEYS)
+        if not keys:
             return section, {}
         values = self.auto_values(section, data_dir, tokenizer)
-        left = set(auto_keys(section)) - set(values)
+        left = keys - set(values)
         if left:
             raise ValueError(f"{self.name}: no rule resolves {', '.join(sorted(left))} (a bug: see tasks/defaults.py)")
         return resolved_section(section, values), values
