@@ -61,7 +61,7 @@ def test_the_training_loop_stops_at_the_next_batch_when_a_stop_was_lost(watching
     set_seeds(0)
     splits = spec.load_splits(project / "data", section, 0, None)
     model = spec.build_model(spec.model_args(section, splits, None))
-    train = section.train.model_copy(update={"epochs": 3, "max_batches_per_epoch": 2})
+    train = section.train.model_copy(update={"epochs": 3, "max_batches_per_epoch": 2, "patience": None})
     epochs = []
 
     def lose_a_stop_in_epoch_one(epoch, metrics):
