@@ -91,9 +91,16 @@ class BertStyleHeads:
 class PretrainedClassifier(AttentionClassifier):
     """A pretrained encoder's class token output, classified by a new linear head."""
 
-    def __init__(self, backbone_config: dict, num_classes: int, class_token_id: int, pad_id: int, dropout: float = 0.1):
+    def __init__(self, backbone_config: dict, num_classes: int, class_token_id: int, pad_id: int, dropout: float = 0.1,
+                 max_len: int | None = None):  # fmt: skip
+        """max_len: the most content tokens an input holds (a text kind cuts there); with the class token, at most the
+        backbone's positions."""
         super().__init__()
         config = AutoConfig.for_model(**backbone_config)
+        if max_len is not None and max_len + 1 > config.max_position_embeddings:
+            raise ValueError(f"max_len {max_len} + the class token exceeds the backbone's "
+                             f"{config.max_position_embeddings} positions")  # fmt: skip
+        self.max_len = max_len
         self.backbone = AutoModel.from_config(config, **LOAD_OPTIONS)
         if getattr(self.backbone, "pooler", None) is not None:
             self.backbone.pooler = None  # unused: the head reads the class token's output
@@ -106,9 +113,9 @@ class PretrainedClassifier(AttentionClassifier):
 
     @classmethod
     def from_backbone(cls, backbone: nn.Module, num_classes: int, class_token_id: int, pad_id: int,
-                      dropout: float = 0.1) -> "PretrainedClassifier":  # fmt: skip
+                      dropout: float = 0.1, max_len: int | None = None) -> "PretrainedClassifier":  # fmt: skip
         """A classifier whose encoder starts from backbone's weights (a model from ``AutoModel.from_pretrained``)."""
-        model = cls(backbone_config(backbone.config), num_classes, class_token_id, pad_id, dropout)
+        model = cls(backbone_config(backbone.config), num_classes, class_token_id, pad_id, dropout, max_len)
         weights = {name: value for name, value in backbone.state_dict().items() if not name.startswith("pooler.")}
         model.backbone.load_state_dict(weights)
         return model
@@ -125,6 +132,17 @@ class PretrainedClassifier(AttentionClassifier):
         readout = torch.zeros(ids.shape, dtype=logits.dtype, device=ids.device)
         readout[:, 0] = 1.0  # the class token's output alone feeds the head
         return logits, list(out.attentions), readout
+
+    def __getstate__(self):
+        """Pickled (mlflow.pytorch logs the model so; quantization deep-copies it) without the output-capturing
+        hooks transformers installs on the first forward pass: they are local functions, which pickle cannot
+        save. transformers installs them again on the next forward pass, as the flag reset here tells it to."""
+        for module in self.backbone.modules():
+            for handle, hook in list(module._forward_hooks.items()):
+                if "output_capturing_hook" in getattr(hook, "__qualname__", ""):
+                    del module._forward_hooks[handle]
+        self.backbone._output_capturing_hooks_installed = False
+        return super().__getstate__()
 
     @property
     def encoder_entry(self) -> nn.Module:

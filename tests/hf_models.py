@@ -15,7 +15,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 # A word-level WordPiece vocabulary: the special tokens, the letters and a few pieces, so that any text tokenizes.
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 LETTERS = list("abcdefghijklmnopqrstuvwxyzäöüßéèàçñ")
-PIECES = [f"##{letter}" for letter in LETTERS] + ["the", "der", "le", "el", "de", "la", "und", "and", "et", "y"]
+PIECES = [f"##{letter}" for letter in LETTERS] + ["the", "der", "le", "el", "de", "la", "und", "and", "et", "ja"]
 
 
 def tiny_tokenizer(folder: Path):
@@ -23,7 +23,7 @@ def tiny_tokenizer(folder: Path):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
-    vocab = {token: index for index, token in enumerate(SPECIAL + LETTERS + PIECES)}
+    vocab = {token: index for index, token in enumerate(dict.fromkeys(SPECIAL + LETTERS + PIECES))}  # ids 0..n-1
     backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     backend.normalizer = normalizers.BertNormalizer(lowercase=True)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()

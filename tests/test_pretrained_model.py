@@ -104,3 +104,14 @@ def test_layer_groups_run_from_the_embeddings_to_the_head(model):
     assert len(groups) == 4  # embeddings, 2 layers, the head
     assert groups[0][0] is model.backbone.embeddings.word_embeddings.weight
     assert model.head.weight in groups[-1] and sum(len(group) for group in groups) == len(list(model.parameters()))
+
+
+def test_a_model_that_ran_pickles_and_runs_again(model):
+    """mlflow.pytorch pickles the served model after it ran (transformers hooks it on the first forward pass)."""
+    import pickle
+
+    expected, attentions, _ = model(TOKENS, return_attention=True)
+    copy = pickle.loads(pickle.dumps(model))
+    logits, copied, _ = copy(TOKENS, return_attention=True)
+    assert torch.equal(logits, expected) and len(copied) == len(attentions)
+    assert torch.equal(model(TOKENS), expected)  # the original still runs

@@ -82,6 +82,8 @@ def train_model(task: str, params: Params, root: Path, run_id: str, data_recipe:
                     f"; auto: {describe(resolved)}" if resolved else "")  # fmt: skip
         log_resolved(client, run_id, resolved)
         client.set_tag(run_id, "train_precision", built["precision"])
+        for name, value in built.get("backbone", {}).items():  # which pretrained files it fine-tuned
+            client.set_tag(run_id, name, value)
 
     def report(epoch: int, metrics: dict) -> None:
         log_metrics(client, run_id, metrics, step=epoch)
