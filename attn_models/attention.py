@@ -40,13 +40,11 @@ class MultiHeadAttention(nn.Module):
         """Keep only the heads in ``keep`` (structured pruning): the rows of q, k and v that compute the other heads
         and the columns of out_proj that read them are removed, so the layer is smaller and faster, and the kept
         heads compute exactly what they did (head_dim is unchanged)."""
-        if not keep or len(set(keep)) != len(keep) or not all(0 <= head < self.num_heads for head in keep):
-            raise ValueError(f"keep must name distinct heads among 0..{self.num_heads - 1}; got {keep}")
-        rows = torch.cat([torch.arange(head * self.head_dim, (head + 1) * self.head_dim) for head in sorted(keep)])
+        rows = head_features(keep, self.num_heads, self.head_dim)
         self.q_proj, self.k_proj, self.v_proj = (
-            _rows(layer, rows) for layer in (self.q_proj, self.k_proj, self.v_proj)
+            kept_rows(layer, rows) for layer in (self.q_proj, self.k_proj, self.v_proj)
         )
-        self.out_proj = _columns(self.out_proj, rows)
+        self.out_proj = kept_columns(self.out_proj, rows)
         self.num_heads, self.head_mask = len(keep), None
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,14 +81,22 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(out), weights
 
 
-def _rows(layer: nn.Linear, rows: torch.Tensor) -> nn.Linear:
+def head_features(keep: list[int], num_heads: int, head_dim: int) -> torch.Tensor:
+    """The feature indices (in q, k, v's outputs; out_proj's inputs) of the heads in keep, after checking that keep
+    names distinct heads of the layer."""
+    if not keep or len(set(keep)) != len(keep) or not all(0 <= head < num_heads for head in keep):
+        raise ValueError(f"keep must name distinct heads among 0..{num_heads - 1}; got {keep}")
+    return torch.cat([torch.arange(head * head_dim, (head + 1) * head_dim) for head in sorted(keep)])
+
+
+def kept_rows(layer: nn.Linear, rows: torch.Tensor) -> nn.Linear:
     """A Linear computing only these output features of layer."""
     kept = nn.Linear(layer.in_features, len(rows), device=layer.weight.device, dtype=layer.weight.dtype)
     kept.weight.data, kept.bias.data = layer.weight.data[rows].clone(), layer.bias.data[rows].clone()
     return kept
 
 
-def _columns(layer: nn.Linear, columns: torch.Tensor) -> nn.Linear:
+def kept_columns(layer: nn.Linear, columns: torch.Tensor) -> nn.Linear:
     """A Linear reading only these input features of layer (the others are taken as 0)."""
     kept = nn.Linear(len(columns), layer.out_features, device=layer.weight.device, dtype=layer.weight.dtype)
     kept.weight.data, kept.bias.data = layer.weight.data[:, columns].clone(), layer.bias.data.clone()
@@ -172,7 +178,39 @@ def attention_rollout(attentions: list[torch.Tensor], residual_weight: float = 0
 POOLS = ("cls", "attention")
 
 
-class ClassTokenClassifier(nn.Module):
+class AttentionClassifier(nn.Module):
+    """What the pipeline asks of every classifier (trained from scratch, ``ClassTokenClassifier``, or fine-tuned from
+    a pretrained backbone, attn_models/pretrained.py), so that evaluation, attribution, compression and serving
+    read them all alike:
+
+    - ``forward(inputs, return_attention=False)``: the logits (B, classes), or (logits, the per-layer attention
+      weights, each (B, H, 1 + T, 1 + T) with the class token first, the readout (B, 1 + T)); inputs hold the
+      content tokens only (the model adds its class token), so every map has one value per content token;
+    - ``encoder_entry``: the module whose first positional input is the encoder's input (B, 1 + T, C), class token
+      first: attribution (attn_models/attribution.py) reads and replaces tokens there with a forward pre-hook;
+    - ``blank_tokens()``: that input for a sequence with no content, (1, 1 + max T, C): what a removed token becomes
+      when the caller gives no baseline;
+    - optionally ``head_layers()``: the attention layers whose heads compression scores and prunes
+      (attn_models/compression.py ``attention_layers``; without it, every ``MultiHeadAttention`` of the model).
+
+    A subclass defines ``forward``, ``encoder_entry`` and ``blank_tokens``; rollout (``predict_with_relevance``) is
+    read the same way for all.
+    """
+
+    @torch.no_grad()
+    def predict_with_relevance(self, *inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits (B, num_classes) and how much each input token fed the prediction, by attention rollout read
+        through the readout (B, T; rows sum to ~1), from one forward pass."""
+        logits, attentions, readout = self(*inputs, return_attention=True)
+        relevance = read_rows(readout, attention_rollout(attentions))[:, 1:]  # without the class token itself
+        return logits, relevance / relevance.sum(dim=-1, keepdim=True)
+
+    def input_relevance(self, *inputs) -> torch.Tensor:
+        """The rollout of predict_with_relevance alone: (B, T)."""
+        return self.predict_with_relevance(*inputs)[1]
+
+
+class ClassTokenClassifier(AttentionClassifier):
     """What every classifier here shares: prepend a learned class token to a token sequence,
     add learned positions, run the encoder, classify from a readout of its outputs.
 
@@ -233,17 +271,13 @@ class ClassTokenClassifier(nn.Module):
         logits = self.head(pooled)
         return (logits, attentions, readout) if return_attention else logits
 
-    @torch.no_grad()
-    def predict_with_relevance(self, *inputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """The logits (B, num_classes) and how much each input token fed the prediction, by attention rollout read
-        through the readout (B, T; rows sum to ~1), from one forward pass."""
-        logits, attentions, readout = self(*inputs, return_attention=True)
-        relevance = read_rows(readout, attention_rollout(attentions))[:, 1:]  # without the class token itself
-        return logits, relevance / relevance.sum(dim=-1, keepdim=True)
+    @property
+    def encoder_entry(self) -> nn.Module:
+        return self.encoder
 
-    def input_relevance(self, *inputs) -> torch.Tensor:
-        """The rollout of predict_with_relevance alone: (B, T)."""
-        return self.predict_with_relevance(*inputs)[1]
+    def blank_tokens(self) -> torch.Tensor:
+        """The position embeddings alone (the class token's place holds its position too)."""
+        return self.pos_embed
 
 
 def read_rows(readout: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

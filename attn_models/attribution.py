@@ -21,14 +21,15 @@ image's patch, a silent clip's frame, an unknown word (the caller chooses; witho
 embedding). The sequence keeps its length and every other token its place. Input x gradient is taken relative to
 the same baseline, so both ask what the model makes of the input beyond the baseline.
 
-Pure PyTorch: it reads a ``ClassTokenClassifier``'s encoder input through a forward pre-hook and needs nothing else.
+Pure PyTorch: it reads a classifier's encoder input through a forward pre-hook on its ``encoder_entry`` and needs
+nothing else (the seam every ``AttentionClassifier`` exposes: attn_models/attention.py).
 """
 
 from contextlib import contextmanager
 
 import torch
 
-from attn_models.attention import ClassTokenClassifier, attention_rollout, read_rows
+from attn_models.attention import AttentionClassifier, attention_rollout, read_rows
 
 METHODS = ("attention", "rollout", "gradient_attention", "input_x_gradient", "random")
 
@@ -44,30 +45,30 @@ def pre_hook(module: torch.nn.Module, hook):
 
 
 @contextmanager
-def encoder_input(model: ClassTokenClassifier, removed: torch.Tensor | None = None, reference=None):
+def encoder_input(model: AttentionClassifier, removed: torch.Tensor | None = None, reference=None):
     """Yield a list that receives the encoder's input (B, 1 + T, C: class token first) on each forward pass; with
-    removed (B, T) bool, those tokens are replaced by the reference's (1, 1 + T, C; default: the position
-    embeddings alone)."""
+    removed (B, T) bool, those tokens are replaced by the reference's (1, 1 + T, C; default: the model's
+    ``blank_tokens``, e.g. the position embeddings alone)."""
     seen = []
 
     def hook(_module, args):
         x = args[0]
         if removed is not None:
-            replacement = (model.pos_embed[:, : x.shape[1]] if reference is None else reference).expand_as(x)
+            replacement = (model.blank_tokens()[:, : x.shape[1]] if reference is None else reference).expand_as(x)
             drop = torch.cat([removed.new_zeros(removed.shape[0], 1), removed], dim=1)[..., None]  # never the class
             x = torch.where(drop, replacement, x)
         seen.append(x)
         return (x, *args[1:])
 
-    with pre_hook(model.encoder, hook):
+    with pre_hook(model.encoder_entry, hook):
         yield seen
 
 
 @torch.no_grad()
-def reference_tokens(model: ClassTokenClassifier, baseline=None) -> torch.Tensor:
-    """The encoder's input for the baseline input (a batch of one), or the position embeddings without one."""
+def reference_tokens(model: AttentionClassifier, baseline=None) -> torch.Tensor:
+    """The encoder's input for the baseline input (a batch of one), or the model's blank tokens without one."""
     if baseline is None:
-        return model.pos_embed.detach()
+        return model.blank_tokens().detach()
     model.eval()
     with encoder_input(model) as seen:
         model(baseline)
@@ -92,7 +93,7 @@ def gradient_weighted_relevance(attentions: list[torch.Tensor], gradients: list[
     return relevance
 
 
-def class_token_maps(model: ClassTokenClassifier, inputs, target: int | None = None, seed: int = 0,
+def class_token_maps(model: AttentionClassifier, inputs, target: int | None = None, seed: int = 0,
                      reference=None) -> dict:  # fmt: skip
     """The maps of every method for one example (inputs: a batch of one), for class target (default: the predicted
     one), each (T,); "heads": the readout's raw attention per layer and head (layers, heads, T); "logits".
@@ -137,7 +138,7 @@ def removal_masks(order: torch.Tensor, fractions: torch.Tensor, insertion: bool)
 
 
 @torch.no_grad()
-def removal_curve(model: ClassTokenClassifier, inputs, relevance: torch.Tensor, target: int, steps: int = 10,
+def removal_curve(model: AttentionClassifier, inputs, relevance: torch.Tensor, target: int, steps: int = 10,
                   insertion: bool = False, reference=None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """The probability of class target as the tokens are removed (deletion) or added back (insertion) in the order
     of relevance, most relevant first, at steps + 1 evenly spaced fractions from 0 to 1, in one batch; a removed

@@ -22,8 +22,14 @@ from torch import nn
 from attn_models.attention import MultiHeadAttention
 
 
-def attention_layers(model: nn.Module) -> dict[str, MultiHeadAttention]:
-    """Every attention layer of a model by its module name, in model order."""
+def attention_layers(model: nn.Module) -> dict:
+    """Every attention layer of a model whose heads can be scored and pruned, by its module name, in model order: the
+    model's own ``head_layers()`` where it has one (a classifier: attn_models/attention.py AttentionClassifier; a
+    pretrained backbone's layers, attn_models/pretrained.py), else every ``MultiHeadAttention`` in it (the
+    encoder-decoder models). Each has ``num_heads``, a settable ``head_mask`` and ``prune_heads(keep)``."""
+    own = getattr(model, "head_layers", None)
+    if own is not None:
+        return own()
     return {name: module for name, module in model.named_modules() if isinstance(module, MultiHeadAttention)}
 
 

@@ -17,7 +17,7 @@ import sys
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from tasks import stopping
+from tasks import backbones, stopping
 from tasks.errors import (
     EXIT_CODES,
     EXIT_FAILED,
@@ -170,6 +170,7 @@ def run(args) -> int:
         params.task(name)  # an unknown one: ParamsError naming the tasks there are
     check_tracking_server(tracking_uri(project_root(args.params), params))
     check_reachable(params.global_.executor)
+    backbones.check_sources(params, project_root(args.params), args.task or params.selected_tasks())
     with flows_module("flows.pipeline", args.params) as pipeline:
         result = pipeline.attention_pipeline(
             params_path=args.params,

@@ -8,6 +8,7 @@ from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
 from flows.pipeline import attention_pipeline, register_model, run_pipelines
+from tasks import backbones
 from tasks.errors import EXIT_CODE_CHANGED, AttnflowError
 from tasks.executor import SEQUENTIAL, open_executor
 from tasks.kinds import get
@@ -68,6 +69,8 @@ def reproduce_locked(run_id: str, params_path: str, allow_code_change: bool, roo
     original = client.get_run(run_id).data.metrics
     recorded_params = replay_plan(recorded_params, tags["task"], original)  # a time budget's epochs, as trained
 
+    task = tags["task"]  # a fine-tuned backbone's files must be the ones the run recorded (their sha256)
+    backbones.check_same_files(tags, getattr(recorded_params.task(task).model, "backbone", None), root, task)
     changed = code_changes_since(root, tags["git_sha"]) + environment_changes(tags)
     if changed and not allow_code_change:
         raise CodeChangedError(

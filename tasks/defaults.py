@@ -55,6 +55,10 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator
 
 AUTO = "auto"
+# Fine-tuning a pretrained backbone (model.backbone): the usual recipe as the defaults. The backbone learns at a
+# small rate (its own, model.backbone.lr; the new head at train.lr), warmed up, then decayed linearly to zero.
+FINETUNE_LR = 5e-5
+FINETUNE_SCHEDULE = "linear"
 SIZE_TIERS = (  # (fewer training examples than this, (embed_dim, depth)); the last tier has no upper bound
     (2_000, (64, 2)),
     (10_000, (96, 3)),
@@ -104,6 +108,17 @@ def auto_or_number(kind: type, low, high, low_open: bool = False, nullable: bool
 
 def is_auto(value) -> bool:
     return value == AUTO
+
+
+def finetune_defaults(raw):
+    """A task section as given (before validation) with the fine-tuning schedule when it names a backbone and no
+    train.lr_schedule: validated params then hold it, so the run's params say what trained."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict) or not raw["model"].get("backbone"):
+        return raw
+    train = raw.get("train")
+    if isinstance(train, dict) and train.get("lr_schedule") is None:
+        raw = raw | {"train": train | {"lr_schedule": FINETUNE_SCHEDULE}}
+    return raw
 
 
 # ---- the rules -----------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tasks.defaults import AUTO, auto_or_number, is_auto
+from tasks.defaults import AUTO, FINETUNE_LR, auto_or_number, is_auto
 
 Fraction = Field(ge=0.0, lt=1.0)
 SplitFraction = Field(gt=0, lt=0.5)  # of the data, held out for a split (val or test)
@@ -66,7 +66,8 @@ class TrainParams(Section):
     budget_minutes: float | None = Field(None, gt=0, le=10080)
     # the learning rate after warm-up: cosine decay, or wsd (stable, then decay over the last fifth); null: wsd with
     # a budget (its plan can follow the pace), cosine without (tasks/training/budget.py)
-    lr_schedule: Literal["cosine", "wsd"] | None = None
+    # linear: warm-up, then a linear decay to zero (the fine-tuning default, tasks/defaults.py FINETUNE_SCHEDULE)
+    lr_schedule: Literal["cosine", "wsd", "linear"] | None = None
     # validate and keep an exponential moving average of the weights (tasks/training/ema.py), e.g. 0.999; null: off
     ema_decay: float | None = Field(None, gt=0, lt=1)
     # checkpoint averaging: the mean of the weights at the end of the last N epochs, kept when it validates better
@@ -102,10 +103,10 @@ class TrainParams(Section):
         """Under cosine decay, the budget's plan is made after the first epoch; when that epoch is warm-up, its
         learning rates do not depend on the plan, so the run is the same as one of that many steps
         (tasks/training/budget.py)."""
-        if self.budget_minutes is not None and self.warmup_epochs < 1 and self.lr_schedule == "cosine":
+        if self.budget_minutes is not None and self.warmup_epochs < 1 and self.lr_schedule in ("cosine", "linear"):
             raise ValueError(
-                "budget_minutes with lr_schedule cosine needs warmup_epochs >= 1 (the plan is made after the first "
-                "epoch)"
+                f"budget_minutes with lr_schedule {self.lr_schedule} needs warmup_epochs >= 1 (the plan is made after "
+                "the first epoch)"
             )
         return self
 
@@ -167,6 +168,19 @@ class AttentionParams(Section):
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
         return self
+
+
+class BackboneParams(Section):
+    """A pretrained Hugging Face encoder a classifier fine-tunes (tasks/backbones.py, attn_models/pretrained.py): its
+    embeddings and layers start from the pretrained weights, a new head classifies its class token."""
+
+    source: str = Field(min_length=1)  # a save_pretrained folder (relative: from the project root) or a hub id
+    revision: str | None = Field(None, min_length=1)  # hub ids only: a branch, tag or commit
+    freeze_layers: int = Field(0, ge=0, le=1000)  # the embeddings and the first N layers stay as pretrained (0: none)
+    # layer-wise learning-rate decay: layer l of L trains at lr * layer_decay ** (L - l), the embeddings at
+    # lr * layer_decay ** (L + 1); null: one rate for the whole backbone
+    layer_decay: float | None = Field(None, gt=0, le=1)
+    lr: float = Field(FINETUNE_LR, gt=0, le=1)  # the backbone's peak learning rate; train.lr is the new head's
 
 
 class ModelParams(AttentionParams):

@@ -8,6 +8,7 @@ Serving: per input, the label, the class probabilities, the rollout and a summar
 """
 
 from abc import abstractmethod
+from pathlib import Path
 
 from tasks.kinds.base import Evaluation, Explanation, val_name
 from tasks.kinds.kind import Kind
@@ -23,6 +24,63 @@ class Classifier(Kind):
 
     def logits_and_labels(self, model, inputs, targets):
         return model(inputs), targets
+
+    # ---- a pretrained backbone (model.backbone: tasks/backbones.py, attn_models/pretrained.py) ------------
+    def pretrained_args(self, section, splits) -> dict:
+        """The fine-tuned model's arguments: the backbone's config (the checkpoint rebuilds it without the source),
+        the classes, the backbone's class token and padding, the head's dropout."""
+        from attn_models.pretrained import backbone_config
+        from tasks import backbones
+
+        tokenizer = backbones.load_tokenizer(section.model.backbone, Path("/"))
+        config = self.backbone_config(section)
+        return {"backbone_config": backbone_config(config), "num_classes": len(splits.class_names),
+                "class_token_id": backbones.class_token_id(tokenizer), "pad_id": backbones.PAD_ID,
+                "dropout": section.model.dropout}  # fmt: skip
+
+    def backbone_config(self, section):
+        from transformers import AutoConfig
+
+        from tasks.backbones import folder
+
+        return AutoConfig.from_pretrained(folder(section.model.backbone, Path("/"), None))
+
+    def describe_model(self, section) -> str:
+        """With a backbone, the fine-tuned model and the backbone's name: PretrainedClassifier-all-MiniLM-L6-v2."""
+        backbone = getattr(section.model, "backbone", None)
+        if backbone is None:
+            return super().describe_model(section)
+        return f"PretrainedClassifier-{Path(backbone.source).name}"
+
+    def build_model(self, args: dict):
+        """The kind's model, or with a backbone's config in args the fine-tuned one (rebuilt from the config alone)."""
+        if "backbone_config" not in args:
+            return super().build_model(args)
+        from attn_models.pretrained import PretrainedClassifier
+
+        return PretrainedClassifier(**args)
+
+    def start_model(self, args: dict, section):
+        """The model training starts from: with a backbone, its pretrained weights under a new head."""
+        backbone = getattr(section.model, "backbone", None)
+        if backbone is None:
+            return self.build_model(args)
+        from attn_models.pretrained import PretrainedClassifier
+        from tasks import backbones
+
+        pretrained, _ = backbones.load(backbone, Path("/"))
+        head = {name: value for name, value in args.items() if name != "backbone_config"}  # the config is pretrained's
+        return PretrainedClassifier.from_backbone(pretrained, **head)
+
+    def parameter_groups(self, model, section):
+        """With a backbone: the embeddings and first freeze_layers layers frozen, the others at the backbone's rate
+        (times layer_decay per layer below the top with layer-wise decay), the new head at train.lr."""
+        backbone = getattr(section.model, "backbone", None)
+        if backbone is None:
+            return super().parameter_groups(model, section)
+        from tasks.training.finetune import layer_groups
+
+        return layer_groups(model.layer_groups(), backbone, section.train.lr)
 
     # ---- what each classifier kind draws and decodes --------------------------------------
     @abstractmethod

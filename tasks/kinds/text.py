@@ -4,13 +4,14 @@ Prepared layout: data/text/{train,val,test}.csv with the columns text,label. Att
 tokens, drawn as a heatmap. Served input: ``{"text": "a raw string"}``, tokenized with the run's tokenizer.json.
 """
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tasks.defaults import AUTO, auto_or_number, is_auto, size_values, token_length
+from tasks.defaults import AUTO, auto_or_number, finetune_defaults, is_auto, size_values, token_length
 from tasks.kinds.classification import Classifier
-from tasks.schema import DataSection, ModelParams, Section, SplitFraction, TaskParams, check_range
+from tasks.schema import BackboneParams, DataSection, ModelParams, Section, SplitFraction, TaskParams, check_range
 
 SPLITS = ("train", "val", "test")
 
@@ -81,15 +82,32 @@ class TextData(DataSection):
 
 
 class TextModel(ModelParams):
-    vocab_size: int = Field(ge=32, le=100_000)
+    vocab_size: int | None = Field(None, ge=32, le=100_000)  # of the learned BPE: needed without a backbone
     max_len: auto_or_number(int, 4, 4096) = AUTO  # auto: from the training texts' subword counts (tasks/defaults.py)
     token_dropout: float = Field(0.0, ge=0, le=0.5)  # training: each subword hidden with this probability (0: off)
+    backbone: BackboneParams | None = None  # fine-tune a pretrained encoder (and use its tokenizer) instead
+
+    @model_validator(mode="after")
+    def backbone_sets_the_size(self):
+        """A backbone brings its own vocabulary, width, depth and heads (the size keys resolve from its config, and a
+        number that differs from it stops training: Text.size_values); its head reads the class token."""
+        if self.backbone is None:
+            if self.vocab_size is None:
+                raise ValueError("vocab_size: needed to learn the BPE vocabulary (or set backbone)")
+            return self
+        clashing = ["vocab_size"] * (self.vocab_size is not None) + ["pool"] * (self.pool != "cls")
+        clashing += ["token_dropout"] * (self.token_dropout > 0)
+        if clashing:
+            raise ValueError(f"{', '.join(clashing)}: set by the backbone (leave them out with model.backbone)")
+        return self
 
 
 class TextParams(TaskParams):
     kind: Literal["text"]
     data: TextData
     model: TextModel
+
+    _finetune_defaults = model_validator(mode="before")(finetune_defaults)
 
 
 class Text(Classifier):
@@ -108,6 +126,10 @@ class Text(Classifier):
         return [data_dir / f"{split}.csv"]
 
     def learn_tokenizer(self, data_dir, section):
+        if section.model.backbone is not None:  # its own vocabulary, as pretrained (tasks/backbones.py)
+            from tasks import backbones
+
+            return backbones.content_tokenizer(backbones.load_tokenizer(section.model.backbone, Path("/")))
         from tasks.data.datasets import read_text_csv, train_tokenizer
 
         return train_tokenizer(read_text_csv(data_dir / "train.csv")[0], section.model.vocab_size)
@@ -118,10 +140,29 @@ class Text(Classifier):
         from tasks.data.datasets import read_text_csv
 
         texts = read_text_csv(data_dir / "train.csv")[0]
-        values = size_values(section.model, len(texts))
+        values, longest = self.size_values(section, len(texts))
         if is_auto(section.model.max_len):
-            values["model.max_len"] = token_length([len(encoding.ids) for encoding in tokenizer.encode_batch(texts)])
+            lengths = [len(encoding.ids) for encoding in tokenizer.encode_batch(texts)]
+            values["model.max_len"] = min(token_length(lengths), longest)
         return values
+
+    def size_values(self, section, train_examples: int) -> tuple[dict, int]:
+        """(the size keys: from a backbone's config, else by the size tiers; the longest max_len the model takes)."""
+        if section.model.backbone is None:
+            return size_values(section.model, train_examples), 4096
+        from transformers import AutoConfig
+
+        from tasks.backbones import folder
+
+        config = AutoConfig.from_pretrained(folder(section.model.backbone, Path("/"), None))
+        size = {"embed_dim": config.hidden_size, "depth": config.num_hidden_layers,
+                "num_heads": config.num_attention_heads}  # fmt: skip
+        for key, value in size.items():
+            given = getattr(section.model, key)
+            if not is_auto(given) and given != value:
+                raise ValueError(f"model.{key}: {given}, but the backbone's is {value} (leave it out or auto)")
+        values = {f"model.{key}": value for key, value in size.items() if is_auto(getattr(section.model, key))}
+        return values, config.max_position_embeddings - 1
 
     def load_splits(self, data_dir, section, seed, tokenizer):
         from tasks.data.datasets import LabelledItems, Splits, encode_texts, pad_token_batch, read_text_csv
@@ -138,6 +179,8 @@ class Text(Classifier):
 
     def model_args(self, section, splits, tokenizer):
         m = section.model
+        if m.backbone is not None:
+            return self.pretrained_args(section, splits) | {"max_len": m.max_len}  # where texts are cut
         return m.attention_args() | dict(
             vocab_size=tokenizer.get_vocab_size(),
             num_classes=len(splits.class_names),

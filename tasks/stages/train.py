@@ -88,6 +88,8 @@ def train_model(task: str, params: Params, root: Path, run_id: str, data_recipe:
         if built["short_training"]:
             logger.warning("%s", built["short_training"])
             client.set_tag(run_id, SHORT_TRAINING_TAG, built["short_training"])
+        for name, value in built.get("backbone", {}).items():  # which pretrained files it fine-tuned
+            client.set_tag(run_id, name, value)
 
     def report(epoch: int, metrics: dict) -> None:
         log_metrics(client, run_id, metrics, step=epoch)

@@ -25,6 +25,15 @@ def decided_on(spec) -> str:
     return f"validation ({spec.val_metric})"
 
 
+def backbone_line(tags: dict) -> list[str]:
+    """The pretrained backbone a fine-tuned model started from (tasks/backbones.py), or nothing."""
+    if "backbone_sha256" not in tags:
+        return []
+    revision = f" at revision `{tags['backbone_revision']}`" if tags.get("backbone_revision") else ""
+    return [f"- **Pretrained backbone**: `{tags.get('backbone_source', '?')}`{revision}, files sha256 "
+            f"`{tags['backbone_sha256']}` (tag `backbone_files` lists each file's)"]  # fmt: skip
+
+
 def model_card(run, version: str, alias: str, reason: str) -> str:
     """Markdown for one registered version, from its MLflow run."""
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
@@ -47,6 +56,7 @@ def model_card(run, version: str, alias: str, reason: str) -> str:
         f"- **Model**: {model}; {int(metrics.get('num_parameters', 0)):,} parameters; trained on "
         f"{tags.get('device', '?')} with torch {tags.get('torch_version', '?')} "
         f"in {metrics.get('train_seconds', 0):.0f} s",
+        *backbone_line(tags),
         f"- **Serving input** (field `{spec.input_column}`): {spec.serving_input}",
         f"- **Attention**: {spec.attention_method}",
         f"- **Limits**: {spec.limits} Metrics hold for this test split only: compare versions on the same test data.",

@@ -12,6 +12,7 @@ Which steps those are depends on the schedule (``train.lr_schedule``):
   the plan, so the plan is revised after every epoch from the pace of the latest ones, and follows a machine whose
   load changes; it is final once the decay begins, four fifths through. Trained for a fixed length, it does as well
   as cosine decay (Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations").
+- ``linear`` (the default when fine-tuning a pretrained backbone): as cosine, with a linear decay.
 - ``cosine`` (the default without a budget): warm-up, then a cosine decay over all the steps after it. The rate
   depends on the plan from the end of warm-up, so the plan is made once, when warm-up ends (a budget with it needs
   ``warmup_epochs >= 1``), from that pace.
@@ -107,7 +108,14 @@ class WarmupStableDecay(WarmupCosine):
         return fewest.total_steps
 
 
-SCHEDULES = {"cosine": WarmupCosine, "wsd": WarmupStableDecay}
+class WarmupLinear(WarmupCosine):
+    """Linear warm-up, then a linear decay to zero at total_steps (BERT's fine-tuning schedule)."""
+
+    def decay(self, step: int, start: int) -> float:
+        return max(0.0, 1 - (step - start) / max(1, self.total_steps - start))
+
+
+SCHEDULES = {"cosine": WarmupCosine, "wsd": WarmupStableDecay, "linear": WarmupLinear}
 
 
 def schedule_kind(train) -> str:

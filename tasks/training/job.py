@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from tasks import backbones
 from tasks.defaults import length_values, resolved_section, short_training
 from tasks.names import CHECKPOINT, TOKENIZER
 from tasks.paths import ProjectPaths
@@ -26,7 +27,8 @@ def train_and_save(
 ) -> None:
     """Train the task's model on data/<task>/ and write out_dir/CHECKPOINT (and its tokenizer). params: the whole
     tasks.params.Params (not imported here: it imports every kind)."""
-    spec, section, seed = params.kind(task), params.task(task), params.global_.seed
+    spec, seed = params.kind(task), params.global_.seed
+    section = backbones.located(params.task(task), root)  # a backbone's folder, wherever this process runs
     set_seeds(seed)
     device = ranks.place(resolve_device(params.global_.device))
     data_dir = ProjectPaths(root).task_data(task)
@@ -39,15 +41,17 @@ def train_and_save(
     if length:
         section, resolved = resolved_section(section, length), resolved | length
     args = spec.model_args(section, splits, tokenizer)
-    model = spec.build_model(args)
+    model = spec.start_model(args, section)
     events("started", {"model": type(model).__name__, "num_parameters": sum(p.numel() for p in model.parameters()),
                        "train": len(splits.train), "val": len(splits.val), "device": str(device),
                        "precision": precision_name(section.train.precision, device),
                        "resolved": resolved, "epochs": section.train.epochs,
-                       "short_training": short_training(task, section.train, len(splits.train))})  # fmt: skip
+                       "short_training": short_training(task, section.train, len(splits.train)),
+                       "backbone": backbones.lineage_of(section, root, task)})  # fmt: skip
     best = fit(model, splits, section.train, device, seed, lambda epoch, metrics: events("epoch", epoch, metrics),
                spec, state_file, on_resume=lambda epoch: events("resumed", epoch), ranks=ranks,
-               on_plan=lambda *plan: events("planned", *plan), label=task)  # fmt: skip
+               on_plan=lambda *plan: events("planned", *plan), label=task,
+               parameters=spec.parameter_groups(model, section))  # fmt: skip
     if ranks.main:
         torch.save({"kind": spec.name, "model_args": args, "state_dict": model.cpu().state_dict(),
                     "class_names": splits.class_names, "resolved": resolved, **best}, out_dir / CHECKPOINT)  # fmt: skip

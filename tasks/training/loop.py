@@ -174,13 +174,16 @@ def fit(
     ranks: Ranks = ONE_PROCESS,
     on_plan=None,
     label: str | None = None,
+    parameters: list[dict] | None = None,
 ) -> dict:
     """Train, keep the weights of the best validation epoch, and report each epoch to on_epoch_end(epoch, metrics).
     With train.ema_decay, validation scores (and the best keeps) the weights' moving average (tasks/training/ema.py).
     With train.average_epochs, the mean of the last epochs' weights is validated after training and kept when it
     scores better than the best epoch.
     spec: the kind's (tasks/kinds/): its training_loss trains, its logits_and_labels validates. label: what the
-    progress bar calls the training (the task's name; by default the kind's).
+    progress bar calls the training (the task's name; by default the kind's). parameters: the optimizer's groups (a
+    fine-tuned backbone's layers at their own rates, frozen ones left out; the kind's parameter_groups); None: every
+    parameter at train.lr.
 
     state_file: where the loop's state is saved after each epoch (tasks/training/resume.py); when it exists at the
     start, training goes on after its epoch, and on_resume(epoch) is told so first.
@@ -208,7 +211,7 @@ def fit(
     steps_per_epoch = min(len(train_loader), train.max_batches_per_epoch or len(train_loader))
     model.to(device)  # before the optimizer: a fused AdamW takes parameters on the GPU
     # on a GPU, AdamW's fused kernel: one launch for every parameter instead of several per tensor
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay,
+    optimizer = torch.optim.AdamW(parameters or model.parameters(), lr=train.lr, weight_decay=train.weight_decay,
                                   fused=device.type == "cuda")  # fmt: skip
     most = most_steps(train, steps_per_epoch)
     plan = SCHEDULES[schedule_kind(train)](most, train.warmup_epochs * steps_per_epoch)

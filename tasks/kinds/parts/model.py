@@ -23,7 +23,16 @@ class ModelPart(ABC):
         """The model constructor's arguments; saved in the checkpoint to rebuild the model."""
 
     def build_model(self, args: dict):
+        """The model from its arguments (random weights): what training starts from and a checkpoint loads into."""
         return load_object(self.model_class)(**args)
+
+    def start_model(self, args: dict, section):
+        """The model training starts from (a kind that fine-tunes a pretrained backbone loads its weights here)."""
+        return self.build_model(args)
+
+    def parameter_groups(self, model, section) -> list[dict] | None:
+        """The optimizer's parameter groups (each may set its own lr), or None: every parameter at train.lr."""
+        return None
 
     def describe_model(self, section) -> str:
         """Model class and size, for run names: e.g. VisionTransformer-d4-w64-h4."""

@@ -1,0 +1,171 @@
+"""Pretrained Hugging Face backbones a classifier can fine-tune (``model.backbone`` of a task): where the files are,
+their fingerprint, the tokenizer the kind uses in place of its learned BPE, and the checks that stop a run early
+with the params key named.
+
+A ``source`` is a folder in ``save_pretrained`` layout (relative paths are read from the project root) or a hub id
+(with an optional ``revision``), fetched into the Hugging Face cache when the machine can reach the hub. Either way
+the run records the sha256 of the files it was built from (weights, config, tokenizer): ``attnflow reproduce``
+refuses to re-run on other files. transformers is imported inside the functions: every command imports this module
+through the kinds, and most never load a backbone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tasks.errors import UserError
+
+# The files a backbone is made of: weights, config, tokenizer. Other files in the folder (a README, ONNX exports,
+# training logs) do not change the model and are left out of its fingerprint.
+FINGERPRINTED = ("*.safetensors", "*.bin", "config.json", "tokenizer*.json", "vocab.txt", "vocab.json", "merges.txt",
+                 "special_tokens_map.json", "*.model")  # fmt: skip
+SHA256_TAG = "backbone_sha256"  # MLflow tag: the digest over every fingerprinted file
+FILES_TAG = "backbone_files"  # MLflow tag: JSON {file: sha256}
+PAD_ID = 0  # the text kind pads batches with id 0 (its own BPE's [PAD]; BERT-style vocabularies' too)
+UNKNOWN = "[UNK]"  # what the text kind's removed words and unknown-rate read
+
+
+def key(task: str | None) -> str:
+    return f"tasks.{task}.model.backbone.source" if task else "model.backbone.source"
+
+
+def is_local(source: str, root: Path) -> bool:
+    """A folder path (relative or absolute, or one that looks like a path) rather than a hub id (owner/name)."""
+    path = Path(source).expanduser()
+    return path.is_absolute() or source.startswith(".") or (root / path).exists()
+
+
+def folder(backbone, root: Path, task: str) -> Path:
+    """The backbone's files on this machine: its folder, or the hub snapshot of its revision (downloaded into the
+    Hugging Face cache when missing). A folder or id that is not there: UserError naming the params key."""
+    source = backbone.source
+    if is_local(source, root):
+        path = Path(source).expanduser()
+        path = path if path.is_absolute() else root / path
+        if not (path / "config.json").is_file():
+            raise UserError(f"{key(task)}: {source!r} is not a pretrained model folder (no {path / 'config.json'})")
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source, revision=backbone.revision, allow_patterns=list(FINGERPRINTED)))
+    except Exception as error:  # offline, unknown id, no such revision: all the user's to fix
+        raise UserError(f"{key(task)}: cannot fetch {source!r} from the hub: {first_line(error)}") from None
+
+
+def first_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+
+
+def fingerprint(path: Path) -> dict[str, str]:
+    """sha256 of each file the backbone is made of, by its name in the folder."""
+    files = sorted({file for pattern in FINGERPRINTED for file in path.glob(pattern) if file.is_file()})
+    return {file.name: hashlib.sha256(file.read_bytes()).hexdigest() for file in files}
+
+
+def digest(files: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def lineage(backbone, root: Path, task: str) -> dict[str, str]:
+    """The MLflow tags that say which backbone a run fine-tuned: source, revision, the digest and each file's."""
+    files = fingerprint(folder(backbone, root, task))
+    return {"backbone_source": backbone.source, "backbone_revision": backbone.revision or "",
+            SHA256_TAG: digest(files), FILES_TAG: json.dumps(files, sort_keys=True)}  # fmt: skip
+
+
+def lineage_of(section, root: Path, task: str) -> dict[str, str]:
+    """The section's backbone's lineage tags, or none without a backbone."""
+    backbone = getattr(section.model, "backbone", None)
+    return lineage(backbone, root, task) if backbone is not None else {}
+
+
+def check_same_files(recorded: dict[str, str], backbone, root: Path, task: str) -> None:
+    """For reproduce: the backbone's files here are the ones the run recorded (its tags), else UserError naming
+    the files that differ or are missing."""
+    if SHA256_TAG not in recorded:
+        return
+    if backbone is None:
+        raise UserError(f"{key(task)}: the run fine-tuned {recorded.get('backbone_source')!r}; its params name none")
+    here = fingerprint(folder(backbone, root, task))
+    if digest(here) == recorded[SHA256_TAG]:
+        return
+    before = json.loads(recorded.get(FILES_TAG, "{}"))
+    differ = sorted(name for name in before.keys() | here.keys() if before.get(name) != here.get(name))
+    raise UserError(f"{key(task)}: the backbone's files differ from the run's ({', '.join(differ)}): reproduce "
+                    f"needs the files the run fine-tuned (sha256 {recorded[SHA256_TAG][:16]}...)")  # fmt: skip
+
+
+def check_sources(params, root: Path, tasks: list[str]) -> None:
+    """Before a run starts: every selected task's backbone is there and its config and tokenizer load (UserError
+    naming the task's key otherwise), so that no MLflow run opens for a model that cannot be built."""
+    from transformers import AutoConfig
+
+    for task in tasks:
+        backbone = getattr(params.task(task).model, "backbone", None)
+        if backbone is None:
+            continue
+        path = folder(backbone, root, task)
+        try:
+            AutoConfig.from_pretrained(path)
+        except Exception as error:
+            raise UserError(f"{key(task)}: cannot load {backbone.source!r}: {first_line(error)}") from None
+        content_tokenizer(load_tokenizer(backbone, root, task), task)
+
+
+def located(section, root: Path):
+    """The section with a local backbone folder made absolute, so that the kind loads it wherever it runs."""
+    from tasks.defaults import resolved_section
+
+    backbone = getattr(section.model, "backbone", None)
+    if backbone is None or not is_local(backbone.source, root):
+        return section
+    return resolved_section(section, {"model.backbone.source": str(folder(backbone, root, None))})
+
+
+def load(backbone, root: Path, task: str | None = None):
+    """(the pretrained model, its fast tokenizer), loaded with eager attention (attention weights with gradients);
+    a folder or id that does not load: UserError naming the params key."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = folder(backbone, root, task)
+    try:
+        model = AutoModel.from_pretrained(path, attn_implementation="eager", use_kernels=False)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as error:  # a broken or partial folder: which file, in transformers' words
+        raise UserError(f"{key(task)}: cannot load {backbone.source!r}: {first_line(error)}") from None
+    return model, tokenizer
+
+
+def load_tokenizer(backbone, root: Path, task: str | None = None):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder(backbone, root, task))
+
+
+def content_tokenizer(tokenizer, task: str | None = None):
+    """The backbone's tokenizer as the kind uses it (a tokenizers.Tokenizer, saved with the run as tokenizer.json):
+    content tokens only, since the model adds its class token itself; no padding or truncation (the kind pads each
+    batch and cuts at max_len). It must pad with PAD_ID and know UNKNOWN, as the text kind does."""
+    from tokenizers import processors
+
+    if not tokenizer.is_fast:
+        raise UserError(f"{key(task)}: the backbone has no fast tokenizer (tokenizer.json), which the text kind needs")
+    backend = tokenizer.backend_tokenizer
+    if tokenizer.pad_token_id != PAD_ID or backend.token_to_id(UNKNOWN) is None:
+        raise UserError(f"{key(task)}: the text kind takes BERT-style vocabularies ([PAD] = {PAD_ID}, {UNKNOWN}); "
+                        f"this one pads with {tokenizer.pad_token!r} = {tokenizer.pad_token_id}")  # fmt: skip
+    backend.post_processor = processors.TemplateProcessing(single="$A", pair="$A $B", special_tokens=[])
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
+
+
+def class_token_id(tokenizer) -> int:
+    """The token the backbone was pretrained to summarise a sequence in: [CLS] (BERT), else <s>."""
+    token = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    if token is None:
+        raise ValueError("the backbone's tokenizer has neither a class nor a start-of-sequence token")
+    return token

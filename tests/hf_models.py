@@ -1,0 +1,51 @@
+"""Tiny random Hugging Face backbones for the tests, built offline and saved in ``save_pretrained`` layout: what a
+task's ``model.backbone.source`` names. Any kind that fine-tunes a backbone (text now; image and speech later) can
+save one with ``save_tiny_bert``.
+
+The weights are random: the tests check that the pipeline loads, fine-tunes, explains, compresses, serves and
+reproduces such a model, not what it learns. HF_HUB_OFFLINE keeps transformers off the network: a test that reached
+for the hub fails instead of downloading.
+"""
+
+import os
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+# A word-level WordPiece vocabulary: the special tokens, the letters and a few pieces, so that any text tokenizes.
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+LETTERS = list("abcdefghijklmnopqrstuvwxyzäöüßéèàçñ")
+PIECES = [f"##{letter}" for letter in LETTERS] + ["the", "der", "le", "el", "de", "la", "und", "and", "et", "ja"]
+
+
+def tiny_tokenizer(folder: Path):
+    """A BertTokenizerFast over the vocabulary above (lower-cased, split at whitespace and punctuation)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import BertTokenizerFast
+
+    vocab = {token: index for index, token in enumerate(dict.fromkeys(SPECIAL + LETTERS + PIECES))}  # ids 0..n-1
+    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )  # fmt: skip
+    return BertTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                             sep_token="[SEP]", mask_token="[MASK]")  # fmt: skip
+
+
+def save_tiny_bert(folder: Path, seed: int = 0) -> Path:
+    """A random 2-layer, 4-head BERT (hidden size 32) and its tokenizer, saved to folder; returns folder."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    tokenizer = tiny_tokenizer(folder)
+    torch.manual_seed(seed)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                        vocab_size=len(tokenizer), max_position_embeddings=128, pad_token_id=0)  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

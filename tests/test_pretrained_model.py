@@ -1,0 +1,117 @@
+"""The pure fine-tuning model (attn_models/pretrained.py) on a tiny random BERT: it reads like a classifier trained
+from scratch (one map value per content token, maps that sum to 1, attention with gradients), prunes heads without
+changing the kept ones, and rebuilds from its config and state dict alone."""
+
+import pytest
+import torch
+
+from tests.hf_models import save_tiny_bert
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory):
+    from transformers import AutoModel
+
+    folder = save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+    return AutoModel.from_pretrained(folder, attn_implementation="eager", use_kernels=False)
+
+
+@pytest.fixture
+def model(backbone):
+    from attn_models.pretrained import PretrainedClassifier
+
+    torch.manual_seed(0)
+    return PretrainedClassifier.from_backbone(backbone, num_classes=3, class_token_id=2, pad_id=0).eval()
+
+
+TOKENS = torch.tensor([[7, 8, 9, 10, 11], [12, 13, 14, 0, 0]])  # the second row padded
+
+
+def test_starts_from_the_backbone_weights(model, backbone):
+    for name, value in backbone.state_dict().items():
+        if not name.startswith("pooler."):
+            assert torch.equal(model.backbone.state_dict()[name], value), name
+
+
+def test_maps_have_one_value_per_content_token_and_sum_to_one(model):
+    from attn_models.attribution import METHODS, class_token_maps
+
+    logits, attentions, readout = model(TOKENS, return_attention=True)
+    assert logits.shape == (2, 3) and readout.shape == (2, 6)
+    assert all(weights.shape == (2, 4, 6, 6) for weights in attentions)
+    assert attentions[0][1, :, :, -2:].abs().max() < 1e-6  # padding gets no attention
+    _, relevance = model.predict_with_relevance(TOKENS)
+    assert relevance.shape == (2, 5) and torch.allclose(relevance.sum(-1), torch.ones(2))
+    maps = class_token_maps(model, TOKENS[:1])
+    for method in METHODS:
+        assert maps[method].shape == (5,) and abs(float(maps[method].sum()) - 1) < 1e-5, method
+    assert maps["gradient_attention"].std() > 0  # the attention weights carried gradients
+
+
+def test_padding_does_not_change_the_prediction(model):
+    alone = model(TOKENS[1:, :3])
+    padded = model(TOKENS[1:])
+    assert torch.allclose(alone, padded, atol=1e-5)
+
+
+def test_pruning_keeps_the_kept_heads_outputs(model):
+    from attn_models.compression import attention_layers, prune_heads
+
+    keep = {name: [0, 2] for name in attention_layers(model)}
+    assert len(keep) == 2
+    masked = {name: torch.tensor([1.0, 0.0, 1.0, 0.0]) for name in keep}
+    layers = attention_layers(model)
+    try:
+        for name, layer in layers.items():
+            layer.head_mask = masked[name]
+        expected, expected_attention, _ = model(TOKENS, return_attention=True)
+    finally:
+        for layer in layers.values():
+            layer.head_mask = None
+    unmasked = model(TOKENS)
+    assert not torch.allclose(unmasked, expected, atol=1e-4)  # the mask did silence heads
+    prune_heads(model, keep)
+    logits, attentions, _ = model(TOKENS, return_attention=True)
+    assert torch.allclose(logits, expected, atol=1e-5)
+    assert attentions[0].shape[1] == 2 and torch.allclose(attentions[0], expected_attention[0][:, [0, 2]], atol=1e-5)
+
+
+def test_head_importance_scores_every_head(model):
+    import torch.nn.functional as F
+
+    from attn_models.compression import head_importance
+
+    importance = head_importance(model, [TOKENS], lambda m, batch: F.cross_entropy(m(batch), torch.tensor([0, 1])))
+    assert set(importance) == set(model.head_layers()) and all(scores.shape == (4,) for scores in importance.values())
+    assert all(scores.sum() > 0 for scores in importance.values())
+    assert all(layer.head_mask is None for layer in model.head_layers().values())
+
+
+def test_state_dict_round_trips_through_the_config(model):
+    from attn_models.pretrained import PretrainedClassifier, backbone_config
+
+    args = dict(backbone_config=backbone_config(model.backbone.config), num_classes=3, class_token_id=2, pad_id=0)
+    torch.save({"model_args": args, "state_dict": model.state_dict()}, buffer := __import__("io").BytesIO())
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    rebuilt = PretrainedClassifier(**saved["model_args"])
+    rebuilt.load_state_dict(saved["state_dict"])
+    assert torch.equal(rebuilt.eval()(TOKENS), model(TOKENS))
+
+
+def test_layer_groups_run_from_the_embeddings_to_the_head(model):
+    groups = model.layer_groups()
+    assert len(groups) == 4  # embeddings, 2 layers, the head
+    assert groups[0][0] is model.backbone.embeddings.word_embeddings.weight
+    assert model.head.weight in groups[-1] and sum(len(group) for group in groups) == len(list(model.parameters()))
+
+
+def test_a_model_that_ran_pickles_and_runs_again(model):
+    """mlflow.pytorch pickles the served model after it ran (transformers hooks it on the first forward pass)."""
+    import pickle
+
+    expected, attentions, _ = model(TOKENS, return_attention=True)
+    copy = pickle.loads(pickle.dumps(model))
+    logits, copied, _ = copy(TOKENS, return_attention=True)
+    assert torch.equal(logits, expected) and len(copied) == len(attentions)
+    assert torch.equal(model(TOKENS), expected)  # the original still runs
