@@ -118,6 +118,9 @@ class Stage:
     module: str
     kind_code: bool = True
     spec_code: tuple[str, ...] = ()  # spec attributes naming more code it runs, 'module:function' (the explainer)
+    # the files of the task's pretrained backbone (model.backbone), by their sha256: the same source path with other
+    # files in it is another model to start from (only training reads them; later stages follow its checkpoint)
+    backbone_files: bool = False
 
     def code_modules(self, spec) -> tuple[str, ...]:
         """The modules whose code the stage runs for a task of this kind (spec)."""
@@ -162,7 +165,15 @@ class Stage:
             self.param_values(inputs["params"], task),
             [inputs[name] for name in self.upstream],
             code_fingerprint(*self.code_modules(inputs["params"].kind(task))),
+            *([backbone_digest(inputs["params"].task(task), inputs["root"], task)] if self.backbone_files else []),
         )
+
+
+def backbone_digest(section, root: Path, task: str) -> str | None:
+    """The sha256 over the files of the section's pretrained backbone (tasks/backbones.py), None without one."""
+    from tasks import backbones
+
+    return backbones.lineage_of(section, root, task).get(backbones.SHA256_TAG)
 
 
 def call_cached(stage, *, force: bool, outputs_exist, **inputs):

@@ -78,3 +78,15 @@ def test_a_run_without_the_trained_files_means_training_again(tmp_path, store, c
         assert not fetch_trained(client, tmp_path / "clone", trained, LOGGER)
     assert "cannot be fetched" in caplog.text and "training again" in caplog.text
     assert not (tmp_path / "clone" / "outputs" / run_id).exists()
+
+
+def test_a_backbone_with_other_files_under_the_same_path_trains_anew(tmp_path):
+    from tests.hf_models import save_tiny_bert
+    from tests.test_pretrained_pipeline import backbone_params
+
+    source = save_tiny_bert(tmp_path / "bert", seed=0)
+    params = Params.model_validate(backbone_params(str(source)))
+    before = train_key(tmp_path, params)
+    assert train_key(tmp_path, params) == before
+    save_tiny_bert(source, seed=1)  # other weights, the same folder: params.yaml does not change
+    assert train_key(tmp_path, params) != before

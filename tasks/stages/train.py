@@ -38,6 +38,7 @@ STAGE = Stage(
     params=("data", "model", "train", "global.seed", "global.device"),
     upstream=("data_recipe",),
     module=__name__,
+    backbone_files=True,
 )
 SYSTEM_METRICS_SECONDS = 10  # MLflow samples CPU, memory (and GPU) usage this often while a model trains
 TRAINING_ENVIRONMENT = ("device", "torch_version")  # returned by train_model; lineage tags of the task run
