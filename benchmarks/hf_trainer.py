@@ -44,6 +44,7 @@ def arguments(argv):
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--warmup-epochs", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--max-steps", type=int, help="optimizer steps in all (as train.max_steps): the last epoch cut")
     return parser.parse_args(argv)
 
 
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             args=TrainingArguments(
                 output_dir=output_dir,
                 num_train_epochs=args.epochs,
+                max_steps=args.max_steps or -1,
                 per_device_train_batch_size=args.batch_size,
                 per_device_eval_batch_size=256,
                 learning_rate=args.lr,

@@ -54,6 +54,9 @@ def load_config(name: str, datasets: Path) -> tuple[dict, str, dict]:
     for spec in (import_from, *(import_from.get(split) for split in SPLIT_FILE_KEYS)):
         if spec is not None:  # paths in configs are relative to the datasets folder
             spec["path"] = str(datasets / spec["path"])
+    backbone = params["tasks"][task]["model"].get("backbone")
+    if backbone and backbone["source"].startswith("."):  # a pretrained folder beside the datasets (not a hub id)
+        backbone["source"] = str((datasets / backbone["source"]).resolve())
     return params, task, target
 
 
@@ -131,11 +134,13 @@ def against_trainer(workspace: Path, params: dict, task: str) -> dict:
         sys.exit(f"error: --against-trainer needs tasks.{task}.model.backbone in the config (a pretrained model)")
     command = [
         sys.executable, "-m", "benchmarks.hf_trainer", str(workspace / "data" / task),
-        "--backbone", str((workspace / backbone["source"]).resolve()),
-        "--epochs", str(train["epochs"]), "--batch-size", str(train["batch_size"]), "--lr", str(train["lr"]),
+        "--backbone", backbone["source"],
+        "--epochs", str(train["epochs"]), "--batch-size", str(train["batch_size"]),
+        "--lr", str(backbone.get("lr") or train["lr"]),
         "--max-len", str(section["model"]["max_len"] + SPECIAL_TOKENS),
         "--weight-decay", str(train.get("weight_decay", 0.0)), "--warmup-epochs", str(train.get("warmup_epochs", 0)),
         "--seed", str(params["global"]["seed"]),
+        *(["--max-steps", str(train["max_steps"])] if train.get("max_steps") else []),
     ]  # fmt: skip
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
