@@ -7,33 +7,34 @@ import pytest
 import torch
 
 from tests.hf_models import VIT_PATCH, VIT_SIZE, save_tiny_vit
+from tests.test_pretrained_model import (
+    assert_pruning_keeps_the_kept_heads,
+    assert_round_trips,
+    assert_starts_from,
+    fine_tuned,
+    load_backbone,
+)
 
 PATCHES = (VIT_SIZE // VIT_PATCH) ** 2
 
 
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory):
-    from transformers import AutoModel
-
-    folder = save_tiny_vit(tmp_path_factory.mktemp("tiny-vit"))
-    return AutoModel.from_pretrained(folder, attn_implementation="eager", use_kernels=False)
+    return load_backbone(save_tiny_vit(tmp_path_factory.mktemp("tiny-vit")))
 
 
 @pytest.fixture
 def model(backbone):
     from attn_models.pretrained import PretrainedImageClassifier
 
-    torch.manual_seed(0)
-    return PretrainedImageClassifier.from_backbone(backbone, num_classes=3).eval()
+    return fine_tuned(PretrainedImageClassifier, backbone)
 
 
 IMAGES = torch.randn(2, 3, VIT_SIZE, VIT_SIZE, generator=torch.Generator().manual_seed(1))
 
 
 def test_starts_from_the_backbone_weights(model, backbone):
-    for name, value in backbone.state_dict().items():
-        if not name.startswith("pooler."):
-            assert torch.equal(model.backbone.state_dict()[name], value), name
+    assert_starts_from(model, backbone)
 
 
 def test_maps_have_one_value_per_patch_and_sum_to_one(model):
@@ -65,39 +66,18 @@ def test_a_removed_patch_becomes_the_baselines(model):
 
 
 def test_pruning_keeps_the_kept_heads_outputs(model):
-    from attn_models.compression import attention_layers, prune_heads
+    from attn_models.compression import attention_layers
     from attn_models.pretrained import ProjectionHeads
 
-    layers = attention_layers(model)
-    assert len(layers) == 2 and all(isinstance(layer, ProjectionHeads) for layer in layers.values())
-    try:
-        for layer in layers.values():
-            layer.head_mask = torch.tensor([1.0, 0.0, 1.0, 0.0])
-        expected, expected_attention, _ = model(IMAGES, return_attention=True)
-    finally:
-        for layer in layers.values():
-            layer.head_mask = None
-    assert not torch.allclose(model(IMAGES), expected, atol=1e-4)  # the mask did silence heads
-    prune_heads(model, {name: [0, 2] for name in layers})
-    logits, attentions, _ = model(IMAGES, return_attention=True)
-    assert torch.allclose(logits, expected, atol=1e-5)
-    assert attentions[0].shape[1] == 2 and torch.allclose(attentions[0], expected_attention[0][:, [0, 2]], atol=1e-5)
+    assert all(isinstance(layer, ProjectionHeads) for layer in attention_layers(model).values())
+    assert_pruning_keeps_the_kept_heads(model, IMAGES)
     assert all(layer.num_heads == 2 for layer in attention_layers(model).values())
 
 
 def test_state_dict_round_trips_through_the_config(model):
-    import io
+    from attn_models.pretrained import PretrainedImageClassifier
 
-    from attn_models.pretrained import PretrainedImageClassifier, backbone_config
-
-    args = dict(backbone_config=backbone_config(model.backbone.config), num_classes=3)
-    buffer = io.BytesIO()
-    torch.save({"model_args": args, "state_dict": model.state_dict()}, buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)
-    rebuilt = PretrainedImageClassifier(**saved["model_args"])
-    rebuilt.load_state_dict(saved["state_dict"])
-    assert torch.equal(rebuilt.eval()(IMAGES), model(IMAGES))
+    assert_round_trips(model, PretrainedImageClassifier, IMAGES)
 
 
 def test_layer_groups_run_from_the_embeddings_to_the_head(model):
