@@ -4,7 +4,8 @@ with the params key named.
 
 A ``source`` is a folder in ``save_pretrained`` layout (relative paths are read from the project root) or a hub id
 (with an optional ``revision``), fetched into the Hugging Face cache when the machine can reach the hub. Either way
-the run records the sha256 of the files it was built from (weights, config, tokenizer): ``attnflow reproduce``
+the run records the sha256 of the files it was built from (weights, config, tokenizer or image processor):
+``attnflow reproduce``
 refuses to re-run on other files. transformers is imported inside the functions: every command imports this module
 through the kinds, and most never load a backbone.
 """
@@ -17,10 +18,10 @@ from pathlib import Path
 
 from tasks.errors import UserError
 
-# The files a backbone is made of: weights, config, tokenizer. Other files in the folder (a README, ONNX exports,
-# training logs) do not change the model and are left out of its fingerprint.
+# The files a backbone is made of: weights, config, tokenizer, image processor (preprocessor_config.json). Other files
+# in the folder (a README, ONNX exports, training logs) do not change the model and are left out of its fingerprint.
 FINGERPRINTED = ("*.safetensors", "*.bin", "config.json", "tokenizer*.json", "vocab.txt", "vocab.json", "merges.txt",
-                 "special_tokens_map.json", "*.model")  # fmt: skip
+                 "special_tokens_map.json", "*.model", "preprocessor_config.json")  # fmt: skip
 SHA256_TAG = "backbone_sha256"  # MLflow tag: the digest over every fingerprinted file
 FILES_TAG = "backbone_files"  # MLflow tag: JSON {file: sha256}
 PAD_ID = 0  # the text kind pads batches with id 0 (its own BPE's [PAD]; BERT-style vocabularies' too)
@@ -112,7 +113,7 @@ def check_sources(params, root: Path, tasks: list[str]) -> None:
             AutoConfig.from_pretrained(path)
         except Exception as error:
             raise UserError(f"{key(task)}: cannot load {backbone.source!r}: {first_line(error)}") from None
-        content_tokenizer(load_tokenizer(backbone, root, task), task)
+        params.kind(task).check_backbone(backbone, root, task)  # its tokenizer, or its image processor, loads
 
 
 def located(section, root: Path):
@@ -125,18 +126,36 @@ def located(section, root: Path):
     return resolved_section(section, {"model.backbone.source": str(folder(backbone, root, None))})
 
 
-def load(backbone, root: Path, task: str | None = None):
-    """(the pretrained model, its fast tokenizer), loaded with eager attention (attention weights with gradients);
-    a folder or id that does not load: UserError naming the params key."""
-    from transformers import AutoModel, AutoTokenizer
+def load_model_config(backbone, root: Path, task: str | None = None):
+    """The backbone's config (AutoConfig)."""
+    from transformers import AutoConfig
 
-    path = folder(backbone, root, task)
+    return AutoConfig.from_pretrained(folder(backbone, root, task))
+
+
+def load_model(backbone, root: Path, task: str | None = None):
+    """The pretrained model alone (an image backbone has no tokenizer), loaded with eager attention; a folder or id
+    that does not load: UserError naming the params key."""
+    from transformers import AutoModel
+
     try:
-        model = AutoModel.from_pretrained(path, attn_implementation="eager", use_kernels=False)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        return AutoModel.from_pretrained(folder(backbone, root, task), attn_implementation="eager", use_kernels=False)
     except Exception as error:  # a broken or partial folder: which file, in transformers' words
         raise UserError(f"{key(task)}: cannot load {backbone.source!r}: {first_line(error)}") from None
-    return model, tokenizer
+
+
+def image_processor_config(backbone, root: Path, task: str | None = None) -> dict:
+    """The backbone's image processor's settings (size, mean, std, rescaling: preprocessor_config.json as
+    ``AutoImageProcessor`` reads it), as plain JSON values: what the image kind resizes and normalises with, and
+    records in the checkpoint so that serving decodes requests alike. None there: UserError naming the params key."""
+    from transformers import AutoImageProcessor
+
+    try:
+        processor = AutoImageProcessor.from_pretrained(folder(backbone, root, task))
+    except Exception as error:
+        raise UserError(f"{key(task)}: cannot load the image processor of {backbone.source!r}: "
+                        f"{first_line(error)}") from None  # fmt: skip
+    return json.loads(processor.to_json_string())
 
 
 def load_tokenizer(backbone, root: Path, task: str | None = None):

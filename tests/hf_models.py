@@ -1,6 +1,5 @@
 """Tiny random Hugging Face backbones for the tests, built offline and saved in ``save_pretrained`` layout: what a
-task's ``model.backbone.source`` names. Any kind that fine-tunes a backbone (text now; image and speech later) can
-save one with ``save_tiny_bert``.
+task's ``model.backbone.source`` names: ``save_tiny_bert`` for text, ``save_tiny_vit`` for images.
 
 The weights are random: the tests check that the pipeline loads, fine-tunes, explains, compresses, serves and
 reproduces such a model, not what it learns. HF_HUB_OFFLINE keeps transformers off the network: a test that reached
@@ -48,4 +47,26 @@ def save_tiny_bert(folder: Path, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return folder
+
+
+VIT_SIZE = 16  # px: the tiny ViT's images, half the built-in digits' 32 (the kind resizes them to the processor's)
+VIT_PATCH = 4  # px: a 4 x 4 grid of patches
+VIT_MEAN, VIT_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as most pretrained ViTs normalise
+
+
+def save_tiny_vit(folder: Path, seed: int = 0) -> Path:
+    """A random 2-layer, 4-head ViT (hidden size 32) over 3-channel 16 x 16 images in 4 x 4 patches, and its image
+    processor (resize to 16 x 16, normalise with ImageNet's VIT_MEAN and VIT_STD, not the image kind's own 0.5),
+    saved to folder; returns folder."""
+    import torch
+    from transformers import ViTConfig, ViTImageProcessorPil, ViTModel
+
+    torch.manual_seed(seed)
+    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                       image_size=VIT_SIZE, patch_size=VIT_PATCH, num_channels=3)  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    ViTModel(config).save_pretrained(folder)
+    ViTImageProcessorPil(size={"height": VIT_SIZE, "width": VIT_SIZE}, image_mean=list(VIT_MEAN),
+                         image_std=list(VIT_STD)).save_pretrained(folder)  # fmt: skip
     return folder

@@ -58,8 +58,13 @@ def text_request(texts: list[str]) -> str:
 
 def served_answers(project, tmp_path, task: str, texts: list[str]) -> tuple[list[dict], dict]:
     """What `attnflow model serve --task <task>` answers to texts, and what its /version says it serves."""
+    return served_request(project, tmp_path, task, text_request(texts))
+
+
+def served_request(project, tmp_path, task: str, request: str) -> tuple[list[dict], dict]:
+    """What `attnflow model serve --task <task>` answers to a request body, and what its /version says it serves."""
     with served_command(project, tmp_path, task=task) as port:
-        status, body = call(port, "/invocations", text_request(texts), token=TOKEN)
+        status, body = call(port, "/invocations", request, token=TOKEN)
         assert status == 200, body
         status, version = call(port, "/version", token=TOKEN)
         assert status == 200, version

@@ -10,24 +10,37 @@ from tests.hf_models import save_tiny_bert
 
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory):
-    from transformers import AutoModel
-
-    folder = save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
-    return AutoModel.from_pretrained(folder, attn_implementation="eager", use_kernels=False)
+    return load_backbone(save_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
 
 
 @pytest.fixture
 def model(backbone):
     from attn_models.pretrained import PretrainedClassifier
 
+    return fine_tuned(PretrainedClassifier, backbone, class_token_id=2, pad_id=0)
+
+
+def load_backbone(folder):
+    """The saved backbone as the kinds load it: eager attention."""
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(folder, attn_implementation="eager", use_kernels=False)
+
+
+def fine_tuned(model_class, backbone, **head):
+    """model_class over backbone's weights, for 3 classes, its head seeded, in eval mode."""
     torch.manual_seed(0)
-    return PretrainedClassifier.from_backbone(backbone, num_classes=3, class_token_id=2, pad_id=0).eval()
+    return model_class.from_backbone(backbone, num_classes=3, **head).eval()
 
 
 TOKENS = torch.tensor([[7, 8, 9, 10, 11], [12, 13, 14, 0, 0]])  # the second row padded
 
 
 def test_starts_from_the_backbone_weights(model, backbone):
+    assert_starts_from(model, backbone)
+
+
+def assert_starts_from(model, backbone):
     for name, value in backbone.state_dict().items():
         if not name.startswith("pooler."):
             assert torch.equal(model.backbone.state_dict()[name], value), name
@@ -55,6 +68,11 @@ def test_padding_does_not_change_the_prediction(model):
 
 
 def test_pruning_keeps_the_kept_heads_outputs(model):
+    assert_pruning_keeps_the_kept_heads(model, TOKENS)
+
+
+def assert_pruning_keeps_the_kept_heads(model, inputs):
+    """Heads 1 and 3 of each of the 2 layers masked, then pruned: the same logits and kept heads' attention."""
     from attn_models.compression import attention_layers, prune_heads
 
     keep = {name: [0, 2] for name in attention_layers(model)}
@@ -64,14 +82,14 @@ def test_pruning_keeps_the_kept_heads_outputs(model):
     try:
         for name, layer in layers.items():
             layer.head_mask = masked[name]
-        expected, expected_attention, _ = model(TOKENS, return_attention=True)
+        expected, expected_attention, _ = model(inputs, return_attention=True)
     finally:
         for layer in layers.values():
             layer.head_mask = None
-    unmasked = model(TOKENS)
+    unmasked = model(inputs)
     assert not torch.allclose(unmasked, expected, atol=1e-4)  # the mask did silence heads
     prune_heads(model, keep)
-    logits, attentions, _ = model(TOKENS, return_attention=True)
+    logits, attentions, _ = model(inputs, return_attention=True)
     assert torch.allclose(logits, expected, atol=1e-5)
     assert attentions[0].shape[1] == 2 and torch.allclose(attentions[0], expected_attention[0][:, [0, 2]], atol=1e-5)
 
@@ -88,15 +106,22 @@ def test_head_importance_scores_every_head(model):
 
 
 def test_state_dict_round_trips_through_the_config(model):
-    from attn_models.pretrained import PretrainedClassifier, backbone_config
+    from attn_models.pretrained import PretrainedClassifier
 
-    args = dict(backbone_config=backbone_config(model.backbone.config), num_classes=3, class_token_id=2, pad_id=0)
+    assert_round_trips(model, PretrainedClassifier, TOKENS, class_token_id=2, pad_id=0)
+
+
+def assert_round_trips(model, model_class, inputs, **head):
+    """Saved as a checkpoint saves it (the backbone's config and the state dict), model_class rebuilds it exactly."""
+    from attn_models.pretrained import backbone_config
+
+    args = dict(backbone_config=backbone_config(model.backbone.config), num_classes=3, **head)
     torch.save({"model_args": args, "state_dict": model.state_dict()}, buffer := __import__("io").BytesIO())
     buffer.seek(0)
     saved = torch.load(buffer, weights_only=True)
-    rebuilt = PretrainedClassifier(**saved["model_args"])
+    rebuilt = model_class(**saved["model_args"])
     rebuilt.load_state_dict(saved["state_dict"])
-    assert torch.equal(rebuilt.eval()(TOKENS), model(TOKENS))
+    assert torch.equal(rebuilt.eval()(inputs), model(inputs))
 
 
 def test_layer_groups_run_from_the_embeddings_to_the_head(model):

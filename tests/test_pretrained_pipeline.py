@@ -17,15 +17,15 @@ from tests.test_named_tasks import served_answers
 SIZE_KEYS = ("vocab_size", "embed_dim", "num_heads", "depth")  # the backbone's to set
 
 
-def backbone_params(source: str) -> dict:
-    """tiny_params training language-id alone, fine-tuning the backbone at source."""
+def backbone_params(source: str, task: str = TEXT, size_keys=SIZE_KEYS) -> dict:
+    """tiny_params training task (language-id) alone, fine-tuning the backbone at source, the size keys left to it."""
     params = tiny_params()
-    params["global"]["tasks"] = [TEXT]
-    model = params["tasks"][TEXT]["model"]
-    for key in SIZE_KEYS:
+    params["global"]["tasks"] = [task]
+    model = params["tasks"][task]["model"]
+    for key in size_keys:
         model.pop(key, None)
     model["backbone"] = {"source": source, "layer_decay": 0.8}
-    params["tasks"][TEXT]["train"].update(lr=1e-3, max_batches_per_epoch=3)
+    params["tasks"][task]["train"].update(lr=1e-3, max_batches_per_epoch=3)
     return params
 
 
@@ -38,24 +38,10 @@ def test_a_missing_backbone_stops_the_run_naming_the_key(tiny_project):
 
 @pytest.mark.slow  # a pipeline run and a served model: about 2 minutes on 2 cores
 def test_a_fine_tuned_backbone_runs_the_whole_pipeline(tiny_project, prefect_server, tmp_path, capsys):
-    from flows.experiments import reproduce
-
     source = save_tiny_bert(tmp_path / "tiny-bert")
     params_path = write_params(tiny_project, backbone_params(str(source)))
-    assert main(["run", "--params", str(params_path)]) == 0, capsys.readouterr().err
-
-    uri = f"sqlite:///{tiny_project / 'mlflow.db'}"
-    client = MlflowClient(uri, registry_uri=uri)
-    [run] = client.search_runs([client.get_experiment_by_name(f"attnflow-{TEXT}").experiment_id])
-    metrics, tags, logged = run.data.metrics, run.data.tags, run.data.params
-    assert logged["model.backbone.source"] == str(source) and logged["train.lr_schedule"] == "linear"
-    assert logged["resolved.model.embed_dim"] == "32" and logged["resolved.model.depth"] == "2"
-    assert len(tags["backbone_sha256"]) == 64 and "model.safetensors" in json.loads(tags["backbone_files"])
-    assert 0 <= metrics["test_accuracy"] <= 1 and 0 <= metrics["eval_val_accuracy"] <= 1
-    for method in ("rollout", "gradient_attention", "random"):
-        assert 0 <= metrics[f"attn_deletion_auc.{method}"] <= 1, method
-    for variant in ("int8", "pruned"):
-        assert any(name.endswith(f".{variant}") and name.startswith("compress_") for name in metrics), variant
+    client, run = fine_tuned_run(tiny_project, params_path, TEXT, source, capsys)
+    tags = run.data.tags
 
     answers, version = served_answers(tiny_project, tmp_path, TEXT, ["der schnelle braune Fuchs", "le chat"])
     assert version["run_id"] == run.info.run_id
@@ -66,13 +52,40 @@ def test_a_fine_tuned_backbone_runs_the_whole_pipeline(tiny_project, prefect_ser
 
     card = client.get_model_version(f"attnflow-{TEXT}", "1").description
     assert tags["backbone_sha256"] in card and str(source) in card
+    assert_reproduced_then_refused(run.info.run_id, params_path, source)
 
-    result = reproduce(run.info.run_id, params_path=str(params_path))
+
+def fine_tuned_run(project, params_path, task: str, source, capsys):
+    """`attnflow run` of params_path, which fine-tunes the tiny backbone at source (hidden size 32, 2 layers) for
+    task: (the MLflow client, the task's run), after checking that the run records the backbone and that it was
+    evaluated, explained (deletion AUCs of rollout, gradient-weighted attention and random maps) and compressed
+    (int8 and pruned variants)."""
+    assert main(["run", "--params", str(params_path)]) == 0, capsys.readouterr().err
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    [run] = client.search_runs([client.get_experiment_by_name(f"attnflow-{task}").experiment_id])
+    metrics, tags, logged = run.data.metrics, run.data.tags, run.data.params
+    assert logged["model.backbone.source"] == str(source) and logged["train.lr_schedule"] == "linear"
+    assert logged["resolved.model.embed_dim"] == "32" and logged["resolved.model.depth"] == "2"
+    assert len(tags["backbone_sha256"]) == 64 and "model.safetensors" in json.loads(tags["backbone_files"])
+    assert 0 <= metrics["test_accuracy"] <= 1 and 0 <= metrics["eval_val_accuracy"] <= 1
+    for method in ("rollout", "gradient_attention", "random"):
+        assert 0 <= metrics[f"attn_deletion_auc.{method}"] <= 1, method
+    for variant in ("int8", "pruned"):
+        assert any(name.endswith(f".{variant}") and name.startswith("compress_") for name in metrics), variant
+    return client, run
+
+
+def assert_reproduced_then_refused(run_id: str, params_path, source) -> None:
+    """`attnflow reproduce` of the run matches it exactly; once the backbone's config.json changes, it refuses,
+    naming the file."""
+    from flows.experiments import reproduce
+
+    result = reproduce(run_id, params_path=str(params_path))
     assert result["match"], result["metrics"]
-
     (source / "config.json").write_text((source / "config.json").read_text().replace('"hidden_act"', '"hidden_act" '))
     with pytest.raises(Exception, match="config.json"):  # other backbone files: refused, naming the file
-        reproduce(run.info.run_id, params_path=str(params_path))
+        reproduce(run_id, params_path=str(params_path))
 
 
 @pytest.mark.parametrize(

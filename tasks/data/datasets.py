@@ -106,9 +106,11 @@ def rand_augment(magnitude: float, channels: int) -> dict:
     return ops
 
 
-def image_transforms(channels: int, augment=None, seed: int = 0):
-    """Normalise to [-1, 1]; in training also flip (when asked), shift, rotate and scale, and RandAugment's
-    operations when ``augment.rand_ops`` > 0 (albumentations, seeded)."""
+def image_transforms(channels: int, augment=None, seed: int = 0, mean=None, std=None, max_pixel: float = 255.0):
+    """Normalise to [-1, 1] (or, given a pretrained backbone's processor's mean and std per channel and the pixel
+    value its rescaling takes to 1: (pixel / max_pixel - mean) / std); in training first flip (when asked), shift,
+    rotate and scale, and RandAugment's operations when ``augment.rand_ops`` > 0 (albumentations, seeded): the
+    augmentation works on pixels, before any normalisation."""
     import albumentations as A  # here, not at the top: a cached pipeline run never loads images
     from albumentations.pytorch import ToTensorV2
 
@@ -126,22 +128,24 @@ def image_transforms(channels: int, augment=None, seed: int = 0):
                 p=0.9,
             )
         )
-    steps += [A.Normalize(mean=(0.5,) * channels, std=(0.5,) * channels, max_pixel_value=255.0), ToTensorV2()]
+    mean, std = mean or (0.5,) * channels, std or (0.5,) * channels
+    steps += [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=max_pixel), ToTensorV2()]
     return A.Compose(steps, seed=seed)
 
 
-def image_pixels(image: Image.Image, channels: int, size: int) -> np.ndarray:
-    """An (H, W, C) uint8 array at size x size with the requested channels."""
+def image_pixels(image: Image.Image, channels: int, size: int, resample: int = Image.Resampling.BILINEAR) -> np.ndarray:
+    """An (H, W, C) uint8 array at size x size with the requested channels (resized with PIL's resample filter:
+    a pretrained backbone's processor names its own)."""
     image = image.convert("L" if channels == 1 else "RGB")
     if image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
+        image = image.resize((size, size), Image.Resampling(resample))
     pixels = np.asarray(image)
     return pixels[:, :, None] if channels == 1 else pixels
 
 
-def read_image(source, channels: int, size: int) -> np.ndarray:
+def read_image(source, channels: int, size: int, resample: int = Image.Resampling.BILINEAR) -> np.ndarray:
     """image_pixels of an image file (a path or a file object)."""
-    return image_pixels(Image.open(source), channels, size)
+    return image_pixels(Image.open(source), channels, size, resample)
 
 
 # ---- speech -------------------------------------------------------------------------------

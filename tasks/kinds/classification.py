@@ -10,7 +10,8 @@ Serving: per input, the label, the class probabilities, the rollout and a summar
 from abc import abstractmethod
 from pathlib import Path
 
-from tasks.kinds.base import Evaluation, Explanation, val_name
+from tasks.defaults import is_auto
+from tasks.kinds.base import Evaluation, Explanation, load_object, val_name
 from tasks.kinds.kind import Kind
 from tasks.names import MONITOR_REFERENCE
 
@@ -26,6 +27,27 @@ class Classifier(Kind):
         return model(inputs), targets
 
     # ---- a pretrained backbone (model.backbone: tasks/backbones.py, attn_models/pretrained.py) ------------
+    pretrained_class = "attn_models.pretrained:PretrainedClassifier"  # the fine-tuned model: built from model_args
+    input_args: tuple[str, ...] = ()  # model_args that say how inputs are decoded (not the model's): image's processor
+
+    def check_backbone(self, backbone, root: Path, task: str) -> None:
+        """Before a run opens: what the kind reads inputs with loads and fits it (text: the backbone's tokenizer);
+        UserError naming the params key otherwise."""
+        from tasks import backbones
+
+        backbones.content_tokenizer(backbones.load_tokenizer(backbone, root, task), task)
+
+    def backbone_size_values(self, section, config) -> dict:
+        """The size keys from the backbone's config (width, depth, heads): `auto` ones resolved to its values, a
+        number that differs stops training, naming the key."""
+        size = {"embed_dim": config.hidden_size, "depth": config.num_hidden_layers,
+                "num_heads": config.num_attention_heads}  # fmt: skip
+        for key, value in size.items():
+            given = getattr(section.model, key)
+            if not is_auto(given) and given != value:
+                raise ValueError(f"model.{key}: {given}, but the backbone's is {value} (leave it out or auto)")
+        return {f"model.{key}": value for key, value in size.items() if is_auto(getattr(section.model, key))}
+
     def pretrained_args(self, section, splits) -> dict:
         """The fine-tuned model's arguments: the backbone's config (the checkpoint rebuilds it without the source),
         the classes, the backbone's class token and padding, the head's dropout."""
@@ -39,11 +61,9 @@ class Classifier(Kind):
                 "dropout": section.model.dropout}  # fmt: skip
 
     def backbone_config(self, section):
-        from transformers import AutoConfig
+        from tasks.backbones import load_model_config
 
-        from tasks.backbones import folder
-
-        return AutoConfig.from_pretrained(folder(section.model.backbone, Path("/"), None))
+        return load_model_config(section.model.backbone, Path("/"))
 
     def describe_model(self, section) -> str:
         """With a backbone, the fine-tuned model and the backbone's name: PretrainedClassifier-all-MiniLM-L6-v2."""
@@ -56,21 +76,23 @@ class Classifier(Kind):
         """The kind's model, or with a backbone's config in args the fine-tuned one (rebuilt from the config alone)."""
         if "backbone_config" not in args:
             return super().build_model(args)
-        from attn_models.pretrained import PretrainedClassifier
+        return load_object(self.pretrained_class)(**self.constructor_args(args))
 
-        return PretrainedClassifier(**args)
+    def constructor_args(self, args: dict) -> dict:
+        """model_args without the input_args: what the model class is built with."""
+        return {name: value for name, value in args.items() if name not in self.input_args}
 
     def start_model(self, args: dict, section):
         """The model training starts from: with a backbone, its pretrained weights under a new head."""
         backbone = getattr(section.model, "backbone", None)
         if backbone is None:
             return self.build_model(args)
-        from attn_models.pretrained import PretrainedClassifier
         from tasks import backbones
 
-        pretrained, _ = backbones.load(backbone, Path("/"))
-        head = {name: value for name, value in args.items() if name != "backbone_config"}  # the config is pretrained's
-        return PretrainedClassifier.from_backbone(pretrained, **head)
+        pretrained = backbones.load_model(backbone, Path("/"))
+        head = self.constructor_args(args)
+        del head["backbone_config"]  # the pretrained model's own
+        return load_object(self.pretrained_class).from_backbone(pretrained, **head)
 
     def parameter_groups(self, model, section):
         """With a backbone: the embeddings and first freeze_layers layers frozen, the others at the backbone's rate

@@ -3,15 +3,30 @@
 Prepared layout: data/image/{train,val,test}/<class>/<image>.png. Training augments with albumentations (flip, shift,
 rotate, scale). Attention map: rollout over the patch grid, drawn over the image. Served input: ``{"image": ...}``, a
 base64 PNG or JPEG, or pixel values 0..255 as an H x W [x C] array; resized and normalised as in training.
+
+With ``model.backbone`` (a pretrained ViT, attn_models/pretrained.py PretrainedImageClassifier) the backbone's image
+processor decides how pixels reach the model: images are read at its size (whatever data.image_size, the size the
+prepared images are stored at: a mismatch is resized, as the processor itself would) and with the backbone's channels,
+resized with its filter and normalised with its mean and std, after the augmentation. Its settings are in the
+checkpoint's model_args (``image_processor``), so serving decodes requests the same way (``pixel_format``).
 """
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import Field, model_validator
 
-from tasks.defaults import AUTO, augment_strength, auto_or_number, is_auto, size_values
+from tasks.defaults import AUTO, augment_strength, auto_or_number, finetune_defaults, is_auto, size_values
 from tasks.kinds.classification import Classifier
-from tasks.schema import DataSection, ModelParams, Section, SplitFraction, Strength, TaskParams, TrainParams
+from tasks.schema import (
+    BackboneParams,
+    DataSection,
+    ModelParams,
+    Section,
+    SplitFraction,
+    Strength,
+    TaskParams,
+    TrainParams,
+)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -87,6 +102,19 @@ def patch_size_for(image_size: int, stem: str) -> int:
 class ImageModel(ModelParams):
     patch_size: auto_or_number(int, 1, 256) = AUTO  # auto: from data.image_size (patch_size_for)
     stem: Literal["patch", "conv"] = "patch"  # conv: 3x3 stride-2 convolutions down to the patch grid (small data)
+    backbone: BackboneParams | None = None  # fine-tune a pretrained ViT (and read images as its processor does)
+
+    @model_validator(mode="after")
+    def backbone_sets_the_patches(self):
+        """A backbone brings its own patches, width, depth and heads (the size keys and patch_size resolve from its
+        config: a number that differs from it stops training, Image.backbone_values); its head reads the class
+        token through its own patch embedding."""
+        if self.backbone is None:
+            return self
+        clashing = ["stem"] * (self.stem != "patch") + ["pool"] * (self.pool != "cls")
+        if clashing:
+            raise ValueError(f"{', '.join(clashing)}: set by the backbone (leave them out with model.backbone)")
+        return self
 
     @model_validator(mode="after")
     def conv_stem_patch_size(self):
@@ -110,6 +138,8 @@ class ImageParams(TaskParams):
     model: ImageModel
     train: ImageTrain
 
+    _finetune_defaults = model_validator(mode="before")(finetune_defaults)
+
     @model_validator(mode="after")
     def digit_fits_image(self):
         builtin = self.data.builtin
@@ -132,8 +162,67 @@ class ImageParams(TaskParams):
         return self
 
 
+class PixelFormat(NamedTuple):
+    """How pixels reach the model: the side images are read at, their channels, the PIL resample filter, the patch
+    side (the attention map's cell), the normalisation ((pixel / max_pixel - mean) / std per channel)."""
+
+    size: int
+    channels: int
+    resample: int
+    patch_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    max_pixel: float
+
+    def transforms(self, augment=None, seed: int = 0):
+        """tasks.data.datasets.image_transforms normalising as this format says (augment: the training's)."""
+        from tasks.data.datasets import image_transforms
+
+        return image_transforms(self.channels, augment, seed, self.mean, self.std, self.max_pixel)
+
+    def black(self):
+        """A black pixel, normalised: (C, 1, 1)."""
+        import torch
+
+        return torch.tensor([-m / s for m, s in zip(self.mean, self.std)]).view(-1, 1, 1)
+
+
+BILINEAR = 2  # PIL's (and transformers' PILImageResampling) bilinear filter: how the kind resizes by default
+BACKBONE_KEY = "model.backbone.source"
+
+
+def pixel_format(model_args: dict) -> PixelFormat:
+    """The pixel format of a model, from its arguments (a checkpoint's model_args): the backbone's image processor's
+    when it has one, else the kind's own (data.image_size and data.channels, normalised to [-1, 1])."""
+    processor = model_args.get("image_processor")
+    if processor is None:
+        channels = model_args["in_channels"]
+        return PixelFormat(model_args["image_size"], channels, BILINEAR, model_args["patch_size"], (0.5,) * channels,
+                           (0.5,) * channels, 255.0)  # fmt: skip
+    return processor_format(processor, model_args["backbone_config"])
+
+
+def processor_format(processor: dict, config: dict) -> PixelFormat:
+    """The pixel format of a backbone's image processor (its settings as JSON) and config: a square size that is the
+    backbone's image size, a mean and std per channel of the backbone; ValueError naming the key otherwise."""
+    size, channels, side = processor.get("size") or {}, config["num_channels"], config["image_size"]
+    if not processor.get("do_resize", True) or size.get("height") != side or size.get("width") != side:
+        raise ValueError(f"{BACKBONE_KEY}: the image processor must resize to the backbone's {side} x {side} "
+                         f"images (its size: {size})")  # fmt: skip
+    normalize = processor.get("do_normalize", True)
+    mean = tuple(processor["image_mean"]) if normalize else (0.0,) * channels
+    std = tuple(processor["image_std"]) if normalize else (1.0,) * channels
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"{BACKBONE_KEY}: the image processor normalises {len(mean)} channels, the backbone takes "
+                         f"{channels}")  # fmt: skip
+    max_pixel = 1 / processor["rescale_factor"] if processor.get("do_rescale", True) else 1.0
+    return PixelFormat(side, channels, processor.get("resample", BILINEAR), config["patch_size"], mean, std, max_pixel)
+
+
 class Image(Classifier):
     name, order, params = "image", 20, ImageParams
+    pretrained_class = "attn_models.pretrained:PretrainedImageClassifier"
+    input_args = ("image_processor",)
     input_column = "image"
     model_class = "attn_models.vit:VisionTransformer"
     generator = "tasks.data.builtin_image:generate_image_dataset"
@@ -141,7 +230,8 @@ class Image(Classifier):
     manifest_layouts = ("csv",)
     serving_input = "a base64 PNG or JPEG, or pixel values 0..255 as an H x W [x C] array; resized to the model's size"
     limits = (
-        "Images are read at data.image_size with data.channels channels, whatever their size; rollout is per patch, "
+        "Images are read at data.image_size with data.channels channels (with a backbone: its image processor's "
+        "size and its channels), whatever their size; rollout is per patch, "
         "coarse on small images, and not a faithful explanation of the decision."
     )
 
@@ -160,49 +250,85 @@ class Image(Classifier):
     def split_files(self, data_dir, split):
         return sorted(p for p in (data_dir / split).glob("*/*") if p.is_file())
 
+    def check_backbone(self, backbone, root, task):
+        """Before a run opens: the backbone's image processor loads and fits it (UserError naming the key)."""
+        from tasks import backbones
+        from tasks.errors import UserError
+
+        config = backbones.load_model_config(backbone, root, task)
+        try:
+            processor_format(backbones.image_processor_config(backbone, root, task), config.to_dict())
+        except ValueError as error:  # its message starts with BACKBONE_KEY
+            raise UserError(f"tasks.{task}.{error}") from None
+
     def auto_values(self, section, data_dir, tokenizer):
-        """Model size from the training images' count, the patch size from the image size, the augmentation's
-        strength from the training images per class."""
+        """Model size from the training images' count (with a backbone: from its config), the patch size from the
+        image size (the backbone's), the augmentation's strength from the training images per class."""
         images = len(self.split_files(data_dir, "train"))
-        values = size_values(section.model, images)
-        if is_auto(section.model.patch_size):
-            values["model.patch_size"] = patch_size_for(section.data.image_size, section.model.stem)
+        if section.model.backbone is not None:
+            values = self.backbone_values(section)
+        else:
+            values = size_values(section.model, images)
+            if is_auto(section.model.patch_size):
+                values["model.patch_size"] = patch_size_for(section.data.image_size, section.model.stem)
         if is_auto(section.data.augment.strength):
             classes = sum(1 for p in (data_dir / "train").iterdir() if p.is_dir())
             values["data.augment.strength"] = augment_strength(images / max(1, classes))
         return values
 
     def load_splits(self, data_dir, section, seed, tokenizer):
-        from tasks.data.datasets import DecodedCache, LabelledItems, Splits, image_transforms, read_image
+        from tasks.data.datasets import DecodedCache, LabelledItems, Splits, read_image
 
         class_names = sorted(p.name for p in (data_dir / "train").iterdir() if p.is_dir())
-        size, channels = section.data.image_size, section.data.channels
+        form = pixel_format(self.input_model_args(section))
 
         def split(name, transform, augmented=False):
             paths = sorted(p for p in (data_dir / name).glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
             labels = [class_names.index(p.parent.name) for p in paths]
-            pixels = DecodedCache(lambda p: read_image(p, channels, size))
+            pixels = DecodedCache(lambda p: read_image(p, form.channels, form.size, form.resample))
             load = lambda p: transform(image=pixels(p).copy())["image"]  # noqa: E731  (the cached pixels stay)
             return LabelledItems(paths, labels, load, augmentation=transform if augmented else None)
 
-        plain = image_transforms(channels)
+        plain = form.transforms()
         return Splits(
-            split("train", image_transforms(channels, section.data.augment.scaled(), seed), augmented=True),
+            split("train", form.transforms(section.data.augment.scaled(), seed), augmented=True),
             split("val", plain),
             split("test", plain),
             class_names,
         )
 
+    def backbone_values(self, section) -> dict:
+        """The size keys and patch_size from the backbone's config: `auto` ones resolved, a number that differs
+        stops training, naming the key."""
+        config = self.backbone_config(section)
+        values = self.backbone_size_values(section, config)
+        given = section.model.patch_size
+        if not is_auto(given) and given != config.patch_size:
+            raise ValueError(f"model.patch_size: {given}, but the backbone's is {config.patch_size} (leave it out)")
+        return values | ({"model.patch_size": config.patch_size} if is_auto(given) else {})
+
+    def input_model_args(self, section) -> dict:
+        """The model_args that say what the model's input is (pixel_format reads them): the image size, patch size
+        and channels; with a backbone its config and its image processor's settings."""
+        backbone = section.model.backbone
+        if backbone is None:
+            data = section.data
+            return dict(image_size=data.image_size, patch_size=section.model.patch_size, in_channels=data.channels)
+        from pathlib import Path
+
+        from attn_models.pretrained import backbone_config
+        from tasks.backbones import image_processor_config
+
+        return {"backbone_config": backbone_config(self.backbone_config(section)),
+                "image_processor": image_processor_config(backbone, Path("/"))}  # fmt: skip
+
     def model_args(self, section, splits, tokenizer):
-        m, data = section.model, section.data
-        return m.attention_args() | dict(
-            num_classes=len(splits.class_names),
-            image_size=data.image_size,
-            patch_size=m.patch_size,
-            in_channels=data.channels,
-            depth=m.depth,
-            stem=m.stem,
-        )
+        m, classes = section.model, len(splits.class_names)
+        if m.backbone is not None:
+            self.backbone_values(section)  # the sizes given are the backbone's (resolve checks only `auto` sections)
+            return self.input_model_args(section) | {"num_classes": classes, "dropout": m.dropout}
+        return m.attention_args() | self.input_model_args(section) | dict(num_classes=classes, depth=m.depth,
+                                                                          stem=m.stem)  # fmt: skip
 
     def serving_example(self, data_dir, section):
         import base64
@@ -218,7 +344,8 @@ class Image(Classifier):
 
         from tasks.evaluation.plots import sample_title
 
-        image = (inputs[0] * 0.5 + 0.5).clamp(0, 1).permute(1, 2, 0).squeeze(-1).numpy()  # undo Normalize
+        image = inputs[0] - inputs[0].min()  # normalised pixels (the kind's or a backbone's) back to 0..1, shown
+        image = (image / image.max().clamp(min=1e-12)).permute(1, 2, 0).squeeze(-1).numpy()
         grid = int(round(len(relevance) ** 0.5))
         patches = torch.from_numpy(relevance.reshape(1, 1, grid, grid).astype(np.float32))
         heatmap = F.interpolate(patches, size=image.shape[:2], mode="bilinear", align_corners=False)[0, 0]
@@ -237,10 +364,8 @@ class Image(Classifier):
     viewer_kind = "image"
 
     def removal_baseline(self, item, e):
-        """A black image (pixel 0, -1 once normalised): the built-in digits' background."""
-        import torch
-
-        return torch.full_like(item, -1.0)
+        """A black image (pixel 0, normalised: -1 with the kind's normalisation): the built-in digits' background."""
+        return pixel_format(e.checkpoint["model_args"]).black().expand_as(item).clone()
 
     def localization_target(self, index, item, tokens, e):
         """On built-in digits drawn without clutter every lit pixel is the digit's ink: each patch's share of ink."""
@@ -249,12 +374,13 @@ class Image(Classifier):
         if not e.builtin_data or e.section.data.builtin.clutter:
             return None
         ink = (item > item.min()).any(dim=0).float()  # (H, W): the background is the darkest value
-        return F.avg_pool2d(ink[None, None], e.checkpoint["model_args"]["patch_size"]).flatten()
+        return F.avg_pool2d(ink[None, None], pixel_format(e.checkpoint["model_args"]).patch_size).flatten()
 
     def viewer_input(self, item, tokens, e):
         from tasks.evaluation.plots import png_base64
 
-        grid = e.checkpoint["model_args"]["image_size"] // e.checkpoint["model_args"]["patch_size"]
+        form = pixel_format(e.checkpoint["model_args"])
+        grid = form.size // form.patch_size
         return {"picture": png_base64(item.mean(dim=0).numpy()), "grid": [grid, grid]}
 
     def input_features(self, inputs, tokenizer):
@@ -263,12 +389,12 @@ class Image(Classifier):
         return {"pixel_mean": float(inputs.mean()), "pixel_std": float(inputs.std())}
 
     def request_input(self, value, model_args, tokenizer, limits):
-        from tasks.data.datasets import image_pixels, image_transforms
+        from tasks.data.datasets import image_pixels
         from tasks.data.requests import open_image
 
-        channels, size = model_args["in_channels"], model_args["image_size"]
-        pixels = image_pixels(open_image(value, limits), channels, size)
-        return image_transforms(channels)(image=pixels)["image"].unsqueeze(0), {}
+        form = pixel_format(model_args)
+        pixels = image_pixels(open_image(value, limits), form.channels, form.size, form.resample)
+        return form.transforms()(image=pixels)["image"].unsqueeze(0), {}
 
 
 SPEC = Image()
