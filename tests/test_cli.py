@@ -41,7 +41,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *phras
         (["run", "--params", "missing.yaml"], ["missing.yaml: cannot read params: No such file"]),
         (
             ["run", "--set", f"tasks.{IMAGE}.train.epochs=0"],
-            [f"--set tasks.{IMAGE}.train.epochs=0", "greater than or equal to 1"],
+            [f"--set tasks.{IMAGE}.train.epochs=0", "an integer from 1 to 1000000 (got 0)"],
         ),
         (["run", "--set", f"tasks.{IMAGE}.train.epoch=3"], [f"tasks.{IMAGE}.train.epoch: no such key"]),
         (["run", "--set", "nonsense"], ["--set nonsense", "must look like section.key=value"]),
