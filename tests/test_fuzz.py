@@ -220,7 +220,14 @@ def snapshot(*paths) -> dict:
 
 
 # ---- serving request values -----------------------------------------------------------------------------------
-MODEL_ARGS = {"in_channels": 1, "image_size": 16, "sample_rate": 16000, "clip_seconds": 1.0, "max_len": 8}
+MODEL_ARGS = {
+    "in_channels": 1,
+    "image_size": 16,
+    "patch_size": 4,
+    "sample_rate": 16000,
+    "clip_seconds": 1.0,
+    "max_len": 8,
+}
 
 
 def request_value(kind: str):
