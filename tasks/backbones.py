@@ -12,6 +12,7 @@ through the kinds, and most never load a backbone.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -61,9 +62,21 @@ def first_line(error: Exception) -> str:
 
 
 def fingerprint(path: Path) -> dict[str, str]:
-    """sha256 of each file the backbone is made of, by its name in the folder."""
+    """sha256 of each file the backbone is made of, by its name in the folder. The train stage's cache key, its
+    lineage tags and reproduce's check each ask for it: a file is read again only when its size or mtime changed."""
     files = sorted({file for pattern in FINGERPRINTED for file in path.glob(pattern) if file.is_file()})
-    return {file.name: hashlib.sha256(file.read_bytes()).hexdigest() for file in files}
+    return {file.name: file_sha256(file, *_stamp(file)) for file in files}
+
+
+def _stamp(file: Path) -> tuple[int, int]:
+    stat = file.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=64)
+def file_sha256(file: Path, size: int, mtime_ns: int) -> str:
+    """A file's sha256, cached by its path, size and mtime."""
+    return hashlib.sha256(file.read_bytes()).hexdigest()
 
 
 def digest(files: dict[str, str]) -> str:
