@@ -71,7 +71,12 @@ class BertStyleHeads:
             self._hook.remove()
         self._mask, self._hook = mask, None
         if mask is not None:
-            self._hook = self.block.output.dense.register_forward_pre_hook(self._scale)
+            self._hook = self.projection.register_forward_pre_hook(self._scale)
+
+    @property
+    def projection(self) -> nn.Linear:
+        """The output projection: it reads the heads' outputs side by side."""
+        return self.block.output.dense
 
     def _scale(self, _module, args):
         x = args[0]  # (B, T, H * D): the heads' outputs side by side
@@ -101,24 +106,33 @@ class PretrainedClassifier(AttentionClassifier):
             raise ValueError(f"max_len {max_len} + the class token exceeds the backbone's "
                              f"{config.max_position_embeddings} positions")  # fmt: skip
         self.max_len = max_len
+        self.class_token_id, self.pad_id = class_token_id, pad_id
+        self.build_backbone(config, num_classes, dropout)
+
+    def build_backbone(self, config, num_classes: int, dropout: float) -> None:
+        """The backbone from its config (random weights: from_backbone copies the pretrained ones in) and the new
+        head; a backbone whose attention layers compression cannot read: ValueError."""
         self.backbone = AutoModel.from_config(config, **LOAD_OPTIONS)
         if getattr(self.backbone, "pooler", None) is not None:
             self.backbone.pooler = None  # unused: the head reads the class token's output
-        self.class_token_id, self.pad_id = class_token_id, pad_id
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(config.hidden_size, num_classes)
         if not self.head_layers():
             raise ValueError(f"{config.model_type}: not a BERT-style encoder (no layer has query, key, value and "
-                             "output.dense)")  # fmt: skip
+                             "output.dense, or q_proj, k_proj, v_proj and o_proj)")  # fmt: skip
 
     @classmethod
     def from_backbone(cls, backbone: nn.Module, num_classes: int, class_token_id: int, pad_id: int,
                       dropout: float = 0.1, max_len: int | None = None) -> "PretrainedClassifier":  # fmt: skip
         """A classifier whose encoder starts from backbone's weights (a model from ``AutoModel.from_pretrained``)."""
         model = cls(backbone_config(backbone.config), num_classes, class_token_id, pad_id, dropout, max_len)
+        return model.load_backbone_weights(backbone)
+
+    def load_backbone_weights(self, backbone: nn.Module) -> "PretrainedClassifier":
+        """This model with backbone's pretrained weights (all but the dropped pooler's) in its encoder."""
         weights = {name: value for name, value in backbone.state_dict().items() if not name.startswith("pooler.")}
-        model.backbone.load_state_dict(weights)
-        return model
+        self.backbone.load_state_dict(weights)
+        return self
 
     def forward(self, token_ids: torch.Tensor, return_attention: bool = False):  # token_ids: (B, T) int64
         B = token_ids.shape[0]
@@ -156,8 +170,8 @@ class PretrainedClassifier(AttentionClassifier):
         return self.backbone.embeddings(input_ids=ids)
 
     def head_layers(self) -> dict[str, BertStyleHeads]:
-        return {f"backbone.{name}": BertStyleHeads(module) for name, module in self.backbone.named_modules()
-                if BertStyleHeads.matches(module)}  # fmt: skip
+        return {f"backbone.{name}": layout(module) for name, module in self.backbone.named_modules()
+                for layout in (BertStyleHeads, ProjectionHeads) if layout.matches(module)}  # fmt: skip
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """The parameters from the input up, for freezing and layer-wise learning rates: the embeddings, each
@@ -168,3 +182,126 @@ class PretrainedClassifier(AttentionClassifier):
         groups = [list(self.backbone.embeddings.parameters()), *(list(layer.parameters()) for layer in layers)]
         grouped = {id(parameter) for group in groups for parameter in group}
         return [*groups, [parameter for parameter in self.parameters() if id(parameter) not in grouped]]
+
+
+class ProjectionHeads(BertStyleHeads):
+    """An attention module with ``q_proj``, ``k_proj``, ``v_proj`` and ``o_proj`` in one (the layout transformers 5
+    gives AST and ViT-style encoders), seen as compression sees an attention layer, as BertStyleHeads does."""
+
+    def __init__(self, block: nn.Module):
+        self.block = self.heads = block
+        self._mask, self._hook = None, None
+
+    @staticmethod
+    def matches(module: nn.Module) -> bool:
+        return all(
+            isinstance(getattr(module, name, None), nn.Linear) for name in ("q_proj", "k_proj", "v_proj", "o_proj")
+        )
+
+    @property
+    def projection(self) -> nn.Linear:
+        return self.block.o_proj
+
+    def prune_heads(self, keep: list[int]) -> None:
+        rows = head_features(keep, self.num_heads, self.block.head_dim)
+        for name in ("q_proj", "k_proj", "v_proj"):
+            setattr(self.block, name, kept_rows(getattr(self.block, name), rows))
+        self.block.o_proj = kept_columns(self.block.o_proj, rows)
+        self.block.num_attention_heads = len(keep)
+        self.head_mask = None
+
+
+# The Kaldi filterbank frames the AST feature extractor computes (torchaudio.compliance.kaldi.fbank's defaults).
+FBANK_SHIFT_MS, FBANK_WINDOW_MS = 10.0, 25.0
+EXTRACTOR_KEYS = ("sampling_rate", "num_mel_bins", "max_length", "do_normalize", "mean", "std")
+
+
+def extractor_settings(extractor) -> dict:
+    """An ASTFeatureExtractor's settings, as the plain dict a checkpoint stores: what the model decodes audio with."""
+    return {key: getattr(extractor, key) for key in EXTRACTOR_KEYS}
+
+
+class PretrainedAudioClassifier(PretrainedClassifier):
+    """A pretrained Audio Spectrogram Transformer (AST, Gong et al., 2021) fine-tuned on raw clips: the backbone's
+    feature extractor (Kaldi log-mel filterbanks, padded or cut to its max_length frames, normalised by its mean and
+    std) is part of the model, so a saved model, like the kind's own, takes raw samples at its sampling rate.
+
+    AST's embeddings put a class token and a distillation token before the spectrogram patches (a grid of
+    ``patch_grid`` = (frequency rows, time columns), row-major): ``special_tokens`` is 2 and every map has one value
+    per patch. The head reads the mean of the two tokens' outputs, as ASTForAudioClassification does (both were
+    pretrained to summarise the clip), and the readout says so: 1/2 on each."""
+
+    special_tokens = 2
+
+    def __init__(self, backbone_config: dict, feature_extractor: dict, num_classes: int, sample_rate: int,
+                 clip_seconds: float, dropout: float = 0.1):  # fmt: skip
+        """feature_extractor: ``extractor_settings`` of the backbone's; sample_rate and clip_seconds: the clips'."""
+        AttentionClassifier.__init__(self)
+        config = AutoConfig.for_model(**backbone_config)
+        if feature_extractor["sampling_rate"] != sample_rate:
+            raise ValueError(f"the backbone's feature extractor takes {feature_extractor['sampling_rate']} Hz audio, "
+                             f"the clips are {sample_rate} Hz")  # fmt: skip
+        for key in ("num_mel_bins", "max_length"):
+            if feature_extractor[key] != getattr(config, key):
+                raise ValueError(f"the feature extractor's {key} ({feature_extractor[key]}) is not the backbone's "
+                                 f"({getattr(config, key)})")  # fmt: skip
+        self.extractor, self.sample_rate, self.clip_seconds = dict(feature_extractor), sample_rate, clip_seconds
+        self.build_backbone(config, num_classes, dropout)
+        self.patch_grid = self.backbone.embeddings.get_shape(config)
+
+    @classmethod
+    def from_backbone(cls, backbone: nn.Module, feature_extractor: dict, num_classes: int, sample_rate: int,
+                      clip_seconds: float, dropout: float = 0.1) -> "PretrainedAudioClassifier":  # fmt: skip
+        model = cls(
+            backbone_config(backbone.config), feature_extractor, num_classes, sample_rate, clip_seconds, dropout
+        )
+        return model.load_backbone_weights(backbone)
+
+    def features(self, waveform: torch.Tensor) -> torch.Tensor:
+        """What ASTFeatureExtractor computes from each clip of waveform (B, samples): (B, max_length, num_mel_bins)."""
+        from torchaudio.compliance import kaldi
+
+        settings, frames = self.extractor, self.extractor["max_length"]
+        rows = []
+        for clip in waveform:
+            fbank = kaldi.fbank(clip[None], sample_frequency=settings["sampling_rate"], window_type="hanning",
+                                num_mel_bins=settings["num_mel_bins"])  # fmt: skip
+            rows.append(nn.functional.pad(fbank[:frames], (0, 0, 0, max(0, frames - len(fbank)))))
+        features = torch.stack(rows)
+        if settings["do_normalize"]:
+            features = (features - settings["mean"]) / (settings["std"] * 2)
+        return features
+
+    def front_end(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The features as the speech kind draws a spectrogram: (B, num_mel_bins, frames), low bins first."""
+        return self.features(waveform).transpose(1, 2)
+
+    def forward(self, waveform: torch.Tensor, return_attention: bool = False):  # waveform: (B, samples) float
+        out = self.backbone(input_values=self.features(waveform), output_attentions=return_attention)
+        logits = self.head(self.drop(out.pooler_output))  # the mean of the class and distillation tokens' outputs
+        if not return_attention:
+            return logits
+        attentions = list(out.attentions)
+        readout = torch.zeros(attentions[0].shape[0], attentions[0].shape[-1], dtype=logits.dtype,
+                              device=logits.device)  # fmt: skip
+        readout[:, : self.special_tokens] = 1 / self.special_tokens
+        return logits, attentions, readout
+
+    @property
+    def encoder_entry(self) -> nn.Module:
+        return self.backbone.layers[0]  # AST runs its layers in a loop: the first one's input is the encoder's
+
+    def blank_tokens(self) -> torch.Tensor:
+        """The class and distillation tokens, then the patches' positions with no patch: (1, 2 + patches, C)."""
+        embeddings = self.backbone.embeddings
+        tokens = torch.cat([embeddings.cls_token, embeddings.distillation_token,
+                            torch.zeros_like(embeddings.position_embeddings[:, 2:])], dim=1)  # fmt: skip
+        return tokens + embeddings.position_embeddings
+
+    def token_spans(self) -> torch.Tensor:
+        """The samples each patch hears, (patches, 2) [start, end): its time column's filterbank frames."""
+        config = self.backbone.config
+        shift, window = (self.sample_rate * ms / 1000 for ms in (FBANK_SHIFT_MS, FBANK_WINDOW_MS))
+        rows, columns = self.patch_grid
+        first = torch.arange(columns, dtype=torch.float32).repeat(rows) * config.time_stride
+        return torch.stack([first * shift, (first + config.patch_size - 1) * shift + window], dim=1)

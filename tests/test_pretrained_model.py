@@ -55,6 +55,11 @@ def test_padding_does_not_change_the_prediction(model):
 
 
 def test_pruning_keeps_the_kept_heads_outputs(model):
+    assert_pruning_keeps_the_kept_heads(model, TOKENS)
+
+
+def assert_pruning_keeps_the_kept_heads(model, inputs):
+    """Pruning heads 1 and 3 of each of the model's 2 four-head layers gives what masking them gave."""
     from attn_models.compression import attention_layers, prune_heads
 
     keep = {name: [0, 2] for name in attention_layers(model)}
@@ -64,14 +69,14 @@ def test_pruning_keeps_the_kept_heads_outputs(model):
     try:
         for name, layer in layers.items():
             layer.head_mask = masked[name]
-        expected, expected_attention, _ = model(TOKENS, return_attention=True)
+        expected, expected_attention, _ = model(inputs, return_attention=True)
     finally:
         for layer in layers.values():
             layer.head_mask = None
-    unmasked = model(TOKENS)
+    unmasked = model(inputs)
     assert not torch.allclose(unmasked, expected, atol=1e-4)  # the mask did silence heads
     prune_heads(model, keep)
-    logits, attentions, _ = model(TOKENS, return_attention=True)
+    logits, attentions, _ = model(inputs, return_attention=True)
     assert torch.allclose(logits, expected, atol=1e-5)
     assert attentions[0].shape[1] == 2 and torch.allclose(attentions[0], expected_attention[0][:, [0, 2]], atol=1e-5)
 
@@ -91,12 +96,20 @@ def test_state_dict_round_trips_through_the_config(model):
     from attn_models.pretrained import PretrainedClassifier, backbone_config
 
     args = dict(backbone_config=backbone_config(model.backbone.config), num_classes=3, class_token_id=2, pad_id=0)
-    torch.save({"model_args": args, "state_dict": model.state_dict()}, buffer := __import__("io").BytesIO())
+    assert torch.equal(rebuilt(PretrainedClassifier, args, model)(TOKENS), model(TOKENS))
+
+
+def rebuilt(model_class, args: dict, model):
+    """model rebuilt as a checkpoint rebuilds it: model_class(**args) loading its state dict, through torch.save."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"model_args": args, "state_dict": model.state_dict()}, buffer)
     buffer.seek(0)
     saved = torch.load(buffer, weights_only=True)
-    rebuilt = PretrainedClassifier(**saved["model_args"])
-    rebuilt.load_state_dict(saved["state_dict"])
-    assert torch.equal(rebuilt.eval()(TOKENS), model(TOKENS))
+    copy = model_class(**saved["model_args"])
+    copy.load_state_dict(saved["state_dict"])
+    return copy.eval()
 
 
 def test_layer_groups_run_from_the_embeddings_to_the_head(model):
