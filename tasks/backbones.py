@@ -19,8 +19,9 @@ from tasks.errors import UserError
 
 # The files a backbone is made of: weights, config, tokenizer. Other files in the folder (a README, ONNX exports,
 # training logs) do not change the model and are left out of its fingerprint.
+# preprocessor_config.json: an audio backbone's feature extractor (sampling rate, mel bins, normalisation).
 FINGERPRINTED = ("*.safetensors", "*.bin", "config.json", "tokenizer*.json", "vocab.txt", "vocab.json", "merges.txt",
-                 "special_tokens_map.json", "*.model")  # fmt: skip
+                 "special_tokens_map.json", "*.model", "preprocessor_config.json")  # fmt: skip
 SHA256_TAG = "backbone_sha256"  # MLflow tag: the digest over every fingerprinted file
 FILES_TAG = "backbone_files"  # MLflow tag: JSON {file: sha256}
 PAD_ID = 0  # the text kind pads batches with id 0 (its own BPE's [PAD]; BERT-style vocabularies' too)
@@ -112,6 +113,16 @@ def check_sources(params, root: Path, tasks: list[str]) -> None:
             AutoConfig.from_pretrained(path)
         except Exception as error:
             raise UserError(f"{key(task)}: cannot load {backbone.source!r}: {first_line(error)}") from None
+        check_preprocessor(params.task(task), root, task)
+
+
+def check_preprocessor(section, root: Path, task: str) -> None:
+    """The backbone's preprocessor loads as the task's kind uses it: a speech task's feature extractor at its clips'
+    sample rate, else the tokenizer as the text kind uses it."""
+    backbone = section.model.backbone
+    if section.kind == "speech":
+        feature_extractor(backbone, root, task, section.data.sample_rate)
+    else:
         content_tokenizer(load_tokenizer(backbone, root, task), task)
 
 
@@ -125,18 +136,39 @@ def located(section, root: Path):
     return resolved_section(section, {"model.backbone.source": str(folder(backbone, root, None))})
 
 
-def load(backbone, root: Path, task: str | None = None):
-    """(the pretrained model, its fast tokenizer), loaded with eager attention (attention weights with gradients);
-    a folder or id that does not load: UserError naming the params key."""
-    from transformers import AutoModel, AutoTokenizer
+def load_model(backbone, root: Path, task: str | None = None):
+    """The pretrained model, loaded with eager attention (attention weights with gradients); a folder or id that does
+    not load: UserError naming the params key."""
+    from transformers import AutoModel
 
-    path = folder(backbone, root, task)
     try:
-        model = AutoModel.from_pretrained(path, attn_implementation="eager", use_kernels=False)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        return AutoModel.from_pretrained(folder(backbone, root, task), attn_implementation="eager", use_kernels=False)
     except Exception as error:  # a broken or partial folder: which file, in transformers' words
         raise UserError(f"{key(task)}: cannot load {backbone.source!r}: {first_line(error)}") from None
-    return model, tokenizer
+
+
+def feature_extractor(backbone, root: Path, task: str | None = None, sample_rate: int | None = None) -> dict:
+    """An audio backbone's feature extractor, as the settings the model decodes clips with (recorded in the
+    checkpoint, so serving decodes requests the same way); one that does not load, is not AST's kind, or samples at
+    another rate than the task's clips (data.sample_rate): UserError naming the key."""
+    from transformers import AutoFeatureExtractor
+
+    from attn_models.pretrained import EXTRACTOR_KEYS, extractor_settings
+
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(folder(backbone, root, task))
+    except Exception as error:
+        raise UserError(f"{key(task)}: cannot load the feature extractor of {backbone.source!r}: "
+                        f"{first_line(error)}") from None  # fmt: skip
+    missing = [name for name in EXTRACTOR_KEYS if not hasattr(extractor, name)]
+    if missing:
+        raise UserError(f"{key(task)}: {type(extractor).__name__} is not an AST feature extractor (no "
+                        f"{', '.join(missing)}); the speech kind fine-tunes AST backbones")  # fmt: skip
+    if sample_rate is not None and extractor.sampling_rate != sample_rate:
+        where = f"tasks.{task}.data.sample_rate" if task else "data.sample_rate"
+        raise UserError(f"{where}: {sample_rate} Hz, but the backbone {backbone.source!r} takes "
+                        f"{extractor.sampling_rate} Hz audio (set it to {extractor.sampling_rate})")  # fmt: skip
+    return extractor_settings(extractor)
 
 
 def load_tokenizer(backbone, root: Path, task: str | None = None):

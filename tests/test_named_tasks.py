@@ -58,8 +58,14 @@ def text_request(texts: list[str]) -> str:
 
 def served_answers(project, tmp_path, task: str, texts: list[str]) -> tuple[list[dict], dict]:
     """What `attnflow model serve --task <task>` answers to texts, and what its /version says it serves."""
+    return served_records(project, tmp_path, task, [{"text": text} for text in texts])
+
+
+def served_records(project, tmp_path, task: str, records: list[dict]) -> tuple[list[dict], dict]:
+    """What `attnflow model serve --task <task>` answers to records (one input each, e.g. {"audio": ...}), and
+    what its /version says it serves."""
     with served_command(project, tmp_path, task=task) as port:
-        status, body = call(port, "/invocations", text_request(texts), token=TOKEN)
+        status, body = call(port, "/invocations", json.dumps({"dataframe_records": records}), token=TOKEN)
         assert status == 200, body
         status, version = call(port, "/version", token=TOKEN)
         assert status == 200, version

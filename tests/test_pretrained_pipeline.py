@@ -38,24 +38,16 @@ def test_a_missing_backbone_stops_the_run_naming_the_key(tiny_project):
 
 @pytest.mark.slow  # a pipeline run and a served model: about 2 minutes on 2 cores
 def test_a_fine_tuned_backbone_runs_the_whole_pipeline(tiny_project, prefect_server, tmp_path, capsys):
-    from flows.experiments import reproduce
-
     source = save_tiny_bert(tmp_path / "tiny-bert")
     params_path = write_params(tiny_project, backbone_params(str(source)))
     assert main(["run", "--params", str(params_path)]) == 0, capsys.readouterr().err
 
-    uri = f"sqlite:///{tiny_project / 'mlflow.db'}"
-    client = MlflowClient(uri, registry_uri=uri)
-    [run] = client.search_runs([client.get_experiment_by_name(f"attnflow-{TEXT}").experiment_id])
+    client, run = finished_run(tiny_project, TEXT)
     metrics, tags, logged = run.data.metrics, run.data.tags, run.data.params
     assert logged["model.backbone.source"] == str(source) and logged["train.lr_schedule"] == "linear"
     assert logged["resolved.model.embed_dim"] == "32" and logged["resolved.model.depth"] == "2"
     assert len(tags["backbone_sha256"]) == 64 and "model.safetensors" in json.loads(tags["backbone_files"])
-    assert 0 <= metrics["test_accuracy"] <= 1 and 0 <= metrics["eval_val_accuracy"] <= 1
-    for method in ("rollout", "gradient_attention", "random"):
-        assert 0 <= metrics[f"attn_deletion_auc.{method}"] <= 1, method
-    for variant in ("int8", "pruned"):
-        assert any(name.endswith(f".{variant}") and name.startswith("compress_") for name in metrics), variant
+    assert_explained_and_compressed(metrics)
 
     answers, version = served_answers(tiny_project, tmp_path, TEXT, ["der schnelle braune Fuchs", "le chat"])
     assert version["run_id"] == run.info.run_id
@@ -64,7 +56,34 @@ def test_a_fine_tuned_backbone_runs_the_whole_pipeline(tiny_project, prefect_ser
         assert len(answer["attention"]) == len(answer["tokens"]) and abs(sum(answer["attention"]) - 1) < 1e-3
     assert answers[0]["tokens"][:2] == ["der", "s"]  # the backbone's WordPiece, not a learned BPE
 
-    card = client.get_model_version(f"attnflow-{TEXT}", "1").description
+    assert_reproduces_only_from_the_same_files(client, run, TEXT, params_path, source)
+
+
+def finished_run(project, task: str):
+    """(an MLflow client of the project's store, the one run of task's experiment)."""
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    [run] = client.search_runs([client.get_experiment_by_name(f"attnflow-{task}").experiment_id])
+    return client, run
+
+
+def assert_explained_and_compressed(metrics: dict) -> None:
+    """The run was tested, explained (deletion AUCs of rollout, gradient-weighted attention and random) and
+    compressed (an int8 and a pruned variant)."""
+    assert 0 <= metrics["test_accuracy"] <= 1 and 0 <= metrics["eval_val_accuracy"] <= 1
+    for method in ("rollout", "gradient_attention", "random"):
+        assert 0 <= metrics[f"attn_deletion_auc.{method}"] <= 1, method
+    for variant in ("int8", "pruned"):
+        assert any(name.endswith(f".{variant}") and name.startswith("compress_") for name in metrics), variant
+
+
+def assert_reproduces_only_from_the_same_files(client, run, task: str, params_path, source) -> None:
+    """The model card names the backbone and its digest; `reproduce` matches exactly, and once a backbone file
+    changed, refuses naming it."""
+    from flows.experiments import reproduce
+
+    tags = run.data.tags
+    card = client.get_model_version(f"attnflow-{task}", "1").description
     assert tags["backbone_sha256"] in card and str(source) in card
 
     result = reproduce(run.info.run_id, params_path=str(params_path))

@@ -10,12 +10,13 @@ Serving: per input, the label, the class probabilities, the rollout and a summar
 from abc import abstractmethod
 from pathlib import Path
 
-from tasks.kinds.base import Evaluation, Explanation, val_name
+from tasks.kinds.base import Evaluation, Explanation, load_object, val_name
 from tasks.kinds.kind import Kind
 from tasks.names import MONITOR_REFERENCE
 
 
 class Classifier(Kind):
+    pretrained_class = "attn_models.pretrained:PretrainedClassifier"  # what fine-tunes a backbone (model.backbone)
     metrics = ("test_accuracy", "test_macro_f1")
     attention_method = (
         "attention rollout (Abnar & Zuidema, 2020) from the class token over the input tokens: heads averaged, the "
@@ -38,6 +39,20 @@ class Classifier(Kind):
                 "class_token_id": backbones.class_token_id(tokenizer), "pad_id": backbones.PAD_ID,
                 "dropout": section.model.dropout}  # fmt: skip
 
+    def backbone_size_values(self, section) -> tuple[dict, object]:
+        """(the size keys a backbone sets, from its config: embed_dim, depth, num_heads where auto; the config); a
+        number given that differs from the backbone's: ValueError naming the key."""
+        from tasks.defaults import is_auto
+
+        config = self.backbone_config(section)
+        size = {"embed_dim": config.hidden_size, "depth": config.num_hidden_layers,
+                "num_heads": config.num_attention_heads}  # fmt: skip
+        for key, value in size.items():
+            given = getattr(section.model, key)
+            if not is_auto(given) and given != value:
+                raise ValueError(f"model.{key}: {given}, but the backbone's is {value} (leave it out or auto)")
+        return {f"model.{key}": value for key, value in size.items() if is_auto(getattr(section.model, key))}, config
+
     def backbone_config(self, section):
         from transformers import AutoConfig
 
@@ -56,21 +71,18 @@ class Classifier(Kind):
         """The kind's model, or with a backbone's config in args the fine-tuned one (rebuilt from the config alone)."""
         if "backbone_config" not in args:
             return super().build_model(args)
-        from attn_models.pretrained import PretrainedClassifier
-
-        return PretrainedClassifier(**args)
+        return load_object(self.pretrained_class)(**args)
 
     def start_model(self, args: dict, section):
         """The model training starts from: with a backbone, its pretrained weights under a new head."""
         backbone = getattr(section.model, "backbone", None)
         if backbone is None:
             return self.build_model(args)
-        from attn_models.pretrained import PretrainedClassifier
         from tasks import backbones
 
-        pretrained, _ = backbones.load(backbone, Path("/"))
+        pretrained = backbones.load_model(backbone, Path("/"))
         head = {name: value for name, value in args.items() if name != "backbone_config"}  # the config is pretrained's
-        return PretrainedClassifier.from_backbone(pretrained, **head)
+        return load_object(self.pretrained_class).from_backbone(pretrained, **head)
 
     def parameter_groups(self, model, section):
         """With a backbone: the embeddings and first freeze_layers layers frozen, the others at the backbone's rate

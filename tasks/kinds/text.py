@@ -150,18 +150,7 @@ class Text(Classifier):
         """(the size keys: from a backbone's config, else by the size tiers; the longest max_len the model takes)."""
         if section.model.backbone is None:
             return size_values(section.model, train_examples), 4096
-        from transformers import AutoConfig
-
-        from tasks.backbones import folder
-
-        config = AutoConfig.from_pretrained(folder(section.model.backbone, Path("/"), None))
-        size = {"embed_dim": config.hidden_size, "depth": config.num_hidden_layers,
-                "num_heads": config.num_attention_heads}  # fmt: skip
-        for key, value in size.items():
-            given = getattr(section.model, key)
-            if not is_auto(given) and given != value:
-                raise ValueError(f"model.{key}: {given}, but the backbone's is {value} (leave it out or auto)")
-        values = {f"model.{key}": value for key, value in size.items() if is_auto(getattr(section.model, key))}
+        values, config = self.backbone_size_values(section)
         return values, config.max_position_embeddings - 1
 
     def load_splits(self, data_dir, section, seed, tokenizer):
