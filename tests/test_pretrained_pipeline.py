@@ -14,18 +14,18 @@ from tests.hf_models import save_tiny_bert
 from tests.test_cli import assert_one_line_error, attnflow
 from tests.test_named_tasks import served_answers
 
-SIZE_KEYS = ("vocab_size", "embed_dim", "num_heads", "depth")  # the backbone's to set
+SIZE_KEYS = ("vocab_size", "embed_dim", "num_heads", "depth")  # the backbone's to set (a kind has some of them)
 
 
-def backbone_params(source: str) -> dict:
-    """tiny_params training language-id alone, fine-tuning the backbone at source."""
+def backbone_params(source: str, task: str = TEXT) -> dict:
+    """tiny_params training task alone (language-id unless told), fine-tuning the backbone at source."""
     params = tiny_params()
-    params["global"]["tasks"] = [TEXT]
-    model = params["tasks"][TEXT]["model"]
+    params["global"]["tasks"] = [task]
+    model = params["tasks"][task]["model"]
     for key in SIZE_KEYS:
         model.pop(key, None)
     model["backbone"] = {"source": source, "layer_decay": 0.8}
-    params["tasks"][TEXT]["train"].update(lr=1e-3, max_batches_per_epoch=3)
+    params["tasks"][task]["train"].update(lr=1e-3, max_batches_per_epoch=3)
     return params
 
 
@@ -113,10 +113,15 @@ def test_backbone_params_are_validated_with_the_key_named(tmp_path, change, phra
 
 
 def test_a_backbone_sets_the_vocabulary_and_the_schedule(tmp_path):
+    assert_a_backbone_sets(tmp_path, TEXT, "vocab_size", 500, "vocab_size: set by the backbone")
+
+
+def assert_a_backbone_sets(tmp_path, task: str, key: str, value, phrase: str) -> None:
+    """With a backbone, task trains on the fine-tuning schedule, and model.key given as value is refused (phrase)."""
     from tasks.params import ParamsError, load_params
 
-    params = backbone_params("some/model")
-    assert load_params(write_params(tmp_path, params)).task(TEXT).train.lr_schedule == "linear"
-    params["tasks"][TEXT]["model"]["vocab_size"] = 500
-    with pytest.raises(ParamsError, match=rf"tasks\.{TEXT}\.model.*vocab_size: set by the backbone"):
+    params = backbone_params("some/model", task)
+    assert load_params(write_params(tmp_path, params)).task(task).train.lr_schedule == "linear"
+    params["tasks"][task]["model"][key] = value
+    with pytest.raises(ParamsError, match=rf"tasks\.{task}\.model.*{phrase}"):
         load_params(write_params(tmp_path, params))

@@ -10,48 +10,31 @@ import pytest
 
 from flows.cli import main
 from tasks.errors import EXIT_INVALID
-from tests.conftest import SPEECH, tiny_params, write_params
+from tests.conftest import SPEECH, write_params
 from tests.hf_models import save_tiny_ast
 from tests.test_cli import assert_one_line_error, attnflow
 from tests.test_named_tasks import served_records
 from tests.test_pretrained_pipeline import (
+    assert_a_backbone_sets,
     assert_explained_and_compressed,
     assert_reproduces_only_from_the_same_files,
+    backbone_params,
     finished_run,
 )
 
-SIZE_KEYS = ("embed_dim", "num_heads", "depth")  # the backbone's to set
 PATCHES = 16  # tests/hf_models.py's tiny AST: 2 frequency rows by 8 time columns
-
-
-def speech_backbone_params(source: str) -> dict:
-    """tiny_params training keyword spotting alone, fine-tuning the AST at source."""
-    params = tiny_params()
-    params["global"]["tasks"] = [SPEECH]
-    model = params["tasks"][SPEECH]["model"]
-    for key in SIZE_KEYS:
-        model.pop(key, None)
-    model["backbone"] = {"source": source, "layer_decay": 0.8}
-    params["tasks"][SPEECH]["train"].update(lr=1e-3, max_batches_per_epoch=3)
-    return params
 
 
 def test_a_feature_extractor_at_another_rate_stops_the_run_naming_the_key(tiny_project, tmp_path):
     source = save_tiny_ast(tmp_path / "tiny-ast", sample_rate=8000)
-    write_params(tiny_project, speech_backbone_params(str(source)))
+    write_params(tiny_project, backbone_params(str(source), SPEECH))
     result = attnflow(tiny_project, "run", "--params", "params.yaml", timeout=120)
     assert_one_line_error(result, EXIT_INVALID, f"tasks.{SPEECH}.data.sample_rate", "takes 8000 Hz audio")
     assert not (tiny_project / "mlflow.db").exists()  # no run was opened
 
 
 def test_the_kinds_front_end_keys_are_refused_with_a_backbone(tmp_path):
-    from tasks.params import ParamsError, load_params
-
-    params = speech_backbone_params("some/model")
-    assert load_params(write_params(tmp_path, params)).task(SPEECH).train.lr_schedule == "linear"
-    params["tasks"][SPEECH]["model"]["n_mels"] = 64
-    with pytest.raises(ParamsError, match=rf"tasks\.{SPEECH}\.model.*n_mels: not used with model.backbone"):
-        load_params(write_params(tmp_path, params))
+    assert_a_backbone_sets(tmp_path, SPEECH, "n_mels", 64, "n_mels: not used with model.backbone")
 
 
 @pytest.mark.slow  # a pipeline run and a served model: about 2 minutes on 2 cores
@@ -59,7 +42,7 @@ def test_a_fine_tuned_ast_runs_the_whole_pipeline(tiny_project, prefect_server, 
     from tasks.kinds.speech import SPEC
 
     source = save_tiny_ast(tmp_path / "tiny-ast", sample_rate=16000)
-    params_path = write_params(tiny_project, speech_backbone_params(str(source)))
+    params_path = write_params(tiny_project, backbone_params(str(source), SPEECH))
     assert main(["run", "--params", str(params_path)]) == 0, capsys.readouterr().err
 
     client, run = finished_run(tiny_project, SPEECH)
