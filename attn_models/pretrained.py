@@ -22,6 +22,11 @@ Three choices the rest rests on:
 
 The pooler (a pretrained dense layer over the class token, for next-sentence prediction) is dropped: the new head
 reads the class token's output directly, as ClassTokenClassifier's does.
+
+``PretrainedAudioClassifier`` does the same for an Audio Spectrogram Transformer on raw clips: the backbone's feature
+extractor runs inside the model, the maps have one value per spectrogram patch, and its class and distillation tokens
+are both left out of them (``special_tokens``). transformers 5 gives AST one attention module with q/k/v/o_proj:
+``ProjectionHeads`` is its compression interface.
 """
 
 import torch
