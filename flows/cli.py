@@ -170,7 +170,9 @@ def run(args) -> int:
         params.task(name)  # an unknown one: ParamsError naming the tasks there are
     check_tracking_server(tracking_uri(project_root(args.params), params))
     check_reachable(params.global_.executor)
-    backbones.check_sources(params, project_root(args.params), args.task or params.selected_tasks())
+    from tasks import kinds
+
+    backbones.check_sources(params, project_root(args.params), args.task or params.selected_tasks(), kinds.get)
     with flows_module("flows.pipeline", args.params) as pipeline:
         result = pipeline.attention_pipeline(
             params_path=args.params,

@@ -99,9 +99,11 @@ def check_same_files(recorded: dict[str, str], backbone, root: Path, task: str) 
                     f"needs the files the run fine-tuned (sha256 {recorded[SHA256_TAG][:16]}...)")  # fmt: skip
 
 
-def check_sources(params, root: Path, tasks: list[str]) -> None:
-    """Before a run starts: every selected task's backbone is there and its config and tokenizer load (UserError
-    naming the task's key otherwise), so that no MLflow run opens for a model that cannot be built."""
+def check_sources(params, root: Path, tasks: list[str], kind_of) -> None:
+    """Before a run starts: every selected task's backbone is there and its config and preprocessor (the kind's
+    check_backbone: a tokenizer, a feature extractor) load (UserError naming the task's key otherwise), so that no
+    MLflow run opens for a model that cannot be built. kind_of: a kind's spec by name (tasks.kinds.get, passed in:
+    the kinds import this module)."""
     from transformers import AutoConfig
 
     for task in tasks:
@@ -113,17 +115,8 @@ def check_sources(params, root: Path, tasks: list[str]) -> None:
             AutoConfig.from_pretrained(path)
         except Exception as error:
             raise UserError(f"{key(task)}: cannot load {backbone.source!r}: {first_line(error)}") from None
-        check_preprocessor(params.task(task), root, task)
-
-
-def check_preprocessor(section, root: Path, task: str) -> None:
-    """The backbone's preprocessor loads as the task's kind uses it: a speech task's feature extractor at its clips'
-    sample rate, else the tokenizer as the text kind uses it."""
-    backbone = section.model.backbone
-    if section.kind == "speech":
-        feature_extractor(backbone, root, task, section.data.sample_rate)
-    else:
-        content_tokenizer(load_tokenizer(backbone, root, task), task)
+        section = params.task(task)
+        kind_of(section.kind).check_backbone(section, root, task)
 
 
 def located(section, root: Path):

@@ -39,6 +39,10 @@ class Classifier(Kind):
                 "class_token_id": backbones.class_token_id(tokenizer), "pad_id": backbones.PAD_ID,
                 "dropout": section.model.dropout}  # fmt: skip
 
+    def check_backbone(self, section, root: Path, task: str) -> None:
+        """Before a run starts (tasks/backbones.py check_sources): the backbone's preprocessor loads as the kind uses
+        it, else UserError naming the key. The config has loaded already; a kind that reads more checks it here."""
+
     def backbone_size_values(self, section) -> tuple[dict, object]:
         """(the size keys a backbone sets, from its config: embed_dim, depth, num_heads where auto; the config); a
         number given that differs from the backbone's: ValueError naming the key."""

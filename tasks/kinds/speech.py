@@ -173,6 +173,12 @@ class Speech(Classifier):
         held_out = {name for other in SPLIT_LISTS for name in listed(data_dir, other)}
         return [path for path in clips(data_dir) if f"{path.parent.name}/{path.name}" not in held_out]
 
+    def check_backbone(self, section, root, task):
+        """The backbone's feature extractor loads and samples at data.sample_rate."""
+        from tasks import backbones
+
+        backbones.feature_extractor(section.model.backbone, root, task, section.data.sample_rate)
+
     def auto_values(self, section, data_dir, tokenizer):
         """Model size from the training clips' count, SpecAugment's strength from the training clips per class."""
         train = self.split_files(data_dir, "train")

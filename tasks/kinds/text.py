@@ -134,6 +134,12 @@ class Text(Classifier):
 
         return train_tokenizer(read_text_csv(data_dir / "train.csv")[0], section.model.vocab_size)
 
+    def check_backbone(self, section, root, task):
+        """The backbone's tokenizer, as the kind uses it (BERT-style [PAD] and [UNK])."""
+        from tasks import backbones
+
+        backbones.content_tokenizer(backbones.load_tokenizer(section.model.backbone, root, task), task)
+
     def auto_values(self, section, data_dir, tokenizer):
         """Model size from the training texts' count; max_len from their subword counts (no token is added: the
         class token has a position of its own)."""
