@@ -18,14 +18,23 @@ def folder(tmp_path_factory):
     return save_tiny_ast(tmp_path_factory.mktemp("tiny-ast"), RATE)
 
 
-@pytest.fixture
-def model(folder):
-    from transformers import AutoFeatureExtractor, AutoModel
+@pytest.fixture(scope="module")
+def settings(folder):
+    """The saved feature extractor's settings, as the speech kind records them in the checkpoint's model args."""
+    from transformers import AutoFeatureExtractor
 
-    from attn_models.pretrained import PretrainedAudioClassifier, extractor_settings
+    from attn_models.pretrained import extractor_settings
+
+    return extractor_settings(AutoFeatureExtractor.from_pretrained(folder))
+
+
+@pytest.fixture
+def model(folder, settings):
+    from transformers import AutoModel
+
+    from attn_models.pretrained import PretrainedAudioClassifier
 
     backbone = AutoModel.from_pretrained(folder, attn_implementation="eager", use_kernels=False)
-    settings = extractor_settings(AutoFeatureExtractor.from_pretrained(folder))
     torch.manual_seed(0)
     return PretrainedAudioClassifier.from_backbone(backbone, settings, num_classes=3, sample_rate=RATE,
                                                    clip_seconds=1.0).eval()  # fmt: skip
@@ -57,27 +66,30 @@ def test_maps_have_one_value_per_patch_and_sum_to_one(model):
     assert maps["gradient_attention"].std() > 0  # the attention weights carried gradients
 
 
-def test_removing_every_patch_leaves_the_special_tokens(model):
-    """Deletion replaces patches, never the class or distillation token: with every patch removed, the input is the
-    baseline's patches under the clip's own two tokens."""
+def test_removing_a_patch_replaces_that_patch_alone(model):
+    """Deletion counts patches after the class and distillation tokens: removing the first patch replaces the
+    encoder's third input token by the baseline's (a silent clip's) and leaves every other token as it was."""
     from attn_models.attribution import encoder_input, reference_tokens
 
     reference = reference_tokens(model, torch.zeros(1, RATE))
-    with encoder_input(model, torch.ones(1, PATCHES, dtype=torch.bool), reference) as seen:
+    first = torch.arange(PATCHES)[None] == 0
+    with encoder_input(model, first, reference) as seen:
         model(CLIPS[:1])
     with encoder_input(model) as clip:
         model(CLIPS[:1])
-    assert torch.equal(seen[0][:, 2:], reference[:, 2:]) and torch.equal(seen[0][:, :2], clip[0][:, :2])
+    assert not torch.allclose(reference[:, 2], clip[0][:, 2])  # the silent clip's patch differs from the clip's
+    assert torch.equal(seen[0][:, 2], reference[:, 2])
+    assert torch.equal(seen[0][:, :2], clip[0][:, :2]) and torch.equal(seen[0][:, 3:], clip[0][:, 3:])
 
 
 def test_pruning_keeps_the_kept_heads_outputs(model):
     assert_pruning_keeps_the_kept_heads(model, CLIPS)
 
 
-def test_state_dict_round_trips_through_the_config(model):
+def test_state_dict_round_trips_through_the_config(model, settings):
     from attn_models.pretrained import PretrainedAudioClassifier, backbone_config
 
-    args = dict(backbone_config=backbone_config(model.backbone.config), feature_extractor=model.extractor,
+    args = dict(backbone_config=backbone_config(model.backbone.config), feature_extractor=settings,
                 num_classes=3, sample_rate=RATE, clip_seconds=1.0)  # fmt: skip
     assert torch.equal(rebuilt(PretrainedAudioClassifier, args, model)(CLIPS), model(CLIPS))
 
