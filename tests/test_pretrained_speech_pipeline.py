@@ -5,6 +5,7 @@ another sample rate than the clips' stops the run in one line naming the key, be
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +51,10 @@ def test_a_fine_tuned_ast_runs_the_whole_pipeline(tiny_project, prefect_server, 
     assert logged["model.backbone.source"] == str(source) and logged["resolved.model.embed_dim"] == "32"
     assert {"model.safetensors", "preprocessor_config.json"} <= set(json.loads(tags["backbone_files"]))
     assert_explained_and_compressed(metrics)
+    assert "attn_localization.rollout" in metrics  # the built-in words' spans, against the samples each patch hears
+    examples = json.loads(Path(client.download_artifacts(run.info.run_id, "explain/examples.json")).read_text())
+    for example in examples["examples"]:  # the viewer: the patch grid over the features
+        assert example["grid"] == [2, 8] and len(example["maps"]["rollout"]) == PATCHES and example["picture"]
 
     clips = SPEC.split_files(tiny_project / "data" / SPEECH, "test")[1:3]  # the first is the list file
     records = [{"audio": base64.b64encode(clip.read_bytes()).decode()} for clip in clips]
