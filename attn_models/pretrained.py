@@ -226,6 +226,13 @@ def extractor_settings(extractor) -> dict:
     return {key: getattr(extractor, key) for key in EXTRACTOR_KEYS}
 
 
+def fbank_frames(num_samples: int, sample_rate: int) -> int:
+    """The filterbank frames the feature extractor computes from a clip of num_samples (Kaldi frames only whole
+    windows), before it pads or cuts them to its max_length."""
+    shift, window = (int(sample_rate * ms / 1000) for ms in (FBANK_SHIFT_MS, FBANK_WINDOW_MS))
+    return max(0, (num_samples - window) // shift + 1)
+
+
 class PretrainedAudioClassifier(PretrainedClassifier):
     """A pretrained Audio Spectrogram Transformer (AST, Gong et al., 2021) fine-tuned on raw clips: the backbone's
     feature extractor (Kaldi log-mel filterbanks, padded or cut to its max_length frames, normalised by its mean and

@@ -34,6 +34,19 @@ def test_a_feature_extractor_at_another_rate_stops_the_run_naming_the_key(tiny_p
     assert not (tiny_project / "mlflow.db").exists()  # no run was opened
 
 
+def test_a_clip_longer_than_the_backbone_takes_is_refused_naming_the_key(tmp_path):
+    from tasks.errors import UserError
+    from tasks.kinds.speech import SPEC
+    from tasks.params import load_params
+
+    source = save_tiny_ast(tmp_path / "tiny-ast", sample_rate=16000)  # 104 frames: a 1 s clip's 98 fit
+    params = backbone_params(str(source), SPEECH)
+    SPEC.check_backbone(load_params(write_params(tmp_path, params)).task(SPEECH), tmp_path, SPEECH)
+    params["tasks"][SPEECH]["data"]["clip_seconds"] = 1.1  # 108 frames
+    with pytest.raises(UserError, match=rf"tasks\.{SPEECH}\.data\.clip_seconds: 1.1 s is 108 filterbank frames"):
+        SPEC.check_backbone(load_params(write_params(tmp_path, params)).task(SPEECH), tmp_path, SPEECH)
+
+
 def test_the_kinds_front_end_keys_are_refused_with_a_backbone(tmp_path):
     assert_a_backbone_sets(tmp_path, SPEECH, "n_mels", 64, "n_mels: not used with model.backbone")
 

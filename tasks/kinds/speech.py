@@ -174,10 +174,19 @@ class Speech(Classifier):
         return [path for path in clips(data_dir) if f"{path.parent.name}/{path.name}" not in held_out]
 
     def check_backbone(self, section, root, task):
-        """The backbone's feature extractor loads and samples at data.sample_rate."""
+        """The backbone's feature extractor loads and samples at data.sample_rate, and a clip fits its max_length
+        frames (the extractor would cut the rest of a longer clip, and a keyword there with it)."""
+        from attn_models.pretrained import fbank_frames
         from tasks import backbones
+        from tasks.errors import UserError
 
-        backbones.feature_extractor(section.model.backbone, root, task, section.data.sample_rate)
+        data = section.data
+        extractor = backbones.feature_extractor(section.model.backbone, root, task, data.sample_rate)
+        frames = fbank_frames(int(data.sample_rate * data.clip_seconds), data.sample_rate)
+        if frames > extractor["max_length"]:
+            most = extractor["max_length"]
+            raise UserError(f"tasks.{task}.data.clip_seconds: {data.clip_seconds} s is {frames} filterbank frames; "
+                            f"the backbone takes at most {most} (the rest would be cut)")  # fmt: skip
 
     def auto_values(self, section, data_dir, tokenizer):
         """Model size from the training clips' count, SpecAugment's strength from the training clips per class."""
