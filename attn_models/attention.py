@@ -195,14 +195,20 @@ class AttentionClassifier(nn.Module):
 
     A subclass defines ``forward``, ``encoder_entry`` and ``blank_tokens``; rollout (``predict_with_relevance``) is
     read the same way for all.
+
+    ``special_tokens``: how many tokens lead the encoder's input before the content (1: the class token). A backbone
+    pretrained with a distillation token after it (AST, DeiT) has 2: maps leave both out, and attribution never
+    removes either.
     """
+
+    special_tokens = 1
 
     @torch.no_grad()
     def predict_with_relevance(self, *inputs) -> tuple[torch.Tensor, torch.Tensor]:
         """The logits (B, num_classes) and how much each input token fed the prediction, by attention rollout read
         through the readout (B, T; rows sum to ~1), from one forward pass."""
         logits, attentions, readout = self(*inputs, return_attention=True)
-        relevance = read_rows(readout, attention_rollout(attentions))[:, 1:]  # without the class token itself
+        relevance = read_rows(readout, attention_rollout(attentions))[:, self.special_tokens :]  # content tokens only
         return logits, relevance / relevance.sum(dim=-1, keepdim=True)
 
     def input_relevance(self, *inputs) -> torch.Tensor:

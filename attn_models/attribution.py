@@ -55,7 +55,8 @@ def encoder_input(model: AttentionClassifier, removed: torch.Tensor | None = Non
         x = args[0]
         if removed is not None:
             replacement = (model.blank_tokens()[:, : x.shape[1]] if reference is None else reference).expand_as(x)
-            drop = torch.cat([removed.new_zeros(removed.shape[0], 1), removed], dim=1)[..., None]  # never the class
+            kept = removed.new_zeros(removed.shape[0], model.special_tokens)  # never the class (or distillation) token
+            drop = torch.cat([kept, removed], dim=1)[..., None]
             x = torch.where(drop, replacement, x)
         seen.append(x)
         return (x, *args[1:])
@@ -108,18 +109,20 @@ def class_token_maps(model: AttentionClassifier, inputs, target: int | None = No
     attentions = [weights.detach() for weights in attentions]
     readout = readout.detach()
 
+    special = model.special_tokens
+
     def read(matrix):  # the readout's row of a (1, [H,] 1 + T, 1 + T) matrix, without the class token: ([H,] T)
-        return read_rows(readout, matrix)[0, ..., 1:]
+        return read_rows(readout, matrix)[0, ..., special:]
 
     reference = reference_tokens(model) if reference is None else reference
     content = x.detach() - reference[:, : x.shape[1]]
     generator = torch.Generator().manual_seed(seed)
-    tokens = x.shape[1] - 1
+    tokens = x.shape[1] - special
     return {
         "attention": normalized(read(attentions[-1].mean(dim=1))),
         "rollout": normalized(read(attention_rollout(attentions))),
         "gradient_attention": normalized(read(gradient_weighted_relevance(attentions, gradients[:-1]))),
-        "input_x_gradient": normalized((content * gradients[-1]).sum(dim=-1)[0, 1:]),
+        "input_x_gradient": normalized((content * gradients[-1]).sum(dim=-1)[0, special:]),
         "random": normalized(torch.rand(tokens, generator=generator)),
         "heads": torch.stack([read(weights) for weights in attentions]),
         "logits": logits.detach()[0],
@@ -150,7 +153,7 @@ def removal_curve(model: AttentionClassifier, inputs, relevance: torch.Tensor, t
     removed = removal_masks(order, fractions, insertion)
     batch = inputs.expand(len(fractions), *inputs.shape[1:])
     reference = reference_tokens(model) if reference is None else reference
-    with encoder_input(model, removed, reference[:, : relevance.numel() + 1]):
+    with encoder_input(model, removed, reference[:, : relevance.numel() + model.special_tokens]):
         probabilities = model(batch).softmax(dim=-1)[:, target]
     return fractions, probabilities
 

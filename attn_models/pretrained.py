@@ -25,9 +25,12 @@ reads the class token's output directly, as ClassTokenClassifier's does.
 
 ``PretrainedImageClassifier`` is the same for a Vision Transformer (ViT, and DeiT checkpoints in ViT layout): its
 input is the pixels (B, C, H, W), already resized and normalised as the backbone's image processor does, and its
-embeddings add the class token themselves, so there are no token ids; each map has one value per patch. Its attention
-layers have the layout transformers 5 gives most models (one module with ``q_proj``, ``k_proj``, ``v_proj`` and
-``o_proj``: ``ProjectionHeads``) and its layers run without an ``encoder`` module around them.
+embeddings add the class token themselves, so there are no token ids; each map has one value per patch.
+``PretrainedAudioClassifier`` does the same for an Audio Spectrogram Transformer on raw clips: the backbone's feature
+extractor runs inside the model, the maps have one value per spectrogram patch, and its class and distillation tokens
+are both left out of them (``special_tokens``). Both backbones' attention layers have the layout transformers 5 gives
+most models (one module with ``q_proj``, ``k_proj``, ``v_proj`` and ``o_proj``: ``ProjectionHeads``) and their layers
+run without an ``encoder`` module around them (``PatchClassifier``, their common part).
 """
 
 import torch
@@ -196,13 +199,15 @@ class PretrainedClassifier(AttentionClassifier):
         return self._classified(out, return_attention)
 
     def _classified(self, out, return_attention: bool):
-        """The logits of the backbone's output (its class token's, first); with return_attention also its per-layer
-        attentions and the one-hot readout of the class token."""
-        logits = self.head(self.drop(out.last_hidden_state[:, 0]))
+        """The logits of the backbone's output: the head reads the mean of its special tokens' outputs (the class
+        token's alone, or AST's class and distillation tokens', as ASTForAudioClassification does); with
+        return_attention also its per-layer attentions and the readout, 1 / special_tokens on each of them."""
+        special = self.special_tokens
+        logits = self.head(self.drop(out.last_hidden_state[:, :special].mean(dim=1)))
         if not return_attention:
             return logits
         readout = torch.zeros(out.last_hidden_state.shape[:2], dtype=logits.dtype, device=logits.device)
-        readout[:, 0] = 1.0  # the class token's output alone feeds the head
+        readout[:, :special] = 1 / special  # the special tokens' outputs alone feed the head
         return logits, list(out.attentions), readout
 
     def __getstate__(self):
@@ -246,36 +251,120 @@ class PretrainedClassifier(AttentionClassifier):
         return [*groups, [parameter for parameter in self.parameters() if id(parameter) not in grouped]]
 
 
-class PretrainedImageClassifier(PretrainedClassifier):
+class PatchClassifier(PretrainedClassifier):
+    """What a ViT-style backbone (ViT, AST) fine-tuned under a new head has in common: its embeddings cut the input
+    into patches and prepend the special tokens themselves (``special_tokens`` of them: PREPENDED's that it has),
+    and its layers run with no encoder module around them. A subclass builds it (``_build``) and gives ``forward``."""
+
+    def _build(self, config, num_classes: int, dropout: float) -> None:
+        super()._build(config, num_classes, dropout)
+        prepended = [name for name in PREPENDED if getattr(self.backbone.embeddings, name, None) is not None]
+        if len(prepended) != self.special_tokens:
+            raise ValueError(f"{config.model_type}: its embeddings prepend {', '.join(prepended) or 'no token'}; "
+                             f"{type(self).__name__} reads {self.special_tokens} token(s) before the patches (a "
+                             "distilled DeiT adds a distillation token)")  # fmt: skip
+
+    @property
+    def encoder_entry(self) -> nn.Module:
+        """The first layer: its input is the embeddings' output (B, special tokens + patches, C)."""
+        return self.encoder_layers()[0]
+
+    def blank_tokens(self) -> torch.Tensor:
+        """The special tokens and the positions, with no patch content: what the embeddings make of an input whose
+        patches say nothing (the kinds give a black image or a silent clip as the baseline instead)."""
+        embeddings = self.backbone.embeddings
+        positions = embeddings.position_embeddings  # (1, special tokens + patches, C)
+        prepended = [getattr(embeddings, name) for name in PREPENDED[: self.special_tokens]]
+        return torch.cat([*prepended, torch.zeros_like(positions[:, self.special_tokens :])], dim=1) + positions
+
+
+class PretrainedImageClassifier(PatchClassifier):
     """A pretrained Vision Transformer's class token output, classified by a new linear head. Its input is the pixels
     (B, C, H, W) at the backbone's image size, normalised as its image processor does (the kind does it); the
     embeddings cut them into patches and add the class token and the positions, so each map has one value per
-    patch, in the patch grid's row-major order."""
+    patch, in the patch grid's row-major order. A distilled DeiT (a second prepended token) is refused."""
 
     def __init__(self, backbone_config: dict, num_classes: int, dropout: float = 0.1):
         AttentionClassifier.__init__(self)
-        config = AutoConfig.for_model(**backbone_config)
-        self._build(config, num_classes, dropout)
-        embeddings = self.backbone.embeddings
-        prepended = [name for name in PREPENDED if getattr(embeddings, name, None) is not None]
-        if prepended != ["cls_token"]:
-            raise ValueError(f"{config.model_type}: not a ViT-style backbone (its embeddings must prepend one class "
-                             "token and nothing else; a distilled DeiT adds a distillation token)")  # fmt: skip
+        self._build(AutoConfig.for_model(**backbone_config), num_classes, dropout)
 
     def forward(self, images: torch.Tensor, return_attention: bool = False):  # images: (B, C, H, W)
         out = self.backbone(pixel_values=images, output_attentions=return_attention)
         return self._classified(out, return_attention)
 
-    @property
-    def encoder_entry(self) -> nn.Module:
-        """The first layer: ViT runs its layers with no encoder module around them, and the first one's input is the
-        embeddings' output (B, 1 + patches, C), class token first."""
-        return self.encoder_layers()[0]
 
-    def blank_tokens(self) -> torch.Tensor:
-        """The class token and the positions, with no patch content: what the embeddings make of an image whose
-        patches say nothing (the kind gives a black image as the baseline instead)."""
-        embeddings = self.backbone.embeddings
-        positions = embeddings.position_embeddings  # (1, 1 + patches, C)
-        content = torch.cat([embeddings.cls_token, torch.zeros_like(positions[:, 1:])], dim=1)
-        return content + positions
+# The Kaldi filterbank frames the AST feature extractor computes (torchaudio.compliance.kaldi.fbank's defaults).
+FBANK_SHIFT_MS, FBANK_WINDOW_MS = 10.0, 25.0
+EXTRACTOR_KEYS = ("sampling_rate", "num_mel_bins", "max_length", "do_normalize", "mean", "std")
+
+
+def extractor_settings(extractor) -> dict:
+    """An ASTFeatureExtractor's settings, as the plain dict a checkpoint stores: what the model decodes audio with."""
+    return {key: getattr(extractor, key) for key in EXTRACTOR_KEYS}
+
+
+def fbank_frames(num_samples: int, sample_rate: int) -> int:
+    """The filterbank frames the feature extractor computes from a clip of num_samples (Kaldi frames only whole
+    windows), before it pads or cuts them to its max_length."""
+    shift, window = (int(sample_rate * ms / 1000) for ms in (FBANK_SHIFT_MS, FBANK_WINDOW_MS))
+    return max(0, (num_samples - window) // shift + 1)
+
+
+class PretrainedAudioClassifier(PatchClassifier):
+    """A pretrained Audio Spectrogram Transformer (AST, Gong et al., 2021) fine-tuned on raw clips: the backbone's
+    feature extractor (Kaldi log-mel filterbanks, padded or cut to its max_length frames, normalised by its mean and
+    std) is part of the model, so a saved model, like the kind's own, takes raw samples at its sampling rate.
+
+    AST's embeddings put a class token and a distillation token before the spectrogram patches (a grid of
+    ``patch_grid`` = (frequency rows, time columns), row-major): ``special_tokens`` is 2 and every map has one value
+    per patch. The head reads the mean of the two tokens' outputs, as ASTForAudioClassification does (both were
+    pretrained to summarise the clip), and the readout says so: 1/2 on each."""
+
+    special_tokens = 2
+
+    def __init__(self, backbone_config: dict, feature_extractor: dict, num_classes: int, sample_rate: int,
+                 clip_seconds: float, dropout: float = 0.1):  # fmt: skip
+        """feature_extractor: ``extractor_settings`` of the backbone's; sample_rate and clip_seconds: the clips'."""
+        AttentionClassifier.__init__(self)
+        config = AutoConfig.for_model(**backbone_config)
+        if feature_extractor["sampling_rate"] != sample_rate:
+            raise ValueError(f"the backbone's feature extractor takes {feature_extractor['sampling_rate']} Hz audio, "
+                             f"the clips are {sample_rate} Hz")  # fmt: skip
+        for key in ("num_mel_bins", "max_length"):
+            if feature_extractor[key] != getattr(config, key):
+                raise ValueError(f"the feature extractor's {key} ({feature_extractor[key]}) is not the backbone's "
+                                 f"({getattr(config, key)})")  # fmt: skip
+        self.extractor, self.sample_rate, self.clip_seconds = dict(feature_extractor), sample_rate, clip_seconds
+        self._build(config, num_classes, dropout)
+        self.patch_grid = self.backbone.embeddings.get_shape(config)
+
+    def features(self, waveform: torch.Tensor) -> torch.Tensor:
+        """What ASTFeatureExtractor computes from each clip of waveform (B, samples): (B, max_length, num_mel_bins)."""
+        from torchaudio.compliance import kaldi
+
+        settings, frames = self.extractor, self.extractor["max_length"]
+        rows = []
+        for clip in waveform:
+            fbank = kaldi.fbank(clip[None], sample_frequency=settings["sampling_rate"], window_type="hanning",
+                                num_mel_bins=settings["num_mel_bins"])  # fmt: skip
+            rows.append(nn.functional.pad(fbank[:frames], (0, 0, 0, max(0, frames - len(fbank)))))
+        features = torch.stack(rows)
+        if settings["do_normalize"]:
+            features = (features - settings["mean"]) / (settings["std"] * 2)
+        return features
+
+    def front_end(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The features as the speech kind draws a spectrogram: (B, num_mel_bins, frames), low bins first."""
+        return self.features(waveform).transpose(1, 2)
+
+    def forward(self, waveform: torch.Tensor, return_attention: bool = False):  # waveform: (B, samples) float
+        out = self.backbone(input_values=self.features(waveform), output_attentions=return_attention)
+        return self._classified(out, return_attention)
+
+    def token_spans(self) -> torch.Tensor:
+        """The samples each patch hears, (patches, 2) [start, end): its time column's filterbank frames."""
+        config = self.backbone.config
+        shift, window = (self.sample_rate * ms / 1000 for ms in (FBANK_SHIFT_MS, FBANK_WINDOW_MS))
+        rows, columns = self.patch_grid
+        first = torch.arange(columns, dtype=torch.float32).repeat(rows) * config.time_stride
+        return torch.stack([first * shift, (first + config.patch_size - 1) * shift + window], dim=1)

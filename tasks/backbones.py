@@ -1,13 +1,13 @@
 """Pretrained Hugging Face backbones a classifier can fine-tune (``model.backbone`` of a task): where the files are,
-their fingerprint, the tokenizer the kind uses in place of its learned BPE, and the checks that stop a run early
+their fingerprint, the tokenizer the text kind uses in place of its learned BPE, the image processor and feature
+extractor the image and speech kinds read inputs with, and the checks that stop a run early
 with the params key named.
 
 A ``source`` is a folder in ``save_pretrained`` layout (relative paths are read from the project root) or a hub id
 (with an optional ``revision``), fetched into the Hugging Face cache when the machine can reach the hub. Either way
-the run records the sha256 of the files it was built from (weights, config, tokenizer or image processor):
-``attnflow reproduce``
-refuses to re-run on other files. transformers is imported inside the functions: every command imports this module
-through the kinds, and most never load a backbone.
+the run records the sha256 of the files it was built from (weights, config, tokenizer, image processor or feature
+extractor): ``attnflow reproduce`` refuses to re-run on other files. transformers is imported inside the functions:
+every command imports this module through the kinds, and most never load a backbone.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from pathlib import Path
 
 from tasks.errors import UserError
 
-# The files a backbone is made of: weights, config, tokenizer, image processor (preprocessor_config.json). Other files
-# in the folder (a README, ONNX exports, training logs) do not change the model and are left out of its fingerprint.
+# The files a backbone is made of: weights, config, tokenizer, preprocessor (preprocessor_config.json: an image
+# backbone's image processor, an audio backbone's feature extractor). Other files in the folder (a README, ONNX
+# exports, training logs) do not change the model and are left out of its fingerprint.
 FINGERPRINTED = ("*.safetensors", "*.bin", "config.json", "tokenizer*.json", "vocab.txt", "vocab.json", "merges.txt",
                  "special_tokens_map.json", "*.model", "preprocessor_config.json")  # fmt: skip
 SHA256_TAG = "backbone_sha256"  # MLflow tag: the digest over every fingerprinted file
@@ -113,12 +114,14 @@ def check_same_files(recorded: dict[str, str], backbone, root: Path, task: str) 
 
 
 def check_sources(params, root: Path, tasks: list[str]) -> None:
-    """Before a run starts: every selected task's backbone is there and its config and tokenizer load (UserError
-    naming the task's key otherwise), so that no MLflow run opens for a model that cannot be built."""
+    """Before a run starts: every selected task's backbone is there, its config loads, and what its kind reads
+    inputs with loads and fits it (the kind's ``check_backbone``: a tokenizer, an image processor, a feature
+    extractor), else UserError naming the task's key, so that no MLflow run opens for a model that cannot be built."""
     from transformers import AutoConfig
 
     for task in tasks:
-        backbone = getattr(params.task(task).model, "backbone", None)
+        section = params.task(task)
+        backbone = getattr(section.model, "backbone", None)
         if backbone is None:
             continue
         path = folder(backbone, root, task)
@@ -126,7 +129,7 @@ def check_sources(params, root: Path, tasks: list[str]) -> None:
             AutoConfig.from_pretrained(path)
         except Exception as error:
             raise UserError(f"{key(task)}: cannot load {backbone.source!r}: {first_line(error)}") from None
-        params.kind(task).check_backbone(backbone, root, task)  # its tokenizer, or its image processor, loads
+        params.kind(task).check_backbone(section, root, task)
 
 
 def located(section, root: Path):
@@ -147,8 +150,8 @@ def load_model_config(backbone, root: Path, task: str | None = None):
 
 
 def load_model(backbone, root: Path, task: str | None = None):
-    """The pretrained model alone (an image backbone has no tokenizer), loaded with eager attention; a folder or id
-    that does not load: UserError naming the params key."""
+    """The pretrained model alone (image and audio backbones have no tokenizer), loaded with eager attention
+    (attention weights with gradients); a folder or id that does not load: UserError naming the params key."""
     from transformers import AutoModel
 
     try:
@@ -169,6 +172,30 @@ def image_processor_config(backbone, root: Path, task: str | None = None) -> dic
         raise UserError(f"{key(task)}: cannot load the image processor of {backbone.source!r}: "
                         f"{first_line(error)}") from None  # fmt: skip
     return json.loads(processor.to_json_string())
+
+
+def feature_extractor(backbone, root: Path, task: str | None = None, sample_rate: int | None = None) -> dict:
+    """An audio backbone's feature extractor, as the settings the model decodes clips with (recorded in the
+    checkpoint, so serving decodes requests the same way); one that does not load, is not AST's kind, or samples at
+    another rate than the task's clips (data.sample_rate): UserError naming the key."""
+    from transformers import AutoFeatureExtractor
+
+    from attn_models.pretrained import EXTRACTOR_KEYS, extractor_settings
+
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(folder(backbone, root, task))
+    except Exception as error:
+        raise UserError(f"{key(task)}: cannot load the feature extractor of {backbone.source!r}: "
+                        f"{first_line(error)}") from None  # fmt: skip
+    missing = [name for name in EXTRACTOR_KEYS if not hasattr(extractor, name)]
+    if missing:
+        raise UserError(f"{key(task)}: {type(extractor).__name__} is not an AST feature extractor (no "
+                        f"{', '.join(missing)}); the speech kind fine-tunes AST backbones")  # fmt: skip
+    if sample_rate is not None and extractor.sampling_rate != sample_rate:
+        where = f"tasks.{task}.data.sample_rate" if task else "data.sample_rate"
+        raise UserError(f"{where}: {sample_rate} Hz, but the backbone {backbone.source!r} takes "
+                        f"{extractor.sampling_rate} Hz audio (set it to {extractor.sampling_rate})")  # fmt: skip
+    return extractor_settings(extractor)
 
 
 def load_tokenizer(backbone, root: Path, task: str | None = None):

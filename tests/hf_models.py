@@ -1,5 +1,6 @@
 """Tiny random Hugging Face backbones for the tests, built offline and saved in ``save_pretrained`` layout: what a
-task's ``model.backbone.source`` names: ``save_tiny_bert`` for text, ``save_tiny_vit`` for images.
+task's ``model.backbone.source`` names: ``save_tiny_bert`` for text, ``save_tiny_vit`` for images, and an Audio
+Spectrogram Transformer and its feature extractor for speech (``save_tiny_ast``).
 
 The weights are random: the tests check that the pipeline loads, fine-tunes, explains, compresses, serves and
 reproduces such a model, not what it learns. HF_HUB_OFFLINE keeps transformers off the network: a test that reached
@@ -69,4 +70,29 @@ def save_tiny_vit(folder: Path, seed: int = 0) -> Path:
     ViTModel(config).save_pretrained(folder)
     ViTImageProcessorPil(size={"height": VIT_SIZE, "width": VIT_SIZE}, image_mean=list(VIT_MEAN),
                          image_std=list(VIT_STD)).save_pretrained(folder)  # fmt: skip
+    return folder
+
+
+# A tiny AST: 24 mel bins and 104 frames (a 1 s clip's 98, padded) cut into 12 x 12 patches without overlap, so a
+# grid of 2 frequency rows by 8 time columns.
+AST_MEL_BINS, AST_FRAMES, AST_PATCH = 24, 104, 12
+
+
+def save_tiny_ast(folder: Path, sample_rate: int, seed: int = 0) -> Path:
+    """A random 2-layer, 4-head Audio Spectrogram Transformer (hidden size 32) and its feature extractor at
+    sample_rate, saved to folder; returns folder."""
+    import torch
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTModel
+
+    torch.manual_seed(seed)
+    config = ASTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                       num_mel_bins=AST_MEL_BINS, max_length=AST_FRAMES, patch_size=AST_PATCH,
+                       frequency_stride=AST_PATCH, time_stride=AST_PATCH)  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    model = ASTModel(config)
+    with torch.no_grad():  # transformers starts the class, distillation and position embeddings at 0: vary them
+        model.embeddings.position_embeddings.normal_(std=0.02)
+    model.save_pretrained(folder)
+    ASTFeatureExtractor(sampling_rate=sample_rate, num_mel_bins=AST_MEL_BINS, max_length=AST_FRAMES,
+                        mean=-6.0, std=3.0).save_pretrained(folder)  # fmt: skip
     return folder

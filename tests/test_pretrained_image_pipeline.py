@@ -13,22 +13,21 @@ from tests.hf_models import VIT_MEAN, VIT_PATCH, VIT_SIZE, VIT_STD, save_tiny_vi
 from tests.test_cli import assert_one_line_error, attnflow
 from tests.test_model_server import image_request
 from tests.test_named_tasks import served_request
-from tests.test_pretrained_pipeline import assert_reproduced_then_refused, backbone_params, fine_tuned_run
+from tests.test_pretrained_pipeline import (
+    assert_a_backbone_sets,
+    assert_reproduced_then_refused,
+    backbone_params,
+    fine_tuned_run,
+)
 from tests.test_serving import check_answers
 
-SIZE_KEYS = ("embed_dim", "num_heads", "depth", "patch_size")  # the backbone's to set
 PATCHES = (VIT_SIZE // VIT_PATCH) ** 2
-
-
-def image_backbone_params(source: str) -> dict:
-    """tiny_params training the digits alone, fine-tuning the backbone at source."""
-    return backbone_params(source, IMAGE, SIZE_KEYS)
 
 
 @pytest.mark.slow  # a pipeline run and a served model: about 2 minutes on 2 cores
 def test_a_fine_tuned_vit_runs_the_whole_pipeline(tiny_project, prefect_server, tmp_path, capsys):
     source = save_tiny_vit(tmp_path / "tiny-vit")
-    params_path = write_params(tiny_project, image_backbone_params(str(source)))
+    params_path = write_params(tiny_project, backbone_params(str(source), IMAGE))
     client, run = fine_tuned_run(tiny_project, params_path, IMAGE, source, capsys)
     assert "preprocessor_config.json" in json.loads(run.data.tags["backbone_files"])  # the processor is hashed
     assert run.data.params["resolved.model.patch_size"] == str(VIT_PATCH)
@@ -45,7 +44,7 @@ def test_a_processor_that_does_not_fit_the_backbone_stops_the_run_naming_the_key
     processor = json.loads((source / "preprocessor_config.json").read_text())
     processor["size"] = {"height": 2 * VIT_SIZE, "width": 2 * VIT_SIZE}
     (source / "preprocessor_config.json").write_text(json.dumps(processor))
-    write_params(tiny_project, image_backbone_params(str(source)))
+    write_params(tiny_project, backbone_params(str(source), IMAGE))
     result = attnflow(tiny_project, "run", "--params", "params.yaml", timeout=120)
     assert_one_line_error(result, EXIT_INVALID, f"tasks.{IMAGE}.model.backbone.source", "must resize to the backbone")
     assert not (tiny_project / "mlflow.db").exists()  # no run was opened
@@ -53,13 +52,7 @@ def test_a_processor_that_does_not_fit_the_backbone_stops_the_run_naming_the_key
 
 @pytest.mark.parametrize("key, value", [("stem", "conv"), ("pool", "attention")])
 def test_a_backbone_sets_the_patches(tmp_path, key, value):
-    from tasks.params import ParamsError, load_params
-
-    params = image_backbone_params("some/vit")
-    assert load_params(write_params(tmp_path, params)).task(IMAGE).train.lr_schedule == "linear"
-    params["tasks"][IMAGE]["model"][key] = value
-    with pytest.raises(ParamsError, match=rf"tasks\.{IMAGE}\.model.*{key}: set by the backbone"):
-        load_params(write_params(tmp_path, params))
+    assert_a_backbone_sets(tmp_path, IMAGE, key, value, f"{key}: set by the backbone")
 
 
 def test_training_and_serving_read_pixels_as_the_processor_says(tmp_path):
@@ -84,7 +77,7 @@ def test_training_and_serving_read_pixels_as_the_processor_says(tmp_path):
         for label in ("0", "1"):
             (tmp_path / "data" / split / label).mkdir(parents=True)
             PILImage.fromarray(pixels).save(tmp_path / "data" / split / label / "a.png")
-    section = load_params(write_params(tmp_path, image_backbone_params(str(source)))).task(IMAGE)
+    section = load_params(write_params(tmp_path, backbone_params(str(source), IMAGE))).task(IMAGE)
     splits = SPEC.load_splits(tmp_path / "data", section, 0, None)
     item = splits.test[0][0]
     mean, std = torch.tensor(VIT_MEAN).view(3, 1), torch.tensor(VIT_STD).view(3, 1)

@@ -47,18 +47,30 @@ def assert_starts_from(model, backbone):
 
 
 def test_maps_have_one_value_per_content_token_and_sum_to_one(model):
+    assert model.special_tokens == 1  # the class token alone
+    attentions = assert_maps_cover_the_content(model, TOKENS, 5)
+    assert attentions[0][1, :, :, -2:].abs().max() < 1e-6  # padding gets no attention
+
+
+def assert_maps_cover_the_content(model, inputs, content: int) -> list:
+    """On inputs (2 of them, each of content tokens or patches), a model of 3 classes and 4-head layers reads its
+    special tokens alone (the readout: 1 / special_tokens on each), and rollout and every map of attribution have one
+    value per content token summing to 1, gradient-weighted attention included (its weights carried gradients).
+    Returns its per-layer attention weights."""
     from attn_models.attribution import METHODS, class_token_maps
 
-    logits, attentions, readout = model(TOKENS, return_attention=True)
-    assert logits.shape == (2, 3) and readout.shape == (2, 6)
-    assert all(weights.shape == (2, 4, 6, 6) for weights in attentions)
-    assert attentions[0][1, :, :, -2:].abs().max() < 1e-6  # padding gets no attention
-    _, relevance = model.predict_with_relevance(TOKENS)
-    assert relevance.shape == (2, 5) and torch.allclose(relevance.sum(-1), torch.ones(2))
-    maps = class_token_maps(model, TOKENS[:1])
+    special, tokens = model.special_tokens, model.special_tokens + content
+    logits, attentions, readout = model(inputs, return_attention=True)
+    assert logits.shape == (2, 3) and readout.shape == (2, tokens)
+    assert readout[:, :special].eq(1 / special).all() and readout[:, special:].eq(0).all()
+    assert all(weights.shape == (2, 4, tokens, tokens) for weights in attentions)
+    _, relevance = model.predict_with_relevance(inputs)
+    assert relevance.shape == (2, content) and torch.allclose(relevance.sum(-1), torch.ones(2))
+    maps = class_token_maps(model, inputs[:1])
     for method in METHODS:
-        assert maps[method].shape == (5,) and abs(float(maps[method].sum()) - 1) < 1e-5, method
+        assert maps[method].shape == (content,) and abs(float(maps[method].sum()) - 1) < 1e-5, method
     assert maps["gradient_attention"].std() > 0  # the attention weights carried gradients
+    return attentions
 
 
 def test_padding_does_not_change_the_prediction(model):
@@ -72,7 +84,7 @@ def test_pruning_keeps_the_kept_heads_outputs(model):
 
 
 def assert_pruning_keeps_the_kept_heads(model, inputs):
-    """Heads 1 and 3 of each of the 2 layers masked, then pruned: the same logits and kept heads' attention."""
+    """Pruning heads 1 and 3 of each of the model's 2 four-head layers gives what masking them gave."""
     from attn_models.compression import attention_layers, prune_heads
 
     keep = {name: [0, 2] for name in attention_layers(model)}

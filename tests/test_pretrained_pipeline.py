@@ -14,15 +14,16 @@ from tests.hf_models import save_tiny_bert
 from tests.test_cli import assert_one_line_error, attnflow
 from tests.test_named_tasks import served_answers
 
-SIZE_KEYS = ("vocab_size", "embed_dim", "num_heads", "depth")  # the backbone's to set
+SIZE_KEYS = ("vocab_size", "embed_dim", "num_heads", "depth", "patch_size")  # the backbone's to set (a kind has some)
 
 
-def backbone_params(source: str, task: str = TEXT, size_keys=SIZE_KEYS) -> dict:
-    """tiny_params training task (language-id) alone, fine-tuning the backbone at source, the size keys left to it."""
+def backbone_params(source: str, task: str = TEXT) -> dict:
+    """tiny_params training task alone (language-id unless told), fine-tuning the backbone at source, the size keys
+    left to it."""
     params = tiny_params()
     params["global"]["tasks"] = [task]
     model = params["tasks"][task]["model"]
-    for key in size_keys:
+    for key in SIZE_KEYS:
         model.pop(key, None)
     model["backbone"] = {"source": source, "layer_decay": 0.8}
     params["tasks"][task]["train"].update(lr=1e-3, max_batches_per_epoch=3)
@@ -41,7 +42,6 @@ def test_a_fine_tuned_backbone_runs_the_whole_pipeline(tiny_project, prefect_ser
     source = save_tiny_bert(tmp_path / "tiny-bert")
     params_path = write_params(tiny_project, backbone_params(str(source)))
     client, run = fine_tuned_run(tiny_project, params_path, TEXT, source, capsys)
-    tags = run.data.tags
 
     answers, version = served_answers(tiny_project, tmp_path, TEXT, ["der schnelle braune Fuchs", "le chat"])
     assert version["run_id"] == run.info.run_id
@@ -50,8 +50,6 @@ def test_a_fine_tuned_backbone_runs_the_whole_pipeline(tiny_project, prefect_ser
         assert len(answer["attention"]) == len(answer["tokens"]) and abs(sum(answer["attention"]) - 1) < 1e-3
     assert answers[0]["tokens"][:2] == ["der", "s"]  # the backbone's WordPiece, not a learned BPE
 
-    card = client.get_model_version(f"attnflow-{TEXT}", "1").description
-    assert tags["backbone_sha256"] in card and str(source) in card
     assert_reproduced_then_refused(run.info.run_id, params_path, source)
 
 
@@ -59,7 +57,7 @@ def fine_tuned_run(project, params_path, task: str, source, capsys):
     """`attnflow run` of params_path, which fine-tunes the tiny backbone at source (hidden size 32, 2 layers) for
     task: (the MLflow client, the task's run), after checking that the run records the backbone and that it was
     evaluated, explained (deletion AUCs of rollout, gradient-weighted attention and random maps) and compressed
-    (int8 and pruned variants)."""
+    (int8 and pruned variants), and that the model card names the backbone and its digest."""
     assert main(["run", "--params", str(params_path)]) == 0, capsys.readouterr().err
     uri = f"sqlite:///{project / 'mlflow.db'}"
     client = MlflowClient(uri, registry_uri=uri)
@@ -73,6 +71,8 @@ def fine_tuned_run(project, params_path, task: str, source, capsys):
         assert 0 <= metrics[f"attn_deletion_auc.{method}"] <= 1, method
     for variant in ("int8", "pruned"):
         assert any(name.endswith(f".{variant}") and name.startswith("compress_") for name in metrics), variant
+    card = client.get_model_version(f"attnflow-{task}", "1").description
+    assert tags["backbone_sha256"] in card and str(source) in card
     return client, run
 
 
@@ -107,10 +107,15 @@ def test_backbone_params_are_validated_with_the_key_named(tmp_path, change, phra
 
 
 def test_a_backbone_sets_the_vocabulary_and_the_schedule(tmp_path):
+    assert_a_backbone_sets(tmp_path, TEXT, "vocab_size", 500, "vocab_size: set by the backbone")
+
+
+def assert_a_backbone_sets(tmp_path, task: str, key: str, value, phrase: str) -> None:
+    """With a backbone, task trains on the fine-tuning schedule, and model.key given as value is refused (phrase)."""
     from tasks.params import ParamsError, load_params
 
-    params = backbone_params("some/model")
-    assert load_params(write_params(tmp_path, params)).task(TEXT).train.lr_schedule == "linear"
-    params["tasks"][TEXT]["model"]["vocab_size"] = 500
-    with pytest.raises(ParamsError, match=rf"tasks\.{TEXT}\.model.*vocab_size: set by the backbone"):
+    params = backbone_params("some/model", task)
+    assert load_params(write_params(tmp_path, params)).task(task).train.lr_schedule == "linear"
+    params["tasks"][task]["model"][key] = value
+    with pytest.raises(ParamsError, match=rf"tasks\.{task}\.model.*{phrase}"):
         load_params(write_params(tmp_path, params))

@@ -30,12 +30,14 @@ class Classifier(Kind):
     pretrained_class = "attn_models.pretrained:PretrainedClassifier"  # the fine-tuned model: built from model_args
     input_args: tuple[str, ...] = ()  # model_args that say how inputs are decoded (not the model's): image's processor
 
-    def check_backbone(self, backbone, root: Path, task: str) -> None:
-        """Before a run opens: what the kind reads inputs with loads and fits it (text: the backbone's tokenizer);
-        UserError naming the params key otherwise."""
+    def check_backbone(self, section, root: Path, task: str) -> None:
+        """Before a run opens (tasks/backbones.py check_sources, once the backbone's config has loaded): what the kind
+        reads inputs with loads and fits it, else UserError naming the params key. Here the text kind's: the
+        backbone's tokenizer (as pretrained_args reads it); the image and speech kinds check their processor and
+        feature extractor."""
         from tasks import backbones
 
-        backbones.content_tokenizer(backbones.load_tokenizer(backbone, root, task), task)
+        backbones.content_tokenizer(backbones.load_tokenizer(section.model.backbone, root, task), task)
 
     def backbone_size_values(self, section, config) -> dict:
         """The size keys from the backbone's config (width, depth, heads): `auto` ones resolved to its values, a

@@ -250,11 +250,12 @@ class Image(Classifier):
     def split_files(self, data_dir, split):
         return sorted(p for p in (data_dir / split).glob("*/*") if p.is_file())
 
-    def check_backbone(self, backbone, root, task):
+    def check_backbone(self, section, root, task):
         """Before a run opens: the backbone's image processor loads and fits it (UserError naming the key)."""
         from tasks import backbones
         from tasks.errors import UserError
 
+        backbone = section.model.backbone
         config = backbones.load_model_config(backbone, root, task)
         try:
             processor_format(backbones.image_processor_config(backbone, root, task), config.to_dict())

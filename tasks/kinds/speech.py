@@ -5,6 +5,11 @@ Prepared layout (Google Speech Commands): data/speech/<word>/<clip>.wav, 16-bit 
 validation_list.txt and testing_list.txt (every other clip is training). Attention map: rollout over time, drawn on
 the log-mel spectrogram. Served input: ``{"audio": ...}``, a base64 WAV (resampled if needed) or float samples at the
 model's sample rate; padded or cut to the clip length.
+
+With ``model.backbone`` (an Audio Spectrogram Transformer: attn_models/pretrained.py, PretrainedAudioClassifier) the
+backbone's feature extractor replaces the log-mel front end and the augmentations, and the map has one value per
+spectrogram patch (frequency rows by time columns): the figure sums each time column, the viewer lays the patch grid
+over the features, and localization reads the samples each patch hears.
 """
 
 import functools
@@ -14,9 +19,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tasks.defaults import augment_strength, is_auto, size_values
+from tasks.defaults import augment_strength, finetune_defaults, is_auto, size_values
 from tasks.kinds.classification import Classifier
 from tasks.schema import (
+    BackboneParams,
     DataSection,
     MaskCount,
     MaskWidth,
@@ -89,17 +95,36 @@ class SpeechModel(ModelParams):
     time_shift_ms: float = Field(0.0, ge=0, le=1000)  # each clip moved up to this much either way, silence-filled
     background_mix: float = Field(0.0, ge=0, le=1)  # share of clips given another, played backwards, as background
     background_snr_db: tuple[float, float] = (5.0, 20.0)  # its level below the clip's, drawn per clip
+    backbone: BackboneParams | None = None  # fine-tune a pretrained AST (and decode clips with its feature extractor)
 
     @model_validator(mode="after")
     def snr_range(self):
         check_range("background_snr_db", *self.background_snr_db)
         return self
 
+    @model_validator(mode="after")
+    def backbone_sets_the_front_end(self):
+        """A backbone brings its own features (its extractor's mel bins) and is fine-tuned without the kind's
+        augmentations; its head reads the class and distillation tokens. A key changed from its default would say
+        otherwise: ValueError naming it (the defaults, as params.yaml writes them, may stay)."""
+        if self.backbone is None:
+            return self
+        clashing = [name for name in BACKBONE_REPLACES if getattr(self, name) != type(self).model_fields[name].default]
+        if clashing:
+            raise ValueError(f"{', '.join(clashing)}: not used with model.backbone (leave them at their defaults)")
+        return self
+
+
+BACKBONE_REPLACES = ("n_mels", "freq_masks", "freq_mask", "time_masks", "time_mask", "augment_strength",
+                     "time_shift_ms", "background_mix", "pool")  # fmt: skip
+
 
 class SpeechParams(TaskParams):
     kind: Literal["speech"]
     data: SpeechData
     model: SpeechModel
+
+    _finetune_defaults = model_validator(mode="before")(finetune_defaults)
 
 
 def listed(data_dir, split: str) -> list[str]:
@@ -120,6 +145,7 @@ class Speech(Classifier):
     name, order, params = "speech", 30, SpeechParams
     input_column = "audio"
     model_class = "attn_models.speech_transformer:SpeechTransformer"
+    pretrained_class = "attn_models.pretrained:PretrainedAudioClassifier"
     generator = "tasks.data.builtin_speech:generate_speech_dataset"
     importer = "tasks.data.importers:import_speech"
     manifest_layouts = ("csv",)
@@ -147,10 +173,28 @@ class Speech(Classifier):
         held_out = {name for other in SPLIT_LISTS for name in listed(data_dir, other)}
         return [path for path in clips(data_dir) if f"{path.parent.name}/{path.name}" not in held_out]
 
+    def check_backbone(self, section, root, task):
+        """The backbone's feature extractor loads and samples at data.sample_rate, and a clip fits its max_length
+        frames (the extractor would cut the rest of a longer clip, and a keyword there with it)."""
+        from attn_models.pretrained import fbank_frames
+        from tasks import backbones
+        from tasks.errors import UserError
+
+        data = section.data
+        extractor = backbones.feature_extractor(section.model.backbone, root, task, data.sample_rate)
+        frames = fbank_frames(int(data.sample_rate * data.clip_seconds), data.sample_rate)
+        if frames > extractor["max_length"]:
+            most = extractor["max_length"]
+            raise UserError(f"tasks.{task}.data.clip_seconds: {data.clip_seconds} s is {frames} filterbank frames; "
+                            f"the backbone takes at most {most} (the rest would be cut)")  # fmt: skip
+
     def auto_values(self, section, data_dir, tokenizer):
         """Model size from the training clips' count, SpecAugment's strength from the training clips per class."""
         train = self.split_files(data_dir, "train")
-        values = size_values(section.model, len(train))
+        if section.model.backbone is not None:
+            values = self.backbone_size_values(section, self.backbone_config(section))
+        else:
+            values = size_values(section.model, len(train))
         if is_auto(section.model.augment_strength):
             classes = len({path.parent.name for path in clips(data_dir)})
             values["model.augment_strength"] = augment_strength(len(train) / max(1, classes))
@@ -178,6 +222,8 @@ class Speech(Classifier):
 
     def model_args(self, section, splits, tokenizer):
         m, data = section.model, section.data
+        if m.backbone is not None:
+            return self.pretrained_audio_args(section, splits)
         return m.attention_args() | dict(
             num_classes=len(splits.class_names),
             sample_rate=data.sample_rate,
@@ -193,6 +239,18 @@ class Speech(Classifier):
             background_snr_db=list(m.background_snr_db),
         )
 
+    def pretrained_audio_args(self, section, splits) -> dict:
+        """The fine-tuned AST's arguments: the backbone's config and feature extractor (the checkpoint rebuilds and
+        decodes with them, without the source), the classes, the clips' rate and length, the head's dropout."""
+        from attn_models.pretrained import backbone_config
+        from tasks import backbones
+
+        data = section.data
+        extractor = backbones.feature_extractor(section.model.backbone, Path("/"), None, data.sample_rate)
+        return {"backbone_config": backbone_config(self.backbone_config(section)), "feature_extractor": extractor,
+                "num_classes": len(splits.class_names), "sample_rate": data.sample_rate,
+                "clip_seconds": data.clip_seconds, "dropout": section.model.dropout}  # fmt: skip
+
     def serving_example(self, data_dir, section):
         import base64
 
@@ -200,13 +258,15 @@ class Speech(Classifier):
         return base64.b64encode(clip.read_bytes()).decode()
 
     def attention_figure(self, model, inputs, relevance, true, predicted, tokenizer):
-        """The log-mel spectrogram with the rollout (one value per encoder frame) as a curve over time."""
+        """The log-mel spectrogram with the rollout (one value per encoder frame, or per time column of a backbone's
+        patches: its rows summed) as a curve over time."""
         import matplotlib.pyplot as plt
         import numpy as np
 
         from tasks.evaluation.plots import sample_title
 
         log_mel = model.front_end(inputs)[0].numpy()  # (n_mels, frames)
+        relevance = relevance.reshape(token_grid(model, len(relevance))).sum(axis=0)
         figure, axes = plt.subplots(figsize=(6, 3))
         axes.imshow(log_mel, origin="lower", aspect="auto", cmap="magma")
         times = np.linspace(0, log_mel.shape[1] - 1, len(relevance))
@@ -228,24 +288,30 @@ class Speech(Classifier):
         return torch.zeros_like(item)
 
     def localization_target(self, index, item, tokens, e):
-        """On built-in clips, where the word is (word_spans.tsv): each frame's share of its time that is the word;
-        the frames split the clip evenly."""
+        """On built-in clips, where the word is (word_spans.tsv): each token's share of its time that is the word;
+        the frames split the clip evenly, a backbone's patches hear their time column's samples (token_spans)."""
         import torch
 
         path = e.splits.test.items[index]
         span = word_spans(e.data_dir).get(path.relative_to(e.data_dir).as_posix()) if e.builtin_data else None
         if span is None:
             return None
-        edges = torch.linspace(0, len(item), tokens + 1)
-        overlap = (edges[1:].clamp(max=span[1]) - edges[:-1].clamp(min=span[0])).clamp(min=0)
-        return overlap / (edges[1:] - edges[:-1])
+        if hasattr(e.model, "token_spans"):
+            starts, ends = e.model.token_spans().unbind(dim=1)
+        else:
+            edges = torch.linspace(0, len(item), tokens + 1)
+            starts, ends = edges[:-1], edges[1:]
+        overlap = (ends.clamp(max=span[1]) - starts.clamp(min=span[0])).clamp(min=0)
+        return overlap / (ends - starts)
 
     def viewer_input(self, item, tokens, e):
-        """The log-mel spectrogram, under one column per encoder frame (the frames are subsampled)."""
+        """The log-mel spectrogram, under one column per encoder frame (the frames are subsampled); a backbone's
+        features under its patch grid, low mel bins in the top row as its first patch row is."""
         from tasks.evaluation.plots import png_base64
 
         log_mel = e.model.front_end(item[None])[0]  # (n_mels, frames)
-        return {"picture": png_base64(log_mel.detach().numpy(), flip=True), "grid": [1, tokens]}
+        grid = token_grid(e.model, tokens)
+        return {"picture": png_base64(log_mel.detach().numpy(), flip=grid[0] == 1), "grid": list(grid)}
 
     def input_features(self, inputs, tokenizer):
         """The clip's level (RMS, dB of full scale) and the share of its frames (a hundredth of the clip each) that are
@@ -276,6 +342,12 @@ class Speech(Classifier):
         clip = read_audio(value, model_args["sample_rate"], limits)
         duration = {"input_summary": {"duration_s": len(clip) / model_args["sample_rate"]}}
         return fit_length(clip, num_samples).unsqueeze(0), duration
+
+
+def token_grid(model, tokens: int) -> tuple[int, int]:
+    """(rows, columns) of the model's map: a backbone's patch grid (frequency rows by time columns), else one row
+    of encoder frames."""
+    return tuple(getattr(model, "patch_grid", (1, tokens)))
 
 
 def decibels(rms: float) -> float:
