@@ -15,7 +15,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 # The pipeline's own default store; $MLFLOW_TRACKING_URI wins when set.
 TRACKING_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
-.PHONY: help setup run schedule deploy status lint format test test-fast test-slow test-ui chromium ui serve-model benchmark clean
+.PHONY: help setup run schedule deploy status lint format test test-fast test-slow test-ui chromium ui serve-model benchmark docs docs-serve schema clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -80,5 +80,16 @@ TASK ?= digit-classification
 serve-model: setup ## serve TASK's champion (VARIANT=compact: the compressed one) on 127.0.0.1:5001; README, Deploy
 	$(VENV)/bin/attnflow model serve --task "$(TASK)" $(if $(VARIANT),--variant "$(VARIANT)") $(ARGS)
 
+# The site's reference pages (command line, params keys, exit codes) are written from the code at every build by
+# docs/hooks/reference.py; --strict makes a broken link, a missing anchor or a page left out of nav fail the build.
+docs: setup ## build the documentation site into site/ (mkdocs --strict; the reference pages generated from the code)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs-serve: setup ## preview the documentation site on http://127.0.0.1:8000, rebuilt on every change
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
+
+schema: setup ## rewrite docs/reference/params.schema.json from the params models (tests/test_docs.py checks it is current)
+	$(PY) docs/hooks/reference.py
+
 clean: ## remove runs, outputs and local state (keeps data/ and the DVC cache)
-	rm -rf outputs mlflow.db mlartifacts .prefect .attnflow-tmp
+	rm -rf outputs mlflow.db mlartifacts .prefect .attnflow-tmp site
