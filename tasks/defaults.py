@@ -52,7 +52,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 AUTO = "auto"
 # Fine-tuning a pretrained backbone (model.backbone): the usual recipe as the defaults. The backbone learns at a
@@ -101,9 +101,14 @@ def auto_or_number(kind: type, low, high, low_open: bool = False, nullable: bool
             raise ValueError(what)
         return value
 
+    # The JSON Schema (docs/reference/params.schema.json) says what `check` accepts: the validator hides the bounds
+    # from pydantic's own schema.
+    numbers = {"type": "integer" if kind is int else "number", "maximum": high}
+    numbers["exclusiveMinimum" if low_open else "minimum"] = low
+    schema = {"anyOf": [numbers, {"const": AUTO}] + ([{"type": "null"}] if nullable else [])}
     if nullable:
-        return Annotated[kind | Literal["auto"] | None, BeforeValidator(check)]
-    return Annotated[kind | Literal["auto"], BeforeValidator(check)]
+        return Annotated[kind | Literal["auto"] | None, BeforeValidator(check), WithJsonSchema(schema)]
+    return Annotated[kind | Literal["auto"], BeforeValidator(check), WithJsonSchema(schema)]
 
 
 def is_auto(value) -> bool:
