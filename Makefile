@@ -39,7 +39,7 @@ run: setup ## run the whole pipeline on the built-in data (the tasks of params.y
 schedule: setup ## run the pipeline on params.yaml's global.schedule (local Prefect server + UI on :4200)
 	$(VENV)/bin/attnflow schedule serve
 
-deploy: setup ## put the scheduled deployments on work pool POOL of the server at PREFECT_API_URL (README, Scaling out)
+deploy: setup ## put the scheduled deployments on work pool POOL of the server at PREFECT_API_URL (docs/how-to/work-pools.md)
 	$(VENV)/bin/attnflow schedule deploy --pool "$(POOL)"
 
 status: setup ## list the scheduled deployments, their next run and last runs
@@ -77,7 +77,7 @@ ui: setup ## open the MLflow UI on this project's store at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri "$(TRACKING_URI)" --host 127.0.0.1 --port 5000
 
 TASK ?= digit-classification
-serve-model: setup ## serve TASK's champion (VARIANT=compact: the compressed one) on 127.0.0.1:5001; README, Deploy
+serve-model: setup ## serve TASK's champion (VARIANT=compact: the compressed one) on 127.0.0.1:5001; docs/how-to/deploy.md
 	$(VENV)/bin/attnflow model serve --task "$(TASK)" $(if $(VARIANT),--variant "$(VARIANT)") $(ARGS)
 
 # The site's reference pages (command line, params keys, exit codes) are written from the code at every build by

@@ -251,7 +251,7 @@ def budget_table(results) -> list[str]:
         "",
         "## Time-budgeted training",
         "",
-        "Runs with `train.budget_minutes` (README, *Training for a time budget*): the last plan the train stage made",
+        "Runs with `train.budget_minutes` (docs/how-to/time-budgets.md): the last plan the train stage made",
         '(and the schedule it chose), and its training time ("train": the train stage\'s training, from the built',
         "model to the saved checkpoint) against the budget. `train.epochs` is then only a cap.",
         "",

@@ -278,7 +278,7 @@ def serve(args) -> int:
 
 
 def deploy(args) -> int:
-    """The scheduled deployments on a work pool of the Prefect server, for its workers (README, *Scaling out*)."""
+    """The scheduled deployments on a work pool of the Prefect server, for its workers (docs/how-to/work-pools.md)."""
     from flows.schedule import WorkPoolMissing, deploy_to_pool
     from tasks.scheduling.server import ServerUnavailable
 

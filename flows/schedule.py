@@ -1,7 +1,7 @@
 """Scheduled runs: the same `attention_pipeline` flow, served as Prefect deployment(s) on params.yaml's
 global.schedule, and the `monitor` flow on global.monitor.cron, against a real Prefect server
 (tasks/scheduling/server.py). Either `serve`d (this process runs them) or deployed to a work pool, whose workers run
-them (`deploy_to_pool`, README *Scaling out*)."""
+them (`deploy_to_pool`, docs/how-to/work-pools.md)."""
 
 import inspect
 from pathlib import Path

@@ -8,7 +8,7 @@ by every kind) and in each kind's module (what only it knows: its depths, its le
 each kind's ``auto_values`` applies them, and ``Kind.resolve`` puts the resolved values into the section, so
 that the model's arguments in the checkpoint, and every stage that rebuilds the model from them, hold numbers.
 
-The rules (also in README "Your own data"):
+The rules (also in docs/reference/auto-defaults.md):
 
 ==========================  ===========  =====  =====
 training examples           embed_dim    depth  heads

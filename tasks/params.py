@@ -29,7 +29,7 @@ from tasks.schema import CompressParams, ExplainParams, Section, ServingLimits
 # ---- global -------------------------------------------------------------------------------
 class TrackingParams(Section):
     uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db
-    experiment: str = "attnflow"
+    experiment: str = "attnflow"  # the pipeline runs' experiment; each task's is attnflow-<task>
     # Where the MLflow UI shows this store (links in the Prefect UI point there). None: the tracking URI when it is an
     # MLflow server (http...), else http://127.0.0.1:5000, where `make ui` serves a local store.
     ui_url: str | None = None
@@ -46,8 +46,8 @@ def checked_cron(cron: str) -> str:
 class ScheduleParams(Section):
     """When `attnflow schedule serve` runs the pipeline: a cron string read in an IANA timezone."""
 
-    cron: str = "0 3 * * *"
-    timezone: str = "UTC"
+    cron: str = "0 3 * * *"  # minute hour day-of-month month day-of-week
+    timezone: str = "UTC"  # the IANA name the cron is read in, e.g. Europe/Berlin
     per_task: bool = False  # true: one deployment per task, each with tasks=[t]
 
     @field_validator("cron")
@@ -86,10 +86,10 @@ class MonitorParams(Section):
 
 class ResultsParams(Section):
     """Where Prefect keeps the cached stages' results (tasks/result_storage.py): None, the local folder of Prefect's
-    settings; s3://bucket/prefix, a bucket every clone and worker naming it shares (README "Shared storage on S3").
+    settings; s3://bucket/prefix, a bucket every clone and worker naming it shares (docs/how-to/s3-storage.md).
     The credentials and the address of an S3-compatible store come from the environment (AWS_*), never from here."""
 
-    storage: str | None = None
+    storage: str | None = None  # null: Prefect's local results folder; s3://bucket/prefix: shared
 
     @field_validator("storage")
     @classmethod
@@ -105,7 +105,7 @@ class ExecutorParams(Section):
     with ``workers`` processes, or the running scheduler at ``address``. Data preparation and DVC stay in the flow's
     process either way."""
 
-    kind: Literal["sequential", "dask"] = "sequential"
+    kind: Literal["sequential", "dask"] = "sequential"  # sequential: one after another; dask: at once on Dask
     address: str | None = None  # a running `dask scheduler`, e.g. tcp://10.0.0.5:8786; None: a local cluster
     workers: int | None = Field(None, ge=1)  # the local cluster's worker processes; None: one per core
 
@@ -136,7 +136,7 @@ class ExecutorParams(Section):
 
 class GlobalParams(Section):
     seed: int = Field(42, ge=0, le=2**32 - 1)  # what NumPy's and torch's generators take
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where models train and run; auto: cuda when a GPU is there
     tasks: list[str] | None = None  # the tasks a run trains, in this order; None: every task of the file, in its order
     tracking: TrackingParams = TrackingParams()
     schedule: ScheduleParams = ScheduleParams()

@@ -43,7 +43,7 @@ def check_range(name: str, low, high) -> None:
 class DistributedParams(Section):
     """How many processes train one model together (tasks/training/distributed.py); 1 trains in the stage's own."""
 
-    nproc: int = Field(1, ge=1, le=1024)
+    nproc: int = Field(1, ge=1, le=1024)  # processes that train together, each on batch_size / nproc examples
 
 
 Epochs = auto_or_number(int, 1, 1_000_000)
@@ -54,11 +54,11 @@ class TrainParams(Section):
     # passes over the training split; auto (and left out): from its size and batch_size, enough for a minimum of
     # optimizer steps (tasks/defaults.py auto_epochs)
     epochs: Epochs = AUTO
-    batch_size: int = Field(ge=1)
-    lr: float = Field(gt=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_epochs: int = Field(1, ge=0)
-    label_smoothing: float = Fraction
+    batch_size: int = Field(ge=1)  # training examples per optimizer step (over all processes)
+    lr: float = Field(gt=0, le=1)  # the peak learning rate (AdamW), reached after warm-up
+    weight_decay: float = Field(0.0, ge=0)  # AdamW's decoupled weight decay
+    warmup_epochs: int = Field(1, ge=0)  # epochs of linear warm-up from zero to lr
+    label_smoothing: float = Fraction  # the share of each target's probability spread over the other classes
     max_batches_per_epoch: int | None = Field(None, ge=1)  # shrinks epochs for smoke tests
     max_steps: int | None = Field(None, ge=1)  # training steps in all: the last epoch ends early (None: every epoch)
     # minutes of training: the steps that fit are planned after the first epoch (tasks/training/budget.py), and
@@ -112,7 +112,7 @@ class TrainParams(Section):
 
 
 class EvalParams(Section):
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(256, ge=1)  # examples per forward pass in evaluation
     attention_maps: int = Field(4, ge=0, le=32)  # test samples drawn with their attention
 
 
@@ -145,10 +145,10 @@ class AttentionParams(Section):
     """What every attention model's section has: width, heads, MLP width and dropout. Width and heads may be `auto`
     (the default): resolved from the training data by tasks/defaults.py."""
 
-    embed_dim: Width = AUTO
-    num_heads: Heads = AUTO
-    mlp_ratio: float = Field(2.0, gt=0)
-    dropout: float = Fraction
+    embed_dim: Width = AUTO  # the width of every token's vector; auto: from the training examples (tasks/defaults.py)
+    num_heads: Heads = AUTO  # attention heads per layer (they divide embed_dim); auto: from embed_dim
+    mlp_ratio: float = Field(2.0, gt=0)  # each block's feed-forward width, as a multiple of embed_dim
+    dropout: float = Fraction  # the dropout probability of the attention weights and the blocks' outputs
 
     def attention_args(self) -> dict:
         """The arguments every model in attn_models takes for its attention layers (of a resolved section: `auto` is
@@ -188,8 +188,8 @@ class ModelParams(AttentionParams):
     `cls` the class token's output, `attention` sequence pooling (a learned softmax over every output;
     attn_models/attention.py, ClassTokenClassifier)."""
 
-    depth: Depth = AUTO
-    pool: Literal["cls", "attention"] = "cls"
+    depth: Depth = AUTO  # Transformer blocks; auto: from the training examples (tasks/defaults.py)
+    pool: Literal["cls", "attention"] = "cls"  # cls: the head reads the class token; attention: sequence pooling
 
     def attention_args(self) -> dict:
         return super().attention_args() | {"pool": self.pool}
@@ -200,9 +200,9 @@ class TaskParams(Section):
     narrows it to its own name, which is how params.yaml picks the schema of a task) and how it trains and
     evaluates."""
 
-    kind: str
-    train: TrainParams
-    eval: EvalParams = EvalParams()
+    kind: str  # what the data and the model are: text, image, speech, translation, asr (tasks/kinds/)
+    train: TrainParams  # how the model trains (the train stage)
+    eval: EvalParams = EvalParams()  # how it is evaluated (the evaluate stage)
 
 
 class DataSection(Section):
@@ -243,7 +243,7 @@ class CompressParams(Section):
     """The compress stage (tasks/stages/compress.py): which smaller variants of the trained model are measured, and
     how much worse than the float model the one registered as `compact` may be."""
 
-    enabled: bool = True
+    enabled: bool = True  # false: no compress stage, and no `compact` model
     variants: list[Literal[tuple(VARIANTS)]] = list(VARIANTS)
     prune_fraction: float = Field(0.5, gt=0, lt=1)  # of each layer's heads, the least important (one always stays)
     importance_batches: int = Field(4, ge=1, le=1000)  # validation batches the head importance is summed over

@@ -210,3 +210,14 @@ def test_the_marker_table_names_the_modules_that_carry_each_marker():
     assert sorted(table) == sorted(declared), "every declared marker has a row, and every row a declared marker"
     for marker, named in table.items():
         assert named == modules_marked(marker), f"{marker}: the table names {sorted(named)}"
+
+
+def test_the_tier_table_names_the_markers_each_make_target_selects():
+    """Each tier's row names every marker its make target's -m expression names (the Makefile is what runs)."""
+    makefile = (REPO / "Makefile").read_text()
+    tiers = (REPO / "docs" / "reference" / "tests.md").read_text().split("## Tiers")[1].split("##")[0]
+    for target in ("test-fast", "test", "test-slow"):
+        expression = re.search(rf"^{target}:.*\n(?:\t.*\n)*?\t.*pytest.* -m (\"[^\"]+\"|\S+)", makefile, re.M).group(1)
+        row = next(line for line in tiers.splitlines() if line.startswith(f"| `make {target}` |"))
+        named = set(re.findall(r"\w+", expression)) - {"not", "and", "or"}
+        assert named and all(f"`{marker}`" in row for marker in named), (target, expression, row)

@@ -1,5 +1,5 @@
-"""Every import layout the README documents, on tiny files made here, through params.yaml as a user writes it:
-split files or folders given, or the missing splits carved from train. Each case checks the split sizes.
+"""Every import layout docs/reference/import-layouts.md documents, on tiny files made here, through params.yaml as a
+user writes it: split files or folders given, or the missing splits carved from train. Each case checks the split sizes.
 
 The expected sizes follow the carving rule (tasks/data/importers.py): per class (stratified), or per speaker for
 speech, round(n * fraction) examples go to each missing split, test first, always keeping one for train.

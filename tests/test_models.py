@@ -1,4 +1,5 @@
-"""Unit tests of the shared attention layer and the three models."""
+"""Unit tests of the shared attention layer and the three classifier models (text, image, speech); the sequence
+models have their own: tests/test_translation_model.py, tests/test_speech_recognizer.py."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Shared state on S3 (README "Shared storage on S3"), against a real S3 endpoint (moto's server, tests/s3.py): the
+"""Shared state on S3 (docs/how-to/s3-storage.md), against a real S3 endpoint (moto's server, tests/s3.py): the
 DVC remote and the stage results (global.results.storage) in one bucket, and one MLflow store, shared by clones of
 a project at different paths.
 

@@ -1,6 +1,6 @@
-"""The team's MLflow setup: a real `mlflow server` with its artifact proxy (README, *Scaling out*). The pipeline
-logs to it over HTTP; its runs, artifacts and registered models are read back through the server, and the artifact
-files are found under the server's --artifacts-destination, not in the project that ran the pipeline."""
+"""The team's MLflow setup: a real `mlflow server` with its artifact proxy (docs/how-to/tracking-server.md). The
+pipeline logs to it over HTTP; its runs, artifacts and registered models are read back through the server, and the
+artifact files are found under the server's --artifacts-destination, not in the project that ran the pipeline."""
 
 import json
 from pathlib import Path

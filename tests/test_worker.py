@@ -1,6 +1,7 @@
-"""A worker on a work pool (README, *Scaling out*): `attnflow schedule deploy --pool` puts the pipeline's deployments on
-a `process` work pool of a real Prefect server, a real `prefect worker start --pool` process picks up a triggered run
-and executes it in its own process, and the run is the pipeline (its MLflow runs, in the project's store)."""
+"""A worker on a work pool (docs/how-to/work-pools.md): `attnflow schedule deploy --pool` puts the pipeline's
+deployments on a `process` work pool of a real Prefect server, a real `prefect worker start --pool` process picks up
+a triggered run and executes it in its own process, and the run is the pipeline (its MLflow runs, in the project's
+store)."""
 
 import os
 import subprocess

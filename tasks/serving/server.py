@@ -16,7 +16,7 @@ field; the same HTTP 400 messages), so the two servers cannot drift apart. What 
 - ``on_answers``: an observer called with each successful prediction (a request log plugs in there).
 
 The server keeps no state between requests but its metrics (and what an observer keeps), so replicas behind a load
-balancer need nothing shared (README, Deploy).
+balancer need nothing shared (docs/how-to/deploy.md).
 """
 
 import asyncio
