@@ -233,6 +233,10 @@ class ClassTokenClassifier(AttentionClassifier):
     Subclasses turn their raw input into tokens (B, T, C) and call ``classify``.
     """
 
+    # The modules that read the encoder's outputs for one task's classes: a new task (or a fine-tuning after
+    # pretraining) replaces them, and everything else is the encoder that transfers (attn_models/masked_lm.py).
+    HEAD_MODULES = ("head", "pool_score")
+
     def __init__(
         self,
         num_tokens: int,
@@ -264,14 +268,21 @@ class ClassTokenClassifier(AttentionClassifier):
             scores = scores.masked_fill(key_padding_mask, float("-inf"))
         return scores.softmax(dim=-1)
 
-    def classify(self, tokens, key_padding_mask=None, return_attention=False):
-        """The logits (B, num_classes); with return_attention also the per-layer attention weights (each
-        (B, H, 1 + T, 1 + T)) and the readout (B, 1 + T)."""
+    def encode(self, tokens, key_padding_mask=None, need_weights=False):
+        """The encoder's outputs (B, 1 + T, C) for tokens (B, T, C), the class token first; the padding mask with the
+        class token's place (B, 1 + T), or None; the per-layer attention weights when asked. What the head reads, and
+        what a pretraining objective trains (attn_models/masked_lm.py)."""
         B, T, _ = tokens.shape
         x = torch.cat([self.cls_token.expand(B, -1, -1), tokens], dim=1) + self.pos_embed[:, : T + 1]
         if key_padding_mask is not None:  # the class token is never padding
             key_padding_mask = torch.cat([key_padding_mask.new_zeros(B, 1), key_padding_mask], dim=1)
-        x, attentions = self.encoder(self.drop(x), key_padding_mask, need_weights=return_attention)
+        x, attentions = self.encoder(self.drop(x), key_padding_mask, need_weights=need_weights)
+        return x, key_padding_mask, attentions
+
+    def classify(self, tokens, key_padding_mask=None, return_attention=False):
+        """The logits (B, num_classes); with return_attention also the per-layer attention weights (each
+        (B, H, 1 + T, 1 + T)) and the readout (B, 1 + T)."""
+        x, key_padding_mask, attentions = self.encode(tokens, key_padding_mask, return_attention)
         readout = self.readout(x, key_padding_mask) if return_attention or self.pool != "cls" else None
         pooled = x[:, 0] if self.pool == "cls" else read_rows(readout, x)  # cls: the one-hot readout's row, directly
         logits = self.head(pooled)
