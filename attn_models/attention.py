@@ -259,6 +259,26 @@ class ClassTokenClassifier(AttentionClassifier):
         self.pool_score = nn.Linear(embed_dim, 1) if pool == "attention" else None
         self.head = nn.Linear(embed_dim, num_classes)
 
+    def encoder_state(self) -> dict[str, torch.Tensor]:
+        """The weights without the head (HEAD_MODULES): the embeddings, the class token and the encoder blocks; what
+        a fine-tuning starts from (the pretrain stage saves them)."""
+        return {name: value for name, value in self.state_dict().items() if not self.is_head(name)}
+
+    def load_encoder(self, state: dict[str, torch.Tensor]) -> None:
+        """Start the encoder from another model's encoder_state; the head stays as built (new). A state that lacks an
+        encoder weight, holds one this model has not or a weight of another shape raises: a mismatch would otherwise
+        train a partly random encoder silently."""
+        missing, unexpected = self.load_state_dict(state, strict=False)  # shapes are checked by torch
+        missing = [name for name in missing if not self.is_head(name)]
+        if missing or unexpected:
+            raise ValueError(
+                f"the pretrained encoder does not fit the model: missing {missing}, unexpected {unexpected}"
+            )
+
+    def is_head(self, name: str) -> bool:
+        """Whether a state-dict key belongs to the head."""
+        return name.split(".")[0] in self.HEAD_MODULES
+
     def readout(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
         """The weights (B, 1 + T; each row sums to 1) the head reads the encoder's outputs x (B, 1 + T, C) with."""
         if self.pool == "cls":

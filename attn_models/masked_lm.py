@@ -1,5 +1,5 @@
-"""Masked-token prediction (BERT's pretraining objective, Devlin et al., 2019) on a text classifier's encoder, and the
-encoder's weights carried over to the classifier that fine-tunes from it.
+"""Masked-token prediction (BERT's pretraining objective, Devlin et al., 2019) on a text classifier's encoder (whose
+weights the fine-tuned classifier then starts from: ClassTokenClassifier.encoder_state and load_encoder).
 
 The corruption is BERT's 80/10/10: ``mask_ratio`` of the ordinary tokens of each text are chosen; of those, 80% are
 replaced by [MASK], 10% by a random ordinary token and 10% left as they are, and the model predicts the original token
@@ -67,24 +67,3 @@ def masked_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tens
     chosen = targets != IGNORED
     accuracy = (logits.argmax(dim=-1)[chosen] == targets[chosen]).float().mean()
     return loss, accuracy
-
-
-def is_head(name: str, classifier: nn.Module) -> bool:
-    """Whether a state-dict key belongs to the classifier's head (ClassTokenClassifier.HEAD_MODULES)."""
-    return name.split(".")[0] in classifier.HEAD_MODULES
-
-
-def encoder_state(classifier: nn.Module) -> dict[str, torch.Tensor]:
-    """The classifier's weights without its head: the token and position embeddings, the class token and the
-    encoder blocks; what a fine-tuning starts from."""
-    return {name: value for name, value in classifier.state_dict().items() if not is_head(name, classifier)}
-
-
-def load_encoder(classifier: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Start the classifier's encoder from a pretrained encoder_state; its head stays as built (new). A state that
-    lacks an encoder weight, holds one the classifier has not or a weight of another shape raises: a mismatch would
-    otherwise train a partly random encoder silently."""
-    missing, unexpected = classifier.load_state_dict(state, strict=False)  # shapes are checked by torch
-    missing = [name for name in missing if not is_head(name, classifier)]
-    if missing or unexpected:
-        raise ValueError(f"the pretrained encoder does not fit the model: missing {missing}, unexpected {unexpected}")

@@ -20,7 +20,7 @@ from tasks.defaults import describe, log_resolved
 from tasks.names import CHECKPOINT, UNLABELLED_TEXTS
 from tasks.params import Params
 from tasks.paths import ProjectPaths
-from tasks.tracking.checkpoints import checkpoint_path, log_trained, relative_checkpoint
+from tasks.tracking.checkpoints import log_trained, relative_checkpoint
 from tasks.tracking.mlflow_tracking import connect, log_metrics, log_params, process_tags
 from tasks.tracking.pipeline_runs import closing_on_error
 
@@ -52,11 +52,6 @@ def file_sha256(path: Path) -> str:
 def lineage_tags(pretrained: dict) -> dict[str, str]:
     """The tags of a task run whose encoder started from this pretrain result."""
     return {tag: str(pretrained[key]) for key, tag in LINEAGE_TAGS.items()}
-
-
-def pretrained_checkpoint(root: Path, pretrained: dict | None) -> Path | None:
-    """The checkpoint of a pretrain result in this project, or None without one."""
-    return None if pretrained is None else checkpoint_path(root, pretrained)
 
 
 @task(**STAGE.task_options())

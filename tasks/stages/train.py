@@ -22,8 +22,7 @@ from tasks.caching import Stage
 from tasks.defaults import describe, log_resolved, most_steps
 from tasks.params import Params
 from tasks.paths import ProjectPaths
-from tasks.stages.pretrain import pretrained_checkpoint
-from tasks.tracking.checkpoints import log_trained, relative_checkpoint
+from tasks.tracking.checkpoints import checkpoint_path, log_trained, relative_checkpoint
 from tasks.tracking.mlflow_tracking import connect, log_metrics
 from tasks.training.budget import (
     FIRST_EPOCH_SECONDS,
@@ -141,7 +140,7 @@ def train_model(
     monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_SECONDS, tracking_uri=client.tracking_uri)
     monitor.start()  # MLflow's system metrics (system/cpu_utilization_percentage, memory, ...) while it trains
     try:
-        start = pretrained_checkpoint(root, pretrained)
+        start = None if pretrained is None else checkpoint_path(root, pretrained)  # a pretrain stage's checkpoint
         if nproc == 1:
             train_and_save(task, params, root, out_dir, state_file, distributed.Events(handler=on_event), start=start)
         else:  # not resumable yet: each rank's random state would have to be saved with the rest

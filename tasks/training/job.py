@@ -21,7 +21,6 @@ from tasks.paths import ProjectPaths
 from tasks.reproducibility import resolve_device, set_seeds
 from tasks.training.distributed import ONE_PROCESS, Ranks
 from tasks.training.loop import fit, precision_name
-from tasks.training.pretraining import start_from_pretrained
 
 
 def train_and_save(
@@ -70,3 +69,15 @@ def train_and_save(
         torch.save({"kind": spec.name, "model_args": args, "state_dict": model.cpu().state_dict(),
                     "class_names": splits.class_names, "resolved": resolved, **best}, out_dir / CHECKPOINT)  # fmt: skip
     events("finished", best)
+
+
+def start_from_pretrained(model, checkpoint_path: Path, args: dict) -> None:
+    """Load a pretrain stage's encoder into the classifier training starts from (its head stays new). The
+    pretraining built the same architecture from the same section; arguments that differ (other than the class
+    count) mean the checkpoint is not this model's, and stop the training naming them."""
+    pretrained = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    differ = sorted(key for key in args.keys() | pretrained["model_args"].keys()
+                    if key != "num_classes" and args.get(key) != pretrained["model_args"].get(key))  # fmt: skip
+    if differ:
+        raise ValueError(f"the pretrained encoder {checkpoint_path} was built with other model arguments: {differ}")
+    model.load_encoder(pretrained["encoder"])

@@ -1,4 +1,5 @@
-"""One pretraining, from the task's unlabelled data to the encoder's checkpoint, and the fine-tuning's start from it.
+"""One pretraining, from the task's unlabelled data to the encoder's checkpoint (which training starts from:
+tasks/training/job.py, ``start_from_pretrained``).
 
 The pretrained model is the task's own classifier, built from the task's `model` section and resolved from the same
 data as the train stage resolves it, so its encoder (embeddings, class token, blocks) fits the classifier the train
@@ -43,10 +44,8 @@ def pretrain_and_save(task: str, params, root: Path, out_dir: Path, on_point) ->
     classifier = spec.build_model(args)
     objective = OBJECTIVES[section.pretrain.objective]
     done = objective(classifier, data_dir, section, tokenizer, device, seed, on_point)
-    from attn_models.masked_lm import encoder_state
-
     torch.save({"kind": spec.name, "objective": section.pretrain.objective, "model_args": args,
-                "encoder": encoder_state(classifier.cpu()), "resolved": resolved, **done},
+                "encoder": classifier.cpu().encoder_state(), "resolved": resolved, **done},
                out_dir / CHECKPOINT)  # fmt: skip
     return {**done, "resolved": resolved}
 
@@ -109,17 +108,3 @@ def mean_point(window: list[tuple[float, float]]) -> dict:
 
 
 OBJECTIVES = {"masked_tokens": masked_tokens}  # pretrain.objective (resolved) -> its loop
-
-
-def start_from_pretrained(model, checkpoint_path: Path, args: dict) -> None:
-    """Load a pretrain stage's encoder into the classifier training starts from (its head stays new). The
-    pretraining built the same architecture from the same section; arguments that differ (other than the class
-    count) mean the checkpoint is not this model's, and stop the training naming them."""
-    from attn_models.masked_lm import load_encoder
-
-    pretrained = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    differ = sorted(key for key in args.keys() | pretrained["model_args"].keys()
-                    if key != "num_classes" and args.get(key) != pretrained["model_args"].get(key))  # fmt: skip
-    if differ:
-        raise ValueError(f"the pretrained encoder {checkpoint_path} was built with other model arguments: {differ}")
-    load_encoder(model, pretrained["encoder"])
