@@ -233,6 +233,10 @@ class ClassTokenClassifier(AttentionClassifier):
     Subclasses turn their raw input into tokens (B, T, C) and call ``classify``.
     """
 
+    # The modules that read the encoder's outputs for one task's classes: a new task (or a fine-tuning after
+    # pretraining) replaces them, and everything else is the encoder that transfers (attn_models/masked_lm.py).
+    HEAD_MODULES = ("head", "pool_score")
+
     def __init__(
         self,
         num_tokens: int,
@@ -255,6 +259,26 @@ class ClassTokenClassifier(AttentionClassifier):
         self.pool_score = nn.Linear(embed_dim, 1) if pool == "attention" else None
         self.head = nn.Linear(embed_dim, num_classes)
 
+    def encoder_state(self) -> dict[str, torch.Tensor]:
+        """The weights without the head (HEAD_MODULES): the embeddings, the class token and the encoder blocks; what
+        a fine-tuning starts from (the pretrain stage saves them)."""
+        return {name: value for name, value in self.state_dict().items() if not self.is_head(name)}
+
+    def load_encoder(self, state: dict[str, torch.Tensor]) -> None:
+        """Start the encoder from another model's encoder_state; the head stays as built (new). A state that lacks an
+        encoder weight, holds one this model has not or a weight of another shape raises: a mismatch would otherwise
+        train a partly random encoder silently."""
+        missing, unexpected = self.load_state_dict(state, strict=False)  # shapes are checked by torch
+        missing = [name for name in missing if not self.is_head(name)]
+        if missing or unexpected:
+            raise ValueError(
+                f"the pretrained encoder does not fit the model: missing {missing}, unexpected {unexpected}"
+            )
+
+    def is_head(self, name: str) -> bool:
+        """Whether a state-dict key belongs to the head."""
+        return name.split(".")[0] in self.HEAD_MODULES
+
     def readout(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
         """The weights (B, 1 + T; each row sums to 1) the head reads the encoder's outputs x (B, 1 + T, C) with."""
         if self.pool == "cls":
@@ -264,14 +288,21 @@ class ClassTokenClassifier(AttentionClassifier):
             scores = scores.masked_fill(key_padding_mask, float("-inf"))
         return scores.softmax(dim=-1)
 
-    def classify(self, tokens, key_padding_mask=None, return_attention=False):
-        """The logits (B, num_classes); with return_attention also the per-layer attention weights (each
-        (B, H, 1 + T, 1 + T)) and the readout (B, 1 + T)."""
+    def encode(self, tokens, key_padding_mask=None, need_weights=False):
+        """The encoder's outputs (B, 1 + T, C) for tokens (B, T, C), the class token first; the padding mask with the
+        class token's place (B, 1 + T), or None; the per-layer attention weights when asked. What the head reads, and
+        what a pretraining objective trains (attn_models/masked_lm.py)."""
         B, T, _ = tokens.shape
         x = torch.cat([self.cls_token.expand(B, -1, -1), tokens], dim=1) + self.pos_embed[:, : T + 1]
         if key_padding_mask is not None:  # the class token is never padding
             key_padding_mask = torch.cat([key_padding_mask.new_zeros(B, 1), key_padding_mask], dim=1)
-        x, attentions = self.encoder(self.drop(x), key_padding_mask, need_weights=return_attention)
+        x, attentions = self.encoder(self.drop(x), key_padding_mask, need_weights=need_weights)
+        return x, key_padding_mask, attentions
+
+    def classify(self, tokens, key_padding_mask=None, return_attention=False):
+        """The logits (B, num_classes); with return_attention also the per-layer attention weights (each
+        (B, H, 1 + T, 1 + T)) and the readout (B, 1 + T)."""
+        x, key_padding_mask, attentions = self.encode(tokens, key_padding_mask, return_attention)
         readout = self.readout(x, key_padding_mask) if return_attention or self.pool != "cls" else None
         pooled = x[:, 0] if self.pool == "cls" else read_rows(readout, x)  # cls: the one-hot readout's row, directly
         logits = self.head(pooled)

@@ -49,3 +49,9 @@ class TextTransformer(ClassTokenClassifier):
         if self.training and self.token_dropout > 0:  # dropped tokens are masked like padding: no query sees them
             padding = padding | (torch.rand(token_ids.shape, device=token_ids.device) < self.token_dropout)
         return self.classify(self.token_embed(token_ids), padding, return_attention)
+
+    def token_states(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Each token's encoder output (B, T, C), the class token's left out, with no token dropped: what a
+        masked-token objective predicts from (attn_models/masked_lm.py)."""
+        states, _, _ = self.encode(self.token_embed(token_ids), token_ids == self.pad_id)
+        return states[:, 1:]

@@ -1,8 +1,8 @@
-"""The pipeline: prepare data for the selected tasks, version it with DVC once, then train, evaluate, explain,
-compress and promote each task in its own subflow (and register the compact model of a new champion). MLflow:
-one "pipeline" run in `tracking.experiment`; each task's run goes to the task's experiment
-(`<tracking.experiment>-<task>`, where runs of a task are compared) and is linked to the pipeline run by the tags
-`pipeline_run_id` and `mlflow.parentRunId` (the pipeline run holds `run_id.<task>` tags back).
+"""The pipeline: prepare data for the selected tasks, version it with DVC once, then pretrain (a task with a
+`pretrain` section), train, evaluate, explain, compress and promote each task in its own subflow (and register the
+compact model of a new champion). MLflow: one "pipeline" run in `tracking.experiment`; each task's run goes to the
+task's experiment (`<tracking.experiment>-<task>`, where runs of a task are compared) and is linked to the pipeline
+run by the tags `pipeline_run_id` and `mlflow.parentRunId` (the pipeline run holds `run_id.<task>` tags back).
 
 Stages are cached across flow runs (see tasks/caching.py): unchanged stages show as Cached in
 Prefect, and the task run records which run produced the result (tag ``cached_from_run_id``).
@@ -29,6 +29,8 @@ from tasks.stages.compress import compress_model, register_compact_model
 from tasks.stages.evaluate import evaluate_model
 from tasks.stages.explain import explain_model
 from tasks.stages.prepare import data_recipe, dataset_matches, prepare_data
+from tasks.stages.pretrain import lineage_tags as pretrain_lineage
+from tasks.stages.pretrain import pretrain_model
 from tasks.stages.promote import promote_model
 from tasks.stages.report import report_results
 from tasks.stages.train import TRAINING_ENVIRONMENT, train_model
@@ -63,11 +65,13 @@ def task_pipeline(
     run = TaskRun.open(root, params, task, parent_run_id, lineage, run_tags)
     with run.failing():
         stage_inputs = dict(task=task, params=params, root=root, run_id=run.run_id, data_recipe=data_recipe)
+        fetched = lambda r: fetch_trained(run.client, root, r, get_run_logger())  # noqa: E731
+        pretrained = None
+        if getattr(params.task(task), "pretrain", None) is not None:  # its own run; cached: the run that pretrained
+            pretrained = call_cached(pretrain_model, force=force, outputs_exist=fetched, **stage_inputs)
+            run.set_tags(pretrain_lineage(pretrained))
         trained = call_cached(  # a checkpoint trained in another clone is fetched from the run that trained it
-            train_model,
-            force=force,
-            outputs_exist=lambda r: fetch_trained(run.client, root, r, get_run_logger()),
-            **stage_inputs,
+            train_model, force=force, outputs_exist=fetched, pretrained=pretrained, **stage_inputs
         )
         environment = {key: trained[key] for key in TRAINING_ENVIRONMENT}  # where the model was trained
         run.set_tags(environment)

@@ -121,6 +121,9 @@ class Stage:
     # the files of the task's pretrained backbone (model.backbone), by their sha256: the same source path with other
     # files in it is another model to start from (only training reads them; later stages follow its checkpoint)
     backbone_files: bool = False
+    # the pretrain stage's checkpoint the task's encoder starts from (argument `pretrained`), by its sha256: another
+    # pretraining is another start. Added only when there is one, so the keys of tasks without are what they were.
+    pretrained: bool = False
 
     def code_modules(self, spec) -> tuple[str, ...]:
         """The modules whose code the stage runs for a task of this kind (spec)."""
@@ -166,6 +169,7 @@ class Stage:
             [inputs[name] for name in self.upstream],
             code_fingerprint(*self.code_modules(inputs["params"].kind(task))),
             *([backbone_digest(inputs["params"].task(task), inputs["root"], task)] if self.backbone_files else []),
+            *([inputs["pretrained"]["checkpoint_sha256"]] if self.pretrained and inputs.get("pretrained") else []),
         )
 
 

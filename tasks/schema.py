@@ -7,7 +7,7 @@ change what another reads.
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from tasks.defaults import AUTO, FINETUNE_LR, auto_or_number, is_auto
 
@@ -195,6 +195,29 @@ class ModelParams(AttentionParams):
         return super().attention_args() | {"pool": self.pool}
 
 
+class PretrainParams(Section):
+    """A self-supervised pretrain stage before training (tasks/stages/pretrain.py): the task's model (its `model`
+    section, so the encoder transfers) learns from unlabelled data first, and training starts its encoder from it. A
+    kind that can pretrain narrows ``objective`` to its own (text: masked_tokens); `auto` is the kind's."""
+
+    # the unlabelled data: a file, or a folder of them (relative paths are read from the project root, as data
+    # imports' are); copied into data/<task>/ by the prepare stage, so DVC versions it with the labelled data
+    source: str = Field(min_length=1)
+    objective: str = AUTO
+    mask_ratio: float = Field(0.15, gt=0, lt=1)  # of each example's units (tokens, patches, frames), predicted
+    steps: int | None = Field(1000, ge=1)  # optimizer steps in all; null: as many as budget_minutes allows
+    budget_minutes: float | None = Field(None, gt=0, le=10080)  # stop after this many minutes (with steps: either)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(5e-4, gt=0, le=1)  # AdamW's, after a linear warm-up over the first tenth of the steps
+    log_every: int = Field(10, ge=1)  # steps per point of the loss and accuracy curves (each the mean since the last)
+
+    @model_validator(mode="after")
+    def has_an_end(self):
+        if self.steps is None and self.budget_minutes is None:
+            raise ValueError("steps or budget_minutes: give at least one, or pretraining never ends")
+        return self
+
+
 class TaskParams(Section):
     """What every task's section has besides its own data and model sub-sections: its kind (each kind's section
     narrows it to its own name, which is how params.yaml picks the schema of a task) and how it trains and
@@ -262,3 +285,14 @@ class CompressParams(Section):
         if len(set(variants)) != len(variants):
             raise ValueError(f"names a variant twice: {variants}")
         return variants
+
+
+def without_absent(*keys: str):
+    """A wrap serializer leaving out the keys whose value is None: a section that is absent is not written as null, so
+    the params of a task without it (logged, hashed into the lineage's params_hash) are what they were before the key
+    existed."""
+
+    def serialize(self, handler):
+        return {key: value for key, value in handler(self).items() if key not in keys or value is not None}
+
+    return model_serializer(mode="wrap")(serialize)

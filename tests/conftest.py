@@ -186,12 +186,15 @@ def pipeline_runs(tmp_path_factory, prefect_server):
         yield project, first, second
 
 
-def stage_states(project: Path, result: dict, tracking_uri: str | None = None) -> dict[str, str]:
+def stage_states(
+    project: Path, result: dict, tracking_uri: str | None = None, stages: tuple[str, ...] = CACHED_STAGES
+) -> dict[str, str]:
     """The state of each cached stage (prepare-data, train, evaluate, explain) of one pipeline run, by task run name
     ({"train-digit-classification": "Cached", ...}), read from the Prefect server: the tasks of the pipeline's flow
     run and of its task subflows, whose ids the run's MLflow runs carry (tag prefect_flow_run_id), in the project's
     store or
-    the one tracking_uri names."""
+    the one tracking_uri names; stages: the task run name prefixes to report (the pretrain stage's is not one of
+    CACHED_STAGES: only a task with a `pretrain` section has it)."""
     from mlflow.tracking import MlflowClient
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -201,7 +204,7 @@ def stage_states(project: Path, result: dict, tracking_uri: str | None = None) -
     flow_runs = [client.get_run(run_id).data.tags["prefect_flow_run_id"] for run_id in run_ids]
     with get_client(sync_client=True) as prefect:
         task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_runs)), limit=200)
-    return {run.name: run.state_name for run in task_runs if run.name.startswith(CACHED_STAGES)}
+    return {run.name: run.state_name for run in task_runs if run.name.startswith(stages)}
 
 
 @contextmanager

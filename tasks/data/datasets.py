@@ -16,6 +16,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"  # ids 0, 1 (and 2, 3 in a reversible tokenizer)
+MASK = "[MASK]"  # after those, in a tokenizer learned for masked-token pretraining
 
 
 @dataclass
@@ -187,13 +188,14 @@ def read_text_csv(path: Path) -> tuple[list[str], list[str]]:
     return [row["text"] for row in rows], [row["label"] for row in rows]
 
 
-def train_tokenizer(texts: list[str], vocab_size: int, reversible: bool = False) -> Tokenizer:
+def train_tokenizer(texts: list[str], vocab_size: int, reversible: bool = False, masking: bool = False) -> Tokenizer:
     """A byte-pair-encoding subword vocabulary learned from the training texts.
 
     For classification: NFKC-normalised and split at whitespace and punctuation. ``reversible`` (translation):
     no normalizer and SentencePiece-style Metaspace pieces ("▁" marks a word start) with the matching decoder, so
     ``tokenizer.decode(tokenizer.encode(s).ids) == s`` for text made of characters seen in training; with BOS and
-    EOS tokens to start and end a generated sentence.
+    EOS tokens to start and end a generated sentence. ``masking`` (a pretrain stage's masked-token objective): a
+    [MASK] token after the others, the placeholder of a hidden token.
     """
     tokenizer = Tokenizer(models.BPE(unk_token=UNK))
     if reversible:
@@ -203,6 +205,7 @@ def train_tokenizer(texts: list[str], vocab_size: int, reversible: bool = False)
         tokenizer.normalizer = normalizers.NFKC()
         tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     special_tokens = [PAD, UNK, BOS, EOS] if reversible else [PAD, UNK]
+    special_tokens += [MASK] * masking
     tokenizer.train_from_iterator(
         texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens, show_progress=False)
     )

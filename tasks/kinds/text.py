@@ -11,7 +11,17 @@ from pydantic import Field, model_validator
 
 from tasks.defaults import AUTO, auto_or_number, finetune_defaults, is_auto, size_values, token_length
 from tasks.kinds.classification import Classifier
-from tasks.schema import BackboneParams, DataSection, ModelParams, Section, SplitFraction, TaskParams, check_range
+from tasks.schema import (
+    BackboneParams,
+    DataSection,
+    ModelParams,
+    PretrainParams,
+    Section,
+    SplitFraction,
+    TaskParams,
+    check_range,
+    without_absent,
+)
 
 SPLITS = ("train", "val", "test")
 
@@ -102,12 +112,29 @@ class TextModel(ModelParams):
         return self
 
 
+class TextPretrain(PretrainParams):
+    """Masked-token prediction (attn_models/masked_lm.py) over texts, one per line of a .txt file (or of every .txt
+    file under a folder), with the task's tokenizer, learned on the labelled training texts and these together."""
+
+    objective: Literal["auto", "masked_tokens"] = AUTO
+
+
 class TextParams(TaskParams):
     kind: Literal["text"]
     data: TextData
     model: TextModel
+    pretrain: TextPretrain | None = None  # null (or left out): the encoder starts from random weights
 
     _finetune_defaults = model_validator(mode="before")(finetune_defaults)
+    _absent_pretrain = without_absent("pretrain")
+
+    @model_validator(mode="after")
+    def pretrain_from_scratch(self):
+        """Pretraining trains the task's own architecture; continuing a Hugging Face backbone's pretraining on the
+        user's text is not built."""
+        if self.pretrain is not None and self.model.backbone is not None:
+            raise ValueError("pretrain: pretrains the from-scratch model; leave out model.backbone (or pretrain)")
+        return self
 
 
 class Text(Classifier):
@@ -116,6 +143,8 @@ class Text(Classifier):
     model_class = "attn_models.text_classifier:TextTransformer"
     generator = "tasks.data.builtin_text:generate_text_dataset"
     importer = "tasks.data.importers:import_text"
+    unlabelled_importer = "tasks.data.unlabelled:import_unlabelled_texts"
+    pretrain_objective = "masked_tokens"
     serving_input = "a raw string, tokenized with the run's BPE vocabulary (tokenizer.json); longer texts are cut"
     limits = (
         "Subwords unseen in training map to [UNK]. Rollout shows which tokens fed the class token, not a faithful "
@@ -132,7 +161,12 @@ class Text(Classifier):
             return backbones.content_tokenizer(backbones.load_tokenizer(section.model.backbone, Path("/")))
         from tasks.data.datasets import read_text_csv, train_tokenizer
 
-        return train_tokenizer(read_text_csv(data_dir / "train.csv")[0], section.model.vocab_size)
+        texts = read_text_csv(data_dir / "train.csv")[0]
+        if section.pretrain is None:
+            return train_tokenizer(texts, section.model.vocab_size)
+        from tasks.data.unlabelled import read_unlabelled_texts  # the pretrain stage's texts: their subwords too
+
+        return train_tokenizer(texts + read_unlabelled_texts(data_dir), section.model.vocab_size, masking=True)
 
     def auto_values(self, section, data_dir, tokenizer):
         """Model size from the training texts' count; max_len from their subword counts (no token is added: the

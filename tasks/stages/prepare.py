@@ -3,7 +3,8 @@ from the user's own files (``data.import_from``, which wins when both are set; s
 
 A dataset is rebuilt only when its recipe changed (``data_recipe``): for built-in data the generator's arguments, seed
 and code; for imported data the import arguments, seed, a fingerprint of the source files (relative paths, sizes and
-modification times, see ``source_fingerprint``) and the importer's code. It is written to a scratch folder first
+modification times, see ``source_fingerprint``) and the importer's code; with a pretrain stage, the unlabelled
+data's fingerprint and copying code too (``unlabelled_recipe``). It is written to a scratch folder first
 and swapped in whole, so a failure (a ``DataImportError`` naming the bad file) never leaves half a dataset in
 data/ and never changes what is there.
 """
@@ -17,7 +18,7 @@ from prefect import get_run_logger, task
 
 from tasks.caching import Stage, code_fingerprint, digest
 from tasks.data.importers import DataImportError, source_fingerprint
-from tasks.kinds.base import load_object
+from tasks.kinds.base import load_object, resolve
 from tasks.names import RECIPE_FILE
 from tasks.params import Params
 from tasks.paths import ProjectPaths
@@ -60,11 +61,30 @@ def import_recipe(task: str, params: Params, root: Path) -> dict:
     )
 
 
+def unlabelled_recipe(task: str, params: Params, root: Path) -> dict:
+    """What the unlabelled data of a task's pretrain stage depends on: a fingerprint of pretrain.source's files and
+    the code that copies them. Empty without a pretrain section, so such a task's recipe is what it was."""
+    pretrain = getattr(params.task(task), "pretrain", None)
+    if pretrain is None:
+        return {}
+    spec = params.kind(task)
+    content = source_fingerprint(resolve(pretrain.source, root))
+    code = code_fingerprint(spec.unlabelled_importer.partition(":")[0])
+    return as_json({"unlabelled": {"content_sha256": content, "code_sha256": code}})
+
+
 def data_recipe(task: str, params: Params, root: Path) -> dict:
-    """The recipe of the task's data: imported when data.import_from is set, else built-in."""
+    """The recipe of the task's data: imported when data.import_from is set, else built-in; with the unlabelled data
+    of its pretrain stage, when it has one."""
     if params.task(task).data.import_from is not None:
-        return import_recipe(task, params, root)
-    return builtin_recipe(task, params)
+        return import_recipe(task, params, root) | unlabelled_recipe(task, params, root)
+    return builtin_recipe(task, params) | unlabelled_recipe(task, params, root)
+
+
+def import_unlabelled(task: str, params: Params, root: Path, out_dir: Path) -> dict:
+    """Copy the task's pretrain.source into out_dir (the kind's unlabelled_importer); returns its summary."""
+    source = resolve(params.task(task).pretrain.source, root)
+    return load_object(params.kind(task).unlabelled_importer)(source, out_dir)
 
 
 def import_data(task: str, params: Params, root: Path, out_dir: Path, recipe: dict | None = None) -> dict:
@@ -126,6 +146,8 @@ def prepare_data(task: str, params: Params, root: Path, recipe: dict) -> dict:
             summary = import_data(task, params, root, built, recipe)
         else:
             summary = load_object(params.kind(task).generator)(built, **recipe["arguments"])
+        if "unlabelled" in recipe:  # in data/<task>/ with the labelled data: DVC versions them together
+            summary = {**summary, **import_unlabelled(task, params, root, built)}
         (built / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
         target.parent.mkdir(exist_ok=True)
         swap_in(built, target)

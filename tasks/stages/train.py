@@ -10,6 +10,7 @@ The task's kind (tasks/kinds/) supplies the tokenizer, the data, the model and t
 run never enters it, and leaving them out of module scope saves seconds of start-up on every run.
 """
 
+import functools
 import math
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from tasks.caching import Stage
 from tasks.defaults import describe, log_resolved, most_steps
 from tasks.params import Params
 from tasks.paths import ProjectPaths
-from tasks.tracking.checkpoints import log_trained, relative_checkpoint
+from tasks.tracking.checkpoints import checkpoint_path, log_trained, relative_checkpoint
 from tasks.tracking.mlflow_tracking import connect, log_metrics
 from tasks.training.budget import (
     FIRST_EPOCH_SECONDS,
@@ -39,6 +40,7 @@ STAGE = Stage(
     upstream=("data_recipe",),
     module=__name__,
     backbone_files=True,
+    pretrained=True,
 )
 SYSTEM_METRICS_SECONDS = 10  # MLflow samples CPU, memory (and GPU) usage this often while a model trains
 TRAINING_ENVIRONMENT = ("device", "torch_version")  # returned by train_model; lineage tags of the task run
@@ -46,11 +48,15 @@ SHORT_TRAINING_TAG = "short_training"  # the warning of a plan of too few optimi
 
 
 @task(**STAGE.task_options())
-def train_model(task: str, params: Params, root: Path, run_id: str, data_recipe: dict) -> dict:
+def train_model(
+    task: str, params: Params, root: Path, run_id: str, data_recipe: dict, pretrained: dict | None = None
+) -> dict:
     """Returns the checkpoint's path (relative to the project root), the id of the MLflow run that trained it and
-    where it trained (TRAINING_ENVIRONMENT). With train.distributed.nproc above 1 the training runs in that many
-    processes (tasks/training/distributed.py), whose rank 0 reports here: this process alone logs to MLflow and
-    Prefect. The trained files are logged to the run too, for clones that get this result from a shared cache."""
+    where it trained (TRAINING_ENVIRONMENT). pretrained: the pretrain stage's result (tasks/stages/pretrain.py),
+    whose encoder the model starts from, or None (from random weights). With train.distributed.nproc above 1 the
+    training runs in that many processes (tasks/training/distributed.py), whose rank 0 reports here: this process
+    alone logs to MLflow and Prefect. The trained files are logged to the run too, for clones that get this result
+    from a shared cache."""
     import torch
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
@@ -70,7 +76,7 @@ def train_model(task: str, params: Params, root: Path, run_id: str, data_recipe:
     epochs, budget = section.train.epochs, section.train.budget_minutes  # epochs: a number once training starts
     planning = f"for {budget:g} minutes" if budget is not None else f"{epochs} epochs"
     progress_artifact = create_progress_artifact(0.0, description=f"{task}: training, {planning}")
-    inputs = {"task": task, "params": params, "root": root, "data_recipe": data_recipe}
+    inputs = {"task": task, "params": params, "root": root, "data_recipe": data_recipe, "pretrained": pretrained}
     state_file = ProjectPaths(root).resume / f"{STAGE.cache_key(None, inputs)}.pt"  # this stage's inputs only
     trained = {}
 
@@ -134,10 +140,12 @@ def train_model(task: str, params: Params, root: Path, run_id: str, data_recipe:
     monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_SECONDS, tracking_uri=client.tracking_uri)
     monitor.start()  # MLflow's system metrics (system/cpu_utilization_percentage, memory, ...) while it trains
     try:
+        start = None if pretrained is None else checkpoint_path(root, pretrained)  # a pretrain stage's checkpoint
         if nproc == 1:
-            train_and_save(task, params, root, out_dir, state_file, distributed.Events(handler=on_event))
+            train_and_save(task, params, root, out_dir, state_file, distributed.Events(handler=on_event), start=start)
         else:  # not resumable yet: each rank's random state would have to be saved with the rest
-            distributed.launch(nproc, device, train_and_save, (task, params, root, out_dir, None), on_event)
+            target = functools.partial(train_and_save, start=start)
+            distributed.launch(nproc, device, target, (task, params, root, out_dir, None), on_event)
     finally:
         monitor.finish()
     log_metrics(

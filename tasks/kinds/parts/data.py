@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
-from tasks.defaults import LENGTH_KEYS, resolved_section
+from tasks.defaults import LENGTH_KEYS, is_auto, resolved_section
 from tasks.kinds.base import SPLIT_FILE_KEYS, auto_keys, resolve
 
 
@@ -16,6 +16,10 @@ class DataPart(ABC):
     generator: ClassVar[str]  # 'module:function(out_dir, **builtin_arguments) -> summary': the built-in data
     importer: ClassVar[str]  # 'module:function(source, out_dir, **import_arguments) -> summary': the user's data
     manifest_layouts: ClassVar[tuple[str, ...]] = ()  # import layouts whose file names other files beside it
+    # 'module:function(source, out_dir) -> summary': copies pretrain.source's unlabelled data into the prepared data
+    # (None: the kind has no pretrain stage)
+    unlabelled_importer: ClassVar[str | None] = None
+    pretrain_objective: ClassVar[str | None] = None  # what pretrain.objective `auto` means for the kind
 
     def builtin_arguments(self, section, seed: int) -> dict:
         """The generator's arguments: the built-in data section, the seed and what else shapes the files."""
@@ -57,11 +61,18 @@ class DataPart(ABC):
         keys = set(auto_keys(section)) - set(LENGTH_KEYS)
         if not keys:
             return section, {}
-        values = self.auto_values(section, data_dir, tokenizer)
+        values = self.auto_values(section, data_dir, tokenizer) | self.objective_value(section)
         left = keys - set(values)
         if left:
             raise ValueError(f"{self.name}: no rule resolves {', '.join(sorted(left))} (a bug: see tasks/defaults.py)")
         return resolved_section(section, values), values
+
+    def objective_value(self, section) -> dict:
+        """pretrain.objective when it says `auto`: the kind's own objective (pretrain_objective)."""
+        pretrain = getattr(section, "pretrain", None)
+        if pretrain is None or not is_auto(pretrain.objective):
+            return {}
+        return {"pretrain.objective": self.pretrain_objective}
 
     @abstractmethod
     def load_splits(self, data_dir: Path, section, seed: int, tokenizer):
